@@ -1,0 +1,461 @@
+//! The stopwatch's behaviour as a plain state machine.
+//!
+//! Nothing here knows about QEMU. The device's environment (its clock, its
+//! interrupt line, its timer, its pass-through memory and the guest-error
+//! log) is injected through [`Environment`], as rust-vmm's `vm-superio`
+//! does, so every rule of the device is unit-tested on the host and the QEMU
+//! glue (`qemu-device/src/device.rs`) only forwards callbacks. The same type
+//! is the reference model for differential testing of the real device.
+//!
+//! The interface itself (offsets, codes, limits) comes from
+//! [`stopwatch_abi`]; `docs/interface.md` describes the behaviour in prose.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+mod access;
+mod error;
+mod text;
+
+use stopwatch_abi::{
+    shared, time_page, Command, Status, TimeSnapshot, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS,
+    NANOS_PER_SEC,
+};
+
+pub use access::{decode, Access, Half, Register};
+pub use error::GuestError;
+pub use text::{format_elapsed, ElapsedText};
+
+/// The pass-through memory (region 0), as the device sees it.
+///
+/// The guest may touch the same memory at any time from another thread, so
+/// the QEMU implementation uses atomic accesses; offsets are byte offsets
+/// into the region and always naturally aligned.
+pub trait SharedMemory {
+    /// Reads a little-endian `u64`.
+    fn read_u64(&self, offset: u64) -> u64;
+    /// Writes a little-endian `u64`.
+    fn write_u64(&mut self, offset: u64, value: u64);
+    /// Writes a little-endian `u32`.
+    fn write_u32(&mut self, offset: u64, value: u32);
+    /// Writes bytes.
+    fn write_bytes(&mut self, offset: u64, bytes: &[u8]);
+    /// Orders all writes before it before all writes after it, as seen by
+    /// the guest (a release fence).
+    fn write_barrier(&mut self);
+}
+
+/// Everything the device needs from the machine it is plugged into.
+pub trait Environment {
+    /// The device clock: QEMU's virtual clock, in nanoseconds. It is
+    /// deterministic under qtest and stops while the VM is stopped.
+    fn now_ns(&self) -> u64;
+    /// Sets the level of the timeout interrupt line.
+    fn set_irq(&mut self, level: bool);
+    /// Arms the one-shot timer: [`Stopwatch::timer_expired`] is called once
+    /// the clock reaches `deadline_ns`.
+    fn arm_timer(&mut self, deadline_ns: u64);
+    /// Disarms the timer.
+    fn cancel_timer(&mut self);
+    /// Reports a guest mistake (QEMU logs it with `-d guest_errors`).
+    fn guest_error(&mut self, error: GuestError);
+    /// The pass-through memory.
+    fn shared_memory(&mut self) -> &mut dyn SharedMemory;
+    /// Device clock minus the guest's virtual counter in nanoseconds. Zero
+    /// on QEMU's Arm boards, whose generic timer counts the virtual clock.
+    fn guest_counter_offset_ns(&self) -> i64 {
+        0
+    }
+}
+
+/// Where the timeout is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// No timeout; the interrupt line is low.
+    Idle,
+    /// Armed, firing at `deadline_ns`; the line is still low.
+    Armed {
+        /// Device-clock time of expiry.
+        deadline_ns: u64,
+    },
+    /// Expired; the line is high until TIMEOUT_ACK or RESET.
+    Fired,
+}
+
+impl Timeout {
+    /// The interrupt line's level in this state.
+    pub const fn irq_level(self) -> bool {
+        matches!(self, Timeout::Fired)
+    }
+}
+
+/// The device's whole state, as migration carries it.
+///
+/// Plain integers, so that the QEMU glue can describe it to the migration
+/// stream; [`Stopwatch::restore`] validates it on the way back in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SavedState {
+    /// [`Status`] code.
+    pub status: u64,
+    /// Nanoseconds of completed runs.
+    pub accumulated_ns: u64,
+    /// Start of the current run (device clock), if running.
+    pub run_start_ns: u64,
+    /// 0: idle, 1: armed, 2: fired (the interrupt line is high).
+    pub timeout_state: u8,
+    /// Deadline of an armed timeout.
+    pub timeout_deadline_ns: u64,
+    /// Time page sequence counter (always even between writes).
+    pub sequence: u32,
+}
+
+/// A [`SavedState`] that no device could have produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The status code is not a [`Status`].
+    BadStatus(u64),
+    /// The timeout state is not 0, 1 or 2.
+    BadTimeoutState(u8),
+    /// The sequence counter is odd (saved in the middle of a write).
+    OddSequence(u32),
+}
+
+impl core::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RestoreError::BadStatus(code) => write!(f, "invalid status code {code}"),
+            RestoreError::BadTimeoutState(state) => write!(f, "invalid timeout state {state}"),
+            RestoreError::OddSequence(seq) => write!(f, "odd time page sequence {seq}"),
+        }
+    }
+}
+
+/// The stopwatch device's state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopwatch {
+    status: Status,
+    /// Nanoseconds of all completed runs.
+    accumulated_ns: u64,
+    /// Device-clock start of the current run; meaningful while running.
+    run_start_ns: u64,
+    timeout: Timeout,
+    /// The time page's sequence counter, even between writes.
+    sequence: u32,
+}
+
+impl Default for Stopwatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stopwatch {
+    /// A stopwatch at zero, stopped, with no timeout.
+    pub const fn new() -> Self {
+        Stopwatch {
+            status: Status::Reset,
+            accumulated_ns: 0,
+            run_start_ns: 0,
+            timeout: Timeout::Idle,
+            sequence: 0,
+        }
+    }
+
+    /// The status, as the STATUS register reads it.
+    pub const fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The timeout's state.
+    pub const fn timeout(&self) -> Timeout {
+        self.timeout
+    }
+
+    /// The interrupt line's level.
+    pub const fn irq_level(&self) -> bool {
+        self.timeout.irq_level()
+    }
+
+    /// What the time page publishes.
+    pub const fn snapshot(&self, clock_offset_ns: i64) -> TimeSnapshot {
+        TimeSnapshot {
+            status: self.status,
+            accumulated_ns: self.accumulated_ns,
+            run_start_ns: self.run_start_ns,
+            clock_offset_ns,
+            timeout_deadline_ns: match self.timeout {
+                Timeout::Armed { deadline_ns } => deadline_ns,
+                Timeout::Idle | Timeout::Fired => 0,
+            },
+        }
+    }
+
+    /// Elapsed nanoseconds at device-clock time `now_ns`.
+    pub const fn elapsed_ns(&self, now_ns: u64) -> u64 {
+        self.snapshot(0).elapsed_ns(now_ns)
+    }
+
+    /// Power-on and system reset: the state at creation. Like the
+    /// original, `start_at_boot` means RESET then START.
+    pub fn power_on_reset(&mut self, env: &mut dyn Environment, start_at_boot: bool) {
+        // Keep the sequence counter: a guest reading the page across a
+        // reset must see it change.
+        let sequence = self.sequence;
+        *self = Stopwatch {
+            sequence,
+            ..Stopwatch::new()
+        };
+        env.cancel_timer();
+        env.set_irq(false);
+        if start_at_boot {
+            self.status = Status::Running;
+            self.run_start_ns = env.now_ns();
+        }
+        self.publish(env);
+    }
+
+    /// A guest write to the register region.
+    pub fn write(&mut self, env: &mut dyn Environment, offset: u64, value: u64, size: u32) {
+        let access = match decode(offset, size) {
+            Ok(access) => access,
+            Err(error) => return env.guest_error(error),
+        };
+        match (access.register, access.half) {
+            (Register::Status, _) => env.guest_error(GuestError::WriteToStatus { value }),
+            (Register::Command, Half::Upper) => {
+                env.guest_error(GuestError::WriteToCommandUpperHalf { value })
+            }
+            (Register::Command, Half::Whole | Half::Lower) => self.command(env, value),
+        }
+    }
+
+    /// A guest read of the register region.
+    pub fn read(&self, env: &mut dyn Environment, offset: u64, size: u32) -> u64 {
+        let access = match decode(offset, size) {
+            Ok(access) => access,
+            Err(error) => {
+                env.guest_error(error);
+                return 0;
+            }
+        };
+        match (access.register, access.half) {
+            (Register::Command, _) => {
+                env.guest_error(GuestError::ReadOfCommand);
+                0
+            }
+            // The status code fits the lower half; the upper half reads 0.
+            (Register::Status, Half::Whole | Half::Lower) => self.status.code(),
+            (Register::Status, Half::Upper) => 0,
+        }
+    }
+
+    /// Executes a command code written to COMMAND.
+    pub fn command(&mut self, env: &mut dyn Environment, code: u64) {
+        let Some(command) = Command::from_code(code) else {
+            return env.guest_error(GuestError::UnknownCommand { code });
+        };
+        let result = match command {
+            Command::Reset => {
+                self.reset(env);
+                Ok(())
+            }
+            Command::Start => self.start(env),
+            Command::Pause => self.pause(env),
+            Command::Update => {
+                self.update(env);
+                Ok(())
+            }
+            Command::Timeout => self.arm_timeout_secs(env),
+            Command::TimeoutNs => self.arm_timeout_ns(env),
+            Command::TimeoutAck => self.acknowledge_timeout(env),
+        };
+        match result {
+            Ok(()) => self.publish(env),
+            Err(error) => env.guest_error(error),
+        }
+    }
+
+    /// The timer reached its deadline.
+    pub fn timer_expired(&mut self, env: &mut dyn Environment) {
+        let Timeout::Armed { deadline_ns } = self.timeout else {
+            // Disarmed while the callback was already queued: nothing to do.
+            return;
+        };
+        if env.now_ns() < deadline_ns {
+            // Never fire early, whatever the timer says.
+            return env.arm_timer(deadline_ns);
+        }
+        self.timeout = Timeout::Fired;
+        env.set_irq(true);
+        self.publish(env);
+    }
+
+    /// The state for migration.
+    pub const fn save(&self) -> SavedState {
+        let (timeout_state, timeout_deadline_ns) = match self.timeout {
+            Timeout::Idle => (0, 0),
+            Timeout::Armed { deadline_ns } => (1, deadline_ns),
+            Timeout::Fired => (2, 0),
+        };
+        SavedState {
+            status: self.status.code(),
+            accumulated_ns: self.accumulated_ns,
+            run_start_ns: self.run_start_ns,
+            timeout_state,
+            timeout_deadline_ns,
+            sequence: self.sequence,
+        }
+    }
+
+    /// The state after migration: validates `saved`, then re-arms the
+    /// timer, sets the interrupt line and rewrites the time page.
+    pub fn restore(
+        env: &mut dyn Environment,
+        saved: &SavedState,
+    ) -> Result<Stopwatch, RestoreError> {
+        let status = Status::from_code(saved.status).ok_or(RestoreError::BadStatus(saved.status))?;
+        let timeout = match saved.timeout_state {
+            0 => Timeout::Idle,
+            1 => Timeout::Armed {
+                deadline_ns: saved.timeout_deadline_ns,
+            },
+            2 => Timeout::Fired,
+            other => return Err(RestoreError::BadTimeoutState(other)),
+        };
+        if saved.sequence % 2 != 0 {
+            return Err(RestoreError::OddSequence(saved.sequence));
+        }
+        let mut stopwatch = Stopwatch {
+            status,
+            accumulated_ns: saved.accumulated_ns,
+            run_start_ns: saved.run_start_ns,
+            timeout,
+            sequence: saved.sequence,
+        };
+        match timeout {
+            // A deadline already passed fires at once.
+            Timeout::Armed { deadline_ns } => env.arm_timer(deadline_ns),
+            Timeout::Idle | Timeout::Fired => env.cancel_timer(),
+        }
+        env.set_irq(timeout.irq_level());
+        stopwatch.publish(env);
+        Ok(stopwatch)
+    }
+
+    fn reset(&mut self, env: &mut dyn Environment) {
+        self.status = Status::Reset;
+        self.accumulated_ns = 0;
+        self.run_start_ns = 0;
+        // Unlike the original, RESET also ends any timeout.
+        match self.timeout {
+            Timeout::Idle => {}
+            Timeout::Armed { .. } => env.cancel_timer(),
+            Timeout::Fired => env.set_irq(false),
+        }
+        self.timeout = Timeout::Idle;
+    }
+
+    fn start(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        if self.status == Status::Running {
+            return Err(GuestError::StartWhileRunning);
+        }
+        self.status = Status::Running;
+        self.run_start_ns = env.now_ns();
+        Ok(())
+    }
+
+    fn pause(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        match self.status {
+            Status::Running => {
+                let now_ns = env.now_ns();
+                self.accumulated_ns = self.elapsed_ns(now_ns);
+                self.status = Status::Paused;
+                Ok(())
+            }
+            // As in the original, pausing a paused stopwatch does nothing.
+            Status::Paused => Ok(()),
+            Status::Reset => Err(GuestError::PauseWhileReset),
+        }
+    }
+
+    fn update(&mut self, env: &mut dyn Environment) {
+        let text = format_elapsed(self.elapsed_ns(env.now_ns()));
+        let memory = env.shared_memory();
+        memory.write_bytes(shared::DATA, text.as_bytes_with_nul());
+        memory.write_u64(shared::DATA_LEN, text.len_with_nul() as u64);
+    }
+
+    fn arm_timeout_secs(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        let seconds = env.shared_memory().read_u64(shared::DATA_LEN);
+        if !(1..=MAX_TIMEOUT_SECS).contains(&seconds) {
+            return Err(GuestError::TimeoutOutOfRange {
+                seconds,
+                max: MAX_TIMEOUT_SECS,
+            });
+        }
+        self.arm_timeout(env, seconds * NANOS_PER_SEC)
+    }
+
+    fn arm_timeout_ns(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        let nanoseconds = env.shared_memory().read_u64(shared::DATA_LEN);
+        if !(1..=MAX_TIMEOUT_NS).contains(&nanoseconds) {
+            return Err(GuestError::TimeoutNsOutOfRange {
+                nanoseconds,
+                max: MAX_TIMEOUT_NS,
+            });
+        }
+        self.arm_timeout(env, nanoseconds)
+    }
+
+    fn arm_timeout(&mut self, env: &mut dyn Environment, duration_ns: u64) -> Result<(), GuestError> {
+        if self.timeout != Timeout::Idle {
+            return Err(GuestError::TimeoutAlreadyPending);
+        }
+        let deadline_ns = env.now_ns().saturating_add(duration_ns);
+        self.timeout = Timeout::Armed { deadline_ns };
+        env.arm_timer(deadline_ns);
+        Ok(())
+    }
+
+    fn acknowledge_timeout(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        match self.timeout {
+            Timeout::Idle => return Err(GuestError::AckWithoutTimeout),
+            // As in the original, acknowledging also ends an armed timeout.
+            Timeout::Armed { .. } => env.cancel_timer(),
+            Timeout::Fired => env.set_irq(false),
+        }
+        self.timeout = Timeout::Idle;
+        Ok(())
+    }
+
+    /// Rewrites the time page under its sequence counter (see
+    /// [`stopwatch_abi::time_page`]).
+    fn publish(&mut self, env: &mut dyn Environment) {
+        let snapshot = self.snapshot(env.guest_counter_offset_ns());
+        let page = |offset| shared::TIME_PAGE + offset;
+        let memory = env.shared_memory();
+
+        self.sequence = self.sequence.wrapping_add(1);
+        memory.write_u32(page(time_page::SEQUENCE), self.sequence);
+        memory.write_barrier();
+        memory.write_u32(page(time_page::MAGIC_OFFSET), time_page::MAGIC);
+        memory.write_u32(page(time_page::VERSION_OFFSET), time_page::VERSION);
+        memory.write_u32(page(time_page::STATUS), snapshot.status.code() as u32);
+        memory.write_u64(page(time_page::ACCUMULATED_NS), snapshot.accumulated_ns);
+        memory.write_u64(page(time_page::RUN_START_NS), snapshot.run_start_ns);
+        memory.write_u64(
+            page(time_page::CLOCK_OFFSET_NS),
+            snapshot.clock_offset_ns as u64,
+        );
+        memory.write_u64(
+            page(time_page::TIMEOUT_DEADLINE_NS),
+            snapshot.timeout_deadline_ns,
+        );
+        memory.write_barrier();
+        self.sequence = self.sequence.wrapping_add(1);
+        memory.write_u32(page(time_page::SEQUENCE), self.sequence);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,698 @@
+//! Host tests of every rule of the device, with a fake environment.
+
+use stopwatch_abi::{regs, shared, time_page, Command, Status};
+
+use super::*;
+
+/// A fake machine: a clock the test moves, a recorded interrupt line and
+/// timer, recorded guest errors and a plain byte array as shared memory.
+struct FakeEnv {
+    now_ns: u64,
+    irq: bool,
+    timer: Option<u64>,
+    errors: Vec<GuestError>,
+    memory: FakeMemory,
+}
+
+struct FakeMemory {
+    bytes: Vec<u8>,
+    /// Every u32 written to the time page's SEQUENCE, in order.
+    sequence_writes: Vec<u32>,
+    barriers: usize,
+}
+
+impl SharedMemory for FakeMemory {
+    fn read_u64(&self, offset: u64) -> u64 {
+        let at = offset as usize;
+        u64::from_le_bytes(self.bytes[at..at + 8].try_into().unwrap())
+    }
+    fn write_u64(&mut self, offset: u64, value: u64) {
+        self.write_bytes(offset, &value.to_le_bytes());
+    }
+    fn write_u32(&mut self, offset: u64, value: u32) {
+        if offset == shared::TIME_PAGE + time_page::SEQUENCE {
+            self.sequence_writes.push(value);
+        }
+        self.write_bytes(offset, &value.to_le_bytes());
+    }
+    fn write_bytes(&mut self, offset: u64, bytes: &[u8]) {
+        let at = offset as usize;
+        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    fn write_barrier(&mut self) {
+        self.barriers += 1;
+    }
+}
+
+impl Environment for FakeEnv {
+    fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+    fn set_irq(&mut self, level: bool) {
+        self.irq = level;
+    }
+    fn arm_timer(&mut self, deadline_ns: u64) {
+        self.timer = Some(deadline_ns);
+    }
+    fn cancel_timer(&mut self) {
+        self.timer = None;
+    }
+    fn guest_error(&mut self, error: GuestError) {
+        self.errors.push(error);
+    }
+    fn shared_memory(&mut self) -> &mut dyn SharedMemory {
+        &mut self.memory
+    }
+}
+
+impl FakeEnv {
+    fn new() -> Self {
+        FakeEnv {
+            now_ns: 1_000,
+            irq: false,
+            timer: None,
+            errors: Vec::new(),
+            memory: FakeMemory {
+                bytes: vec![0; shared::SIZE as usize],
+                sequence_writes: Vec::new(),
+                barriers: 0,
+            },
+        }
+    }
+
+    fn read_u32(&self, offset: u64) -> u32 {
+        let at = offset as usize;
+        u32::from_le_bytes(self.memory.bytes[at..at + 4].try_into().unwrap())
+    }
+
+    fn page_u32(&self, field: u64) -> u32 {
+        self.read_u32(shared::TIME_PAGE + field)
+    }
+
+    fn page_u64(&self, field: u64) -> u64 {
+        self.memory.read_u64(shared::TIME_PAGE + field)
+    }
+
+    /// The `data` text, as the guest reads it after UPDATE.
+    fn data_text(&self) -> String {
+        let len = self.memory.read_u64(shared::DATA_LEN) as usize;
+        let start = shared::DATA as usize;
+        let with_nul = &self.memory.bytes[start..start + len];
+        assert_eq!(with_nul.last(), Some(&0), "data must end with its NUL");
+        String::from_utf8(with_nul[..len - 1].to_vec()).unwrap()
+    }
+
+    fn set_data_len(&mut self, value: u64) {
+        self.memory.write_u64(shared::DATA_LEN, value);
+    }
+
+    /// Runs the timer if the clock has reached it, as QEMU would.
+    fn advance(&mut self, stopwatch: &mut Stopwatch, ns: u64) {
+        self.now_ns += ns;
+        if let Some(deadline) = self.timer {
+            if self.now_ns >= deadline {
+                self.timer = None;
+                stopwatch.timer_expired(self);
+            }
+        }
+    }
+}
+
+fn powered_on(start_at_boot: bool) -> (Stopwatch, FakeEnv) {
+    let mut env = FakeEnv::new();
+    let mut stopwatch = Stopwatch::new();
+    stopwatch.power_on_reset(&mut env, start_at_boot);
+    (stopwatch, env)
+}
+
+fn run(stopwatch: &mut Stopwatch, env: &mut FakeEnv, command: Command) {
+    stopwatch.write(env, regs::COMMAND, command.code(), 8);
+}
+
+fn update_text(stopwatch: &mut Stopwatch, env: &mut FakeEnv) -> String {
+    run(stopwatch, env, Command::Update);
+    env.data_text()
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+#[test]
+fn power_on_resets_then_starts_when_asked() {
+    let (stopwatch, env) = powered_on(true);
+    assert_eq!(stopwatch.status(), Status::Running);
+    assert_eq!(stopwatch.read(&mut FakeEnv::new(), regs::STATUS, 8), 0);
+    assert!(env.errors.is_empty());
+
+    let (stopwatch, _) = powered_on(false);
+    assert_eq!(stopwatch.status(), Status::Reset);
+}
+
+#[test]
+fn every_status_transition() {
+    let (mut sw, mut env) = powered_on(false);
+    let status = |sw: &Stopwatch| sw.read(&mut FakeEnv::new(), regs::STATUS, 8);
+
+    run(&mut sw, &mut env, Command::Start);
+    assert_eq!(status(&sw), Status::Running.code());
+    env.advance(&mut sw, SECOND);
+    run(&mut sw, &mut env, Command::Pause);
+    assert_eq!(status(&sw), Status::Paused.code());
+    // Pausing a paused stopwatch does nothing, as in the original.
+    run(&mut sw, &mut env, Command::Pause);
+    assert_eq!(status(&sw), Status::Paused.code());
+    env.advance(&mut sw, 7 * SECOND);
+    run(&mut sw, &mut env, Command::Start);
+    assert_eq!(status(&sw), Status::Running.code());
+    env.advance(&mut sw, SECOND / 2);
+    assert_eq!(sw.elapsed_ns(env.now_ns), SECOND + SECOND / 2);
+    run(&mut sw, &mut env, Command::Reset);
+    assert_eq!(status(&sw), Status::Reset.code());
+    assert_eq!(sw.elapsed_ns(env.now_ns), 0);
+    run(&mut sw, &mut env, Command::Reset);
+    assert_eq!(status(&sw), Status::Reset.code());
+    assert!(env.errors.is_empty(), "{:?}", env.errors);
+}
+
+#[test]
+fn update_writes_the_original_text_at_nanosecond_resolution() {
+    let (mut sw, mut env) = powered_on(false);
+    assert_eq!(update_text(&mut sw, &mut env), "0.00 seconds");
+    assert_eq!(env.memory.read_u64(shared::DATA_LEN), 13);
+
+    run(&mut sw, &mut env, Command::Start);
+    env.advance(&mut sw, 1_500_000_000);
+    assert_eq!(update_text(&mut sw, &mut env), "1.50 seconds");
+    env.advance(&mut sw, 4_999_999);
+    assert_eq!(update_text(&mut sw, &mut env), "1.50 seconds");
+    env.advance(&mut sw, 1);
+    // 1.505 s is just below 1.505 in binary: printf("%.2f") gives 1.50 too.
+    assert_eq!(update_text(&mut sw, &mut env), "1.50 seconds");
+    env.advance(&mut sw, 1_000_000);
+    assert_eq!(update_text(&mut sw, &mut env), "1.51 seconds");
+    env.advance(&mut sw, 10 * SECOND);
+    assert_eq!(update_text(&mut sw, &mut env), "11.51 seconds");
+}
+
+#[test]
+fn text_of_extreme_values_fits() {
+    assert_eq!(format_elapsed(0).as_str(), "0.00 seconds");
+    assert_eq!(format_elapsed(5_000_000).as_str(), "0.01 seconds");
+    assert_eq!(format_elapsed(4_999_999).as_str(), "0.00 seconds");
+    let longest = format_elapsed(u64::MAX);
+    assert_eq!(longest.as_str(), "18446744073.71 seconds");
+    assert_eq!(longest.len_with_nul(), 23);
+}
+
+#[test]
+fn timeout_fires_exactly_at_its_deadline_and_ack_lowers_it() {
+    let (mut sw, mut env) = powered_on(false);
+    env.set_data_len(1);
+    let armed_at = env.now_ns;
+    run(&mut sw, &mut env, Command::Timeout);
+    assert_eq!(env.timer, Some(armed_at + SECOND));
+    assert_eq!(
+        env.page_u64(time_page::TIMEOUT_DEADLINE_NS),
+        armed_at + SECOND
+    );
+
+    env.advance(&mut sw, SECOND - 1);
+    assert!(!env.irq, "must not fire one nanosecond early");
+    // A timer callback that comes early does not fire the timeout either.
+    sw.timer_expired(&mut env);
+    assert!(!env.irq);
+    assert_eq!(env.timer, Some(armed_at + SECOND));
+
+    env.advance(&mut sw, 1);
+    assert!(env.irq);
+    assert_eq!(sw.timeout(), Timeout::Fired);
+    assert_eq!(env.page_u64(time_page::TIMEOUT_DEADLINE_NS), 0);
+
+    run(&mut sw, &mut env, Command::TimeoutAck);
+    assert!(!env.irq);
+    assert_eq!(sw.timeout(), Timeout::Idle);
+    assert!(env.errors.is_empty(), "{:?}", env.errors);
+}
+
+#[test]
+fn timeout_in_nanoseconds() {
+    let (mut sw, mut env) = powered_on(false);
+    env.set_data_len(250_000);
+    let armed_at = env.now_ns;
+    run(&mut sw, &mut env, Command::TimeoutNs);
+    assert_eq!(env.timer, Some(armed_at + 250_000));
+    env.advance(&mut sw, 250_000);
+    assert!(env.irq);
+}
+
+#[test]
+fn ack_of_an_armed_timeout_cancels_it() {
+    let (mut sw, mut env) = powered_on(false);
+    env.set_data_len(2);
+    run(&mut sw, &mut env, Command::Timeout);
+    run(&mut sw, &mut env, Command::TimeoutAck);
+    assert_eq!(env.timer, None);
+    env.advance(&mut sw, 3 * SECOND);
+    assert!(!env.irq);
+    assert!(env.errors.is_empty());
+}
+
+#[test]
+fn reset_cancels_a_pending_timeout_and_lowers_the_interrupt() {
+    let (mut sw, mut env) = powered_on(true);
+    env.set_data_len(1);
+    run(&mut sw, &mut env, Command::Timeout);
+    run(&mut sw, &mut env, Command::Reset);
+    assert_eq!(env.timer, None);
+    env.advance(&mut sw, 2 * SECOND);
+    assert!(!env.irq);
+
+    run(&mut sw, &mut env, Command::Timeout);
+    env.advance(&mut sw, SECOND);
+    assert!(env.irq);
+    run(&mut sw, &mut env, Command::Reset);
+    assert!(!env.irq);
+    assert_eq!(sw.timeout(), Timeout::Idle);
+}
+
+#[test]
+fn system_reset_returns_to_power_on_state() {
+    let (mut sw, mut env) = powered_on(false);
+    run(&mut sw, &mut env, Command::Start);
+    env.set_data_len(1);
+    run(&mut sw, &mut env, Command::Timeout);
+    env.advance(&mut sw, 2 * SECOND);
+    assert!(env.irq);
+    sw.power_on_reset(&mut env, false);
+    assert_eq!(sw.status(), Status::Reset);
+    assert_eq!(sw.elapsed_ns(env.now_ns), 0);
+    assert!(!env.irq);
+    assert_eq!(env.timer, None);
+    assert_eq!(sw.timeout(), Timeout::Idle);
+}
+
+#[test]
+fn the_original_demo() {
+    // reset, start, 1 s, pause: 1 s; start, timeout 1, 2 s, timeout 1, 2 s:
+    // 5 s and two interrupts; reset: 0 s.
+    let (mut sw, mut env) = powered_on(true);
+    let mut interrupts = 0;
+    run(&mut sw, &mut env, Command::Reset);
+    run(&mut sw, &mut env, Command::Start);
+    env.advance(&mut sw, SECOND);
+    run(&mut sw, &mut env, Command::Pause);
+    assert_eq!(update_text(&mut sw, &mut env), "1.00 seconds");
+    run(&mut sw, &mut env, Command::Start);
+    for _ in 0..2 {
+        env.set_data_len(1);
+        run(&mut sw, &mut env, Command::Timeout);
+        for _ in 0..2 {
+            env.advance(&mut sw, SECOND);
+            if env.irq {
+                // The driver's interrupt handler.
+                interrupts += 1;
+                run(&mut sw, &mut env, Command::TimeoutAck);
+            }
+        }
+    }
+    assert_eq!(update_text(&mut sw, &mut env), "5.00 seconds");
+    assert_eq!(interrupts, 2);
+    run(&mut sw, &mut env, Command::Reset);
+    assert_eq!(update_text(&mut sw, &mut env), "0.00 seconds");
+    assert!(env.errors.is_empty(), "{:?}", env.errors);
+}
+
+#[test]
+fn thirty_two_bit_accesses() {
+    let (mut sw, mut env) = powered_on(false);
+    // writel(START, regs + COMMAND), as the original driver did.
+    sw.write(&mut env, regs::COMMAND, Command::Start.code(), 4);
+    assert_eq!(sw.status(), Status::Running);
+    assert_eq!(sw.read(&mut env, regs::STATUS, 4), Status::Running.code());
+    assert_eq!(sw.read(&mut env, regs::STATUS + 4, 4), 0);
+    sw.write(&mut env, regs::COMMAND, Command::Pause.code(), 4);
+    assert_eq!(sw.read(&mut env, regs::STATUS, 4), Status::Paused.code());
+    assert!(env.errors.is_empty(), "{:?}", env.errors);
+}
+
+/// Every guest mistake: the error it reports, and no change at all.
+#[test]
+fn every_guest_mistake_is_reported_and_changes_nothing() {
+    type Mistake = (&'static str, fn(&mut Stopwatch, &mut FakeEnv), GuestError);
+    let mistakes: [Mistake; 18] = [
+        (
+            "unknown offset",
+            |sw, env| sw.write(env, 0x10, 1, 8),
+            GuestError::UnknownOffset { offset: 0x10 },
+        ),
+        (
+            "unknown offset, read",
+            |sw, env| {
+                assert_eq!(sw.read(env, 0xff8, 8), 0);
+            },
+            GuestError::UnknownOffset { offset: 0xff8 },
+        ),
+        (
+            "read of command",
+            |sw, env| {
+                assert_eq!(sw.read(env, regs::COMMAND, 8), 0);
+            },
+            GuestError::ReadOfCommand,
+        ),
+        (
+            "write of status",
+            |sw, env| sw.write(env, regs::STATUS, 1, 8),
+            GuestError::WriteToStatus { value: 1 },
+        ),
+        (
+            "1-byte access",
+            |sw, env| sw.write(env, regs::COMMAND, 1, 1),
+            GuestError::BadAccessSize {
+                offset: 0,
+                size: 1,
+            },
+        ),
+        (
+            "2-byte read",
+            |sw, env| {
+                assert_eq!(sw.read(env, regs::STATUS, 2), 0);
+            },
+            GuestError::BadAccessSize {
+                offset: 8,
+                size: 2,
+            },
+        ),
+        (
+            "unaligned 8-byte access",
+            |sw, env| sw.write(env, 4, 1, 8),
+            GuestError::UnalignedAccess {
+                offset: 4,
+                size: 8,
+            },
+        ),
+        (
+            "unaligned 4-byte access",
+            |sw, env| sw.write(env, 2, 1, 4),
+            GuestError::UnalignedAccess {
+                offset: 2,
+                size: 4,
+            },
+        ),
+        (
+            "upper half of command",
+            |sw, env| sw.write(env, regs::COMMAND + 4, 1, 4),
+            GuestError::WriteToCommandUpperHalf { value: 1 },
+        ),
+        (
+            "unknown command",
+            |sw, env| run_code(sw, env, 7),
+            GuestError::UnknownCommand { code: 7 },
+        ),
+        (
+            "huge command",
+            |sw, env| run_code(sw, env, u64::MAX),
+            GuestError::UnknownCommand { code: u64::MAX },
+        ),
+        (
+            "start while running",
+            |sw, env| run(sw, env, Command::Start),
+            GuestError::StartWhileRunning,
+        ),
+        (
+            "timeout of 0",
+            |sw, env| {
+                env.set_data_len(0);
+                run(sw, env, Command::Timeout)
+            },
+            GuestError::TimeoutOutOfRange {
+                seconds: 0,
+                max: 10,
+            },
+        ),
+        (
+            "timeout over the maximum",
+            |sw, env| {
+                env.set_data_len(11);
+                run(sw, env, Command::Timeout)
+            },
+            GuestError::TimeoutOutOfRange {
+                seconds: 11,
+                max: 10,
+            },
+        ),
+        (
+            "timeout_ns of 0",
+            |sw, env| {
+                env.set_data_len(0);
+                run(sw, env, Command::TimeoutNs)
+            },
+            GuestError::TimeoutNsOutOfRange {
+                nanoseconds: 0,
+                max: 10 * SECOND,
+            },
+        ),
+        (
+            "timeout_ns over the maximum",
+            |sw, env| {
+                env.set_data_len(10 * SECOND + 1);
+                run(sw, env, Command::TimeoutNs)
+            },
+            GuestError::TimeoutNsOutOfRange {
+                nanoseconds: 10 * SECOND + 1,
+                max: 10 * SECOND,
+            },
+        ),
+        (
+            "ack with nothing pending",
+            |sw, env| run(sw, env, Command::TimeoutAck),
+            GuestError::AckWithoutTimeout,
+        ),
+        (
+            "write of status, 4 bytes",
+            |sw, env| sw.write(env, regs::STATUS, 2, 4),
+            GuestError::WriteToStatus { value: 2 },
+        ),
+    ];
+    for (name, mistake, expected) in mistakes {
+        let (mut sw, mut env) = powered_on(true);
+        let before = sw.clone();
+        let memory_before = env.memory.bytes.clone();
+        mistake(&mut sw, &mut env);
+        assert_eq!(env.errors, [expected], "{name}");
+        assert_eq!(sw, before, "{name}: state changed");
+        // The mistake's own data_len write aside, memory is untouched.
+        assert_eq!(
+            env.memory.bytes[shared::DATA as usize..],
+            memory_before[shared::DATA as usize..],
+            "{name}: memory changed"
+        );
+        assert!(!format!("{expected}").is_empty());
+    }
+}
+
+fn run_code(sw: &mut Stopwatch, env: &mut FakeEnv, code: u64) {
+    sw.write(env, regs::COMMAND, code, 8);
+}
+
+#[test]
+fn mistakes_that_depend_on_state() {
+    let (mut sw, mut env) = powered_on(false);
+    run(&mut sw, &mut env, Command::Pause);
+    assert_eq!(env.errors, [GuestError::PauseWhileReset]);
+    assert_eq!(sw.status(), Status::Reset);
+
+    env.errors.clear();
+    env.set_data_len(1);
+    run(&mut sw, &mut env, Command::Timeout);
+    let armed = sw.clone();
+    run(&mut sw, &mut env, Command::Timeout);
+    run(&mut sw, &mut env, Command::TimeoutNs);
+    assert_eq!(
+        env.errors,
+        [
+            GuestError::TimeoutAlreadyPending,
+            GuestError::TimeoutAlreadyPending
+        ]
+    );
+    assert_eq!(sw, armed);
+
+    // Fired but not acknowledged still counts as pending.
+    env.errors.clear();
+    env.advance(&mut sw, SECOND);
+    let fired = sw.clone();
+    run(&mut sw, &mut env, Command::Timeout);
+    assert_eq!(env.errors, [GuestError::TimeoutAlreadyPending]);
+    assert_eq!(sw, fired);
+    assert!(env.irq);
+}
+
+#[test]
+fn time_page_is_written_under_an_even_sequence() {
+    let (mut sw, mut env) = powered_on(false);
+    assert_eq!(env.page_u32(time_page::MAGIC_OFFSET), time_page::MAGIC);
+    assert_eq!(env.page_u32(time_page::VERSION_OFFSET), time_page::VERSION);
+    assert_eq!(env.memory.sequence_writes, [1, 2]);
+    assert_eq!(env.memory.barriers, 2);
+
+    run(&mut sw, &mut env, Command::Start);
+    let started_at = env.now_ns;
+    assert_eq!(env.page_u32(time_page::SEQUENCE), 4);
+    assert_eq!(
+        env.page_u32(time_page::STATUS),
+        Status::Running.code() as u32
+    );
+    assert_eq!(env.page_u64(time_page::RUN_START_NS), started_at);
+    env.advance(&mut sw, 3 * SECOND);
+    run(&mut sw, &mut env, Command::Pause);
+    assert_eq!(env.page_u64(time_page::ACCUMULATED_NS), 3 * SECOND);
+    assert_eq!(
+        env.page_u32(time_page::STATUS),
+        Status::Paused.code() as u32
+    );
+    // Odd while writing, even after: every write is a pair.
+    for pair in env.memory.sequence_writes.chunks(2) {
+        assert_eq!(pair[0] % 2, 1);
+        assert_eq!(pair[1], pair[0] + 1);
+    }
+    // A mistake publishes nothing.
+    let writes = env.memory.sequence_writes.len();
+    run(&mut sw, &mut env, Command::Pause);
+    run_code(&mut sw, &mut env, 99);
+    assert_eq!(env.memory.sequence_writes.len(), writes + 2);
+}
+
+#[test]
+fn time_page_agrees_with_update() {
+    let (mut sw, mut env) = powered_on(true);
+    let read_page = |env: &FakeEnv| TimeSnapshot {
+        status: Status::from_code(u64::from(env.page_u32(time_page::STATUS))).unwrap(),
+        accumulated_ns: env.page_u64(time_page::ACCUMULATED_NS),
+        run_start_ns: env.page_u64(time_page::RUN_START_NS),
+        clock_offset_ns: env.page_u64(time_page::CLOCK_OFFSET_NS) as i64,
+        timeout_deadline_ns: env.page_u64(time_page::TIMEOUT_DEADLINE_NS),
+    };
+    let steps = [
+        (123_456_789, None),
+        (SECOND, Some(Command::Pause)),
+        (SECOND, None),
+        (7, Some(Command::Start)),
+        (2_500_000_000, None),
+        (1, Some(Command::Reset)),
+        (SECOND, Some(Command::Start)),
+        (999_999_999, None),
+    ];
+    for (step_ns, command) in steps {
+        env.advance(&mut sw, step_ns);
+        if let Some(command) = command {
+            run(&mut sw, &mut env, command);
+        }
+        let from_page = read_page(&env).elapsed_ns_at_counter(env.now_ns);
+        assert_eq!(from_page, sw.elapsed_ns(env.now_ns));
+        assert_eq!(
+            format_elapsed(from_page).as_str(),
+            update_text(&mut sw, &mut env)
+        );
+    }
+}
+
+#[test]
+fn migration_round_trip_keeps_everything() {
+    let (mut sw, mut env) = powered_on(true);
+    env.advance(&mut sw, 2 * SECOND);
+    run(&mut sw, &mut env, Command::Pause);
+    run(&mut sw, &mut env, Command::Start);
+    env.set_data_len(3);
+    run(&mut sw, &mut env, Command::Timeout);
+    let saved = sw.save();
+
+    // A new machine at the same virtual time.
+    let mut target = FakeEnv::new();
+    target.now_ns = env.now_ns;
+    let mut restored = Stopwatch::restore(&mut target, &saved).unwrap();
+    // Everything but the sequence, which the rewrite of the page advanced.
+    let expected = SavedState {
+        sequence: saved.sequence + 2,
+        ..saved
+    };
+    assert_eq!(restored.save(), expected);
+    assert_eq!(target.timer, env.timer);
+    assert!(!target.irq);
+    assert_eq!(target.page_u32(time_page::SEQUENCE), saved.sequence + 2);
+    assert_eq!(
+        target.page_u64(time_page::RUN_START_NS),
+        env.page_u64(time_page::RUN_START_NS)
+    );
+    // The pending timeout fires at its original deadline.
+    target.advance(&mut restored, 3 * SECOND - 1);
+    assert!(!target.irq);
+    target.advance(&mut restored, 1);
+    assert!(target.irq);
+
+    // A fired timeout comes back with its interrupt line high.
+    let mut again = FakeEnv::new();
+    let back = Stopwatch::restore(&mut again, &restored.save()).unwrap();
+    assert!(again.irq);
+    assert_eq!(back.timeout(), Timeout::Fired);
+}
+
+#[test]
+fn restore_rejects_impossible_states() {
+    let good = Stopwatch::new().save();
+    let mut env = FakeEnv::new();
+    let bad_status = SavedState { status: 3, ..good };
+    assert_eq!(
+        Stopwatch::restore(&mut env, &bad_status),
+        Err(RestoreError::BadStatus(3))
+    );
+    let bad_timeout = SavedState {
+        timeout_state: 9,
+        ..good
+    };
+    assert_eq!(
+        Stopwatch::restore(&mut env, &bad_timeout),
+        Err(RestoreError::BadTimeoutState(9))
+    );
+    let odd = SavedState {
+        sequence: 5,
+        ..good
+    };
+    assert_eq!(
+        Stopwatch::restore(&mut env, &odd),
+        Err(RestoreError::OddSequence(5))
+    );
+    assert!(!RestoreError::BadStatus(3).to_string().is_empty());
+}
+
+/// Random register traffic: no panic, and the invariants always hold.
+#[test]
+fn random_accesses_keep_the_invariants() {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        // xorshift64: deterministic, no dependency.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut sw, mut env) = powered_on(true);
+    for _ in 0..200_000 {
+        let choice = next();
+        let offset = [0, 4, 8, 12, 2, 16, 0xff8][(choice % 7) as usize];
+        let size = [1, 2, 4, 8, 8, 8][((choice >> 8) % 6) as usize];
+        let value = next() % 9;
+        match (choice >> 16) % 4 {
+            0 => {
+                let _ = sw.read(&mut env, offset, size);
+            }
+            1 => env.set_data_len(next() % 12),
+            2 => env.advance(&mut sw, next() % (2 * SECOND)),
+            _ => sw.write(&mut env, offset, value, size),
+        }
+        assert_eq!(env.irq, sw.irq_level());
+        assert_eq!(env.page_u32(time_page::SEQUENCE) % 2, 0);
+        match sw.timeout() {
+            Timeout::Armed { deadline_ns } => assert_eq!(env.timer, Some(deadline_ns)),
+            Timeout::Idle | Timeout::Fired => assert_eq!(env.timer, None),
+        }
+        assert!(sw.elapsed_ns(env.now_ns) <= env.now_ns);
+    }
+}

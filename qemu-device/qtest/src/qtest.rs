@@ -1,0 +1,212 @@
+//! A client of QEMU's qtest protocol over the child's stdin and stdout.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread,
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// How long one qtest command may take before the QEMU is declared hung.
+/// `-qtest stdio` never exits on its own, so every wait is bounded.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A change of an intercepted interrupt line, as qtest reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqEvent {
+    /// `IRQ raise N`
+    Raise(u32),
+    /// `IRQ lower N`
+    Lower(u32),
+}
+
+/// A QEMU process under qtest control; killed when dropped.
+pub struct Qtest {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    irq_events: Vec<IrqEvent>,
+}
+
+impl Qtest {
+    /// Starts `qemu` with `args` plus the qtest accelerator on stdio.
+    pub fn start(qemu: &Path, args: &[String]) -> Result<Qtest> {
+        let mut child = Command::new(qemu)
+            .args(["-accel", "qtest", "-qtest", "stdio", "-display", "none"])
+            .args(["-nodefaults", "-serial", "none", "-monitor", "none"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", qemu.display()))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Qtest {
+            child,
+            stdin,
+            lines,
+            irq_events: Vec::new(),
+        })
+    }
+
+    /// Sends one command and returns its answer after `OK` (or fails on
+    /// `FAIL`/`ERR`), collecting interrupt reports on the way.
+    pub fn command(&mut self, command: &str) -> Result<String> {
+        writeln!(self.stdin, "{command}")
+            .with_context(|| format!("sending `{command}`: QEMU has exited"))?;
+        loop {
+            let line = match self.lines.recv_timeout(ANSWER_TIMEOUT) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("QEMU did not answer `{command}` within {ANSWER_TIMEOUT:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait()?;
+                    bail!("QEMU exited ({status}) while answering `{command}`")
+                }
+            };
+            if let Some(event) = parse_irq_event(&line) {
+                self.irq_events.push(event);
+                continue;
+            }
+            return match line.strip_prefix("OK") {
+                Some(rest) => Ok(rest.trim().to_owned()),
+                None => Err(anyhow!("`{command}` failed: {line}")),
+            };
+        }
+    }
+
+    /// Interrupt changes reported since the last call.
+    pub fn take_irq_events(&mut self) -> Vec<IrqEvent> {
+        std::mem::take(&mut self.irq_events)
+    }
+
+    /// Reports changes of the device's `sysbus-irq` outputs from now on.
+    pub fn intercept_irqs(&mut self, qom_path: &str) -> Result<()> {
+        self.command(&format!("irq_intercept_out {qom_path} sysbus-irq"))
+            .map(drop)
+    }
+
+    /// Advances the virtual clock by exactly `ns`, running due timers;
+    /// returns the new clock.
+    pub fn clock_step(&mut self, ns: u64) -> Result<u64> {
+        parse_number(&self.command(&format!("clock_step {ns}"))?)
+    }
+
+    /// Sets the virtual clock forward to `ns`; returns the new clock.
+    pub fn clock_set(&mut self, ns: u64) -> Result<u64> {
+        parse_number(&self.command(&format!("clock_set {ns}"))?)
+    }
+
+    /// The virtual clock now.
+    pub fn clock(&mut self) -> Result<u64> {
+        self.clock_step(0)
+    }
+
+    /// An 8-byte guest-physical read.
+    pub fn readq(&mut self, address: u64) -> Result<u64> {
+        parse_number(&self.command(&format!("readq {address:#x}"))?)
+    }
+
+    /// A 4-byte guest-physical read.
+    pub fn readl(&mut self, address: u64) -> Result<u32> {
+        let value = parse_number(&self.command(&format!("readl {address:#x}"))?)?;
+        Ok(u32::try_from(value)?)
+    }
+
+    /// An 8-byte guest-physical write.
+    pub fn writeq(&mut self, address: u64, value: u64) -> Result<()> {
+        self.command(&format!("writeq {address:#x} {value:#x}"))
+            .map(drop)
+    }
+
+    /// A 4-byte guest-physical write.
+    pub fn writel(&mut self, address: u64, value: u32) -> Result<()> {
+        self.command(&format!("writel {address:#x} {value:#x}"))
+            .map(drop)
+    }
+
+    /// A 2-byte guest-physical write.
+    pub fn writew(&mut self, address: u64, value: u16) -> Result<()> {
+        self.command(&format!("writew {address:#x} {value:#x}"))
+            .map(drop)
+    }
+
+    /// A 1-byte guest-physical read.
+    pub fn readb(&mut self, address: u64) -> Result<u8> {
+        let value = parse_number(&self.command(&format!("readb {address:#x}"))?)?;
+        Ok(u8::try_from(value)?)
+    }
+
+    /// Reads `len` bytes of guest-physical memory.
+    pub fn read_bytes(&mut self, address: u64, len: usize) -> Result<Vec<u8>> {
+        let answer = self.command(&format!("read {address:#x} {len:#x}"))?;
+        let hex = answer
+            .strip_prefix("0x")
+            .ok_or_else(|| anyhow!("unexpected `read` answer {answer}"))?;
+        (0..hex.len())
+            .step_by(2)
+            .map(|at| Ok(u8::from_str_radix(&hex[at..at + 2], 16)?))
+            .collect()
+    }
+
+    /// True while the QEMU process is alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Qtest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_irq_event(line: &str) -> Option<IrqEvent> {
+    let rest = line.strip_prefix("IRQ ")?;
+    let (kind, number) = rest.split_once(' ')?;
+    let number = number.trim().parse().ok()?;
+    match kind {
+        "raise" => Some(IrqEvent::Raise(number)),
+        "lower" => Some(IrqEvent::Lower(number)),
+        _ => None,
+    }
+}
+
+fn parse_number(text: &str) -> Result<u64> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.with_context(|| format!("not a number: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_answers() {
+        assert_eq!(parse_number("0x1f").unwrap(), 31);
+        assert_eq!(parse_number("1500000000").unwrap(), 1_500_000_000);
+        assert!(parse_number("zz").is_err());
+        assert_eq!(parse_irq_event("IRQ raise 0"), Some(IrqEvent::Raise(0)));
+        assert_eq!(parse_irq_event("IRQ lower 3"), Some(IrqEvent::Lower(3)));
+        assert_eq!(parse_irq_event("OK"), None);
+    }
+}

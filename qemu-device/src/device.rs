@@ -1,0 +1,395 @@
+//! The QEMU side of the stopwatch: QOM type, memory regions, interrupt,
+//! timer, reset and migration, each forwarding to the state machine in
+//! [`stopwatch_model`]. Guest mistakes are logged, never fatal.
+
+use std::{
+    ffi::{CStr, CString},
+    pin::Pin,
+    ptr::NonNull,
+    sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering},
+};
+
+use bql::BqlRefCell;
+use common::uninit_field_mut;
+use hwcore::{
+    DeviceImpl, DeviceState, InterruptSource, ResetType, ResettablePhasesImpl, SysBusDevice,
+    SysBusDeviceClass, SysBusDeviceImpl, SysBusDeviceMethods,
+};
+use migration::{
+    self, impl_vmstate_struct, vmstate_fields, vmstate_of, VMStateDescription,
+    VMStateDescriptionBuilder,
+};
+use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
+use stopwatch_abi::{regs, shared};
+use stopwatch_model::{Environment, GuestError, SavedState, SharedMemory, Stopwatch};
+use system::{hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
+use util::{
+    log::Log,
+    log_mask_ln,
+    timer::{Timer, CLOCK_VIRTUAL},
+};
+
+/// The stopwatch device.
+///
+/// ```text
+///  * sysbus MMIO region 0: pass-through memory (RAM, no exit)
+///  * sysbus MMIO region 1: trapping registers
+///  * sysbus IRQ 0: timeout interrupt, level-high
+/// ```
+#[repr(C)]
+#[derive(qom::Object, hwcore::Device)]
+pub struct StopwatchState {
+    parent_obj: ParentField<SysBusDevice>,
+    /// Region 0, RAM shared with the guest. Created at realize, because its
+    /// RAM block needs the instance's name (RAM block names are global).
+    shared_memory: MemoryRegion,
+    /// Region 1, the trapping registers.
+    registers: MemoryRegion,
+    /// The timeout interrupt.
+    timeout_irq: InterruptSource,
+    /// Fires at the armed timeout's deadline, on the virtual clock.
+    timer: BqlRefCell<Timer>,
+    /// The device's behaviour and state.
+    stopwatch: BqlRefCell<Stopwatch>,
+    /// The state as the migration stream carries it, filled at pre-save and
+    /// read back at post-load.
+    migrated: BqlRefCell<MigratedState>,
+    /// As in the original: at power-on, RESET then START.
+    #[property(rename = "start_at_boot", default = true)]
+    start_at_boot: bool,
+}
+
+qom_isa!(StopwatchState: SysBusDevice, DeviceState, Object);
+
+// SAFETY: TYPE_NAME matches the Rust type, which embeds SysBusDevice first.
+unsafe impl ObjectType for StopwatchState {
+    type Class = <SysBusDevice as ObjectType>::Class;
+    const TYPE_NAME: &'static CStr = crate::TYPE_STOPWATCH;
+}
+
+impl ObjectImpl for StopwatchState {
+    type ParentType = SysBusDevice;
+
+    const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
+    const INSTANCE_POST_INIT: Option<fn(&Self)> = Some(Self::post_init);
+    const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
+}
+
+impl DeviceImpl for StopwatchState {
+    const VMSTATE: Option<VMStateDescription<Self>> = Some(VMSTATE_STOPWATCH);
+    const REALIZE: Option<fn(&Self) -> util::Result<()>> = Some(Self::realize);
+}
+
+impl ResettablePhasesImpl for StopwatchState {
+    const HOLD: Option<fn(&Self, ResetType)> = Some(Self::reset_hold);
+}
+
+impl SysBusDeviceImpl for StopwatchState {}
+
+impl StopwatchState {
+    fn class_init(klass: &mut SysBusDeviceClass) {
+        klass.class_init::<Self>();
+        // `-device stopwatch` on the command line: the board's platform bus
+        // maps it and generates its device-tree node at machine creation.
+        // There is no hotplug: the guest's device tree is already built.
+        klass.parent_class.user_creatable = true;
+        klass.parent_class.hotpluggable = false;
+    }
+
+    /// # Safety
+    ///
+    /// Called once by QOM, on a zeroed instance whose parent is initialized.
+    unsafe fn init(mut this: ParentInit<Self>) {
+        static REGISTER_OPS: MemoryRegionOps<StopwatchState> =
+            MemoryRegionOpsBuilder::<StopwatchState>::new()
+                .read(&StopwatchState::read)
+                .write(&StopwatchState::write)
+                .little_endian()
+                // Let every size and alignment through, so that the model
+                // logs a bad access instead of the memory core failing it.
+                .valid_sizes(1, 8)
+                .valid_unaligned()
+                .impl_sizes(1, 8)
+                .impl_unaligned()
+                .build();
+
+        MemoryRegion::init_io(
+            &mut uninit_field_mut!(*this, registers),
+            &REGISTER_OPS,
+            "stopwatch-registers",
+            regs::SIZE,
+        );
+        // SAFETY: the timer is initialized in post_init, before any use.
+        uninit_field_mut!(*this, timer).write(BqlRefCell::new(unsafe { Timer::new() }));
+        uninit_field_mut!(*this, stopwatch).write(BqlRefCell::new(Stopwatch::new()));
+        uninit_field_mut!(*this, migrated).write(BqlRefCell::new(MigratedState::default()));
+    }
+
+    fn post_init(&self) {
+        let mut timer = self.timer.borrow_mut();
+        // SAFETY: QOM objects never move once allocated, so the timer inside
+        // this one is pinned; `self` outlives the timer it contains.
+        let timer = unsafe { Pin::new_unchecked(&mut *timer) };
+        timer.init_full(None, CLOCK_VIRTUAL, Timer::NS, 0, Self::timer_expired, self);
+        self.init_irq(&self.timeout_irq);
+    }
+
+    fn realize(&self) -> util::Result<()> {
+        let name = CString::new(format!("{}.shared", self.instance_name()))
+            .expect("QOM names contain no NUL");
+        // SAFETY: `shared_memory` is a zeroed MemoryRegion owned by this
+        // device; the name is copied by QEMU; the object pointer is live.
+        unsafe {
+            util::Error::with_errp(|errp| {
+                system::bindings::memory_region_init_ram(
+                    self.shared_memory.as_mut_ptr(),
+                    self.as_object_mut_ptr().cast(),
+                    name.as_ptr(),
+                    shared::SIZE,
+                    std::ptr::from_mut(errp).cast(),
+                )
+            })?;
+        }
+        // The order of these calls is the order of the `reg` entries.
+        self.init_mmio(&self.shared_memory);
+        self.init_mmio(&self.registers);
+        Ok(())
+    }
+
+    /// The last component of the QOM path: the `id=` given to `-device`,
+    /// or a name like `device[0]`. Set before realize.
+    fn instance_name(&self) -> String {
+        // SAFETY: the object is live; the returned string belongs to it.
+        let component = unsafe {
+            system::bindings::object_get_canonical_path_component(self.as_object_ptr().cast())
+        };
+        if component.is_null() {
+            return String::from(crate::TYPE_STOPWATCH.to_string_lossy());
+        }
+        // SAFETY: a non-NULL result is a NUL-terminated string.
+        unsafe { CStr::from_ptr(component) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Runs `f` on the state machine with this device as its environment.
+    fn with_stopwatch<R>(&self, f: impl FnOnce(&mut Stopwatch, &mut QemuEnvironment) -> R) -> R {
+        let mut env = QemuEnvironment {
+            device: self,
+            memory: self.shared_ram(),
+        };
+        f(&mut self.stopwatch.borrow_mut(), &mut env)
+    }
+
+    fn shared_ram(&self) -> SharedRam {
+        // SAFETY: the region is a RAM region once realized, which every
+        // caller (register access, timer, reset, migration) comes after.
+        let base = unsafe { system::bindings::memory_region_get_ram_ptr(self.shared_memory.as_mut_ptr()) };
+        SharedRam {
+            base: NonNull::new(base.cast()).expect("realized stopwatch has its RAM"),
+        }
+    }
+
+    fn read(&self, offset: hwaddr, size: u32) -> u64 {
+        self.with_stopwatch(|stopwatch, env| stopwatch.read(env, offset, size))
+    }
+
+    fn write(&self, offset: hwaddr, value: u64, size: u32) {
+        self.with_stopwatch(|stopwatch, env| stopwatch.write(env, offset, value, size));
+    }
+
+    fn timer_expired(&self) {
+        self.with_stopwatch(|stopwatch, env| stopwatch.timer_expired(env));
+    }
+
+    fn reset_hold(&self, _type: ResetType) {
+        let start_at_boot = self.start_at_boot;
+        self.with_stopwatch(|stopwatch, env| stopwatch.power_on_reset(env, start_at_boot));
+    }
+
+    fn pre_save(&self) -> Result<(), migration::Infallible> {
+        *self.migrated.borrow_mut() = self.stopwatch.borrow().save().into();
+        Ok(())
+    }
+
+    fn post_load(&self, _version_id: u8) -> Result<(), migration::InvalidError> {
+        let saved = SavedState::from(&*self.migrated.borrow());
+        let mut env = QemuEnvironment {
+            device: self,
+            memory: self.shared_ram(),
+        };
+        match Stopwatch::restore(&mut env, &saved) {
+            Ok(restored) => {
+                *self.stopwatch.borrow_mut() = restored;
+                Ok(())
+            }
+            Err(error) => {
+                // Refuse the stream rather than run with an impossible state.
+                log_mask_ln!(
+                    Log::GuestError,
+                    "{}: migration stream rejected: {error}",
+                    self.instance_name()
+                );
+                Err(migration::InvalidError)
+            }
+        }
+    }
+}
+
+/// The state machine's view of QEMU.
+struct QemuEnvironment<'a> {
+    device: &'a StopwatchState,
+    memory: SharedRam,
+}
+
+impl Environment for QemuEnvironment<'_> {
+    fn now_ns(&self) -> u64 {
+        CLOCK_VIRTUAL.get_ns()
+    }
+
+    fn set_irq(&mut self, level: bool) {
+        self.device.timeout_irq.set(level);
+    }
+
+    fn arm_timer(&mut self, deadline_ns: u64) {
+        self.device.timer.borrow().modify(deadline_ns);
+    }
+
+    fn cancel_timer(&mut self) {
+        self.device.timer.borrow().delete();
+    }
+
+    fn guest_error(&mut self, error: GuestError) {
+        log_mask_ln!(
+            Log::GuestError,
+            "stopwatch {}: {error}",
+            self.device.instance_name()
+        );
+    }
+
+    fn shared_memory(&mut self) -> &mut dyn SharedMemory {
+        &mut self.memory
+    }
+}
+
+/// The pass-through RAM, written with atomic accesses: the guest's vCPU
+/// threads may read and write it at the same time as the device.
+struct SharedRam {
+    base: NonNull<u8>,
+}
+
+impl SharedRam {
+    /// # Safety
+    ///
+    /// `offset + size_of::<T>()` must lie within the region and `offset` be
+    /// aligned for `T`; the model only uses the ABI's aligned offsets.
+    unsafe fn at<T>(&self, offset: u64) -> *mut T {
+        debug_assert!(offset + std::mem::size_of::<T>() as u64 <= shared::SIZE);
+        debug_assert!(offset % std::mem::align_of::<T>() as u64 == 0);
+        // SAFETY: in bounds, per the caller.
+        unsafe { self.base.as_ptr().add(offset as usize).cast() }
+    }
+}
+
+impl SharedMemory for SharedRam {
+    fn read_u64(&self, offset: u64) -> u64 {
+        // SAFETY: an aligned, in-bounds u64 of live guest RAM.
+        let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
+        u64::from_le(word.load(Ordering::Relaxed))
+    }
+
+    fn write_u64(&mut self, offset: u64, value: u64) {
+        // SAFETY: an aligned, in-bounds u64 of live guest RAM.
+        let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
+        word.store(value.to_le(), Ordering::Relaxed);
+    }
+
+    fn write_u32(&mut self, offset: u64, value: u32) {
+        // SAFETY: an aligned, in-bounds u32 of live guest RAM.
+        let word = unsafe { AtomicU32::from_ptr(self.at(offset)) };
+        word.store(value.to_le(), Ordering::Relaxed);
+    }
+
+    fn write_bytes(&mut self, offset: u64, bytes: &[u8]) {
+        for (index, &byte) in bytes.iter().enumerate() {
+            // SAFETY: in bounds: the model writes at most DATA_CAPACITY
+            // bytes at DATA.
+            let cell = unsafe { AtomicU8::from_ptr(self.at(offset + index as u64)) };
+            cell.store(byte, Ordering::Relaxed);
+        }
+    }
+
+    fn write_barrier(&mut self) {
+        fence(Ordering::Release);
+    }
+}
+
+/// [`SavedState`] as a `#[repr(C)]` struct the migration stream describes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct MigratedState {
+    status: u64,
+    accumulated_ns: u64,
+    run_start_ns: u64,
+    timeout_deadline_ns: u64,
+    sequence: u32,
+    timeout_state: u8,
+}
+
+impl From<SavedState> for MigratedState {
+    fn from(saved: SavedState) -> Self {
+        MigratedState {
+            status: saved.status,
+            accumulated_ns: saved.accumulated_ns,
+            run_start_ns: saved.run_start_ns,
+            timeout_deadline_ns: saved.timeout_deadline_ns,
+            sequence: saved.sequence,
+            timeout_state: saved.timeout_state,
+        }
+    }
+}
+
+impl From<&MigratedState> for SavedState {
+    fn from(migrated: &MigratedState) -> Self {
+        SavedState {
+            status: migrated.status,
+            accumulated_ns: migrated.accumulated_ns,
+            run_start_ns: migrated.run_start_ns,
+            timeout_state: migrated.timeout_state,
+            timeout_deadline_ns: migrated.timeout_deadline_ns,
+            sequence: migrated.sequence,
+        }
+    }
+}
+
+impl_vmstate_struct!(
+    MigratedState,
+    VMStateDescriptionBuilder::<MigratedState>::new()
+        .name(c"stopwatch/state")
+        .version_id(1)
+        .minimum_version_id(1)
+        .fields(vmstate_fields! {
+            vmstate_of!(MigratedState, status),
+            vmstate_of!(MigratedState, accumulated_ns),
+            vmstate_of!(MigratedState, run_start_ns),
+            vmstate_of!(MigratedState, timeout_deadline_ns),
+            vmstate_of!(MigratedState, sequence),
+            vmstate_of!(MigratedState, timeout_state),
+        })
+        .build()
+);
+
+/// The device's migration section. The pass-through RAM travels on its
+/// own, as every RAM block does; the interrupt line's level follows from
+/// the timeout state.
+const VMSTATE_STOPWATCH: VMStateDescription<StopwatchState> =
+    VMStateDescriptionBuilder::<StopwatchState>::new()
+        .name(c"stopwatch")
+        .version_id(1)
+        .minimum_version_id(1)
+        .pre_save(&StopwatchState::pre_save)
+        .post_load(&StopwatchState::post_load)
+        .fields(vmstate_fields! {
+            vmstate_of!(StopwatchState, migrated),
+        })
+        .build();

@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! The stopwatch: a para-virtualized device for QEMU's Arm `virt` board.
+//!
+//! This crate is the thin QEMU glue; the behaviour lives in
+//! `stopwatch_model` and the interface in `stopwatch_abi`, both plain Rust
+//! crates that the guest kernel and host tests share.
+
+mod device;
+
+/// QOM type name, used by `-device stopwatch` and by the board's C code.
+pub const TYPE_STOPWATCH: &std::ffi::CStr = c"stopwatch";
+
+// The C side names the same type; keep them in step.
+const _: () = assert!(TYPE_STOPWATCH.count_bytes() == stopwatch_abi::COMPATIBLE.len());
