@@ -184,7 +184,8 @@ impl StopwatchState {
     fn shared_ram(&self) -> SharedRam {
         // SAFETY: the region is a RAM region once realized, which every
         // caller (register access, timer, reset, migration) comes after.
-        let base = unsafe { system::bindings::memory_region_get_ram_ptr(self.shared_memory.as_mut_ptr()) };
+        let base =
+            unsafe { system::bindings::memory_region_get_ram_ptr(self.shared_memory.as_mut_ptr()) };
         SharedRam {
             base: NonNull::new(base.cast()).expect("realized stopwatch has its RAM"),
         }
@@ -285,7 +286,7 @@ impl SharedRam {
     /// aligned for `T`; the model only uses the ABI's aligned offsets.
     unsafe fn at<T>(&self, offset: u64) -> *mut T {
         debug_assert!(offset + std::mem::size_of::<T>() as u64 <= shared::SIZE);
-        debug_assert!(offset % std::mem::align_of::<T>() as u64 == 0);
+        debug_assert!(offset.is_multiple_of(std::mem::align_of::<T>() as u64));
         // SAFETY: in bounds, per the caller.
         unsafe { self.base.as_ptr().add(offset as usize).cast() }
     }

@@ -132,7 +132,7 @@ const _: () = {
     assert!(shared::TIME_PAGE >= shared::ORIGINAL_END);
     assert!(shared::TIME_PAGE + time_page::SIZE <= shared::SIZE);
     assert!(regs::STATUS + regs::WIDTH <= regs::SIZE);
-    assert!(shared::SIZE % 4096 == 0 && regs::SIZE % 4096 == 0);
+    assert!(shared::SIZE.is_multiple_of(4096) && regs::SIZE.is_multiple_of(4096));
 };
 
 /// A command code, written to [`regs::COMMAND`].

@@ -55,17 +55,17 @@ pub enum GuestError {
         /// The maximum.
         max: u64,
     },
-    /// TIMEOUT_NS with `data_len` outside 1..=max nanoseconds.
+    /// `TIMEOUT_NS` with `data_len` outside 1..=max nanoseconds.
     TimeoutNsOutOfRange {
         /// The requested nanoseconds.
         nanoseconds: u64,
         /// The maximum.
         max: u64,
     },
-    /// TIMEOUT or TIMEOUT_NS while a timeout is armed or not yet
+    /// TIMEOUT or `TIMEOUT_NS` while a timeout is armed or not yet
     /// acknowledged.
     TimeoutAlreadyPending,
-    /// TIMEOUT_ACK with no timeout armed or fired.
+    /// `TIMEOUT_ACK` with no timeout armed or fired.
     AckWithoutTimeout,
 }
 

@@ -78,7 +78,7 @@ pub enum Timeout {
         /// Device-clock time of expiry.
         deadline_ns: u64,
     },
-    /// Expired; the line is high until TIMEOUT_ACK or RESET.
+    /// Expired; the line is high until `TIMEOUT_ACK` or RESET.
     Fired,
 }
 
@@ -259,8 +259,8 @@ impl Stopwatch {
                 self.reset(env);
                 Ok(())
             }
-            Command::Start => self.start(env),
-            Command::Pause => self.pause(env),
+            Command::Start => self.start(env.now_ns()),
+            Command::Pause => self.pause(env.now_ns()),
             Command::Update => {
                 self.update(env);
                 Ok(())
@@ -313,7 +313,8 @@ impl Stopwatch {
         env: &mut dyn Environment,
         saved: &SavedState,
     ) -> Result<Stopwatch, RestoreError> {
-        let status = Status::from_code(saved.status).ok_or(RestoreError::BadStatus(saved.status))?;
+        let status =
+            Status::from_code(saved.status).ok_or(RestoreError::BadStatus(saved.status))?;
         let timeout = match saved.timeout_state {
             0 => Timeout::Idle,
             1 => Timeout::Armed {
@@ -322,7 +323,7 @@ impl Stopwatch {
             2 => Timeout::Fired,
             other => return Err(RestoreError::BadTimeoutState(other)),
         };
-        if saved.sequence % 2 != 0 {
+        if !saved.sequence.is_multiple_of(2) {
             return Err(RestoreError::OddSequence(saved.sequence));
         }
         let mut stopwatch = Stopwatch {
@@ -355,19 +356,18 @@ impl Stopwatch {
         self.timeout = Timeout::Idle;
     }
 
-    fn start(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+    fn start(&mut self, now_ns: u64) -> Result<(), GuestError> {
         if self.status == Status::Running {
             return Err(GuestError::StartWhileRunning);
         }
         self.status = Status::Running;
-        self.run_start_ns = env.now_ns();
+        self.run_start_ns = now_ns;
         Ok(())
     }
 
-    fn pause(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+    fn pause(&mut self, now_ns: u64) -> Result<(), GuestError> {
         match self.status {
             Status::Running => {
-                let now_ns = env.now_ns();
                 self.accumulated_ns = self.elapsed_ns(now_ns);
                 self.status = Status::Paused;
                 Ok(())
@@ -378,7 +378,7 @@ impl Stopwatch {
         }
     }
 
-    fn update(&mut self, env: &mut dyn Environment) {
+    fn update(&self, env: &mut dyn Environment) {
         let text = format_elapsed(self.elapsed_ns(env.now_ns()));
         let memory = env.shared_memory();
         memory.write_bytes(shared::DATA, text.as_bytes_with_nul());
@@ -407,7 +407,11 @@ impl Stopwatch {
         self.arm_timeout(env, nanoseconds)
     }
 
-    fn arm_timeout(&mut self, env: &mut dyn Environment, duration_ns: u64) -> Result<(), GuestError> {
+    fn arm_timeout(
+        &mut self,
+        env: &mut dyn Environment,
+        duration_ns: u64,
+    ) -> Result<(), GuestError> {
         if self.timeout != Timeout::Idle {
             return Err(GuestError::TimeoutAlreadyPending);
         }

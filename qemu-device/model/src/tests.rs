@@ -366,36 +366,24 @@ fn every_guest_mistake_is_reported_and_changes_nothing() {
         (
             "1-byte access",
             |sw, env| sw.write(env, regs::COMMAND, 1, 1),
-            GuestError::BadAccessSize {
-                offset: 0,
-                size: 1,
-            },
+            GuestError::BadAccessSize { offset: 0, size: 1 },
         ),
         (
             "2-byte read",
             |sw, env| {
                 assert_eq!(sw.read(env, regs::STATUS, 2), 0);
             },
-            GuestError::BadAccessSize {
-                offset: 8,
-                size: 2,
-            },
+            GuestError::BadAccessSize { offset: 8, size: 2 },
         ),
         (
             "unaligned 8-byte access",
             |sw, env| sw.write(env, 4, 1, 8),
-            GuestError::UnalignedAccess {
-                offset: 4,
-                size: 8,
-            },
+            GuestError::UnalignedAccess { offset: 4, size: 8 },
         ),
         (
             "unaligned 4-byte access",
             |sw, env| sw.write(env, 2, 1, 4),
-            GuestError::UnalignedAccess {
-                offset: 2,
-                size: 4,
-            },
+            GuestError::UnalignedAccess { offset: 2, size: 4 },
         ),
         (
             "upper half of command",

@@ -76,9 +76,19 @@ fn device_node(tree: &Fdt, node: &FdtNode) -> Result<DeviceNode> {
     };
     // Under the platform bus: one address cell, one size cell.
     let reg = cells("reg")?;
-    ensure!(reg.len() == 4, "{}: reg has {} cells, not 4", node.name, reg.len());
+    ensure!(
+        reg.len() == 4,
+        "{}: reg has {} cells, not 4",
+        node.name,
+        reg.len()
+    );
     let interrupts = cells("interrupts")?;
-    ensure!(interrupts.len() == 3, "{}: interrupts has {} cells", node.name, interrupts.len());
+    ensure!(
+        interrupts.len() == 3,
+        "{}: interrupts has {} cells",
+        node.name,
+        interrupts.len()
+    );
     let bus_base = platform_bus_base(tree)?;
     Ok(DeviceNode {
         name: node.name.to_owned(),
@@ -99,7 +109,8 @@ fn platform_bus_base(tree: &Fdt) -> Result<u64> {
         .property("ranges")
         .ok_or_else(|| anyhow!("platform-bus has no ranges"))?
         .value;
-    let cell = |index: usize| u32::from_be_bytes(ranges[index * 4..index * 4 + 4].try_into().unwrap());
+    let cell =
+        |index: usize| u32::from_be_bytes(ranges[index * 4..index * 4 + 4].try_into().unwrap());
     if ranges.len() != 16 || cell(0) != 0 {
         bail!("unexpected platform-bus ranges {ranges:02x?}");
     }
