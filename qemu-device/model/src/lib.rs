@@ -45,6 +45,30 @@ pub trait SharedMemory {
     fn write_barrier(&mut self);
 }
 
+/// Plain memory, for tests and reference runs of the model: a copy of the
+/// region with no other writer, so barriers have nothing to order.
+pub type PlainMemory = [u8; shared::SIZE as usize];
+
+impl SharedMemory for PlainMemory {
+    fn read_u64(&self, offset: u64) -> u64 {
+        let at = offset as usize;
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&self[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    }
+    fn write_u64(&mut self, offset: u64, value: u64) {
+        self.write_bytes(offset, &value.to_le_bytes());
+    }
+    fn write_u32(&mut self, offset: u64, value: u32) {
+        self.write_bytes(offset, &value.to_le_bytes());
+    }
+    fn write_bytes(&mut self, offset: u64, bytes: &[u8]) {
+        let at = offset as usize;
+        self[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    fn write_barrier(&mut self) {}
+}
+
 /// Everything the device needs from the machine it is plugged into.
 pub trait Environment {
     /// The device clock: QEMU's virtual clock, in nanoseconds. It is
