@@ -1,0 +1,148 @@
+//! Discovery against device trees dumped from QEMU's `virt` board.
+//!
+//! Fixtures (`tests/fixtures/`, compacted with `dtc -I dtb -O dtb`):
+//! - `virt-gicv2.dtb`: `-M virt -cpu cortex-a53 -m 128M` (no stopwatch);
+//! - `virt-gicv3-smp2.dtb`: `-M virt,gic-version=3 -cpu max -smp 2 -m 256M`;
+//! - `virt-stopwatch.dtb`: the patched QEMU with `-M virt -cpu cortex-a53
+//!   -m 128M -device stopwatch -kernel <kernel> -append test=demo`;
+//! - `virt-gicv3-two-stopwatches.dtb`: `-M virt,gic-version=3 -cpu max
+//!   -m 128M -device stopwatch -device stopwatch,start_at_boot=off`;
+//! - `synthetic-two-stopwatches.dtb`: the GICv2 tree with two stopwatch
+//!   nodes added by hand (`dtc`) whose regions interleave, a layout the
+//!   platform bus may produce: nothing may assume a fixed offset between a
+//!   device's two regions.
+
+use board_discovery::{BoardInfo, Gic, Interrupt, PsciConduit, Region, Trigger};
+
+const GICV2: &[u8] = include_bytes!("fixtures/virt-gicv2.dtb");
+const GICV3_SMP2: &[u8] = include_bytes!("fixtures/virt-gicv3-smp2.dtb");
+const ONE_STOPWATCH: &[u8] = include_bytes!("fixtures/virt-stopwatch.dtb");
+const TWO_STOPWATCHES_GICV3: &[u8] = include_bytes!("fixtures/virt-gicv3-two-stopwatches.dtb");
+const TWO_STOPWATCHES_INTERLEAVED: &[u8] = include_bytes!("fixtures/synthetic-two-stopwatches.dtb");
+
+/// Where QEMU's platform bus starts: child address 0 of `platform-bus`.
+const PLATFORM_BUS_BASE: u64 = 0x0c00_0000;
+
+fn level_spi(n: u32) -> Interrupt {
+    Interrupt {
+        intid: 32 + n,
+        trigger: Trigger::LevelHigh,
+    }
+}
+
+#[test]
+fn gicv2_board_without_stopwatch() {
+    let info = BoardInfo::from_dtb(GICV2).unwrap();
+    assert_eq!(
+        info.memory.iter().copied().collect::<Vec<_>>(),
+        [Region::new(0x4000_0000, 128 << 20)]
+    );
+    assert_eq!(
+        info.gic,
+        Some(Gic::V2 {
+            distributor: Region::new(0x0800_0000, 0x1_0000),
+            cpu_interface: Region::new(0x0801_0000, 0x1_0000),
+        })
+    );
+    let uart = info.uart.unwrap();
+    assert_eq!(uart.node_name, "pl011@9000000");
+    assert!(uart.is_pl011);
+    assert_eq!(uart.region, Region::new(0x0900_0000, 0x1000));
+    assert_eq!(uart.interrupt, Some(level_spi(1)));
+    assert_eq!(info.psci, Some(PsciConduit::Hvc));
+    assert_eq!(info.cpu_count, 1);
+    // PPI 11, level-high: INTID 27.
+    assert_eq!(
+        info.virtual_timer,
+        Some(Interrupt {
+            intid: 27,
+            trigger: Trigger::LevelHigh
+        })
+    );
+    assert_eq!(info.bootargs, "");
+    assert!(info.stopwatches.is_empty());
+    assert!(info.broken_stopwatches.is_empty());
+    assert!(info.first_stopwatch().is_none());
+}
+
+#[test]
+fn gicv3_board_with_two_cpus() {
+    let info = BoardInfo::from_dtb(GICV3_SMP2).unwrap();
+    assert_eq!(
+        info.gic,
+        Some(Gic::V3 {
+            distributor: Region::new(0x0800_0000, 0x1_0000),
+            redistributors: Region::new(0x080a_0000, 0xf6_0000),
+        })
+    );
+    assert_eq!(info.gic.unwrap().version(), 3);
+    assert_eq!(info.cpu_count, 2);
+    assert_eq!(
+        info.memory.get(0),
+        Some(&Region::new(0x4000_0000, 256 << 20))
+    );
+    assert_eq!(info.uart.unwrap().interrupt, Some(level_spi(1)));
+}
+
+#[test]
+fn stopwatch_regions_are_translated_through_the_platform_bus() {
+    let info = BoardInfo::from_dtb(ONE_STOPWATCH).unwrap();
+    assert_eq!(info.stopwatches.len(), 1);
+    let stopwatch = info.first_stopwatch().unwrap();
+    assert_eq!(stopwatch.node_name, "stopwatch@0");
+    assert_eq!(
+        stopwatch.shared,
+        Region::new(PLATFORM_BUS_BASE, stopwatch_abi::shared::SIZE)
+    );
+    assert_eq!(
+        stopwatch.registers,
+        Region::new(PLATFORM_BUS_BASE + 0x1000, stopwatch_abi::regs::SIZE)
+    );
+    assert_eq!(stopwatch.timeout_interrupt, level_spi(112));
+    assert_eq!(info.bootargs, "test=demo");
+    assert!(info.broken_stopwatches.is_empty());
+}
+
+#[test]
+fn two_real_stopwatches_on_gicv3() {
+    let info = BoardInfo::from_dtb(TWO_STOPWATCHES_GICV3).unwrap();
+    assert_eq!(info.gic.unwrap().version(), 3);
+    let found: Vec<_> = info.stopwatches.iter().collect();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].timeout_interrupt, level_spi(112));
+    assert_eq!(found[1].timeout_interrupt, level_spi(113));
+    let bus = Region::new(PLATFORM_BUS_BASE, 0x200_0000);
+    let regions = [
+        found[0].shared,
+        found[0].registers,
+        found[1].shared,
+        found[1].registers,
+    ];
+    for (index, region) in regions.iter().enumerate() {
+        assert!(region.overlaps(&bus), "{region:?} outside the platform bus");
+        for other in &regions[index + 1..] {
+            assert!(!region.overlaps(other), "{region:?} overlaps {other:?}");
+        }
+    }
+}
+
+#[test]
+fn two_stopwatches_keep_their_own_interleaved_regions() {
+    let info = BoardInfo::from_dtb(TWO_STOPWATCHES_INTERLEAVED).unwrap();
+    let found: Vec<_> = info.stopwatches.iter().collect();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].shared.base, PLATFORM_BUS_BASE);
+    assert_eq!(found[0].registers.base, PLATFORM_BUS_BASE + 0x2000);
+    assert_eq!(found[1].shared.base, PLATFORM_BUS_BASE + 0x1000);
+    assert_eq!(found[1].registers.base, PLATFORM_BUS_BASE + 0x3000);
+    assert_eq!(found[1].timeout_interrupt, level_spi(113));
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    assert!(BoardInfo::from_dtb(&[]).is_err());
+    assert!(BoardInfo::from_dtb(&[0u8; 64]).is_err());
+    let mut truncated = GICV2.to_vec();
+    truncated.truncate(100);
+    assert!(BoardInfo::from_dtb(&truncated).is_err());
+}

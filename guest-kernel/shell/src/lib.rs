@@ -1,0 +1,25 @@
+//! The guest kernel's shell, without any hardware: a line editor that turns
+//! input bytes into lines, and a parser that turns lines into commands.
+//!
+//! Both are pure state machines, so they are tested on the host; the kernel
+//! only moves bytes between the UART and these types.
+//!
+//! The line editor is written here rather than taken from the `noline`
+//! crate because the shell needs behaviour `noline` 0.5 does not have: a
+//! CR LF pair ends one line (noline ends a line at CR and again at LF), an
+//! overlong line is rejected as a whole (noline silently drops the extra
+//! characters), and it must work on a plain byte stream (noline queries the
+//! terminal's cursor position with escape sequences and waits for the
+//! answer, which a pipe or a test harness never sends).
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod line_editor;
+
+pub use command::{parse, Command, ParseError, HELP};
+pub use line_editor::{Action, LineEditor, MAX_LINE_LEN};
+
+/// The prompt printed before each line.
+pub const PROMPT: &str = "stopwatch> ";

@@ -1,0 +1,230 @@
+//! The MMU: an identity map built with the `aarch64-paging` crate.
+//!
+//! With the MMU off every data access is Device-nGnRnE: slow, uncached,
+//! and faulting on any unaligned access (QEMU 10 enforces this). So the
+//! kernel turns it on right after reading the device tree, with:
+//! - RAM: Normal write-back cacheable, execute-never, except the kernel's
+//!   text (read-only, executable) and rodata (read-only);
+//! - the stopwatch's pass-through region: Normal cacheable (it is RAM the
+//!   device shares; the time page is read there with plain loads);
+//! - the stopwatch's register region, the UART and the GIC: Device-nGnRE
+//!   (every access reaches the device, in order, none merged).
+//!
+//! Page tables come from a static pool, so no heap is needed (the crate's
+//! `IdMap` needs `alloc`; its generic [`Mapping`] does not).
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1,
+};
+use aarch64_paging::descriptor::{El1Attributes, PhysicalAddress};
+use aarch64_paging::mair::{Mair, MairAttribute, NormalMemory};
+use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, PageTable, Translation, VaRange};
+use aarch64_paging::Mapping;
+use board_discovery::Region;
+
+/// MAIR_EL1 index 0: Device-nGnRE; index 1: Normal, write-back.
+const MAIR: Mair = Mair::EMPTY
+    .with_attribute(0, MairAttribute::DEVICE_NGNRE)
+    .with_attribute(
+        1,
+        MairAttribute::normal(
+            NormalMemory::WriteBackNonTransientReadWriteAllocate,
+            NormalMemory::WriteBackNonTransientReadWriteAllocate,
+        ),
+    );
+
+const EXECUTE_NEVER: El1Attributes = El1Attributes::UXN.union(El1Attributes::PXN);
+const VALID: El1Attributes = El1Attributes::VALID.union(El1Attributes::ACCESSED);
+
+/// Device-nGnRE, read-write, never executable.
+pub const DEVICE: El1Attributes = El1Attributes::ATTRIBUTE_INDEX_0
+    .union(VALID)
+    .union(EXECUTE_NEVER);
+/// Normal cacheable, read-write, never executable.
+pub const NORMAL: El1Attributes = El1Attributes::ATTRIBUTE_INDEX_1
+    .union(El1Attributes::INNER_SHAREABLE)
+    .union(VALID)
+    .union(EXECUTE_NEVER);
+/// The kernel's code: read-only, executable at EL1 only.
+const TEXT: El1Attributes = El1Attributes::ATTRIBUTE_INDEX_1
+    .union(El1Attributes::INNER_SHAREABLE)
+    .union(VALID)
+    .union(El1Attributes::READ_ONLY)
+    .union(El1Attributes::UXN);
+/// The kernel's constants: read-only, never executable.
+const RODATA: El1Attributes = NORMAL.union(El1Attributes::READ_ONLY);
+
+/// Root at level 1 with 4 KiB pages: 39-bit (512 GiB) virtual addresses.
+const ROOT_LEVEL: usize = 1;
+const VA_BITS: u64 = 39;
+
+/// Page tables available. The identity map of `virt` needs about ten
+/// (one root, level-2 tables for the device and RAM gigabytes, level-3
+/// tables where regions are not 2 MiB aligned).
+const POOL_TABLES: usize = 24;
+
+/// Static memory for page tables.
+struct TablePool(UnsafeCell<[PageTable<El1Attributes>; POOL_TABLES]>);
+
+// SAFETY: Only `PoolTranslation` touches the pool, and only one exists
+// (see `PoolTranslation::take`).
+unsafe impl Sync for TablePool {}
+
+static POOL: TablePool = TablePool(UnsafeCell::new([PageTable::EMPTY; POOL_TABLES]));
+
+/// Hands out tables from [`POOL`]; physical = virtual (identity map).
+struct PoolTranslation {
+    next: usize,
+}
+
+impl PoolTranslation {
+    /// # Safety
+    ///
+    /// Must be called at most once: the tables are handed out by index.
+    unsafe fn take() -> Self {
+        PoolTranslation { next: 0 }
+    }
+}
+
+impl Translation<El1Attributes> for PoolTranslation {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<El1Attributes>>, PhysicalAddress) {
+        assert!(self.next < POOL_TABLES, "page table pool exhausted");
+        // SAFETY: `next` is in bounds and each table is handed out once
+        // (`take` is called once), so this pointer is unique. The pool is
+        // zero-initialised, i.e. every table starts empty.
+        let table = unsafe {
+            POOL.0
+                .get()
+                .cast::<PageTable<El1Attributes>>()
+                .add(self.next)
+        };
+        self.next += 1;
+        let table = NonNull::new(table).expect("pool pointer is not null");
+        (table, PhysicalAddress(table.as_ptr() as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, _table: NonNull<PageTable<El1Attributes>>) {
+        // Tables are never freed: the kernel's map only grows.
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<El1Attributes>> {
+        NonNull::new(pa.0 as *mut _).expect("page table at physical address 0")
+    }
+}
+
+/// The kernel's address map, before it is turned on.
+pub struct KernelMap {
+    mapping: Mapping<PoolTranslation, El1And0>,
+}
+
+/// The kernel image's sections, from the linker script.
+struct ImageLayout {
+    text: Region,
+    rodata: Region,
+}
+
+fn image_layout() -> ImageLayout {
+    extern "C" {
+        static __text_start: u8;
+        static __text_end: u8;
+        static __rodata_start: u8;
+        static __rodata_end: u8;
+    }
+    // Only the symbols' addresses are used, never their contents.
+    let region =
+        |start: *const u8, end: *const u8| Region::new(start as u64, end as u64 - start as u64);
+    ImageLayout {
+        text: region(&raw const __text_start, &raw const __text_end),
+        rodata: region(&raw const __rodata_start, &raw const __rodata_end),
+    }
+}
+
+impl KernelMap {
+    /// An empty map.
+    ///
+    /// # Safety
+    ///
+    /// Must be called at most once: all maps share the one table pool.
+    /// (A run-time check would need an atomic, and atomics are best avoided
+    /// while the MMU is off and all memory is Device memory.)
+    pub unsafe fn new() -> Self {
+        // SAFETY: Our caller promises this is the only call.
+        let translation = unsafe { PoolTranslation::take() };
+        KernelMap {
+            mapping: Mapping::with_asid_and_va_range(
+                translation,
+                0,
+                ROOT_LEVEL,
+                El1And0,
+                VaRange::Lower,
+            ),
+        }
+    }
+
+    /// Maps `region` to itself with `attributes`.
+    pub fn map(&mut self, region: Region, attributes: El1Attributes) {
+        let start = region.base as usize;
+        let end = region.end() as usize;
+        self.mapping
+            .map_range(
+                &MemoryRegion::new(start, end),
+                PhysicalAddress(start),
+                attributes,
+                Constraints::empty(),
+            )
+            .unwrap_or_else(|_| panic!("cannot map {start:#x}..{end:#x}"));
+    }
+
+    /// Makes the kernel's text read-only and executable and its rodata
+    /// read-only, inside RAM already mapped by [`map`](Self::map).
+    pub fn map_kernel_image(&mut self) {
+        let image = image_layout();
+        self.map(image.text, TEXT);
+        self.map(image.rodata, RODATA);
+    }
+
+    /// Turns the MMU (and the caches) on with this map; it stays active for
+    /// the rest of the run.
+    ///
+    /// # Safety
+    ///
+    /// The map must cover everything the kernel uses from now on: its image
+    /// and stack, the device tree, and every device it touches.
+    pub unsafe fn activate(self) {
+        MAIR_EL1.set(MAIR.0);
+        let physical_address_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange);
+        TCR_EL1.write(
+            TCR_EL1::T0SZ.val(64 - VA_BITS)
+                + TCR_EL1::TG0::KiB_4
+                + TCR_EL1::SH0::Inner
+                + TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+                + TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+                + TCR_EL1::EPD1::DisableTTBR1Walks
+                + TCR_EL1::IPS.val(physical_address_range),
+        );
+        // SAFETY: The caller promises the map covers everything in use;
+        // MAIR and TCR above match the attributes and layout used.
+        unsafe {
+            self.mapping.activate();
+        }
+        // Nothing stale may stay in the TLBs (the firmware or a previous
+        // run may have left entries); then turn on translation and caches.
+        // QEMU does not model caches, and the kernel was entered with the
+        // data cache off, so the tables written so far are in memory.
+        // SAFETY: TLB maintenance only affects translation caching.
+        unsafe {
+            core::arch::asm!("tlbi vmalle1", options(nostack, preserves_flags));
+        }
+        barrier::dsb(barrier::NSH);
+        barrier::isb(barrier::SY);
+        SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
+        barrier::isb(barrier::SY);
+        // The page tables must outlive the run; `Mapping` panics if dropped
+        // while active, and they are never changed again.
+        core::mem::forget(self);
+    }
+}

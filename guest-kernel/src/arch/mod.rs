@@ -1,0 +1,14 @@
+//! Architecture support: boot, exception vectors, MMU and the generic
+//! timer.
+
+pub mod boot;
+pub mod exceptions;
+pub mod mmu;
+pub mod timer;
+
+use aarch64_cpu::registers::{CurrentEL, Readable};
+
+/// The exception level the kernel runs at (always 1 after boot).
+pub fn current_el() -> u64 {
+    CurrentEL.read(CurrentEL::EL)
+}

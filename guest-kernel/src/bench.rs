@@ -1,0 +1,141 @@
+//! In-guest measurements (boot argument `bench`, or the `bench` command),
+//! printed as one machine-readable line:
+//!
+//! `BENCH {"read_zero_exit_ns":..,"read_trap_ns":..,"status_read_ns":..,
+//! "ram_read_ns":..,"irq_latency_median_ns":..,...}`
+//!
+//! Costs are in nanoseconds of guest counter time per operation: the median
+//! of [`REPETITIONS`] loops of [`ITERATIONS`] operations. The interrupt
+//! latency runs from the device's deadline (time page TIMEOUT_DEADLINE_NS)
+//! to the IRQ handler's entry, over [`TIMEOUTS`] short TIMEOUT_NS timeouts.
+
+use core::hint::black_box;
+
+use crate::arch::timer;
+use crate::drivers::stopwatch::Stopwatch;
+use crate::{print, println};
+
+/// Operations per timed loop.
+const ITERATIONS: u64 = 100_000;
+/// Timed loops per measurement; the median is reported.
+const REPETITIONS: usize = 5;
+/// Timeouts whose interrupt latency is measured.
+const TIMEOUTS: usize = 50;
+/// Length of each of those timeouts.
+const SHORT_TIMEOUT_NS: u64 = 1_000_000;
+
+/// A word of RAM for the baseline read.
+static RAM_WORD: u64 = 0x5eed;
+
+/// Runs every measurement and prints the `BENCH` line.
+pub fn run_and_print() {
+    let Some(stopwatch) = crate::stopwatch() else {
+        println!("BENCH {{\"error\":\"no stopwatch device\"}}");
+        return;
+    };
+    println!("bench: {ITERATIONS} iterations x {REPETITIONS} per access, {TIMEOUTS} timeouts");
+    stopwatch.reset();
+    stopwatch.start();
+    let zero_exit = cost_per_operation(|| {
+        black_box(stopwatch.read_zero_exit());
+    });
+    let trap = cost_per_operation(|| {
+        black_box(stopwatch.update_text().as_str().len());
+    });
+    let status = cost_per_operation(|| {
+        let _ = black_box(stopwatch.status());
+    });
+    let ram = cost_per_operation(|| {
+        // SAFETY: A volatile read of a static: always valid.
+        black_box(unsafe { (&raw const RAM_WORD).read_volatile() });
+    });
+    stopwatch.reset();
+    let mut latencies = [0u64; TIMEOUTS];
+    let measured = interrupt_latencies(stopwatch, &mut latencies);
+    sort(&mut latencies[..measured]);
+    print!(
+        "BENCH {{\"read_zero_exit_ns\":{},\"read_trap_ns\":{},\"status_read_ns\":{},\"ram_read_ns\":{}",
+        Tenths(zero_exit),
+        Tenths(trap),
+        Tenths(status),
+        Tenths(ram)
+    );
+    if measured > 0 {
+        print!(
+            ",\"irq_latency_median_ns\":{},\"irq_latency_min_ns\":{},\"irq_latency_max_ns\":{}",
+            latencies[measured / 2],
+            latencies[0],
+            latencies[measured - 1]
+        );
+    }
+    println!(
+        ",\"irq_samples\":{measured},\"iterations\":{ITERATIONS},\"repetitions\":{REPETITIONS},\"counter_hz\":{}}}",
+        timer::clock().frequency_hz
+    );
+}
+
+/// Median cost of `operation`, in tenths of a nanosecond.
+fn cost_per_operation(operation: impl Fn()) -> u64 {
+    let mut costs = [0u64; REPETITIONS];
+    for cost in &mut costs {
+        let start = timer::counter();
+        for _ in 0..ITERATIONS {
+            operation();
+        }
+        let ticks = timer::counter() - start;
+        *cost = timer::clock().ticks_to_ns(ticks) * 10 / ITERATIONS;
+    }
+    sort(&mut costs);
+    costs[REPETITIONS / 2]
+}
+
+/// Fills `latencies` with deadline-to-handler times; returns how many
+/// timeouts delivered their interrupt.
+fn interrupt_latencies(stopwatch: &Stopwatch, latencies: &mut [u64]) -> usize {
+    let mut measured = 0;
+    for _ in 0..latencies.len() {
+        let before = stopwatch.timeouts();
+        if stopwatch.timeout_ns(SHORT_TIMEOUT_NS).is_err() {
+            break;
+        }
+        let Some(reading) = stopwatch.read_zero_exit() else {
+            break;
+        };
+        let deadline_ns = reading.snapshot.timeout_deadline_ns;
+        // Spin with IRQs unmasked, so the interrupt is taken at once (no
+        // wake-up from WFI in the measurement); give up after 100 ms.
+        let limit = timer::counter() + timer::clock().ns_to_ticks(100_000_000);
+        while stopwatch.timeouts() == before && timer::counter() < limit {
+            core::hint::spin_loop();
+        }
+        if stopwatch.timeouts() == before {
+            continue;
+        }
+        let entry_ns = timer::clock()
+            .ticks_to_ns(stopwatch.last_interrupt_counter())
+            .saturating_add_signed(reading.snapshot.clock_offset_ns);
+        latencies[measured] = entry_ns.saturating_sub(deadline_ns);
+        measured += 1;
+    }
+    measured
+}
+
+/// Insertion sort: a few lines, for a few dozen values.
+fn sort(values: &mut [u64]) {
+    for index in 1..values.len() {
+        let mut position = index;
+        while position > 0 && values[position - 1] > values[position] {
+            values.swap(position - 1, position);
+            position -= 1;
+        }
+    }
+}
+
+/// Tenths of a unit, printed with one decimal.
+struct Tenths(u64);
+
+impl core::fmt::Display for Tenths {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+    }
+}

@@ -1,0 +1,176 @@
+//! The interrupt controller, GICv2 or GICv3 as the device tree says,
+//! through the `arm-gic` crate.
+//!
+//! Three gaps in `arm-gic` 0.10 are filled here:
+//! - its GICv2 driver cannot set GICD_ITARGETSR, and an SPI whose target
+//!   list is empty is never delivered (seen with `-smp 2`), so
+//!   [`Gic::enable_interrupt`] targets SPIs at this CPU itself;
+//! - its GICv2 `set_interrupt_priority` writes a whole GICD_IPRIORITYR word
+//!   and so resets three neighbouring interrupts' priorities; it is not
+//!   used: the reset priority (0, the highest) passes the priority mask
+//!   (0xff), which is all a kernel with no nesting needs;
+//! - its GICv3 `setup` leaves ICC_PMR_EL1 at 0 (everything masked).
+
+use core::ptr::NonNull;
+
+use arm_gic::gicv2::GicV2;
+use arm_gic::gicv3::{GicCpuInterface, GicV3};
+use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
+use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
+
+/// GICD_ITARGETSR<n>: one byte per interrupt, CPU target bit mask.
+const GICD_ITARGETSR: usize = 0x800;
+
+/// The interrupt controller of this CPU.
+pub enum Gic {
+    /// GICv2: memory-mapped distributor and CPU interface.
+    V2 {
+        /// The `arm-gic` driver.
+        driver: GicV2<'static>,
+        /// Distributor base, for GICD_ITARGETSR.
+        distributor: NonNull<u8>,
+        /// The group our interrupts are in (0 unless the GIC has the
+        /// Security Extensions and we run Non-secure).
+        group: InterruptGroup,
+    },
+    /// GICv3: memory-mapped distributor and redistributors, system-register
+    /// CPU interface.
+    V3(GicV3<'static>),
+}
+
+// SAFETY: The drivers hold pointers to MMIO registers, which any CPU may
+// access; the kernel keeps the only instance behind an `IrqMutex`.
+unsafe impl Send for Gic {}
+
+impl Gic {
+    /// Takes over the GIC that the device tree describes and enables it.
+    ///
+    /// # Safety
+    ///
+    /// The regions in `info` must be mapped as Device memory, be the GIC's
+    /// registers, and not be accessed by anything else. `cpu_count` must
+    /// be the number of CPUs (one redistributor each, on GICv3).
+    pub unsafe fn new(info: &GicInfo, cpu_count: usize) -> Self {
+        match *info {
+            GicInfo::V2 {
+                distributor,
+                cpu_interface,
+            } => {
+                let distributor = NonNull::new(distributor.base as *mut u8)
+                    .expect("GIC distributor at address 0");
+                // SAFETY: The caller promises both regions are the GIC's,
+                // mapped and unaliased.
+                let mut driver = unsafe {
+                    GicV2::new(distributor.as_ptr().cast(), cpu_interface.base as *mut _)
+                };
+                driver.setup();
+                let group = if driver.typer().has_security_extension() {
+                    InterruptGroup::Group1
+                } else {
+                    InterruptGroup::Group0
+                };
+                Gic::V2 {
+                    driver,
+                    distributor,
+                    group,
+                }
+            }
+            GicInfo::V3 {
+                distributor,
+                redistributors,
+            } => {
+                // SAFETY: The caller promises both regions are the GIC's,
+                // mapped and unaliased, and gives the CPU count.
+                let driver = unsafe {
+                    let distributor = UniqueMmioPointer::new(
+                        NonNull::new(distributor.base as *mut _)
+                            .expect("GIC distributor at address 0"),
+                    );
+                    let redistributors = NonNull::new(redistributors.base as *mut _)
+                        .expect("GIC redistributors at address 0");
+                    GicV3::new(distributor, redistributors, cpu_count.max(1))
+                };
+                let Ok(mut driver) = driver else {
+                    panic!("GICv3 redistributor frames not recognised");
+                };
+                // The kernel runs on CPU 0 (MPIDR affinity 0.0.0.0), whose
+                // redistributor is the first.
+                driver.setup(0);
+                // Unlike its GICv2 `setup`, `arm-gic`'s GICv3 `setup` leaves
+                // the priority mask at its reset value 0, which masks
+                // everything: let all priorities through.
+                GicCpuInterface::set_priority_mask(0xff);
+                Gic::V3(driver)
+            }
+        }
+    }
+
+    /// Configures `interrupt`'s trigger, routes it to this CPU and enables
+    /// it.
+    pub fn enable_interrupt(&mut self, interrupt: Interrupt) {
+        let Ok(intid) = IntId::try_from(interrupt.intid) else {
+            panic!("invalid INTID {} in the device tree", interrupt.intid);
+        };
+        let trigger = match interrupt.trigger {
+            DtTrigger::LevelHigh | DtTrigger::LevelLow => Trigger::Level,
+            DtTrigger::EdgeRising | DtTrigger::EdgeFalling => Trigger::Edge,
+        };
+        match self {
+            Gic::V2 {
+                driver,
+                distributor,
+                ..
+            } => {
+                if intid.is_spi() {
+                    let index = interrupt.intid as usize;
+                    // SAFETY: GICD_ITARGETSR is byte-accessible; offsets
+                    // 0x800..0xC00 are inside the distributor's 64 KiB frame
+                    // and `arm-gic` never touches them, so this does not
+                    // conflict with the driver. Bytes 0..7 (SGI/PPI targets)
+                    // read as this CPU's own bit mask, whatever it is.
+                    unsafe {
+                        let targets = distributor.as_ptr().add(GICD_ITARGETSR);
+                        let this_cpu = targets.read_volatile();
+                        targets.add(index).write_volatile(this_cpu);
+                    }
+                }
+                driver.set_trigger(intid, trigger);
+                let enabled = driver.enable_interrupt(intid, true);
+                assert!(
+                    enabled.is_ok(),
+                    "GIC refused to enable INTID {}",
+                    interrupt.intid
+                );
+            }
+            Gic::V3(driver) => {
+                // SPIs are routed by GICD_IROUTER, which resets to affinity
+                // 0.0.0.0: this CPU. SGIs and PPIs live in our redistributor.
+                let cpu = intid.is_private().then_some(0);
+                let configured = driver
+                    .set_trigger(intid, cpu, trigger)
+                    .and_then(|()| driver.enable_interrupt(intid, cpu, true));
+                assert!(
+                    configured.is_ok(),
+                    "GICv3 refused INTID {}",
+                    interrupt.intid
+                );
+            }
+        }
+    }
+
+    /// Takes the highest-priority pending interrupt, if any.
+    pub fn acknowledge(&mut self) -> Option<IntId> {
+        match self {
+            Gic::V2 { driver, group, .. } => driver.get_and_acknowledge_interrupt(*group),
+            Gic::V3(_) => GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1),
+        }
+    }
+
+    /// Ends the handling of `intid` (priority drop and deactivation).
+    pub fn end_interrupt(&mut self, intid: IntId) {
+        match self {
+            Gic::V2 { driver, group, .. } => driver.end_interrupt(intid, *group),
+            Gic::V3(_) => GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1),
+        }
+    }
+}

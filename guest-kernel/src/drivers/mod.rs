@@ -1,0 +1,5 @@
+//! Device drivers.
+
+pub mod gic;
+pub mod stopwatch;
+pub mod uart;

@@ -1,0 +1,325 @@
+//! Driver of the para-virtualized stopwatch device.
+//!
+//! Every offset and code comes from the `stopwatch-abi` crate, which the
+//! device model in QEMU shares. Two ways to read the time:
+//! - the original one: write UPDATE to the trapping COMMAND register (an
+//!   exit to QEMU, which writes the elapsed time as text into the shared
+//!   page), then read the text: [`Stopwatch::update_text`];
+//! - with no exit at all: read the time page in the shared region under
+//!   its sequence counter and add the time since the run started, from the
+//!   guest's own counter: [`Stopwatch::read_zero_exit`].
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use aarch64_cpu::asm::barrier;
+use board_discovery::{Interrupt, Stopwatch as StopwatchInfo};
+use stopwatch_abi::{
+    regs, shared, time_page, Command, Status, TimeSnapshot, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS,
+};
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, WriteOnly};
+
+use crate::arch::timer;
+
+register_structs! {
+    /// Region 1: the trapping registers. Every access exits to QEMU.
+    pub Registers {
+        (regs::COMMAND as usize => command: WriteOnly<u64>),
+        (regs::STATUS as usize => status: ReadOnly<u64>),
+        ((regs::STATUS + regs::WIDTH) as usize => @END),
+    }
+}
+
+/// The elapsed-time text of UPDATE, copied out of the shared page.
+pub struct TimeText {
+    bytes: [u8; shared::DATA_CAPACITY],
+    len: usize,
+}
+
+impl TimeText {
+    /// The text (up to its NUL); invalid UTF-8 shows as `?`.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
+
+    /// The number of seconds at the start of the text, in nanoseconds
+    /// (the text is `%.2f seconds`), if it parses.
+    pub fn to_ns(&self) -> Option<u64> {
+        let number = self.as_str().split(' ').next()?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let mut ns = whole
+            .parse::<u64>()
+            .ok()?
+            .checked_mul(stopwatch_abi::NANOS_PER_SEC)?;
+        let mut scale = stopwatch_abi::NANOS_PER_SEC / 10;
+        for digit in fraction.bytes().take(9) {
+            if !digit.is_ascii_digit() {
+                return None;
+            }
+            ns += u64::from(digit - b'0') * scale;
+            scale /= 10;
+        }
+        Some(ns)
+    }
+}
+
+/// A time read from the time page, without any exit.
+#[derive(Clone, Copy, Debug)]
+pub struct ZeroExitReading {
+    /// Elapsed stopwatch time.
+    pub elapsed_ns: u64,
+    /// The consistent snapshot it was computed from.
+    pub snapshot: TimeSnapshot,
+    /// The guest counter value used, in ticks.
+    pub counter: u64,
+}
+
+/// Why a request was refused before reaching the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutError {
+    /// Outside 1..=MAX_TIMEOUT_SECS seconds (or 1..=MAX_TIMEOUT_NS ns).
+    OutOfRange,
+}
+
+/// One stopwatch device.
+pub struct Stopwatch {
+    registers: NonNull<Registers>,
+    shared: NonNull<u8>,
+    /// What the device tree said about it.
+    pub info: StopwatchInfo<'static>,
+    /// Timeout interrupts handled so far.
+    timeouts: AtomicU64,
+    /// Guest counter at the last timeout interrupt's handler entry.
+    last_interrupt_counter: AtomicU64,
+}
+
+// SAFETY: All accesses through the pointers are volatile register or
+// shared-memory accesses that the device tolerates from anywhere; the
+// counters are atomics. (Command sequences are not atomic: see each method.)
+unsafe impl Send for Stopwatch {}
+// SAFETY: As for `Send`.
+unsafe impl Sync for Stopwatch {}
+
+impl Stopwatch {
+    /// Drives the device described by `info`.
+    ///
+    /// # Safety
+    ///
+    /// `info.registers` must be mapped as Device memory and `info.shared` as
+    /// Normal memory, both must be this device's regions, and no other
+    /// driver instance may exist.
+    pub unsafe fn new(info: StopwatchInfo<'static>) -> Self {
+        assert!(info.registers.size >= regs::STATUS + regs::WIDTH);
+        assert!(info.shared.size >= shared::ORIGINAL_END);
+        Stopwatch {
+            registers: NonNull::new(info.registers.base as *mut Registers)
+                .expect("stopwatch registers at address 0"),
+            shared: NonNull::new(info.shared.base as *mut u8)
+                .expect("stopwatch shared region at address 0"),
+            info,
+            timeouts: AtomicU64::new(0),
+            last_interrupt_counter: AtomicU64::new(0),
+        }
+    }
+
+    fn registers(&self) -> &Registers {
+        // SAFETY: `new`'s caller promised the register region is mapped and
+        // ours; tock-registers only does volatile accesses through `&self`.
+        unsafe { self.registers.as_ref() }
+    }
+
+    /// The timeout interrupt.
+    pub fn interrupt(&self) -> Interrupt {
+        self.info.timeout_interrupt
+    }
+
+    /// Writes a command.
+    pub fn command(&self, command: Command) {
+        self.write_command_code(command.code());
+    }
+
+    /// Writes any value to COMMAND, valid or not: the tests use it to check
+    /// that the device survives guest mistakes.
+    pub fn write_command_code(&self, code: u64) {
+        self.registers().command.set(code);
+    }
+
+    /// Writes DATA_LEN (the argument of TIMEOUT and TIMEOUT_NS) without any
+    /// check (the tests of guest mistakes use it directly).
+    pub fn write_data_len(&self, value: u64) {
+        self.write_shared_u64(shared::DATA_LEN, value);
+        // The device must see DATA_LEN before the command that reads it.
+        barrier::dsb(barrier::SY);
+    }
+
+    /// RESET: stop, clear the elapsed time, cancel any timeout.
+    pub fn reset(&self) {
+        self.command(Command::Reset);
+    }
+
+    /// START (from RESET or PAUSED; ignored while RUNNING).
+    pub fn start(&self) {
+        self.command(Command::Start);
+    }
+
+    /// PAUSE (from RUNNING).
+    pub fn pause(&self) {
+        self.command(Command::Pause);
+    }
+
+    /// TIMEOUT_ACK: lower the interrupt, end the timeout.
+    pub fn ack(&self) {
+        self.command(Command::TimeoutAck);
+    }
+
+    /// The STATUS register: a status, or the unknown raw code.
+    pub fn status(&self) -> Result<Status, u64> {
+        let code = self.registers().status.get();
+        Status::from_code(code).ok_or(code)
+    }
+
+    /// The original read: UPDATE, then the NUL-terminated text.
+    pub fn update_text(&self) -> TimeText {
+        self.command(Command::Update);
+        // The device writes the text while handling the trapping store (it
+        // is para-virtual: the access exits to QEMU and returns when done);
+        // the barrier keeps our reads of the shared page after the store.
+        barrier::dsb(barrier::SY);
+        let mut text = TimeText {
+            bytes: [0; shared::DATA_CAPACITY],
+            len: 0,
+        };
+        let reported_len = self.shared_u64(shared::DATA_LEN) as usize;
+        let len = reported_len.min(shared::DATA_CAPACITY);
+        for (index, byte) in text.bytes[..len].iter_mut().enumerate() {
+            *byte = self.shared_u8(shared::DATA + index as u64);
+        }
+        text.len = text.bytes[..len]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(len);
+        text
+    }
+
+    /// TIMEOUT: interrupt after `seconds` (1..=MAX_TIMEOUT_SECS).
+    pub fn timeout_secs(&self, seconds: u64) -> Result<(), TimeoutError> {
+        if !(1..=MAX_TIMEOUT_SECS).contains(&seconds) {
+            return Err(TimeoutError::OutOfRange);
+        }
+        self.arm_timeout(Command::Timeout, seconds);
+        Ok(())
+    }
+
+    /// TIMEOUT_NS (an addition): interrupt after `ns` nanoseconds.
+    pub fn timeout_ns(&self, ns: u64) -> Result<(), TimeoutError> {
+        if !(1..=MAX_TIMEOUT_NS).contains(&ns) {
+            return Err(TimeoutError::OutOfRange);
+        }
+        self.arm_timeout(Command::TimeoutNs, ns);
+        Ok(())
+    }
+
+    /// Writes the argument into DATA_LEN, then the command. Not atomic
+    /// against another caller arming a timeout at the same time; the
+    /// interrupt handler only ever sends TIMEOUT_ACK, which leaves DATA_LEN
+    /// alone.
+    fn arm_timeout(&self, command: Command, argument: u64) {
+        self.write_data_len(argument);
+        self.command(command);
+    }
+
+    /// Reads the time page under its sequence counter and computes the
+    /// elapsed time from the guest counter: no exit to QEMU. `None` if the
+    /// device has no time page (an original device).
+    pub fn read_zero_exit(&self) -> Option<ZeroExitReading> {
+        let page = shared::TIME_PAGE;
+        if self.info.shared.size < page + time_page::SIZE
+            || self.shared_u32(page + time_page::MAGIC_OFFSET) != time_page::MAGIC
+            || self.shared_u32(page + time_page::VERSION_OFFSET) != time_page::VERSION
+        {
+            return None;
+        }
+        let snapshot = loop {
+            let sequence = self.shared_u32(page + time_page::SEQUENCE);
+            if sequence & 1 != 0 {
+                // The device is writing the page right now.
+                core::hint::spin_loop();
+                continue;
+            }
+            // The fields must be read after the first SEQUENCE read...
+            barrier::dmb(barrier::ISHLD);
+            let status_code = u64::from(self.shared_u32(page + time_page::STATUS));
+            let snapshot = TimeSnapshot {
+                status: Status::from_code(status_code).unwrap_or(Status::Reset),
+                accumulated_ns: self.shared_u64(page + time_page::ACCUMULATED_NS),
+                run_start_ns: self.shared_u64(page + time_page::RUN_START_NS),
+                clock_offset_ns: self.shared_u64(page + time_page::CLOCK_OFFSET_NS) as i64,
+                timeout_deadline_ns: self.shared_u64(page + time_page::TIMEOUT_DEADLINE_NS),
+            };
+            // ...and before the second one.
+            barrier::dmb(barrier::ISHLD);
+            if self.shared_u32(page + time_page::SEQUENCE) == sequence
+                && Status::from_code(status_code).is_some()
+            {
+                break snapshot;
+            }
+        };
+        let counter = timer::counter();
+        let counter_ns = timer::clock().ticks_to_ns(counter);
+        Some(ZeroExitReading {
+            elapsed_ns: snapshot.elapsed_ns_at_counter(counter_ns),
+            snapshot,
+            counter,
+        })
+    }
+
+    /// The timeout interrupt handler: count, remember when, acknowledge.
+    pub fn handle_interrupt(&self, entry_counter: u64) {
+        self.last_interrupt_counter
+            .store(entry_counter, Ordering::Relaxed);
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.ack();
+    }
+
+    /// Timeout interrupts handled so far.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Guest counter at the entry of the last timeout interrupt handler.
+    pub fn last_interrupt_counter(&self) -> u64 {
+        self.last_interrupt_counter.load(Ordering::Relaxed)
+    }
+
+    fn shared_ptr<T>(&self, offset: u64) -> *mut T {
+        debug_assert!(offset as usize + size_of::<T>() <= shared::SIZE as usize);
+        debug_assert!((offset as usize).is_multiple_of(align_of::<T>()));
+        // SAFETY: Every offset used is a constant from `stopwatch_abi`
+        // inside the shared region, which `new`'s caller promised is
+        // mapped and at least `ORIGINAL_END` long (the time page is only
+        // read after checking the region's size).
+        unsafe { self.shared.as_ptr().add(offset as usize).cast() }
+    }
+
+    fn shared_u8(&self, offset: u64) -> u8 {
+        // SAFETY: See `shared_ptr`; volatile because the device writes it.
+        unsafe { self.shared_ptr::<u8>(offset).read_volatile() }
+    }
+
+    fn shared_u32(&self, offset: u64) -> u32 {
+        // SAFETY: See `shared_ptr`; aligned, volatile (the device writes).
+        unsafe { self.shared_ptr::<u32>(offset).read_volatile() }
+    }
+
+    fn shared_u64(&self, offset: u64) -> u64 {
+        // SAFETY: See `shared_ptr`; aligned, volatile (the device writes).
+        unsafe { self.shared_ptr::<u64>(offset).read_volatile() }
+    }
+
+    fn write_shared_u64(&self, offset: u64, value: u64) {
+        // SAFETY: See `shared_ptr`; aligned, volatile (the device reads).
+        unsafe { self.shared_ptr::<u64>(offset).write_volatile(value) }
+    }
+}

@@ -1,0 +1,136 @@
+//! The PL011 console UART, through the `arm-pl011-uart` crate, with
+//! interrupt-driven input into a small ring buffer.
+//!
+//! QEMU's PL011 has already been set up by the time the kernel runs, and
+//! it has pitfalls that decide what this driver does *not* do:
+//! - it never calls `Uart::enable` or otherwise writes LCR_H: changing
+//!   LCR_H.FEN empties the receive FIFO, losing typed-ahead input;
+//! - bytes that arrived before the receive interrupt was unmasked raise no
+//!   interrupt, so the FIFO is drained once right after unmasking;
+//! - the handler clears the interrupt first and then drains: a byte that
+//!   arrives during the drain raises a new interrupt instead of being
+//!   stranded until the next keystroke.
+
+use core::ptr::NonNull;
+
+use arm_pl011_uart::{Interrupts, PL011Registers, Uart};
+use safe_mmio::UniqueMmioPointer;
+
+/// Receive interrupts: FIFO level reached, and receive timeout (the FIFO
+/// holds fewer bytes than the level but nothing more came for a while).
+const RECEIVE_INTERRUPTS: Interrupts = Interrupts::RXI.union(Interrupts::RTI);
+
+/// Bytes received but not read yet. Power of two, so the indices wrap.
+const RX_BUFFER_LEN: usize = 256;
+
+/// A ring buffer of received bytes, filled by the interrupt handler.
+pub struct RxBuffer {
+    bytes: [u8; RX_BUFFER_LEN],
+    /// Next byte to read; `write - read` bytes are buffered (wrapping).
+    read: usize,
+    write: usize,
+    /// Bytes dropped because the buffer was full.
+    pub dropped: u64,
+    /// Receive errors the UART reported (overrun, break, parity, framing).
+    pub errors: u64,
+}
+
+impl RxBuffer {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        RxBuffer {
+            bytes: [0; RX_BUFFER_LEN],
+            read: 0,
+            write: 0,
+            dropped: 0,
+            errors: 0,
+        }
+    }
+
+    /// Whether no byte is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.read == self.write
+    }
+
+    fn push(&mut self, byte: u8) {
+        if self.write.wrapping_sub(self.read) == RX_BUFFER_LEN {
+            self.dropped += 1;
+        } else {
+            self.bytes[self.write % RX_BUFFER_LEN] = byte;
+            self.write = self.write.wrapping_add(1);
+        }
+    }
+
+    /// Takes the oldest byte.
+    pub fn pop(&mut self) -> Option<u8> {
+        if self.is_empty() {
+            return None;
+        }
+        let byte = self.bytes[self.read % RX_BUFFER_LEN];
+        self.read = self.read.wrapping_add(1);
+        Some(byte)
+    }
+}
+
+/// The console PL011.
+pub struct Pl011 {
+    uart: Uart<'static>,
+}
+
+impl Pl011 {
+    /// Takes over the PL011 at `base` as QEMU left it (enabled, 8N1).
+    ///
+    /// # Safety
+    ///
+    /// `base` must be the PL011's register block, mapped as Device memory,
+    /// and nothing else may access it while this driver exists.
+    pub unsafe fn new(base: NonNull<PL011Registers>) -> Self {
+        // SAFETY: The caller promises `base` is a mapped, unaliased PL011.
+        let registers = unsafe { UniqueMmioPointer::new(base) };
+        Pl011 {
+            uart: Uart::new(registers),
+        }
+    }
+
+    /// Sends `bytes`, waiting for room in the transmit FIFO.
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            while self.uart.is_tx_fifo_full() {
+                core::hint::spin_loop();
+            }
+            self.uart.write_word(byte);
+        }
+    }
+
+    /// Waits until every byte has left the UART.
+    pub fn flush(&mut self) {
+        while self.uart.is_busy() {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Unmasks the receive interrupts, then moves whatever is already in
+    /// the FIFO (it raised no interrupt) into `buffer`.
+    pub fn enable_receive_interrupt(&mut self, buffer: &mut RxBuffer) {
+        let masks = self.uart.interrupt_masks() | RECEIVE_INTERRUPTS;
+        self.uart.set_interrupt_masks(masks);
+        self.drain_into(buffer);
+    }
+
+    /// The interrupt handler: clear, then drain.
+    pub fn handle_interrupt(&mut self, buffer: &mut RxBuffer) {
+        self.uart.clear_interrupts(RECEIVE_INTERRUPTS);
+        self.drain_into(buffer);
+    }
+
+    fn drain_into(&mut self, buffer: &mut RxBuffer) {
+        loop {
+            match self.uart.read_word() {
+                Ok(Some(byte)) => buffer.push(byte),
+                Ok(None) => break,
+                // The byte was consumed with an error flag: count and go on.
+                Err(_) => buffer.errors += 1,
+            }
+        }
+    }
+}

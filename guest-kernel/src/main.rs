@@ -1,0 +1,235 @@
+//! A bare-metal kernel for QEMU's aarch64 `virt` board that drives the
+//! para-virtualized stopwatch device.
+//!
+//! Boot (`arch::boot`) drops to EL1 and calls [`kernel_main`], which:
+//! 1. finds and decodes the device tree (MMU still off);
+//! 2. turns the MMU on with a map of exactly what the tree describes;
+//! 3. sets up the console UART, the GIC and the stopwatch;
+//! 4. runs what the boot arguments (`-append`) ask for: `test[=NAME]` runs
+//!    the in-guest tests and exits QEMU with 0 or 1, `bench` measures and
+//!    exits, anything else starts the interactive shell.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod arch;
+mod bench;
+mod console;
+mod drivers;
+mod interrupts;
+mod power;
+mod selftest;
+mod shell;
+mod sync;
+
+use core::ptr::NonNull;
+
+use arch::mmu::{KernelMap, DEVICE, NORMAL};
+use board_discovery::BoardInfo;
+use drivers::gic::Gic;
+use drivers::stopwatch::Stopwatch;
+use sync::SetOnce;
+
+/// Start of RAM on `virt`: where QEMU puts the device tree when it loads
+/// an ELF kernel (x0 is then 0), provided the DTB fits below the image.
+const VIRT_RAM_BASE: usize = 0x4000_0000;
+/// Big-endian magic at the start of every flattened device tree.
+const FDT_MAGIC: u32 = 0xd00d_feed;
+
+/// What the device tree said; lives as long as the (never overwritten)
+/// device tree in RAM.
+static BOARD: SetOnce<BoardInfo<'static>> = SetOnce::new();
+/// The stopwatch, if the device tree has one.
+static STOPWATCH: SetOnce<Stopwatch> = SetOnce::new();
+/// The exception level QEMU started the kernel at.
+static ENTRY_EL: SetOnce<u64> = SetOnce::new();
+
+/// The decoded device tree.
+pub fn board() -> &'static BoardInfo<'static> {
+    BOARD.get().expect("board not discovered yet")
+}
+
+/// The stopwatch device, if there is one.
+pub fn stopwatch() -> Option<&'static Stopwatch> {
+    STOPWATCH.get()
+}
+
+/// The exception level the kernel was entered at (1 or 2).
+pub fn entry_el() -> u64 {
+    ENTRY_EL.get().copied().unwrap_or(0)
+}
+
+/// The Rust entry point, called by `arch::boot` at EL1 with the MMU off.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
+    // --- MMU off: every access is Device memory. Only decode the tree
+    // (the target is built with strict alignment, so no unaligned access
+    // is generated) and build the page tables: no atomics, no console.
+    let Some(dtb) = find_device_tree(loader_dtb) else {
+        power::fatal(format_args!(
+            "no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"
+        ));
+    };
+    let board = BoardInfo::from_dtb(dtb)
+        .unwrap_or_else(|error| power::fatal(format_args!("bad device tree: {error:?}")));
+    let Some(uart) = board.uart else {
+        power::fatal(format_args!("no console UART in /chosen/stdout-path"));
+    };
+    if !uart.is_pl011 {
+        power::fatal(format_args!("console {} is not a PL011", uart.node_name));
+    }
+    let Some(gic) = board.gic else {
+        power::fatal(format_args!("no GICv2 or GICv3 in the device tree"));
+    };
+    if board.memory.is_empty() {
+        power::fatal(format_args!("no memory node in the device tree"));
+    }
+
+    // SAFETY: Called once, here.
+    let mut map = unsafe { KernelMap::new() };
+    for ram in board.memory.iter() {
+        map.map(*ram, NORMAL);
+    }
+    map.map_kernel_image();
+    map.map(uart.region, DEVICE);
+    for region in gic.regions() {
+        map.map(region, DEVICE);
+    }
+    for stopwatch in board.stopwatches.iter() {
+        map.map(stopwatch.shared, NORMAL);
+        map.map(stopwatch.registers, DEVICE);
+    }
+    // SAFETY: The map covers RAM (image, stack, device tree) and every
+    // device used from here on.
+    unsafe { map.activate() };
+
+    // --- MMU on.
+    let _ = ENTRY_EL.set(entry_el);
+    let board = BOARD.set(board).unwrap_or_else(|_| unreachable!());
+    arch::timer::init();
+    power::init(board.psci);
+    let uart_base = NonNull::new(uart.region.base as *mut _).expect("UART at address 0");
+    // SAFETY: The UART region is mapped as Device memory above and only
+    // the console uses it.
+    unsafe { console::init(uart_base) };
+    print_banner(board);
+
+    // SAFETY: The GIC's regions are mapped as Device memory above, and this
+    // is the only driver instance.
+    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
+    interrupts::init(gic);
+    if let Some(info) = board.first_stopwatch() {
+        // SAFETY: Its registers are mapped as Device memory and its shared
+        // region as Normal memory above; this is the only driver instance.
+        let _ = STOPWATCH.set(unsafe { Stopwatch::new(*info) });
+    }
+    let Some(uart_interrupt) = uart.interrupt else {
+        power::fatal(format_args!("the console UART has no usable interrupt"));
+    };
+    interrupts::route(
+        Some(uart_interrupt),
+        stopwatch().map(Stopwatch::interrupt),
+        board.virtual_timer,
+    );
+    if board.virtual_timer.is_some() {
+        arch::timer::timer_interrupt_enabled();
+    }
+    console::enable_receive_interrupt();
+    interrupts::enable_cpu_irqs();
+
+    match BootMode::from_bootargs(board.bootargs) {
+        BootMode::Test(filter) => power::exit(selftest::run(filter)),
+        BootMode::Bench => {
+            bench::run_and_print();
+            power::exit(0)
+        }
+        BootMode::Shell => shell::run(),
+    }
+}
+
+/// What the boot arguments ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BootMode<'a> {
+    /// `test` (all tests) or `test=NAME` (tests whose name contains NAME).
+    Test(Option<&'a str>),
+    /// `bench`.
+    Bench,
+    /// Anything else: the interactive shell.
+    Shell,
+}
+
+impl<'a> BootMode<'a> {
+    fn from_bootargs(bootargs: &'a str) -> Self {
+        for word in bootargs.split_ascii_whitespace() {
+            match word.split_once('=') {
+                None if word == "test" => return BootMode::Test(None),
+                Some(("test", filter)) => return BootMode::Test(Some(filter)),
+                None if word == "bench" => return BootMode::Bench,
+                _ => {}
+            }
+        }
+        BootMode::Shell
+    }
+}
+
+/// The device tree: at the loader's x0 if that holds one, else at the
+/// start of RAM.
+fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
+    [loader_dtb, VIRT_RAM_BASE]
+        .into_iter()
+        .filter(|&address| address != 0 && address.is_multiple_of(8))
+        .find_map(|address| {
+            let header = address as *const u32;
+            // SAFETY: Both candidates are RAM addresses on `virt` (the
+            // loader's x0, or RAM's base), readable with the MMU off; the
+            // header is 8-byte aligned.
+            let (magic, total_size) = unsafe {
+                (
+                    u32::from_be(header.read_volatile()),
+                    u32::from_be(header.add(1).read_volatile()),
+                )
+            };
+            // SAFETY: A valid magic means QEMU wrote a device tree of
+            // `total_size` bytes there, which nothing overwrites.
+            (magic == FDT_MAGIC).then(|| unsafe {
+                core::slice::from_raw_parts(address as *const u8, total_size as usize)
+            })
+        })
+}
+
+fn print_banner(board: &BoardInfo<'_>) {
+    println!();
+    println!(
+        "guest-kernel {}: stopwatch driver for QEMU virt",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "entered at EL{}, running at EL{}; counter {} Hz",
+        entry_el(),
+        arch::current_el(),
+        arch::timer::clock().frequency_hz
+    );
+    let ram_bytes: u64 = board.memory.iter().map(|region| region.size).sum();
+    println!(
+        "RAM: {} MiB; boot arguments: \"{}\"",
+        ram_bytes >> 20,
+        board.bootargs
+    );
+    match board.first_stopwatch() {
+        Some(stopwatch) => println!(
+            "stopwatch: {} registers {:#x} shared {:#x} INTID {}",
+            stopwatch.node_name,
+            stopwatch.registers.base,
+            stopwatch.shared.base,
+            stopwatch.timeout_interrupt.intid
+        ),
+        None => println!(
+            "stopwatch: NONE in the device tree (start QEMU with -device stopwatch); the shell works, stopwatch commands will say so"
+        ),
+    }
+    for broken in board.broken_stopwatches.iter() {
+        println!("stopwatch: {} ignored: {}", broken.node_name, broken.error);
+    }
+}

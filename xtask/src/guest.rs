@@ -1,0 +1,547 @@
+//! Runs the guest non-interactively through its serial console: the
+//! in-guest test suite (`-append test`) and the scripted stopwatch demo.
+
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::repo::Repo;
+use crate::run::VmConfig;
+
+/// What the guest shell prints when it waits for a command.
+pub const PROMPT: &str = "stopwatch> ";
+
+/// A running QEMU whose serial console (its stdin/stdout) we drive.
+pub struct SerialConsole {
+    child: Child,
+    stdin: ChildStdin,
+    chunks: Receiver<Vec<u8>>,
+    /// Everything QEMU printed so far (stdout and stderr, where
+    /// semihosting writes).
+    output: Vec<u8>,
+    /// How much of `output` has been handed out already.
+    consumed: usize,
+    /// Whether QEMU closed its output (it is exiting).
+    closed: bool,
+    /// When set, output is echoed to our stderr as lines with this prefix.
+    live_prefix: Option<String>,
+    live_pending: Vec<u8>,
+}
+
+/// How waiting for output ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    Matched,
+    Closed,
+    TimedOut,
+}
+
+impl SerialConsole {
+    /// Starts QEMU for `config` with piped stdio.
+    pub fn spawn(repo: &Repo, config: &VmConfig, live_prefix: Option<String>) -> Result<Self> {
+        let mut child = config
+            .command(repo)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not start {}", repo.qemu_binary().display()))?;
+        let (sender, chunks) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for mut stream in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
+            let sender = sender.clone();
+            thread::spawn(move || {
+                let mut buffer = [0; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                    if sender.send(buffer[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(SerialConsole {
+            stdin: child.stdin.take().expect("piped"),
+            child,
+            chunks,
+            output: Vec::new(),
+            consumed: 0,
+            closed: false,
+            live_prefix,
+            live_pending: Vec::new(),
+        })
+    }
+
+    /// Everything printed so far, as text.
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+
+    /// Receives output until `done` says so about the unconsumed part, QEMU
+    /// closes its output, or `timeout` passes.
+    fn wait_for(&mut self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Waited {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.output[self.consumed..]) {
+                return Waited::Matched;
+            }
+            if self.closed {
+                return Waited::Closed;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Waited::TimedOut;
+            };
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.take(&chunk),
+                Err(RecvTimeoutError::Timeout) => return Waited::TimedOut,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed = true;
+                    self.flush_live();
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, chunk: &[u8]) {
+        self.output.extend_from_slice(chunk);
+        if self.live_prefix.is_some() {
+            self.live_pending.extend_from_slice(chunk);
+            while let Some(end) = self.live_pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.live_pending.drain(..=end).collect();
+                self.print_live(&line);
+            }
+        }
+    }
+
+    fn flush_live(&mut self) {
+        if !self.live_pending.is_empty() {
+            let line = std::mem::take(&mut self.live_pending);
+            self.print_live(&line);
+        }
+    }
+
+    fn print_live(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']).replace('\r', "");
+        eprintln!("{}{text}", self.live_prefix.as_deref().unwrap_or(""));
+    }
+
+    /// Waits for `needle` and returns what came before it (and it), or fails
+    /// naming what happened instead.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let bytes = needle.as_bytes();
+        let found = |text: &[u8]| find(text, bytes).is_some();
+        match self.wait_for(timeout, found) {
+            Waited::Matched => {
+                let unread = &self.output[self.consumed..];
+                let end = find(unread, bytes).expect("matched") + bytes.len();
+                let text = String::from_utf8_lossy(&unread[..end]).into_owned();
+                self.consumed += end;
+                Ok(text)
+            }
+            Waited::Closed => bail!("QEMU exited before printing {needle:?}"),
+            Waited::TimedOut => bail!("no {needle:?} within {}s", timeout.as_secs()),
+        }
+    }
+
+    /// Whatever arrived since the last read, without waiting for more.
+    pub fn take_unread(&mut self) -> String {
+        loop {
+            match self.chunks.try_recv() {
+                Ok(chunk) => self.take(&chunk),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    self.flush_live();
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&self.output[self.consumed..]).into_owned();
+        self.consumed = self.output.len();
+        text
+    }
+
+    /// Types a line as on a terminal (Enter sends `\r`).
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        self.stdin
+            .write_all(format!("{line}\r").as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .context("QEMU no longer reads its serial input")
+    }
+
+    /// Waits for QEMU to exit, killing it after `timeout`. `None`: it hung.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Keep reading so QEMU never blocks on a full pipe.
+            self.wait_for(Duration::from_millis(100), |_| false);
+            if let Some(status) = self.child.try_wait()? {
+                self.wait_for(Duration::from_secs(1), |_| false); // the last output
+                self.flush_live();
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                self.child.kill().ok();
+                self.child.wait().ok();
+                self.flush_live();
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends `command` and waits for the next prompt or for QEMU to exit
+    /// (commands that power off). Returns the raw text in between, or
+    /// `None` if QEMU no longer took input.
+    fn command_or_exit(&mut self, command: &str, timeout: Duration) -> Option<String> {
+        self.send_line(command).ok()?;
+        let prompt = PROMPT.as_bytes();
+        self.wait_for(timeout, |text| find(text, prompt).is_some());
+        Some(self.take_unread())
+    }
+}
+
+impl Drop for SerialConsole {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// `N passed, M failed` from the last summary line the guest printed.
+pub fn parse_test_summary(transcript: &str) -> Option<(u64, u64)> {
+    transcript.lines().rev().find_map(|line| {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.windows(4).rev().find_map(|w| match w {
+            [passed, "passed", failed, "failed"] => {
+                Some((passed.parse().ok()?, failed.parse().ok()?))
+            }
+            _ => None,
+        })
+    })
+}
+
+/// What a guest test run must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expectation {
+    /// Exit status 0 and `N passed, 0 failed` with N > 0.
+    AllPass,
+    /// Boot, run and report: a summary line whose failures agree with the
+    /// exit status (for a machine without the device).
+    ConsistentReport,
+}
+
+/// Boots the guest with `-append test` and judges its report. `Ok` holds
+/// a one-line result, `Err` why it failed.
+pub fn run_guest_tests(
+    repo: &Repo,
+    config: &VmConfig,
+    expectation: Expectation,
+    timeout: Duration,
+) -> Result<String> {
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, config, Some(format!("    [{config}] ")))?;
+    let Some(status) = console.wait_exit(timeout)? else {
+        bail!(
+            "QEMU hung in configuration {config}: no exit after {}s, killed it \
+             (the guest tests must end with a semihosting exit)",
+            timeout.as_secs()
+        );
+    };
+    let transcript = console.transcript();
+    let Some((passed, failed)) = parse_test_summary(&transcript) else {
+        bail!("{config}: QEMU exited ({status}) without an `N passed, M failed` line");
+    };
+    let exit_ok = status.success();
+    let summary = format!("{passed} passed, {failed} failed, {status}");
+    match expectation {
+        Expectation::AllPass if exit_ok && failed == 0 && passed > 0 => Ok(summary),
+        Expectation::ConsistentReport if exit_ok == (failed == 0) => {
+            Ok(format!("booted and reported {summary}"))
+        }
+        _ => bail!("{config}: {summary}"),
+    }
+}
+
+/// One command of the demo and the guest's answer.
+#[derive(Debug)]
+struct Exchange {
+    command: String,
+    response: String,
+}
+
+/// Drives the shell like the original demo and checks the answers.
+pub struct Demo {
+    console: SerialConsole,
+    /// The dialogue so far, as printed at the end.
+    transcript: Vec<String>,
+    checks: Vec<(String, bool)>,
+}
+
+/// How long the shell may take to answer one command.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Demo {
+    /// Runs the whole demo; `Ok` if every check passed. Prints the
+    /// transcript and the checks either way.
+    pub fn run(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<()> {
+        eprintln!("    {}", config.command_line());
+        let mut demo = Demo {
+            console: SerialConsole::spawn(repo, config, None)?,
+            transcript: Vec::new(),
+            checks: Vec::new(),
+        };
+        let result = demo.script(boot_timeout);
+        demo.print();
+        result?;
+        let failed = demo.checks.iter().filter(|(_, ok)| !ok).count();
+        if failed > 0 {
+            bail!("demo: {failed} of {} checks failed", demo.checks.len());
+        }
+        Ok(())
+    }
+
+    fn script(&mut self, boot_timeout: Duration) -> Result<()> {
+        let boot = self
+            .console
+            .expect(PROMPT, boot_timeout)
+            .context("the guest shell never showed its prompt")?;
+        let boot = clean_text(&boot);
+        self.transcript.push(
+            boot.strip_suffix(PROMPT)
+                .unwrap_or(&boot)
+                .trim_end()
+                .to_string(),
+        );
+        self.command("reset")?;
+        self.command("start")?;
+        self.host_sleep(1);
+        self.command("pause")?;
+        let read = self.command("read")?;
+        self.check_seconds(&read, 0.9..=1.3, "read after 1 s running, then paused");
+        self.command("start")?;
+        self.command("timeout 1")?;
+        self.host_sleep(2);
+        self.command("timeout 1")?;
+        self.host_sleep(2);
+        let read = self.command("read")?;
+        self.check_seconds(&read, 4.8..=5.6, "read after 1 s + 4 s running");
+        let timeouts = self.command("timeout")?;
+        let count = parse_interrupt_count(&timeouts.response);
+        self.check(
+            format!("`timeout` counts 2 interrupts (got {count:?})"),
+            count == Some(2),
+        );
+        self.command("reset")?;
+        let read = self.command("read")?;
+        self.check_seconds(&read, 0.0..=0.005, "read after reset");
+        self.power_off()
+    }
+
+    /// Sends a command, records the answer.
+    fn command(&mut self, command: &str) -> Result<Exchange> {
+        self.record_unsolicited();
+        self.console.send_line(command)?;
+        let raw = self
+            .console
+            .expect(PROMPT, ANSWER_TIMEOUT)
+            .with_context(|| format!("no answer to `{command}`"))?;
+        let response = clean_response(&raw, command);
+        self.transcript.push(format!("{PROMPT}{command}"));
+        if !response.is_empty() {
+            self.transcript.push(response.clone());
+        }
+        Ok(Exchange {
+            command: command.to_string(),
+            response,
+        })
+    }
+
+    /// Records what the guest printed on its own while idle (a timeout
+    /// firing, say), so it is not taken for the next command's answer.
+    fn record_unsolicited(&mut self) {
+        let unsolicited = clean_text(&self.console.take_unread());
+        if !unsolicited.trim().is_empty() {
+            self.transcript
+                .push(format!("(while idle) {}", unsolicited.trim()));
+        }
+    }
+
+    fn host_sleep(&mut self, seconds: u64) {
+        self.transcript.push(format!("(host waits {seconds} s)"));
+        thread::sleep(Duration::from_secs(seconds));
+    }
+
+    fn check(&mut self, what: String, ok: bool) {
+        self.checks.push((what, ok));
+    }
+
+    fn check_seconds(&mut self, read: &Exchange, range: std::ops::RangeInclusive<f64>, what: &str) {
+        let value = parse_seconds(&read.response);
+        let shown = value.map_or("no number".to_string(), |v| format!("{v:.2}"));
+        self.check(
+            format!(
+                "`{}` {what}: {shown} in {:.2}..={:.2}",
+                read.command,
+                range.start(),
+                range.end()
+            ),
+            value.is_some_and(|v| range.contains(&v)),
+        );
+    }
+
+    /// `poweroff`, or `exit 0` if the shell does not know it; QEMU must
+    /// then exit with status 0.
+    fn power_off(&mut self) -> Result<()> {
+        self.record_unsolicited();
+        for command in ["poweroff", "exit 0"] {
+            self.transcript.push(format!("{PROMPT}{command}"));
+            let Some(answer) = self.console.command_or_exit(command, ANSWER_TIMEOUT) else {
+                break;
+            };
+            let answer = clean_response(&answer, command);
+            if !answer.is_empty() {
+                self.transcript.push(answer);
+            }
+            if self.console.closed {
+                break;
+            }
+        }
+        let status = self.console.wait_exit(ANSWER_TIMEOUT)?;
+        let ok = status.is_some_and(|s| s.success());
+        let shown = status.map_or("still running, killed".to_string(), |s| s.to_string());
+        self.check(format!("QEMU exits with status 0 ({shown})"), ok);
+        Ok(())
+    }
+
+    fn print(&self) {
+        eprintln!("    --- demo transcript ---");
+        for entry in &self.transcript {
+            for line in entry.lines() {
+                eprintln!("    | {line}");
+            }
+        }
+        eprintln!("    --- checks ---");
+        for (what, ok) in &self.checks {
+            eprintln!("    {} {what}", if *ok { "ok  " } else { "FAIL" });
+        }
+    }
+}
+
+/// Line endings as `\n` (serial output may say `\r\n` or `\r\r\n`).
+fn clean_text(raw: &str) -> String {
+    raw.replace('\r', "")
+}
+
+/// The guest's answer to `command`: without the echoed command line and
+/// the closing prompt.
+pub fn clean_response(raw: &str, command: &str) -> String {
+    let text = clean_text(raw);
+    let text = text.strip_suffix(PROMPT).unwrap_or(&text);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if lines.first().is_some_and(|first| first.trim() == command) {
+        lines.remove(0);
+    }
+    lines.join("\n").trim().to_string()
+}
+
+/// The number of seconds in an answer such as `1.00 seconds`: the first
+/// decimal number, else the first number.
+pub fn parse_seconds(response: &str) -> Option<f64> {
+    let numbers = numbers_in(response);
+    numbers
+        .iter()
+        .find(|n| n.contains('.'))
+        .or(numbers.first())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The interrupt count in `timeout`'s answer: the whole number on the
+/// line that mentions interrupts, else the only whole number.
+pub fn parse_interrupt_count(response: &str) -> Option<u64> {
+    let whole = |line: &str| -> Vec<u64> {
+        numbers_in(line)
+            .iter()
+            .filter(|n| !n.contains('.'))
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let mentioning = response
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().contains("interrupt"))
+        .find_map(|line| whole(line).first().copied());
+    mentioning.or_else(|| match whole(response)[..] {
+        [only] => Some(only),
+        _ => None,
+    })
+}
+
+/// The runs of digits and dots that hold a digit, in order.
+fn numbers_in(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|run| run.trim_matches('.'))
+        .filter(|run| run.chars().any(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_last_test_summary() {
+        let log = "booting\r\r\n[test] regs ... ok\r\nresult: 3 passed, 1 failed\r\n\
+                   rerun\r\n12 passed, 0 failed, 2 skipped\r\n";
+        assert_eq!(parse_test_summary(log), Some((12, 0)));
+        assert_eq!(parse_test_summary("all good\n"), None);
+        assert_eq!(parse_test_summary("x passed, y failed\n"), None);
+    }
+
+    #[test]
+    fn strips_echo_prompt_and_carriage_returns() {
+        let raw = "read\r\r\n1.00 seconds\r\r\nstopwatch> ";
+        assert_eq!(clean_response(raw, "read"), "1.00 seconds");
+        // A shell that does not echo.
+        assert_eq!(
+            clean_response("0.00 seconds\r\nstopwatch> ", "read"),
+            "0.00 seconds"
+        );
+        assert_eq!(clean_response("reset\r\nstopwatch> ", "reset"), "");
+    }
+
+    #[test]
+    fn reads_seconds_from_answers() {
+        assert_eq!(parse_seconds("1.00 seconds"), Some(1.0));
+        assert_eq!(parse_seconds("elapsed: 5.02 s (5020 ms)"), Some(5.02));
+        assert_eq!(parse_seconds("0 seconds"), Some(0.0));
+        assert_eq!(parse_seconds("stopped."), None);
+    }
+
+    #[test]
+    fn reads_interrupt_counts() {
+        assert_eq!(parse_interrupt_count("2 interrupts"), Some(2));
+        assert_eq!(
+            parse_interrupt_count("timeout: 1 s\ninterrupts: 2"),
+            Some(2)
+        );
+        assert_eq!(parse_interrupt_count("Interrupts received: 2\n"), Some(2));
+        assert_eq!(parse_interrupt_count("2"), Some(2));
+        assert_eq!(parse_interrupt_count("1 s, 2 fired"), None);
+        assert_eq!(parse_interrupt_count("none yet"), None);
+    }
+}

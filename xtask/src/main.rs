@@ -1,0 +1,241 @@
+//! `cargo xtask`: builds the patched QEMU with the stopwatch device and
+//! the guest kernel, boots them, and runs every test of the project.
+//!
+//! Run `cargo xtask --help` for the commands.
+
+mod cache;
+mod debian_mirror;
+mod guest;
+mod kernel;
+mod meson_wrap;
+mod patches;
+mod pins;
+mod pipeline;
+mod prereqs;
+mod qemu_build;
+mod qemu_source;
+mod repo;
+mod run;
+mod test_suite;
+mod util;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use pipeline::{BuildOptions, Session};
+use run::{Gic, VmConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test the stopwatch device and its guest kernel",
+    after_help = "Caches live in $STOPWATCH_CACHE_DIR, else $XDG_CACHE_HOME/stopwatch, \
+                  else ~/.cache/stopwatch (`cargo xtask cache-dir` prints it)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build everything: prerequisites, QEMU with the device, guest kernel
+    /// (into target/vm/).
+    Build {
+        /// Build QEMU only, not the guest kernel.
+        #[arg(long)]
+        no_kernel: bool,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Build what is needed, then boot the guest into its serial shell
+    /// (quit QEMU with Ctrl-A X).
+    Qemu {
+        /// Kernel command line (QEMU's -append).
+        #[arg(long, value_name = "ARGS")]
+        append: Option<String>,
+        /// GIC version of the virt board (default: the board's, 2).
+        #[arg(long)]
+        gic: Option<Gic>,
+        /// CPU model.
+        #[arg(long, default_value = "cortex-a53")]
+        cpu: String,
+        /// Start the guest at EL2 (virtualization=on).
+        #[arg(long)]
+        el2: bool,
+        /// Boot without the stopwatch device.
+        #[arg(long)]
+        no_device: bool,
+        /// Further QEMU arguments, after `--`.
+        #[arg(last = true, value_name = "QEMU_ARGS")]
+        extra: Vec<String>,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Run all tests: host crates, device qtests, guest tests on several
+    /// machines, the demo; then a summary.
+    Test {
+        /// Seconds before a hung guest run is killed.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        timeout: u64,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Run the stopwatch demo through the guest shell and check its answers.
+    Demo {
+        /// Seconds to wait for the shell's first prompt.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        timeout: u64,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Regenerate patches/*.patch from the commits in the cached QEMU tree.
+    UpdatePatches {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Delete the cache (downloads, QEMU builds) and target/vm/.
+    Clean {
+        /// Only delete QEMU build directories of other cache keys.
+        #[arg(long)]
+        old: bool,
+    },
+    /// Print the cache directory.
+    CacheDir,
+}
+
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("\nerror: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Cmd) -> Result<ExitCode> {
+    match command {
+        Cmd::Build { no_kernel, options } => {
+            let started = Instant::now();
+            let session = Session::new(&options)?;
+            let mut summary = Vec::new();
+            let result = session.build_all(!no_kernel, &mut summary);
+            util::print_summary("Build summary", &summary);
+            result?;
+            eprintln!(
+                "Built in {}: {}{}",
+                util::format_duration(started.elapsed()),
+                session.repo.relative(&session.repo.qemu_binary()).display(),
+                if no_kernel {
+                    String::new()
+                } else {
+                    format!(
+                        ", {}",
+                        session
+                            .repo
+                            .relative(&session.repo.kernel_binary())
+                            .display()
+                    )
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Qemu {
+            append,
+            gic,
+            cpu,
+            el2,
+            no_device,
+            extra,
+            options,
+        } => {
+            let session = Session::new(&options)?;
+            session.build_all(true, &mut Vec::new())?;
+            let config = VmConfig {
+                cpu,
+                gic,
+                el2,
+                device: !no_device,
+                append,
+                extra,
+            };
+            eprintln!("\n{}", config.command_line());
+            eprintln!("(quit QEMU with Ctrl-A X)\n");
+            let status = config
+                .command(&session.repo)
+                .status()
+                .context("could not start QEMU")?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
+        Cmd::Test { timeout, options } => {
+            let session = Session::new(&options)?;
+            let passed = test_suite::run_all(&session, Duration::from_secs(timeout));
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Demo { timeout, options } => {
+            let session = Session::new(&options)?;
+            session.build_all(true, &mut Vec::new())?;
+            eprintln!("\n==> Demo");
+            guest::Demo::run(
+                &session.repo,
+                &VmConfig::default(),
+                Duration::from_secs(timeout),
+            )?;
+            eprintln!("demo: all checks passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::UpdatePatches { options } => {
+            let session = Session::new(&options)?;
+            patches::update(&session.repo, &session.current_qemu_dirs()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Clean { old } => {
+            let session = Session::new(&BuildOptions::default())?;
+            clean(&session, old)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CacheDir => {
+            println!("{}", cache::Cache::locate()?.root.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Deletes what this tool created in the cache (never the cache root's
+/// other contents, in case it points somewhere shared) and `target/vm/`.
+fn clean(session: &Session, only_old: bool) -> Result<()> {
+    let cache = &session.cache;
+    if only_old {
+        let current = session.current_qemu_dirs()?;
+        for dir in cache::other_qemu_dirs(cache, &current.root) {
+            eprintln!("removing {}", dir.display());
+            util::remove_dir_all_if_exists(&dir)?;
+        }
+        return Ok(());
+    }
+    for dir in [
+        cache.qemu_builds(),
+        cache.downloads(),
+        cache.apt(),
+        cache.tools(),
+        session.repo.vm_dir(),
+    ] {
+        if dir.exists() {
+            eprintln!("removing {}", dir.display());
+            util::remove_dir_all_if_exists(&dir)?;
+        }
+    }
+    // Gone if it held nothing else.
+    let _ = std::fs::remove_dir(&cache.root);
+    Ok(())
+}

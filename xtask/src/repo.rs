@@ -1,0 +1,45 @@
+//! Paths inside this repository.
+
+use std::path::{Path, PathBuf};
+
+/// The repository checkout `cargo xtask` runs in.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub root: PathBuf,
+}
+
+impl Repo {
+    /// The checkout this xtask was built from, wherever it is run from.
+    pub fn locate() -> Repo {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf();
+        Repo { root }
+    }
+
+    /// `target/vm/`: the two artifacts that `cargo xtask qemu` runs.
+    pub fn vm_dir(&self) -> PathBuf {
+        self.root.join("target/vm")
+    }
+
+    pub fn qemu_binary(&self) -> PathBuf {
+        self.vm_dir().join("qemu-system-aarch64")
+    }
+
+    pub fn kernel_binary(&self) -> PathBuf {
+        self.vm_dir().join("guest-kernel")
+    }
+
+    /// Cargo's target directory (honouring `CARGO_TARGET_DIR`).
+    pub fn cargo_target_dir(&self) -> PathBuf {
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => self.root.join(dir),
+            _ => self.root.join("target"),
+        }
+    }
+
+    /// `path` relative to the repository root when it is inside it, for
+    /// shorter, copy-pasteable command lines.
+    pub fn relative<'a>(&self, path: &'a Path) -> &'a Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
+    }
+}

@@ -1,0 +1,163 @@
+//! QEMU command lines for the guest: one place that knows the board,
+//! CPU, GIC, EL2 and device options, used by `qemu`, `test` and `demo`.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::process::Command;
+
+use crate::repo::Repo;
+use crate::util::shell_quote;
+
+/// Where `cargo xtask build` leaves the two artifacts, relative to the
+/// repository root (QEMU runs there, so printed lines can be pasted).
+pub const QEMU_PATH: &str = "target/vm/qemu-system-aarch64";
+pub const KERNEL_PATH: &str = "target/vm/guest-kernel";
+
+/// The GIC version of the `virt` board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Gic {
+    #[value(name = "2")]
+    V2,
+    #[value(name = "3")]
+    V3,
+}
+
+/// One way to boot the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub cpu: String,
+    /// `None`: the board's default (GICv2).
+    pub gic: Option<Gic>,
+    /// Start at EL2 (`virtualization=on`).
+    pub el2: bool,
+    /// Add one `-device stopwatch`.
+    pub device: bool,
+    /// Kernel command line (`-append`).
+    pub append: Option<String>,
+    /// Further QEMU arguments, last on the command line.
+    pub extra: Vec<String>,
+}
+
+impl Default for VmConfig {
+    fn default() -> VmConfig {
+        VmConfig {
+            cpu: "cortex-a53".to_string(),
+            gic: None,
+            el2: false,
+            device: true,
+            append: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl VmConfig {
+    /// The `-M` value.
+    pub fn machine(&self) -> String {
+        let mut machine = String::from("virt");
+        match self.gic {
+            Some(Gic::V2) => machine.push_str(",gic-version=2"),
+            Some(Gic::V3) => machine.push_str(",gic-version=3"),
+            None => {}
+        }
+        if self.el2 {
+            machine.push_str(",virtualization=on");
+        }
+        machine
+    }
+
+    /// QEMU's arguments: the serial console on stdio, semihosting so the
+    /// guest can exit QEMU with a status.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-M",
+            &self.machine(),
+            "-cpu",
+            &self.cpu,
+            "-m",
+            "128M",
+            "-nographic",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+            KERNEL_PATH,
+        ]
+        .map(str::to_string)
+        .into();
+        if let Some(append) = &self.append {
+            args.extend(["-append".to_string(), append.clone()]);
+        }
+        if self.device {
+            args.extend(["-device".to_string(), "stopwatch".to_string()]);
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// The command, to be run in the repository root.
+    pub fn command(&self, repo: &Repo) -> Command {
+        let mut cmd = Command::new(repo.qemu_binary());
+        cmd.args(self.args()).current_dir(&repo.root);
+        cmd
+    }
+
+    /// The command line as printed before running it.
+    pub fn command_line(&self) -> String {
+        std::iter::once(QEMU_PATH.to_string())
+            .chain(self.args())
+            .map(|word| shell_quote(OsStr::new(&word)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A short name, e.g. `cortex-a53/gicv3/el2/no-device`, for messages.
+impl fmt::Display for VmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gic = match self.gic {
+            Some(Gic::V3) => "gicv3",
+            _ => "gicv2",
+        };
+        write!(f, "{}+{gic}", self.cpu)?;
+        if self.el2 {
+            write!(f, "+el2")?;
+        }
+        if !self.device {
+            write!(f, " (no device)")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_documented_command() {
+        assert_eq!(
+            VmConfig::default().command_line(),
+            "target/vm/qemu-system-aarch64 -M virt -cpu cortex-a53 -m 128M -nographic \
+             -semihosting-config enable=on,target=native -kernel target/vm/guest-kernel \
+             -device stopwatch"
+        );
+    }
+
+    #[test]
+    fn options_land_in_the_machine_and_after_the_kernel() {
+        let config = VmConfig {
+            cpu: "max".into(),
+            gic: Some(Gic::V3),
+            el2: true,
+            device: false,
+            append: Some("test verbose".into()),
+            extra: vec!["-d".into(), "int".into()],
+        };
+        assert_eq!(config.machine(), "virt,gic-version=3,virtualization=on");
+        let line = config.command_line();
+        assert!(line.contains("-M virt,gic-version=3,virtualization=on -cpu max"));
+        assert!(line.ends_with("-append 'test verbose' -d int"), "{line}");
+        assert!(!line.contains("stopwatch"));
+        assert_eq!(config.to_string(), "max+gicv3+el2 (no device)");
+    }
+}

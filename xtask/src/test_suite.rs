@@ -1,0 +1,170 @@
+//! `cargo xtask test`: every test of the project, in order, with a summary
+//! table at the end. A failed step does not stop the ones that do not
+//! depend on it.
+
+use anyhow::{bail, Result};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::guest::{self, Demo, Expectation};
+use crate::pipeline::Session;
+use crate::prereqs::cargo;
+use crate::run::{Gic, VmConfig};
+use crate::util::{format_duration, run};
+
+/// The device's qtest crate and the variable that tells it which QEMU to run.
+const QTEST_PACKAGE: &str = "stopwatch-qtest";
+const QTEST_DIR: &str = "qemu-device/qtest";
+const QTEST_QEMU_ENV: &str = "STOPWATCH_QEMU";
+
+/// How a step ended.
+enum Verdict {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+
+struct Outcome {
+    name: String,
+    verdict: Verdict,
+    duration: Duration,
+}
+
+/// The machines the guest test suite runs on.
+fn guest_test_configs() -> Vec<(VmConfig, Expectation)> {
+    let with = |cpu: &str, gic, el2, device| VmConfig {
+        cpu: cpu.to_string(),
+        gic: Some(gic),
+        el2,
+        device,
+        append: Some("test".to_string()),
+        extra: Vec::new(),
+    };
+    vec![
+        (
+            with("cortex-a53", Gic::V2, false, true),
+            Expectation::AllPass,
+        ),
+        (with("max", Gic::V3, false, true), Expectation::AllPass),
+        (
+            with("cortex-a53", Gic::V2, true, true),
+            Expectation::AllPass,
+        ),
+        // Without the device the guest must still boot, run and report.
+        (
+            with("cortex-a53", Gic::V2, false, false),
+            Expectation::ConsistentReport,
+        ),
+    ]
+}
+
+/// Runs everything; returns whether all steps passed (skips allowed).
+pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
+    let mut outcomes = Vec::new();
+    let repo = &session.repo;
+
+    outcomes.push(step("host crates: cargo test", || {
+        run(Command::new(cargo()).arg("test").current_dir(&repo.root))?;
+        Ok(Verdict::Pass("ok".into()))
+    }));
+
+    let mut qemu_ok = false;
+    outcomes.push(step("build: prerequisites + QEMU", || {
+        let mut rows = Vec::new();
+        let tools = session.prerequisites(&mut rows)?;
+        session.qemu(&tools, &mut rows)?;
+        qemu_ok = true;
+        Ok(Verdict::Pass("ok".into()))
+    }));
+    let mut kernel_ok = false;
+    outcomes.push(step("build: guest kernel", || {
+        session.kernel(&mut Vec::new())?;
+        kernel_ok = true;
+        Ok(Verdict::Pass("ok".into()))
+    }));
+
+    outcomes.push(step("device qtests", || {
+        if !repo.root.join(QTEST_DIR).join("Cargo.toml").is_file() {
+            let why = format!("{QTEST_DIR}/ does not exist yet");
+            eprintln!("\n    !!! SKIPPING the device qtests: {why} !!!\n");
+            return Ok(Verdict::Skip(why));
+        }
+        if !qemu_ok {
+            bail!("not run: QEMU did not build");
+        }
+        run(Command::new(cargo())
+            .args(["test", "-p", QTEST_PACKAGE, "--", "--include-ignored"])
+            .env(QTEST_QEMU_ENV, repo.qemu_binary())
+            .current_dir(&repo.root))?;
+        Ok(Verdict::Pass("ok".into()))
+    }));
+
+    let runnable = qemu_ok && kernel_ok;
+    for (config, expectation) in guest_test_configs() {
+        outcomes.push(step(&format!("guest tests: {config}"), || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            let summary = guest::run_guest_tests(repo, &config, expectation, guest_timeout)?;
+            Ok(Verdict::Pass(summary))
+        }));
+    }
+
+    outcomes.push(step("demo", || {
+        if !runnable {
+            bail!("not run: QEMU or the guest kernel did not build");
+        }
+        Demo::run(repo, &VmConfig::default(), guest_timeout)?;
+        Ok(Verdict::Pass("all checks passed".into()))
+    }));
+
+    print_table(&outcomes);
+    !outcomes
+        .iter()
+        .any(|o| matches!(o.verdict, Verdict::Fail(_)))
+}
+
+fn step(name: &str, body: impl FnOnce() -> Result<Verdict>) -> Outcome {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    let verdict = body().unwrap_or_else(|error| {
+        let message = format!("{error:#}");
+        eprintln!("    FAILED: {message}");
+        Verdict::Fail(message)
+    });
+    Outcome {
+        name: name.to_string(),
+        verdict,
+        duration: started.elapsed(),
+    }
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(0);
+    eprintln!("\nTest summary");
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for outcome in outcomes {
+        let (word, detail) = match &outcome.verdict {
+            Verdict::Pass(d) => {
+                passed += 1;
+                ("pass", d)
+            }
+            Verdict::Fail(d) => {
+                failed += 1;
+                ("FAIL", d)
+            }
+            Verdict::Skip(d) => {
+                skipped += 1;
+                ("skip", d)
+            }
+        };
+        let detail = detail.lines().next().unwrap_or("");
+        eprintln!(
+            "  {:<width$}  {word}  {:>7}  {detail}",
+            outcome.name,
+            format_duration(outcome.duration)
+        );
+    }
+    // The plain closing line CI reads.
+    println!("summary: {passed} passed, {failed} failed, {skipped} skipped");
+}

@@ -1,0 +1,384 @@
+//! Helpers shared by the subcommands: running programs, hashing files,
+//! copying trees, and printing step banners and summary tables.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The command line of `cmd` as a shell would need it, for messages and
+/// for printing what is about to run.
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes one word for a POSIX shell, only when it needs it.
+pub fn shell_quote(word: &OsStr) -> String {
+    let word = word.to_string_lossy();
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.into_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs `cmd` with the terminal as its stdin/stdout/stderr; fails unless it
+/// exits with status 0.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let line = command_line(cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{line}` (is it installed?)"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `cmd` capturing its output; on failure the error carries the
+/// command line and what it printed.
+pub fn run_captured(cmd: &mut Command) -> Result<Output> {
+    let line = command_line(cmd);
+    let output = cmd
+        .output()
+        .with_context(|| format!("could not start `{line}` (is it installed?)"))?;
+    if !output.status.success() {
+        bail!(
+            "`{line}` failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+/// Runs `cmd` and returns its standard output as text.
+pub fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let output = run_captured(cmd)?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Lowercase hex SHA-256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex SHA-256 of a file's contents, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file =
+        fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fails with an error that says how to fix a download that does not match
+/// its pinned checksum.
+pub fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
+    let actual = sha256_file(path)?;
+    if actual != expected {
+        bail!(
+            "checksum mismatch for {}\n  expected sha256 {expected}\n  actual   sha256 {actual}\n\
+             The file is damaged or not the pinned one: delete it and run the command again \
+             to download it anew (rm {})",
+            path.display(),
+            shell_quote(path.as_os_str())
+        );
+    }
+    Ok(())
+}
+
+/// "2.4s", "5m07s": durations as people read them.
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = duration.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// Writes `contents` to `path` unless the file already holds exactly that,
+/// so that build tools watching modification times see no change.
+/// Returns whether it wrote.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<bool> {
+    if fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    fs::write(path, contents).with_context(|| format!("could not write {}", path.display()))?;
+    Ok(true)
+}
+
+/// Every regular file under `root`, as sorted paths relative to it,
+/// skipping directories for which `skip_dir` (given the relative path)
+/// says so.
+pub fn list_files(root: &Path, skip_dir: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let dir = root.join(&relative);
+        let entries =
+            fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
+            let path = relative.join(entry.file_name());
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                if !skip_dir(&path) {
+                    pending.push(path);
+                }
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What [`mirror_tree`] did.
+#[derive(Debug, Default)]
+pub struct MirrorReport {
+    pub written: Vec<PathBuf>,
+    pub removed: Vec<PathBuf>,
+}
+
+/// Makes `to` hold the same files as `from` (minus skipped directories),
+/// writing only files whose content differs and deleting files that are no
+/// longer in `from`.
+pub fn mirror_tree(
+    from: &Path,
+    to: &Path,
+    skip_dir: &dyn Fn(&Path) -> bool,
+) -> Result<MirrorReport> {
+    let mut report = MirrorReport::default();
+    let wanted = list_files(from, skip_dir)?;
+    for relative in &wanted {
+        let source = from.join(relative);
+        let contents =
+            fs::read(&source).with_context(|| format!("could not read {}", source.display()))?;
+        if write_if_changed(&to.join(relative), &contents)? {
+            report.written.push(relative.clone());
+        }
+    }
+    if to.is_dir() {
+        for relative in list_files(to, &|_| false)? {
+            if wanted.binary_search(&relative).is_err() {
+                let stale = to.join(&relative);
+                fs::remove_file(&stale)
+                    .with_context(|| format!("could not delete {}", stale.display()))?;
+                report.removed.push(relative);
+            }
+        }
+        remove_empty_dirs(to)?;
+    }
+    Ok(report)
+}
+
+/// Removes the empty directories below `dir` (not `dir` itself).
+fn remove_empty_dirs(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            remove_empty_dirs(&path)?;
+            if fs::read_dir(&path)?.next().is_none() {
+                fs::remove_dir(&path)
+                    .with_context(|| format!("could not delete {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies a whole directory tree (used for the small `packagefiles`).
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for relative in list_files(from, &|_| false)? {
+        let target = to.join(&relative);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("could not create {}", parent.display()))?;
+        }
+        fs::copy(from.join(&relative), &target)
+            .with_context(|| format!("could not write {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` unless `to` already has the same size and is not
+/// older, which is enough for build outputs (and keeps warm builds fast).
+/// Returns whether it copied.
+pub fn copy_if_newer(from: &Path, to: &Path) -> Result<bool> {
+    let source = fs::metadata(from).with_context(|| format!("{} is missing", from.display()))?;
+    if let Ok(target) = fs::metadata(to) {
+        if target.len() == source.len() && target.modified()? >= source.modified()? {
+            return Ok(false);
+        }
+    }
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    // Copy beside the target, then rename: a running QEMU keeps its binary.
+    let partial = to.with_extension("partial");
+    fs::copy(from, &partial)
+        .with_context(|| format!("could not copy {} to {}", from.display(), to.display()))?;
+    fs::rename(&partial, to).with_context(|| format!("could not write {}", to.display()))?;
+    Ok(true)
+}
+
+/// Deletes a directory tree if it exists.
+pub fn remove_dir_all_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("could not delete {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints a step banner and times the step.
+pub struct Step {
+    title: String,
+    started: Instant,
+}
+
+impl Step {
+    pub fn start(title: impl Into<String>) -> Step {
+        let title = title.into();
+        eprintln!("==> {title}");
+        Step {
+            title,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Prints the closing line and returns the step's row for a summary.
+    pub fn finish(self, outcome: &str) -> SummaryRow {
+        let duration = self.elapsed();
+        eprintln!(
+            "    {} ({outcome}, {})",
+            self.title,
+            format_duration(duration)
+        );
+        SummaryRow {
+            name: self.title,
+            outcome: outcome.to_string(),
+            duration,
+        }
+    }
+}
+
+/// One line of a summary table.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub name: String,
+    pub outcome: String,
+    pub duration: Duration,
+}
+
+/// Prints rows as an aligned table.
+pub fn print_summary(title: &str, rows: &[SummaryRow]) {
+    let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let outcome_width = rows.iter().map(|r| r.outcome.len()).max().unwrap_or(0);
+    eprintln!("\n{title}");
+    for row in rows {
+        eprintln!(
+            "  {:<name_width$}  {:<outcome_width$}  {:>8}",
+            row.name,
+            row.outcome,
+            format_duration(row.duration)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_words_that_need_it() {
+        assert_eq!(shell_quote(OsStr::new("-M")), "-M");
+        assert_eq!(
+            shell_quote(OsStr::new("virt,gic-version=3")),
+            "virt,gic-version=3"
+        );
+        assert_eq!(shell_quote(OsStr::new("a b")), "'a b'");
+        assert_eq!(shell_quote(OsStr::new("it's")), r"'it'\''s'");
+        assert_eq!(shell_quote(OsStr::new("")), "''");
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(format_duration(Duration::from_millis(2400)), "2.4s");
+        assert_eq!(format_duration(Duration::from_secs(307)), "5m07s");
+    }
+
+    #[test]
+    fn hashes_like_sha256sum() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn mirrors_only_what_changed() -> Result<()> {
+        let scratch = std::env::temp_dir().join(format!("xtask-mirror-{}", std::process::id()));
+        let (from, to) = (scratch.join("from"), scratch.join("to"));
+        fs::create_dir_all(from.join("src"))?;
+        fs::create_dir_all(from.join("target/debug"))?;
+        fs::create_dir_all(to.join("old"))?;
+        fs::write(from.join("src/lib.rs"), "new")?;
+        fs::write(from.join("meson.build"), "same")?;
+        fs::write(from.join("target/debug/junk"), "skip me")?;
+        fs::write(to.join("meson.build"), "same")?;
+        fs::write(to.join("old/gone.rs"), "stale")?;
+
+        let skip_target = |p: &Path| p.file_name() == Some(OsStr::new("target"));
+        let report = mirror_tree(&from, &to, &skip_target)?;
+        assert_eq!(report.written, vec![PathBuf::from("src/lib.rs")]);
+        assert_eq!(report.removed, vec![PathBuf::from("old/gone.rs")]);
+        assert!(!to.join("old").exists());
+        assert!(!to.join("target").exists());
+
+        let again = mirror_tree(&from, &to, &skip_target)?;
+        assert!(again.written.is_empty() && again.removed.is_empty());
+        fs::remove_dir_all(&scratch)?;
+        Ok(())
+    }
+}
