@@ -8,7 +8,7 @@
 //! reason is printed first).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use board_discovery::PsciConduit;
 use smccc::{Hvc, Smc};
@@ -24,6 +24,8 @@ pub const EXIT_FATAL: i32 = 3;
 static PSCI: SetOnce<PsciConduit> = SetOnce::new();
 /// Set once the run is ending, to catch a failing exit path.
 static EXITING: AtomicBool = AtomicBool::new(false);
+/// The status [`exit`] was asked for.
+static EXIT_STATUS: AtomicI32 = AtomicI32::new(0);
 
 /// Records the PSCI conduit found in the device tree.
 pub fn init(psci: Option<PsciConduit>) {
@@ -35,15 +37,28 @@ pub fn init(psci: Option<PsciConduit>) {
 /// Ends the run with `code` as QEMU's exit status (semihosting).
 pub fn exit(code: i32) -> ! {
     if EXITING.swap(true, Ordering::AcqRel) {
-        // We are back here: the semihosting call itself faulted.
-        crate::console::emergency_print(format_args!(
-            "\nsemihosting is not enabled (-semihosting-config enable=on,target=native): powering off instead of exiting with status {}\n",
-            code as u32
-        ));
-        system_off();
+        // A fatal error while exiting: do not try semihosting again.
+        semihosting_unavailable();
     }
+    EXIT_STATUS.store(code, Ordering::Relaxed);
     crate::console::flush();
     semihosting::process::exit(code)
+}
+
+/// Whether [`exit`] has started: an exception now most likely comes from
+/// its semihosting call.
+pub fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
+
+/// The semihosting call faulted (QEMU runs without semihosting): say so
+/// and power off instead.
+pub fn semihosting_unavailable() -> ! {
+    crate::console::emergency_print(format_args!(
+        "\nsemihosting is not enabled (-semihosting-config enable=on,target=native): powering off instead of exiting with status {}\n",
+        EXIT_STATUS.load(Ordering::Relaxed) as u32
+    ));
+    system_off()
 }
 
 /// Powers the machine off through PSCI SYSTEM_OFF; parks the CPU if that

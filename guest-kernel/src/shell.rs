@@ -123,10 +123,18 @@ fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command) {
             ),
         },
         Command::ReadTrap => println!("{}", stopwatch.update_text().as_str()),
-        Command::SetTimeout(seconds) => match stopwatch.timeout_secs(seconds) {
-            Ok(()) => println!("timeout armed: interrupt in {seconds} s"),
-            Err(_) => println!("error: timeout out of range"),
-        },
+        Command::SetTimeout(seconds) => {
+            let pending = stopwatch
+                .read_zero_exit()
+                .is_some_and(|reading| reading.snapshot.timeout_deadline_ns != 0);
+            match stopwatch.timeout_secs(seconds) {
+                Ok(()) if pending => {
+                    println!("a timeout is already pending (the device ignores this one)")
+                }
+                Ok(()) => println!("timeout armed: interrupt in {seconds} s"),
+                Err(_) => println!("error: timeout out of range"),
+            }
+        }
         Command::TimeoutCount => println!("{}", stopwatch.timeouts()),
         _ => unreachable!(),
     }

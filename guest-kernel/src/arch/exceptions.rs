@@ -182,6 +182,9 @@ unsafe extern "C" fn handle_exception(frame: &mut ExceptionFrame, entry: u64) {
         crate::interrupts::handle_irq();
         return;
     }
+    if crate::power::exiting() {
+        crate::power::semihosting_unavailable();
+    }
     let report = FatalException {
         entry,
         esr: ESR_EL1.get(),

@@ -234,6 +234,19 @@ impl Stopwatch {
     /// elapsed time from the guest counter: no exit to QEMU. `None` if the
     /// device has no time page (an original device).
     pub fn read_zero_exit(&self) -> Option<ZeroExitReading> {
+        let snapshot = self.read_time_page()?;
+        let counter = timer::counter();
+        let counter_ns = timer::clock().ticks_to_ns(counter);
+        Some(ZeroExitReading {
+            elapsed_ns: snapshot.elapsed_ns_at_counter(counter_ns),
+            snapshot,
+            counter,
+        })
+    }
+
+    /// One consistent snapshot of the time page (retrying while the device
+    /// writes it), or `None` if the device has none.
+    pub fn read_time_page(&self) -> Option<TimeSnapshot> {
         let page = shared::TIME_PAGE;
         if self.info.shared.size < page + time_page::SIZE
             || self.shared_u32(page + time_page::MAGIC_OFFSET) != time_page::MAGIC
@@ -266,13 +279,7 @@ impl Stopwatch {
                 break snapshot;
             }
         };
-        let counter = timer::counter();
-        let counter_ns = timer::clock().ticks_to_ns(counter);
-        Some(ZeroExitReading {
-            elapsed_ns: snapshot.elapsed_ns_at_counter(counter_ns),
-            snapshot,
-            counter,
-        })
+        Some(snapshot)
     }
 
     /// The timeout interrupt handler: count, remember when, acknowledge.
