@@ -152,6 +152,11 @@ impl QemuDirs {
         }
     }
 
+    /// `<root>.lock`, beside the directory (which may get wiped).
+    pub fn lock_path(&self) -> PathBuf {
+        lock_path_of(&self.root)
+    }
+
     fn stamp_path(&self, stage: Stage) -> PathBuf {
         self.stamps.join(stage.file_name())
     }
@@ -184,6 +189,13 @@ impl QemuDirs {
             .with_context(|| format!("could not create {}", self.logs.display()))?;
         Ok(self.logs.join(name))
     }
+}
+
+/// The lock file that guards a keyed QEMU directory.
+pub fn lock_path_of(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    dir.with_file_name(name)
 }
 
 /// The keyed QEMU directories other than `current`: what
@@ -250,6 +262,19 @@ mod tests {
         assert_ne!(base, key(&[("patch", "abd"), ("rustc", "1.95")]));
         assert_ne!(base, key(&[("patch", "ab"), ("rustc", "c1.95")]));
         assert_ne!(base, key(&[("rustc", "1.95"), ("patch", "abc")]));
+    }
+
+    #[test]
+    fn lock_sits_beside_the_versioned_directory() {
+        let cache = Cache {
+            root: PathBuf::from("/c"),
+        };
+        let dirs = QemuDirs::new(&cache, "10.2.2", "0123456789abcdef");
+        assert_eq!(dirs.root, Path::new("/c/qemu/10.2.2-0123456789abcdef"));
+        assert_eq!(
+            dirs.lock_path(),
+            Path::new("/c/qemu/10.2.2-0123456789abcdef.lock")
+        );
     }
 
     #[test]

@@ -220,6 +220,7 @@ fn clean(session: &Session, only_old: bool) -> Result<()> {
         for dir in cache::other_qemu_dirs(cache, &current.root) {
             eprintln!("removing {}", dir.display());
             util::remove_dir_all_if_exists(&dir)?;
+            let _ = std::fs::remove_file(cache::lock_path_of(&dir));
         }
         return Ok(());
     }

@@ -57,7 +57,13 @@ pub fn update(repo: &Repo, dirs: &QemuDirs) -> Result<()> {
     stdout_of(
         Command::new("git")
             .current_dir(src)
-            .args(["format-patch", "--quiet", "--zero-commit", "--no-signature", "-o"])
+            .args([
+                "format-patch",
+                "--quiet",
+                "--zero-commit",
+                "--no-signature",
+                "-o",
+            ])
             .arg(&staging)
             .arg(&range),
     )

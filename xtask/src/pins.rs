@@ -79,7 +79,7 @@ pub const PYTHON_WHEELS: [PinnedWheel; 2] = [
 /// Version of the preparation pipeline in this crate. Bump it whenever a
 /// change here alters what ends up in the QEMU source or build directory,
 /// so that existing caches are not reused.
-pub const PIPELINE_VERSION: u32 = 1;
+pub const PIPELINE_VERSION: u32 = 2;
 
 /// Git tag on the commit holding the pristine (restored) QEMU source; the
 /// commits after it are exactly `patches/*.patch`.

@@ -225,27 +225,25 @@ fn ensure_debian_packages() -> Result<()> {
     for (name, why) in DEBIAN_PACKAGES.iter().filter(|(n, _)| missing.contains(n)) {
         eprintln!("  {name:<24} {why}");
     }
-    let sudo: &[&str] = if is_root() {
-        &[]
+    let mut apt_get: Vec<&str> = if is_root() {
+        Vec::new()
     } else if Command::new("sudo")
         .args(["-n", "true"])
         .status()
         .is_ok_and(|s| s.success())
     {
-        &["sudo", "-n"]
+        vec!["sudo", "-n"]
     } else {
         bail!(
             "missing Debian packages, and neither root nor password-less sudo is available; run:\n  \
              sudo apt-get update && sudo apt-get install -y --no-install-recommends {list}"
         );
     };
+    // Through `env`, as sudo would drop the variable: no debconf questions.
+    apt_get.extend(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
     let apt = |args: &[&str]| {
-        let mut cmd = Command::new(sudo.first().copied().unwrap_or("apt-get"));
-        cmd.args(sudo.iter().skip(1));
-        if !sudo.is_empty() {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        let mut cmd = Command::new(apt_get[0]);
+        cmd.args(&apt_get[1..]).args(args);
         cmd
     };
     // Stale package lists make installs fail with "held broken packages".

@@ -78,6 +78,7 @@ pub fn build(
 ) -> Result<PathBuf> {
     let key = cache_key(repo, tarball, tools)?;
     let dirs = QemuDirs::new(cache, pins::QEMU_VERSION, &key);
+    let _lock = lock_build_dir(&dirs)?;
 
     if dirs.is_done(Stage::SourcePrepared) {
         summary.push(up_to_date("QEMU source"));
@@ -110,6 +111,9 @@ pub fn build(
         let outcome = run_ninja(&dirs, tools)?;
         match check_version(&binary) {
             Ok(()) => {
+                // ninja runs every time (it is incremental and picks up
+                // device changes); this stamp only records that the
+                // directory produced a working QEMU.
                 dirs.mark_done(Stage::Built)?;
                 summary.push(step.finish(&outcome));
                 break;
@@ -129,6 +133,28 @@ pub fn build(
     util::copy_if_newer(&binary, &repo.qemu_binary())?;
     note_old_builds(cache, &dirs);
     Ok(repo.qemu_binary())
+}
+
+/// Locks the keyed directory for as long as the returned file lives, so
+/// that two `cargo xtask` runs never build into the same tree at once (the
+/// second one waits).
+fn lock_build_dir(dirs: &QemuDirs) -> Result<fs::File> {
+    let path = dirs.lock_path();
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    let file =
+        fs::File::create(&path).with_context(|| format!("could not create {}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!(
+            "Waiting for another `cargo xtask` that is building in {}...",
+            dirs.root.display()
+        );
+        file.lock()
+            .with_context(|| format!("could not lock {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 fn up_to_date(name: &str) -> SummaryRow {

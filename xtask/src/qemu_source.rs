@@ -360,7 +360,10 @@ fn commit_base(src: &Path) -> Result<()> {
     let mut excluded = fs::read_to_string(&exclude).unwrap_or_default();
     excluded.push_str(&format!("/{DEVICE_DIR_IN_QEMU}/\n"));
     util::write_if_changed(&exclude, excluded.as_bytes())?;
-    run_captured(git(src).args(["add", "--all"]))?;
+    // --force: QEMU's .gitignore matches real source files (the *-rs.wrap
+    // files, bundled subprojects); the base must hold the whole tree so
+    // that patches can change any file.
+    run_captured(git(src).args(["add", "--all", "--force"]))?;
     run_captured(git(src).args([
         "commit",
         "--quiet",
@@ -398,19 +401,27 @@ fn apply_patches(repo: &Path, src: &Path) -> Result<()> {
         eprintln!("Applying {name}");
         // --committer-date-is-author-date: the same patches give the same
         // commits on every machine.
-        let applied = run_captured(
-            git(src)
-                .args(["am", "--quiet", "--committer-date-is-author-date"])
-                .arg(&patch),
-        );
-        if let Err(error) = applied {
+        let output = git(src)
+            .args(["am", "--quiet", "--committer-date-is-author-date"])
+            .arg(&patch)
+            .output()
+            .context("could not run git")?;
+        if !output.status.success() {
             let _ = git(src).args(["am", "--abort"]).output();
-            return Err(error).context(format!(
-                "patches/{name} does not apply to QEMU {}: fix it, or edit the tree in a \
-                 prepared cache directory and regenerate the patches with \
-                 `cargo xtask update-patches`",
-                pins::QEMU_VERSION
-            ));
+            // git's "hint:" lines suggest `git am --continue`: we aborted.
+            let why: Vec<String> = String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .chain(String::from_utf8_lossy(&output.stdout).lines())
+                .filter(|line| !line.starts_with("hint:"))
+                .map(|line| format!("  {line}"))
+                .collect();
+            bail!(
+                "patches/{name} does not apply to QEMU {}:\n{}\nFix the patch, or redo the \
+                 change in a prepared tree (<cache>/qemu/*/src, `git commit` there) and \
+                 regenerate the patches with `cargo xtask update-patches`",
+                pins::QEMU_VERSION,
+                why.join("\n")
+            );
         }
     }
     Ok(())
