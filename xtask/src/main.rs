@@ -3,10 +3,12 @@
 //!
 //! Run `cargo xtask --help` for the commands.
 
+mod bench;
 mod cache;
 mod debian_mirror;
 mod guest;
 mod kernel;
+mod lint;
 mod meson_wrap;
 mod patches;
 mod pins;
@@ -89,6 +91,18 @@ enum Cmd {
         /// Seconds to wait for the shell's first prompt.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Measure the zero-exit read against the trapping one, interrupt
+    /// latency, accuracy, start-up and kernel size (target/bench.json).
+    Bench {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Check formatting and run clippy (warnings are errors) on every crate,
+    /// the device glue under QEMU's own lint set.
+    Lint {
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -192,6 +206,15 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                 Duration::from_secs(timeout),
             )?;
             eprintln!("demo: all checks passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { options } => {
+            bench::run(&Session::new(&options)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lint { options } => {
+            lint::run_all(&Session::new(&options)?)?;
+            eprintln!("lint: clean");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::UpdatePatches { options } => {

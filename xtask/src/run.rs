@@ -77,6 +77,9 @@ impl VmConfig {
             "-m",
             "128M",
             "-nographic",
+            // The board would add a network card the build does not have.
+            "-nic",
+            "none",
             "-semihosting-config",
             "enable=on,target=native",
             "-kernel",
@@ -137,7 +140,7 @@ mod tests {
     fn default_is_the_documented_command() {
         assert_eq!(
             VmConfig::default().command_line(),
-            "target/vm/qemu-system-aarch64 -M virt -cpu cortex-a53 -m 128M -nographic \
+            "target/vm/qemu-system-aarch64 -M virt -cpu cortex-a53 -m 128M -nographic -nic none \
              -semihosting-config enable=on,target=native -kernel target/vm/guest-kernel \
              -device stopwatch"
         );

@@ -99,6 +99,14 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         Ok(Verdict::Pass("ok".into()))
     }));
 
+    outcomes.push(step("lint: fmt + clippy (host, kernel, device)", || {
+        if !qemu_ok {
+            bail!("not run: QEMU did not build");
+        }
+        crate::lint::run_all(session)?;
+        Ok(Verdict::Pass("clean".into()))
+    }));
+
     let runnable = qemu_ok && kernel_ok;
     for (config, expectation) in guest_test_configs() {
         outcomes.push(step(&format!("guest tests: {config}"), || {

@@ -1,0 +1,426 @@
+//! `cargo xtask bench`: what the pass-through region buys, measured in one
+//! run. The guest measures its own costs (`-append bench` prints one
+//! `BENCH {json}` line); the host measures start-up, accuracy against its
+//! own clock and the kernel's size. Results: a table on the terminal and
+//! `target/bench.json`.
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::guest::{SerialConsole, PROMPT};
+use crate::pipeline::Session;
+use crate::repo::Repo;
+use crate::run::VmConfig;
+
+/// Launches of each kind for the start-up comparison (alternated).
+const STARTUP_RUNS: usize = 15;
+/// How long the stopwatch runs for the accuracy check, and how often.
+const ACCURACY_SPAN: Duration = Duration::from_secs(2);
+const ACCURACY_RUNS: usize = 3;
+/// Bound on every wait for the guest.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Median, min and max of a set of samples.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(samples: &[f64]) -> Stats {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Stats {
+            median: sorted[sorted.len() / 2],
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+        }
+    }
+
+    /// From the guest's `{"median":..,"min":..,"max":..}`.
+    fn from_json(bench: &Value, key: &str) -> Result<Stats> {
+        let field = |name: &str| {
+            bench[key][name]
+                .as_f64()
+                .ok_or_else(|| anyhow!("BENCH line lacks {key}.{name}"))
+        };
+        Ok(Stats {
+            median: field("median")?,
+            min: field("min")?,
+            max: field("max")?,
+        })
+    }
+}
+
+/// One target of the issue: `value` against `limit`.
+struct Target {
+    what: &'static str,
+    value: f64,
+    limit: f64,
+    /// `true`: the value must be at least the limit; else at most.
+    at_least: bool,
+}
+
+impl Target {
+    fn met(&self) -> bool {
+        if self.at_least {
+            self.value >= self.limit
+        } else {
+            self.value <= self.limit
+        }
+    }
+}
+
+pub fn run(session: &Session) -> Result<()> {
+    session.build_all(true, &mut Vec::new())?;
+    let repo = &session.repo;
+    eprintln!("\n==> Benchmark (one run; keep the machine otherwise idle)");
+
+    eprintln!("    guest measurements (-append bench)");
+    let guest = guest_bench(repo)?;
+    let read_zero_exit = Stats::from_json(&guest, "read_zero_exit_ns")?;
+    let read_trap_update = Stats::from_json(&guest, "read_trap_update_ns")?;
+    let read_status = Stats::from_json(&guest, "read_status_reg_ns")?;
+    let read_ram = Stats::from_json(&guest, "read_ram_ns")?;
+    let read_page = Stats::from_json(&guest, "read_page_ns")?;
+    let read_counter = Stats::from_json(&guest, "counter_read_ns")?;
+    let latency = &guest["irq_latency_ns"];
+    let latency_us = |name: &str| -> Result<f64> {
+        Ok(latency[name]
+            .as_f64()
+            .ok_or_else(|| anyhow!("BENCH line lacks irq_latency_ns.{name}"))?
+            / 1e3)
+    };
+    let irq_latency = Stats {
+        median: latency_us("median")?,
+        min: latency_us("min")?,
+        max: latency_us("max")?,
+    };
+    let irq_latency_p99 = latency_us("p99")?;
+    let irq_samples = latency["samples"].as_u64().unwrap_or(0);
+    ensure!(
+        irq_samples >= 50,
+        "only {irq_samples} timeout interrupts measured"
+    );
+
+    eprintln!("    start-up: boot to prompt vs QEMU alone, {STARTUP_RUNS} each, alternated");
+    let (boot, floor) = startup(repo)?;
+    eprintln!("    accuracy: stopwatch vs host clock over {ACCURACY_SPAN:?}, {ACCURACY_RUNS} runs");
+    let accuracy = accuracy(repo)?;
+    let kernel_bytes = loadable_size(&repo.kernel_binary())?;
+
+    let rows = [
+        (
+            "read, zero-exit (time page + counter)",
+            "ns",
+            read_zero_exit,
+        ),
+        ("  of which: time page alone", "ns", read_page),
+        ("  of which: counter read (CNTVCT_EL0)", "ns", read_counter),
+        ("read, original way (UPDATE + text)", "ns", read_trap_update),
+        ("read of STATUS register (trap)", "ns", read_status),
+        ("read of a RAM word (floor)", "ns", read_ram),
+        ("timeout interrupt latency", "us", irq_latency),
+        ("boot to shell prompt", "ms", boot),
+        ("QEMU alone (-M virt,dumpdtb)", "ms", floor),
+        ("accuracy error over 2 s", "ms", accuracy),
+    ];
+    eprintln!(
+        "\n  {:<40} {:>12} {:>12} {:>12}",
+        "measurement", "median", "min", "max"
+    );
+    for (name, unit, stats) in &rows {
+        eprintln!(
+            "  {:<40} {:>9.1} {unit} {:>9.1} {unit} {:>9.1} {unit}",
+            name, stats.median, stats.min, stats.max
+        );
+    }
+    eprintln!(
+        "  {:<40} {:>9.1} us",
+        "timeout interrupt latency, p99", irq_latency_p99
+    );
+    eprintln!("  {:<40} {:>9} B", "kernel image (loadable)", kernel_bytes);
+
+    let targets = [
+        Target {
+            what: "zero-exit read vs UPDATE path (x cheaper)",
+            value: read_trap_update.median / read_zero_exit.median,
+            limit: 50.0,
+            at_least: true,
+        },
+        Target {
+            what: "zero-exit read vs RAM read (x dearer)",
+            value: read_zero_exit.median / read_ram.median,
+            limit: 5.0,
+            at_least: false,
+        },
+        Target {
+            what: "boot to prompt vs QEMU floor (x)",
+            value: boot.median / floor.median,
+            limit: 1.15,
+            at_least: false,
+        },
+        Target {
+            what: "interrupt latency median (us)",
+            value: irq_latency.median,
+            limit: 100.0,
+            at_least: false,
+        },
+        Target {
+            what: "accuracy error over 2 s (ms)",
+            value: accuracy.median,
+            limit: 1.0,
+            at_least: false,
+        },
+        Target {
+            what: "kernel image (KiB)",
+            value: kernel_bytes as f64 / 1024.0,
+            limit: 64.0,
+            at_least: false,
+        },
+    ];
+    eprintln!(
+        "\n  {:<44} {:>9} {:>9}  verdict",
+        "target", "measured", "limit"
+    );
+    for target in &targets {
+        let verdict = if target.met() { "met" } else { "MISSED" };
+        let sign = if target.at_least { ">=" } else { "<=" };
+        eprintln!(
+            "  {:<44} {:>9.2} {sign}{:>7.2}  {verdict}",
+            target.what, target.value, target.limit
+        );
+    }
+
+    let mut results = Map::new();
+    let mut put = |key: &str, value: f64| {
+        results.insert(key.to_string(), json!(round(value)));
+    };
+    put("read_zero_exit_ns", read_zero_exit.median);
+    put("read_trap_update_ns", read_trap_update.median);
+    put("read_status_reg_ns", read_status.median);
+    put("read_ram_ns", read_ram.median);
+    put("read_page_ns", read_page.median);
+    put("counter_read_ns", read_counter.median);
+    put("irq_latency_median_us", irq_latency.median);
+    put("irq_latency_p99_us", irq_latency_p99);
+    put("accuracy_error_ms", accuracy.median);
+    put("boot_to_prompt_ms", boot.median);
+    put("qemu_floor_ms", floor.median);
+    put("kernel_image_bytes", kernel_bytes as f64);
+    put("ratio_update_over_zero_exit", targets[0].value);
+    put("ratio_zero_exit_over_ram", targets[1].value);
+    put("ratio_boot_over_floor", targets[2].value);
+    let mut spreads = Map::new();
+    for (name, unit, stats) in &rows {
+        spreads.insert(
+            format!("{name} ({unit})"),
+            json!({ "median": round(stats.median), "min": round(stats.min), "max": round(stats.max) }),
+        );
+    }
+    results.insert("spread".to_string(), Value::Object(spreads));
+    results.insert(
+        "targets_met".to_string(),
+        json!(targets.iter().filter(|t| t.met()).count()),
+    );
+    results.insert("targets".to_string(), json!(targets.len()));
+    results.insert("guest".to_string(), guest);
+
+    let path = repo.root.join("target").join("bench.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&Value::Object(results))? + "\n",
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("\n  wrote {}", repo.relative(&path).display());
+    Ok(())
+}
+
+/// Rounds to two decimals for the JSON file.
+fn round(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// Boots `-append bench` and returns the guest's `BENCH` object.
+fn guest_bench(repo: &Repo) -> Result<Value> {
+    let config = VmConfig {
+        append: Some("bench".to_string()),
+        ..VmConfig::default()
+    };
+    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    let status = console
+        .wait_exit(GUEST_TIMEOUT)?
+        .ok_or_else(|| anyhow!("the guest bench did not finish within {GUEST_TIMEOUT:?}"))?;
+    let transcript = console.transcript();
+    let line = transcript
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("BENCH "))
+        .ok_or_else(|| anyhow!("no BENCH line (exit {status}):\n{transcript}"))?;
+    let bench: Value =
+        serde_json::from_str(line).with_context(|| format!("bad BENCH line {line}"))?;
+    if let Some(error) = bench.get("error") {
+        bail!("the guest bench failed: {error}");
+    }
+    Ok(bench)
+}
+
+/// Milliseconds from launch to the shell prompt, and from launch to exit of
+/// the same QEMU with nothing to run, measured alternately.
+fn startup(repo: &Repo) -> Result<(Stats, Stats)> {
+    let dtb = repo.root.join("target").join("bench-floor.dtb");
+    let mut boot = Vec::new();
+    let mut floor = Vec::new();
+    for _ in 0..STARTUP_RUNS {
+        let config = VmConfig::default();
+        let started = Instant::now();
+        let mut console = SerialConsole::spawn(repo, &config, None)?;
+        console.expect(PROMPT, GUEST_TIMEOUT)?;
+        boot.push(started.elapsed().as_secs_f64() * 1e3);
+        drop(console);
+
+        // The same command line, but the board only writes its device tree
+        // and exits: QEMU's own start-up and machine creation.
+        let mut args = config.args();
+        let machine = args.iter().position(|a| a == "-M").expect("-M") + 1;
+        args[machine] = format!("{},dumpdtb={}", args[machine], dtb.display());
+        let started = Instant::now();
+        let status = Command::new(repo.qemu_binary())
+            .args(&args)
+            .current_dir(&repo.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        floor.push(started.elapsed().as_secs_f64() * 1e3);
+        ensure!(status.success(), "QEMU with dumpdtb failed: {status}");
+    }
+    Ok((Stats::of(&boot), Stats::of(&floor)))
+}
+
+/// |stopwatch elapsed - host elapsed| in ms. Each end of the interval is
+/// the midpoint of a command's round trip through the serial console.
+fn accuracy(repo: &Repo) -> Result<Stats> {
+    let mut errors = Vec::new();
+    for _ in 0..ACCURACY_RUNS {
+        let mut console = SerialConsole::spawn(repo, &VmConfig::default(), None)?;
+        console.expect(PROMPT, GUEST_TIMEOUT)?;
+        round_trip(&mut console, "reset")?;
+        let (start, _) = round_trip(&mut console, "start")?;
+        std::thread::sleep(ACCURACY_SPAN);
+        let (read_at, answer) = round_trip(&mut console, "read")?;
+        let guest_ns = parse_read_ns(&answer)
+            .ok_or_else(|| anyhow!("cannot read nanoseconds from {answer:?}"))?;
+        let host_ns = (read_at - start).as_nanos() as f64;
+        errors.push((guest_ns - host_ns).abs() / 1e6);
+    }
+    Ok(Stats::of(&errors))
+}
+
+/// Sends a command; returns the midpoint of its round trip and the answer.
+fn round_trip(console: &mut SerialConsole, command: &str) -> Result<(Instant, String)> {
+    console.take_unread();
+    let sent = Instant::now();
+    console.send_line(command)?;
+    let answer = console.expect(PROMPT, GUEST_TIMEOUT)?;
+    let answered = Instant::now();
+    Ok((sent + (answered - sent) / 2, answer))
+}
+
+/// Nanoseconds from the shell's `read` answer, e.g.
+/// `2.506116984 seconds (RUNNING, time page)`.
+fn parse_read_ns(answer: &str) -> Option<f64> {
+    let before = answer.split(" seconds").next()?;
+    let number = before.rsplit(|c: char| c.is_whitespace()).next()?;
+    let (whole, fraction) = number.split_once('.')?;
+    if fraction.len() != 9 {
+        return None;
+    }
+    Some(whole.parse::<f64>().ok()? * 1e9 + fraction.parse::<f64>().ok()?)
+}
+
+/// The bytes QEMU loads from the kernel ELF: the sum of its `PT_LOAD`
+/// segments' file sizes.
+fn loadable_size(elf: &Path) -> Result<u64> {
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    ensure!(
+        bytes.len() > 64 && bytes[..4] == *b"\x7fELF" && bytes[4] == 2 && bytes[5] == 1,
+        "{} is not a little-endian ELF64 file",
+        elf.display()
+    );
+    let table = u64_at(0x20) as usize;
+    let entry_size = usize::from(u16_at(0x36));
+    let entries = usize::from(u16_at(0x38));
+    ensure!(
+        table + entries * entry_size <= bytes.len(),
+        "truncated program header table"
+    );
+    const PT_LOAD: u32 = 1;
+    Ok((0..entries)
+        .map(|index| table + index * entry_size)
+        .filter(|&header| u32_at(header) == PT_LOAD)
+        .map(|header| u64_at(header + 0x20))
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics() {
+        let stats = Stats::of(&[5.0, 1.0, 3.0]);
+        assert_eq!((stats.median, stats.min, stats.max), (3.0, 1.0, 5.0));
+    }
+
+    #[test]
+    fn reads_nanoseconds_from_the_shell() {
+        let answer = "read\r\r\n2.506116984 seconds (RUNNING, time page)\r\r\nstopwatch> ";
+        assert_eq!(parse_read_ns(answer), Some(2_506_116_984.0));
+        assert_eq!(parse_read_ns("2.51 seconds"), None);
+    }
+
+    #[test]
+    fn targets() {
+        let at_most = Target {
+            what: "",
+            value: 1.2,
+            limit: 1.15,
+            at_least: false,
+        };
+        assert!(!at_most.met());
+        let at_least = Target {
+            what: "",
+            value: 60.0,
+            limit: 50.0,
+            at_least: true,
+        };
+        assert!(at_least.met());
+    }
+
+    #[test]
+    fn loadable_size_of_a_minimal_elf() {
+        // ELF64 header + two program headers: one PT_LOAD of 0x1234 bytes
+        // and one PT_NOTE that does not count.
+        let mut elf = vec![0u8; 64 + 2 * 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+        elf[64 + 0x20..64 + 0x28].copy_from_slice(&0x1234u64.to_le_bytes());
+        elf[120..124].copy_from_slice(&4u32.to_le_bytes());
+        elf[120 + 0x20..120 + 0x28].copy_from_slice(&0x99u64.to_le_bytes());
+        let path = std::env::temp_dir().join(format!("xtask-elf-{}", std::process::id()));
+        std::fs::write(&path, &elf).unwrap();
+        assert_eq!(loadable_size(&path).unwrap(), 0x1234);
+        std::fs::remove_file(path).unwrap();
+    }
+}
