@@ -545,3 +545,18 @@ fn migration_round_trip_keeps_the_whole_state() -> Result<()> {
     assert_eq!(sw.update_text(q)?, "5.50 seconds");
     Ok(())
 }
+
+/// The guest's device tree is built at machine creation: a stopwatch added
+/// at run time could never be found, so QEMU refuses it, and keeps running.
+#[test]
+#[ignore = "needs the patched QEMU: run `cargo xtask test`"]
+fn hotplug_is_refused_cleanly() -> Result<()> {
+    let mut machine = Machine::start("hotplug", &["stopwatch,id=sw0"])?;
+    let mut qmp = machine.qmp()?;
+    let refused = qmp.execute("device_add", json!({ "driver": "stopwatch", "id": "late" }));
+    let message = format!("{:#}", refused.expect_err("device_add must fail"));
+    assert!(message.contains("hotplug"), "{message}");
+    let sw = machine.device(0);
+    assert_eq!(sw.status(&mut machine.qtest)?, Status::Running);
+    Ok(())
+}
