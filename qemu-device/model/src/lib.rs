@@ -15,6 +15,7 @@
 
 mod access;
 mod error;
+mod simulation;
 mod text;
 
 use stopwatch_abi::{
@@ -24,6 +25,7 @@ use stopwatch_abi::{
 
 pub use access::{decode, Access, Half, Register};
 pub use error::GuestError;
+pub use simulation::Simulation;
 pub use text::{format_elapsed, ElapsedText};
 
 /// The pass-through memory (region 0), as the device sees it.

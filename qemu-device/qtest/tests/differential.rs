@@ -8,39 +8,8 @@
 
 use anyhow::Result;
 use stopwatch_abi::{regs, shared, time_page, Command};
-use stopwatch_model::{Environment, GuestError, PlainMemory, SharedMemory, Stopwatch};
+use stopwatch_model::{SharedMemory, Simulation, Stopwatch};
 use stopwatch_qtest::{qemu_binary, scratch_dir, IrqEvent, Layout, Qtest, Stopwatch as Device};
-
-/// The model's machine: a mirror of the virtual clock, the interrupt line,
-/// the timer and the pass-through memory.
-struct ModelEnv {
-    now_ns: u64,
-    irq: bool,
-    timer: Option<u64>,
-    errors: usize,
-    memory: Box<PlainMemory>,
-}
-
-impl Environment for ModelEnv {
-    fn now_ns(&self) -> u64 {
-        self.now_ns
-    }
-    fn set_irq(&mut self, level: bool) {
-        self.irq = level;
-    }
-    fn arm_timer(&mut self, deadline_ns: u64) {
-        self.timer = Some(deadline_ns);
-    }
-    fn cancel_timer(&mut self) {
-        self.timer = None;
-    }
-    fn guest_error(&mut self, _error: GuestError) {
-        self.errors += 1;
-    }
-    fn shared_memory(&mut self) -> &mut dyn SharedMemory {
-        &mut *self.memory
-    }
-}
 
 /// xorshift64*: deterministic and dependency-free.
 struct Random(u64);
@@ -86,13 +55,8 @@ fn run(seed: u64, steps: usize) -> Result<()> {
     let mut qtest = Qtest::start(&qemu, &args)?;
     qtest.intercept_irqs("/machine/peripheral/sw0")?;
 
-    let mut env = ModelEnv {
-        now_ns: 0,
-        irq: false,
-        timer: None,
-        errors: 0,
-        memory: Box::new([0; shared::SIZE as usize]),
-    };
+    // The model runs in a simulated machine that mirrors the real one.
+    let mut env = Simulation::new();
     let mut model = Stopwatch::new();
     model.power_on_reset(&mut env, true);
     let mut device_irq = false;
@@ -142,11 +106,7 @@ fn run(seed: u64, steps: usize) -> Result<()> {
             if ns > 0 {
                 qtest.clock_step(ns)?;
             }
-            env.now_ns += ns;
-            if env.timer.is_some_and(|deadline| deadline <= env.now_ns) {
-                env.timer = None;
-                model.timer_expired(&mut env);
-            }
+            env.advance(&mut model, ns);
         }
 
         for event in qtest.take_irq_events() {
