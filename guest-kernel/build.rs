@@ -1,5 +1,7 @@
 //! Links the kernel with `linker/guest-kernel.ld` (absolute path, so the
-//! build works from any directory).
+//! build works from any directory), folding identical functions
+//! (`--icf=all`: the image must stay within 64 KiB, and nothing compares
+//! function addresses).
 
 use std::path::PathBuf;
 
@@ -11,6 +13,7 @@ fn main() {
     // (e.g. `cargo check --workspace`) must not get a bare-metal script.
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        println!("cargo:rustc-link-arg-bins=--icf=all");
     }
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=build.rs");

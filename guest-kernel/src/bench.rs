@@ -12,7 +12,7 @@
 use core::hint::black_box;
 
 use crate::arch::timer;
-use crate::drivers::stopwatch::Stopwatch;
+use crate::drivers::stopwatch::{device_time_ns, Stopwatch};
 use crate::{print, println};
 
 /// Operations per timed loop.
@@ -124,9 +124,7 @@ fn interrupt_latencies(stopwatch: &Stopwatch, latencies: &mut [u64]) -> usize {
         if stopwatch.timeouts() == before {
             continue;
         }
-        let entry_ns = timer::clock()
-            .ticks_to_ns(stopwatch.last_interrupt_counter())
-            .saturating_add_signed(reading.snapshot.clock_offset_ns);
+        let entry_ns = device_time_ns(&reading.snapshot, stopwatch.last_interrupt_counter());
         latencies[measured] = entry_ns.saturating_sub(deadline_ns);
         measured += 1;
     }

@@ -12,7 +12,7 @@ use core::ptr::NonNull;
 use embedded_io::{ErrorType, Read, ReadReady, Write};
 
 use crate::drivers::uart::{Pl011, RxBuffer};
-use crate::sync::IrqMutex;
+use crate::sync::{IrqMutex, SetOnce};
 
 /// The UART and its receive buffer, shared with the UART interrupt.
 struct ConsoleState {
@@ -22,10 +22,11 @@ struct ConsoleState {
 
 static CONSOLE: IrqMutex<Option<ConsoleState>> = IrqMutex::new(None);
 
-/// Base of the console UART, kept for [`emergency_print`].
-static EMERGENCY_BASE: crate::sync::SetOnce<usize> = crate::sync::SetOnce::new();
+/// Base of the console UART, for the paths that must work without the
+/// console lock: [`emergency_print`] and [`flush`].
+static UART_BASE: SetOnce<usize> = SetOnce::new();
 
-/// Takes over the PL011 at `base` as the console.
+/// Takes over the PL011 at `base` as the console and enables it.
 ///
 /// # Safety
 ///
@@ -33,14 +34,27 @@ static EMERGENCY_BASE: crate::sync::SetOnce<usize> = crate::sync::SetOnce::new()
 /// nothing else uses.
 pub unsafe fn init(base: NonNull<arm_pl011_uart::PL011Registers>) {
     // SAFETY: Passed on from our caller.
-    let uart = unsafe { Pl011::new(base) };
-    let _ = EMERGENCY_BASE.set(base.as_ptr() as usize);
+    let mut uart = unsafe { Pl011::new(base) };
+    uart.enable();
+    let _ = UART_BASE.set(base.as_ptr() as usize);
     CONSOLE.lock(|console| {
         *console = Some(ConsoleState {
             uart,
             rx: RxBuffer::new(),
         })
     });
+}
+
+/// A second driver instance for the console UART, for the paths that must
+/// not take the console lock (it may be held by the code a panic or an
+/// exception interrupted). `None` before [`init`].
+fn unlocked_uart() -> Option<Pl011> {
+    let base = NonNull::new(*UART_BASE.get()? as *mut _)?;
+    // SAFETY: `base` is the console PL011, mapped since `init`. This breaks
+    // `Pl011::new`'s "nothing else" rule knowingly: callers only write the
+    // data register and read the flag register, which hold no state the
+    // console's instance depends on; at worst output interleaves.
+    Some(unsafe { Pl011::new(base) })
 }
 
 /// Unmasks the UART's receive interrupt (the GIC side is set up by the
@@ -81,13 +95,12 @@ pub fn write_bytes(bytes: &[u8]) {
     });
 }
 
-/// Waits until all output has been sent.
+/// Waits until all output has been sent. Takes no lock, so it also works
+/// on the way out of a panic that interrupted a print.
 pub fn flush() {
-    CONSOLE.lock(|console| {
-        if let Some(state) = console {
-            state.uart.flush();
-        }
-    });
+    if let Some(mut uart) = unlocked_uart() {
+        uart.flush();
+    }
 }
 
 /// Formats to the UART, turning `\n` into `\r\n` for terminals.
@@ -115,20 +128,19 @@ pub fn print(args: fmt::Arguments<'_>) {
 }
 
 /// Prints when the normal path may be unusable: from an exception or a
-/// panic, possibly while the console lock is held. The run ends right
-/// after, so the aliasing does not matter; before the console exists the
-/// message goes to the semihosting debug output instead.
+/// panic, possibly while the console lock is held (see [`unlocked_uart`]).
+/// Before the console exists the message goes to the semihosting debug
+/// output instead.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    let Some(&base) = EMERGENCY_BASE.get() else {
-        let _ = SemihostingWriter.write_fmt(args);
-        return;
-    };
-    // SAFETY: `base` is the console PL011, mapped since `init`. Another
-    // driver instance may exist (the run is ending, see above); both only
-    // write the data register and read the flag register.
-    let mut uart = unsafe { Pl011::new(NonNull::new(base as *mut _).unwrap()) };
-    let _ = LineWriter(&mut uart).write_fmt(args);
-    uart.flush();
+    match unlocked_uart() {
+        Some(mut uart) => {
+            let _ = LineWriter(&mut uart).write_fmt(args);
+            uart.flush();
+        }
+        None => {
+            let _ = SemihostingWriter.write_fmt(args);
+        }
+    }
 }
 
 /// Writes to the semihosting debug output, one character at a time.
@@ -180,6 +192,17 @@ impl Read for Console {
 impl ReadReady for Console {
     fn read_ready(&mut self) -> Result<bool, Self::Error> {
         Ok(CONSOLE.lock(|console| console.as_ref().is_some_and(|s| !s.rx.is_empty())))
+    }
+}
+
+/// The console as a text sink (`\n` becomes `\r\n`), for code that
+/// writes to any [`fmt::Write`].
+impl fmt::Write for Console {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        CONSOLE.lock(|console| match console {
+            Some(state) => LineWriter(&mut state.uart).write_str(text),
+            None => Ok(()),
+        })
     }
 }
 

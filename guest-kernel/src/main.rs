@@ -6,8 +6,9 @@
 //! 2. turns the MMU on with a map of exactly what the tree describes;
 //! 3. sets up the console UART, the GIC and the stopwatch;
 //! 4. runs what the boot arguments (`-append`) ask for: `test[=NAME]` runs
-//!    the in-guest tests and exits QEMU with 0 or 1, `bench` measures and
-//!    exits, anything else starts the interactive shell.
+//!    the in-guest tests and exits QEMU with 0 or 1, `fault` makes a data
+//!    abort on purpose (the fatal report, then exit status 3), `bench`
+//!    measures and exits, anything else starts the interactive shell.
 
 #![no_std]
 #![no_main]
@@ -134,13 +135,14 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         board.virtual_timer,
     );
     if board.virtual_timer.is_some() {
-        arch::timer::timer_interrupt_enabled();
+        arch::timer::set_interrupt_routed();
     }
     console::enable_receive_interrupt();
     interrupts::enable_cpu_irqs();
 
     match BootMode::from_bootargs(board.bootargs) {
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
+        BootMode::Fault => selftest::provoke_data_abort(),
         BootMode::Bench => {
             bench::run_and_print();
             power::exit(0)
@@ -154,6 +156,8 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
 enum BootMode<'a> {
     /// `test` (all tests) or `test=NAME` (tests whose name contains NAME).
     Test(Option<&'a str>),
+    /// `fault`: a data abort on purpose, to test the fatal report.
+    Fault,
     /// `bench`.
     Bench,
     /// Anything else: the interactive shell.
@@ -166,6 +170,7 @@ impl<'a> BootMode<'a> {
             match word.split_once('=') {
                 None if word == "test" => return BootMode::Test(None),
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
+                None if word == "fault" => return BootMode::Fault,
                 None if word == "bench" => return BootMode::Bench,
                 _ => {}
             }

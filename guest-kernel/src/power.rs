@@ -26,6 +26,11 @@ static PSCI: SetOnce<PsciConduit> = SetOnce::new();
 static EXITING: AtomicBool = AtomicBool::new(false);
 /// The status [`exit`] was asked for.
 static EXIT_STATUS: AtomicI32 = AtomicI32::new(0);
+/// Set by the first [`fatal`]: a fatal error while reporting one (say, the
+/// semihosting output faulting before the console exists) must not recurse.
+/// Only loaded and stored, never swapped: this can run with the MMU off,
+/// where exclusive accesses are best avoided.
+static FATAL_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// Records the PSCI conduit found in the device tree.
 pub fn init(psci: Option<PsciConduit>) {
@@ -84,8 +89,13 @@ pub fn park() -> ! {
     }
 }
 
-/// Reports a fatal error and ends the run with [`EXIT_FATAL`].
+/// Reports a fatal error and ends the run with [`EXIT_FATAL`]; a second
+/// fatal error while doing so parks the CPU.
 pub fn fatal(message: fmt::Arguments<'_>) -> ! {
+    if FATAL_REPORTED.load(Ordering::Relaxed) {
+        park();
+    }
+    FATAL_REPORTED.store(true, Ordering::Relaxed);
     crate::console::emergency_print(format_args!("\nFATAL: {message}\n"));
     exit(EXIT_FATAL)
 }

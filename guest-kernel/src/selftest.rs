@@ -1,24 +1,37 @@
-//! In-guest tests against the real device, chosen by the boot arguments:
-//! `test` runs them all, `test=NAME` those whose name contains NAME. The
-//! run ends with `N passed, M failed` and QEMU exits with 0 (all passed)
-//! or 1 (through semihosting).
+//! In-guest tests, chosen by the boot arguments: `test` runs them all,
+//! `test=NAME` those whose name contains NAME. Most need the stopwatch;
+//! on a machine without one they are skipped and the others still run.
+//! The run ends with `N passed, M failed`, followed on a machine without
+//! the device by ` (K skipped: no stopwatch device)`, and QEMU exits with
+//! 0 (all that ran passed) or 1 (a failure, or no test ran), through
+//! semihosting.
+//!
+//! The boot argument `fault` runs [`provoke_data_abort`] instead, to test
+//! the fatal exception report.
 //!
 //! Timing checks bracket each device command between two counter reads,
 //! so they hold however slowly QEMU runs (the guest counter and the device
 //! both count QEMU's virtual clock).
 
+use core::arch::asm;
 use core::cell::Cell;
 use core::fmt;
+use core::sync::atomic::Ordering;
 
 use stopwatch_abi::{Command, Status, TimeSnapshot, NANOS_PER_SEC};
 
-use crate::arch::timer;
-use crate::drivers::stopwatch::{Stopwatch, ZeroExitReading};
-use crate::println;
+use crate::arch::{exceptions, timer};
+use crate::drivers::stopwatch::{device_time_ns, Stopwatch, ZeroExitReading};
+use crate::interrupts::{self, COUNTS};
+use crate::sync::IrqsMasked;
+use crate::{power, println};
 
 /// Tolerance between the time page and UPDATE's `%.2f` text: the text's
 /// 0.01 s resolution (its rounding) plus one counter tick, added at use.
 const TEXT_RESOLUTION_NS: u64 = NANOS_PER_SEC / 100;
+
+/// Why the device tests are skipped, as the summary line says it.
+const SKIP_REASON: &str = "no stopwatch device";
 
 /// Records the failed checks of one test.
 struct Checker {
@@ -35,68 +48,111 @@ impl Checker {
     }
 }
 
-type Test = fn(&Checker, &Stopwatch);
+/// A test, by what it needs.
+#[derive(Clone, Copy)]
+enum Test {
+    /// Runs on every machine, with the stopwatch if there is one.
+    Any(fn(&Checker, Option<&Stopwatch>)),
+    /// Needs the stopwatch: skipped on a machine without one.
+    Device(fn(&Checker, &Stopwatch)),
+}
 
 /// Every test, in running order.
 const TESTS: &[(&str, Test)] = &[
-    ("time_page_present", time_page_present),
-    ("status_transitions", status_transitions),
-    ("guest_mistakes_leave_state_unchanged", guest_mistakes),
-    ("bad_timeouts_are_refused", bad_timeouts),
-    ("second_timeout_while_pending_is_ignored", second_timeout),
-    ("reset_cancels_timeout", reset_cancels_timeout),
-    ("timeout_ns_interrupt", timeout_ns_interrupt),
-    ("zero_exit_read_matches_update_text", zero_exit_matches_text),
-    ("zero_exit_read_is_monotonic", zero_exit_monotonic),
-    ("original_demo", original_demo),
+    ("stopwatch_discovery", Test::Any(stopwatch_discovery)),
+    ("shell_answers", Test::Any(shell_answers)),
+    (
+        "fp_simd_registers_survive_interrupts",
+        Test::Any(fp_simd_survive_interrupts),
+    ),
+    ("time_page_present", Test::Device(time_page_present)),
+    ("status_transitions", Test::Device(status_transitions)),
+    (
+        "guest_mistakes_leave_state_unchanged",
+        Test::Device(guest_mistakes),
+    ),
+    ("bad_timeouts_are_refused", Test::Device(bad_timeouts)),
+    (
+        "second_timeout_while_pending_is_ignored",
+        Test::Device(second_timeout),
+    ),
+    ("reset_cancels_timeout", Test::Device(reset_cancels_timeout)),
+    ("timeout_ns_interrupt", Test::Device(timeout_ns_interrupt)),
+    (
+        "zero_exit_read_matches_update_text",
+        Test::Device(zero_exit_matches_text),
+    ),
+    (
+        "zero_exit_read_is_monotonic",
+        Test::Device(zero_exit_monotonic),
+    ),
+    ("original_demo", Test::Device(original_demo)),
 ];
 
-/// Runs the selected tests; returns the exit status (0: all passed).
+/// Runs the selected tests; returns the exit status (0: all that ran
+/// passed, and at least one ran).
 pub fn run(filter: Option<&str>) -> i32 {
+    let stopwatch = crate::stopwatch();
     let selected = || {
         TESTS
             .iter()
             .filter(move |(name, _)| filter.is_none_or(|f| contains(name, f)))
     };
-    let total = selected().count() as u32;
-    println!("running {total} in-guest tests");
-    if total == 0 {
-        println!("no test name contains '{}'", filter.unwrap_or(""));
-        println!("0 passed, 0 failed");
-        return 1;
+    println!("running {} in-guest tests", selected().count());
+    if stopwatch.is_none() {
+        println!(
+            "{SKIP_REASON} (start QEMU with -device stopwatch): the tests that need it are skipped"
+        );
     }
-    let Some(stopwatch) = crate::stopwatch() else {
-        println!("no stopwatch device: every test fails (start QEMU with -device stopwatch)");
-        println!("0 passed, {total} failed");
-        return 1;
-    };
-    let mut passed = 0;
-    for (name, test) in selected() {
+    let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
+    for &(name, test) in selected() {
         // Every test starts from a stopped, cleared stopwatch.
-        stopwatch.reset();
+        if let Some(stopwatch) = stopwatch {
+            stopwatch.reset();
+        }
         let checker = Checker {
             failures: Cell::new(0),
         };
-        test(&checker, stopwatch);
+        match (test, stopwatch) {
+            (Test::Any(test), stopwatch) => test(&checker, stopwatch),
+            (Test::Device(test), Some(stopwatch)) => test(&checker, stopwatch),
+            (Test::Device(_), None) => {
+                skipped += 1;
+                println!("test {name} ... skipped ({SKIP_REASON})");
+                continue;
+            }
+        }
         let verdict = if checker.failures.get() == 0 {
             passed += 1;
             "ok"
         } else {
+            failed += 1;
             "FAILED"
         };
         println!("test {name} ... {verdict}");
     }
-    stopwatch.reset();
-    let failed = total - passed;
-    println!("{passed} passed, {failed} failed");
-    i32::from(failed != 0)
+    if let Some(stopwatch) = stopwatch {
+        stopwatch.reset();
+    }
+    if passed + failed == 0 {
+        match filter {
+            Some(filter) => println!("no test ran: none matches '{filter}' and can run here"),
+            None => println!("no test ran"),
+        }
+    }
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed ({skipped} skipped: {SKIP_REASON})");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    i32::from(failed != 0 || passed == 0)
 }
 
-/// Whether `name` contains `part`. (`str::contains` would bring in the
-/// two-way string search, kilobytes of code for these few short names.)
-fn contains(name: &str, part: &str) -> bool {
+/// Whether `text` contains `part`. (`str::contains` would bring in the
+/// two-way string search, kilobytes of code for these short texts.)
+fn contains(text: &str, part: &str) -> bool {
     part.is_empty()
-        || name
+        || text
             .as_bytes()
             .windows(part.len())
             .any(|window| window == part.as_bytes())
@@ -164,13 +220,290 @@ fn bracketed(stopwatch: &Stopwatch, command: Command) -> (u64, u64) {
     (before, timer::counter())
 }
 
-fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {
-    let reading = stopwatch.read_zero_exit();
+/// The stopwatch found in the device tree, its driver and its interrupt
+/// route agree; without a device, none of them exists.
+fn stopwatch_discovery(t: &Checker, stopwatch: Option<&Stopwatch>) {
+    let board = crate::board();
+    let route = interrupts::routes().stopwatch;
+    match stopwatch {
+        Some(stopwatch) => {
+            let intid = stopwatch.interrupt().intid;
+            t.check(
+                board
+                    .first_stopwatch()
+                    .map(|node| node.timeout_interrupt.intid)
+                    == Some(intid),
+                format_args!("the driver's INTID {intid} is not the first node's"),
+            );
+            t.check(
+                route == Some(intid),
+                format_args!("timeout interrupt INTID {intid} not routed"),
+            );
+        }
+        None => {
+            t.check(
+                board.stopwatches.is_empty(),
+                format_args!("a usable stopwatch node, but no driver"),
+            );
+            t.check(
+                route.is_none(),
+                format_args!("a stopwatch interrupt is routed without a device"),
+            );
+            t.check(
+                COUNTS.stopwatch.load(Ordering::Relaxed) == 0,
+                format_args!("stopwatch interrupts counted without a device"),
+            );
+        }
+    }
+}
+
+/// A shell command's answer, kept for checking (cut off if longer).
+struct Answer {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl fmt::Write for Answer {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let count = text.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + count].copy_from_slice(&text.as_bytes()[..count]);
+        self.len += count;
+        Ok(())
+    }
+}
+
+/// Commands whose answer must contain a text, on any machine.
+const SHELL_ANSWERS_ALWAYS: &[(&str, &str)] = &[
+    ("help", "commands:"),
+    ("frobnicate", "error: unknown command 'frobnicate'"),
+    ("timeout 11", "error: timeout: 11 is out of range"),
+];
+
+/// ... without a stopwatch: every stopwatch command says so.
+const SHELL_ANSWERS_WITHOUT_DEVICE: &[(&str, &str)] = &[
+    ("start", "error: no stopwatch device"),
+    ("pause", "error: no stopwatch device"),
+    ("reset", "error: no stopwatch device"),
+    ("status", "error: no stopwatch device"),
+    ("read", "error: no stopwatch device"),
+    ("read trap", "error: no stopwatch device"),
+    ("timeout 1", "error: no stopwatch device"),
+    ("timeout", "error: no stopwatch device"),
+    ("bench", "error: no stopwatch device"),
+    ("info", "stopwatch:     none in the device tree"),
+    ("irqs", "stopwatch      (none)"),
+];
+
+/// ... with a (reset) stopwatch, in this order.
+const SHELL_ANSWERS_WITH_DEVICE: &[(&str, &str)] = &[
+    ("status", "status: RESET"),
+    ("read", "0.000000000 seconds (RESET, time page)"),
+    ("read trap", "0.00 seconds"),
+    ("start", "status: RUNNING"),
+    ("start", "already running"),
+    ("pause", "status: PAUSED"),
+    ("reset", "status: RESET"),
+    ("info", "time page:     present"),
+];
+
+/// The shell's answers (through the same `execute` the console uses), on
+/// a machine with or without the stopwatch.
+fn shell_answers(t: &Checker, stopwatch: Option<&Stopwatch>) {
+    let device_answers = if stopwatch.is_some() {
+        SHELL_ANSWERS_WITH_DEVICE
+    } else {
+        SHELL_ANSWERS_WITHOUT_DEVICE
+    };
+    for &(line, expected) in SHELL_ANSWERS_ALWAYS.iter().chain(device_answers) {
+        let mut answer = Answer {
+            bytes: [0; 1024],
+            len: 0,
+        };
+        crate::shell::execute(line, &mut answer);
+        let text = core::str::from_utf8(&answer.bytes[..answer.len]).unwrap_or("");
+        t.check(
+            contains(text, expected),
+            format_args!("'{line}' answered '{text}', which lacks '{expected}'"),
+        );
+    }
+}
+
+/// The vector registers [`fp_simd_survive_interrupts`] fills: some of each
+/// AAPCS64 group, the caller-saved v0-v7 and v16-v31 and the callee-saved
+/// (low half only) v8-v15.
+const FP_SIMD_TESTED: [u8; 8] = [0, 1, 7, 8, 15, 16, 24, 31];
+/// The values the test puts in those registers: the bytes within each
+/// differ, and each byte differs from the same byte of every other, so a
+/// value restored from the wrong slot, or with its halves swapped, shows.
+const FP_SIMD_PATTERN: [u128; 8] = {
+    let mut pattern = [0; 8];
+    let mut index = 0;
+    while index < pattern.len() {
+        pattern[index] = u128::from_le_bytes(*b"0123456789abcdef")
+            ^ (u128::from_le_bytes([0x10; 16]) * index as u128);
+        index += 1;
+    }
+    pattern
+};
+/// FPCR for the test: AHP, DN and FZ, none of which integer code notices.
+const FPCR_PATTERN: u64 = 0x0700_0000;
+/// FPSR for the test: the QC, IXC and IOC flags.
+const FPSR_PATTERN: u64 = 0x0800_0011;
+/// How long the test waits for its interrupts at most.
+const FP_SIMD_WAIT_NS: u64 = NANOS_PER_SEC;
+
+/// FP/SIMD registers, FPCR and FPSR keep their values across interrupts
+/// whose handling overwrites them all (see
+/// [`exceptions::set_clobber_fp_simd_after_irq`]): a virtual timer
+/// interrupt and, if there is a stopwatch, a TIMEOUT_NS interrupt, taken
+/// while an assembly loop keeps the values in the registers.
+fn fp_simd_survive_interrupts(t: &Checker, stopwatch: Option<&Stopwatch>) {
+    let mut kept = [0u128; 8];
+    let mut kept_fpcr_fpsr = [0u64; 2];
+
+    if !timer::interrupt_routed() {
+        t.check(
+            false,
+            format_args!("the virtual timer interrupt is not routed"),
+        );
+        return;
+    }
+    // The interrupts are set up with IRQs masked, so they are taken only
+    // inside the loop, with the registers filled. The first source is the
+    // stopwatch if there is one; without it, both are the timer.
+    let masked = IrqsMasked::new();
+    let (second, second_before) = (
+        &COUNTS.virtual_timer,
+        COUNTS.virtual_timer.load(Ordering::Relaxed),
+    );
+    timer::arm_interrupt(timer::counter() + timer::clock().ns_to_ticks(1_000_000));
+    let (first, first_before) = match stopwatch {
+        Some(stopwatch) => {
+            let before = COUNTS.stopwatch.load(Ordering::Relaxed);
+            t.check(
+                stopwatch.timeout_ns(2_000_000).is_ok(),
+                format_args!("TIMEOUT_NS refused"),
+            );
+            (&COUNTS.stopwatch, before)
+        }
+        None => (second, second_before),
+    };
+    let deadline = timer::counter() + timer::clock().ns_to_ticks(FP_SIMD_WAIT_NS);
+    exceptions::set_clobber_fp_simd_after_irq(true);
+    // SAFETY: The loop only reads the two counters (atomics, read with
+    // plain loads) and the counter register; it writes only `kept` and
+    // `kept_fpcr_fpsr`, and the registers it declares. FPCR and FPSR are
+    // restored before the end; PSTATE.I is masked again, as it was.
+    unsafe {
+        asm!(
+            "ldp q0, q1, [{pattern}]",
+            "ldp q7, q8, [{pattern}, #32]",
+            "ldp q15, q16, [{pattern}, #64]",
+            "ldp q24, q31, [{pattern}, #96]",
+            "mrs {saved_fpcr}, fpcr",
+            "mrs {saved_fpsr}, fpsr",
+            "msr fpcr, {fpcr}",
+            "msr fpsr, {fpsr}",
+            // Let the interrupts in and spin until both counts have moved
+            // or the deadline has passed.
+            "msr daifclr, #2",
+            "1:",
+            "ldr {a}, [{first}]",
+            "ldr {b}, [{second}]",
+            "cmp {a}, {first_before}",
+            "ccmp {b}, {second_before}, #4, ne",
+            "b.ne 2f",
+            "isb",
+            "mrs {a}, cntvct_el0",
+            "cmp {a}, {deadline}",
+            "b.lo 1b",
+            "2:",
+            "msr daifset, #2",
+            "stp q0, q1, [{kept}]",
+            "stp q7, q8, [{kept}, #32]",
+            "stp q15, q16, [{kept}, #64]",
+            "stp q24, q31, [{kept}, #96]",
+            "mrs {a}, fpcr",
+            "mrs {b}, fpsr",
+            "stp {a}, {b}, [{kept_fpcr_fpsr}]",
+            "msr fpcr, {saved_fpcr}",
+            "msr fpsr, {saved_fpsr}",
+            pattern = in(reg) FP_SIMD_PATTERN.as_ptr(),
+            kept = in(reg) kept.as_mut_ptr(),
+            kept_fpcr_fpsr = in(reg) kept_fpcr_fpsr.as_mut_ptr(),
+            first = in(reg) first.as_ptr(),
+            first_before = in(reg) first_before,
+            second = in(reg) second.as_ptr(),
+            second_before = in(reg) second_before,
+            deadline = in(reg) deadline,
+            fpcr = in(reg) FPCR_PATTERN,
+            fpsr = in(reg) FPSR_PATTERN,
+            saved_fpcr = out(reg) _,
+            saved_fpsr = out(reg) _,
+            a = out(reg) _,
+            b = out(reg) _,
+            out("v0") _, out("v1") _, out("v7") _, out("v8") _,
+            out("v15") _, out("v16") _, out("v24") _, out("v31") _,
+            options(nostack),
+        );
+    }
+    exceptions::set_clobber_fp_simd_after_irq(false);
+    drop(masked);
+
+    for (count, before) in [(first, first_before), (second, second_before)] {
+        t.check(
+            count.load(Ordering::Relaxed) != before,
+            format_args!("an interrupt did not arrive within 1 s"),
+        );
+    }
+    for ((register, expected), found) in FP_SIMD_TESTED.iter().zip(FP_SIMD_PATTERN).zip(kept) {
+        t.check(
+            found == expected,
+            format_args!("q{register} is {found:#034x}, was {expected:#034x}"),
+        );
+    }
+    let [fpcr, fpsr] = kept_fpcr_fpsr;
     t.check(
-        reading.is_some(),
+        fpcr & FPCR_PATTERN == FPCR_PATTERN && fpsr & FPSR_PATTERN == FPSR_PATTERN,
+        format_args!(
+            "FPCR {fpcr:#x} and FPSR {fpsr:#x}, were {FPCR_PATTERN:#x} and {FPSR_PATTERN:#x}"
+        ),
+    );
+}
+
+/// An address no page table maps: inside the 39-bit address space, above
+/// the most RAM `virt` places below its high MMIO (256 GiB).
+const UNMAPPED_ADDRESS: u64 = 0x7f_dead_0000;
+
+/// Boot mode `fault`: a load from an unmapped address, to test the fatal
+/// exception report (ESR, FAR, ELR), which ends the run with
+/// [`power::EXIT_FATAL`]. Exits with 1 if the load does not fault.
+pub fn provoke_data_abort() -> ! {
+    println!("fault: loading from unmapped address {UNMAPPED_ADDRESS:#x}");
+    // SAFETY: A load from an address that no page table entry maps: it can
+    // only fault, and the exception ends the run. Should the address be
+    // mapped after all, it is RAM or a device that reads without effect,
+    // and the value is dropped.
+    unsafe {
+        asm!(
+            "ldr {value}, [{address}]",
+            address = in(reg) UNMAPPED_ADDRESS,
+            value = out(reg) _,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    println!("fault: no exception: {UNMAPPED_ADDRESS:#x} is mapped");
+    power::exit(1)
+}
+
+fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {
+    t.check(
+        stopwatch.has_time_page(),
         format_args!("time page magic/version missing"),
     );
-    let Some(reading) = reading else { return };
+    let Some(reading) = stopwatch.read_zero_exit() else {
+        return;
+    };
     let snapshot = reading.snapshot;
     t.check(
         snapshot.accumulated_ns == 0 && snapshot.timeout_deadline_ns == 0,
@@ -330,8 +663,9 @@ fn timeout_ns_interrupt(t: &Checker, stopwatch: &Stopwatch) {
         stopwatch.timeout_ns(TIMEOUT_NS).is_ok(),
         format_args!("TIMEOUT_NS refused"),
     );
-    let deadline_ns = snapshot(t, stopwatch).timeout_deadline_ns;
-    let armed_ns = ticks_to_ns(armed_at);
+    let page = snapshot(t, stopwatch);
+    let deadline_ns = page.timeout_deadline_ns;
+    let armed_ns = device_time_ns(&page, armed_at);
     t.check(
         deadline_ns >= armed_ns + TIMEOUT_NS && deadline_ns < armed_ns + 2 * TIMEOUT_NS,
         format_args!("deadline {deadline_ns} ns for a timeout armed at {armed_ns} ns"),
@@ -339,7 +673,7 @@ fn timeout_ns_interrupt(t: &Checker, stopwatch: &Stopwatch) {
     let limit = timer::counter() + timer::clock().ns_to_ticks(NANOS_PER_SEC);
     let arrived = timer::wait_until_or(limit, || stopwatch.timeouts() > before);
     t.check(arrived, format_args!("no interrupt within 1 s"));
-    let entry_ns = ticks_to_ns(stopwatch.last_interrupt_counter());
+    let entry_ns = device_time_ns(&page, stopwatch.last_interrupt_counter());
     t.check(
         entry_ns >= deadline_ns,
         format_args!("handler entered at {entry_ns} ns, before the deadline {deadline_ns} ns"),

@@ -1,6 +1,9 @@
 //! The interactive shell: console bytes through the line editor, lines
 //! through the parser (both in the host-tested `stopwatch-shell` crate),
 //! commands run against the drivers here.
+//!
+//! Commands write their answers to any [`fmt::Write`] ([`execute`]): the
+//! console here, a buffer in the in-guest tests.
 
 use core::fmt;
 use core::sync::atomic::Ordering;
@@ -14,6 +17,14 @@ use crate::console::Console;
 use crate::drivers::stopwatch::Stopwatch;
 use crate::interrupts::{self, COUNTS};
 use crate::{board, power, println, stopwatch};
+
+/// Writes one line of a command's answer to `$out` (a `&mut dyn
+/// fmt::Write`); a sink that fails only loses the text.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
 
 /// Erases the character left of the cursor on a terminal.
 const ERASE_CHAR: &[u8] = b"\x08 \x08";
@@ -39,7 +50,7 @@ pub fn run() -> ! {
                 }
                 Action::Line(line) => {
                     write(&mut console, b"\r\n");
-                    execute(line);
+                    execute(line, &mut console);
                     write(&mut console, PROMPT.as_bytes());
                 }
                 Action::Overlong => {
@@ -56,134 +67,135 @@ fn write(console: &mut Console, bytes: &[u8]) {
     let Ok(()) = console.write_all(bytes);
 }
 
-/// Parses and runs one line.
-fn execute(line: &str) {
+/// Parses and runs one line, writing the answer to `out`.
+pub fn execute(line: &str, out: &mut dyn fmt::Write) {
     match parse(line) {
         Ok(None) => {}
-        Ok(Some(command)) => run_command(command),
-        Err(error) => println!("error: {error}"),
+        Ok(Some(command)) => run_command(command, out),
+        Err(error) => say!(out, "error: {error}"),
     }
 }
 
-fn run_command(command: Command) {
+fn run_command(command: Command, out: &mut dyn fmt::Write) {
     match command {
-        Command::Help => println!("{HELP}"),
-        Command::Info => print_info(),
-        Command::Irqs => print_irqs(),
+        Command::Help => say!(out, "{HELP}"),
+        Command::Info => print_info(out),
+        Command::Irqs => print_irqs(out),
         Command::Exit(code) => power::exit(i32::from(code)),
         Command::Poweroff => power::system_off(),
         Command::Bench => {
             if stopwatch().is_some() {
                 crate::bench::run_and_print();
             } else {
-                no_device();
+                no_device(out);
             }
         }
         _ => match stopwatch() {
-            Some(stopwatch) => run_stopwatch_command(stopwatch, command),
-            None => no_device(),
+            Some(stopwatch) => run_stopwatch_command(stopwatch, command, out),
+            None => no_device(out),
         },
     }
 }
 
-fn no_device() {
-    println!("error: no stopwatch device (QEMU was started without -device stopwatch)");
+fn no_device(out: &mut dyn fmt::Write) {
+    say!(
+        out,
+        "error: no stopwatch device (QEMU was started without -device stopwatch)"
+    );
 }
 
-fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command) {
+fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn fmt::Write) {
     match command {
         Command::Start => {
             if stopwatch.status() == Ok(Status::Running) {
-                println!("already running (the device ignores START)");
+                say!(out, "already running (the device ignores START)");
             }
             stopwatch.start();
-            print_status(stopwatch);
+            print_status(stopwatch, out);
         }
         Command::Pause => {
             if stopwatch.status() != Ok(Status::Running) {
-                println!("not running (the device ignores PAUSE)");
+                say!(out, "not running (the device ignores PAUSE)");
             }
             stopwatch.pause();
-            print_status(stopwatch);
+            print_status(stopwatch, out);
         }
         Command::Reset => {
             stopwatch.reset();
-            print_status(stopwatch);
+            print_status(stopwatch, out);
         }
-        Command::Status => print_status(stopwatch),
+        Command::Status => print_status(stopwatch, out),
         Command::Read => match stopwatch.read_zero_exit() {
-            Some(reading) => println!(
+            Some(reading) => say!(
+                out,
                 "{} seconds ({}, time page)",
                 Seconds(reading.elapsed_ns),
                 reading.snapshot.status.name()
             ),
-            None => println!(
+            None => say!(
+                out,
                 "{} (UPDATE: this device has no time page)",
                 stopwatch.update_text().as_str()
             ),
         },
-        Command::ReadTrap => println!("{}", stopwatch.update_text().as_str()),
+        Command::ReadTrap => say!(out, "{}", stopwatch.update_text().as_str()),
         Command::SetTimeout(seconds) => {
             let pending = stopwatch
                 .read_zero_exit()
                 .is_some_and(|reading| reading.snapshot.timeout_deadline_ns != 0);
             match stopwatch.timeout_secs(seconds) {
                 Ok(()) if pending => {
-                    println!("a timeout is already pending (the device ignores this one)")
+                    say!(
+                        out,
+                        "a timeout is already pending (the device ignores this one)"
+                    )
                 }
-                Ok(()) => println!("timeout armed: interrupt in {seconds} s"),
-                Err(_) => println!("error: timeout out of range"),
+                Ok(()) => say!(out, "timeout armed: interrupt in {seconds} s"),
+                Err(_) => say!(out, "error: timeout out of range"),
             }
         }
-        Command::TimeoutCount => println!("{}", stopwatch.timeouts()),
+        Command::TimeoutCount => say!(out, "{}", stopwatch.timeouts()),
         _ => unreachable!(),
     }
 }
 
-fn print_status(stopwatch: &Stopwatch) {
+fn print_status(stopwatch: &Stopwatch, out: &mut dyn fmt::Write) {
     match stopwatch.status() {
-        Ok(status) => println!("status: {}", status.name()),
-        Err(code) => println!("status: unknown code {code}"),
+        Ok(status) => say!(out, "status: {}", status.name()),
+        Err(code) => say!(out, "status: unknown code {code}"),
     }
 }
 
-fn print_irqs() {
+fn print_irqs(out: &mut dyn fmt::Write) {
     let routes = interrupts::routes();
-    let line = |name: &str, intid: Option<u32>, count: u64| match intid {
-        Some(intid) => println!("  {name:<14} INTID {intid:<4} {count}"),
-        None => println!("  {name:<14} (none)     {count}"),
-    };
-    println!("interrupts handled:");
-    line(
-        "stopwatch",
-        routes.stopwatch,
-        COUNTS.stopwatch.load(Ordering::Relaxed),
-    );
-    line(
-        "uart receive",
-        routes.uart,
-        COUNTS.uart.load(Ordering::Relaxed),
-    );
-    line(
-        "virtual timer",
-        routes.virtual_timer,
-        COUNTS.virtual_timer.load(Ordering::Relaxed),
-    );
-    line(
-        "unexpected",
-        None,
-        COUNTS.unexpected.load(Ordering::Relaxed),
-    );
+    say!(out, "interrupts handled:");
+    let sources = [
+        ("stopwatch", routes.stopwatch, &COUNTS.stopwatch),
+        ("uart receive", routes.uart, &COUNTS.uart),
+        ("virtual timer", routes.virtual_timer, &COUNTS.virtual_timer),
+        ("unexpected", None, &COUNTS.unexpected),
+    ];
+    for (name, intid, count) in sources {
+        let count = count.load(Ordering::Relaxed);
+        match intid {
+            Some(intid) => say!(out, "  {name:<14} INTID {intid:<4} {count}"),
+            None => say!(out, "  {name:<14} (none)     {count}"),
+        }
+    }
     let (dropped, errors) = crate::console::receive_losses();
     if dropped + errors > 0 {
-        println!("  uart input lost: {dropped} bytes dropped, {errors} receive errors");
+        say!(
+            out,
+            "  uart input lost: {dropped} bytes dropped, {errors} receive errors"
+        );
     }
 }
 
-fn print_info() {
+fn print_info(out: &mut dyn fmt::Write) {
     let board = board();
     for (index, ram) in board.memory.iter().enumerate() {
-        println!(
+        say!(
+            out,
             "memory[{index}]:     {:#010x}..{:#010x} ({} MiB)",
             ram.base,
             ram.end(),
@@ -191,7 +203,8 @@ fn print_info() {
         );
     }
     if let Some(uart) = board.uart {
-        println!(
+        say!(
+            out,
             "console:       {} at {:#x} (size {:#x}), INTID {}",
             uart.node_name,
             uart.region.base,
@@ -202,7 +215,8 @@ fn print_info() {
     if let Some(gic) = board.gic {
         let [first, second] = gic.regions();
         let second_name = if gic.version() == 2 { "GICC" } else { "GICR" };
-        println!(
+        say!(
+            out,
             "GIC:           v{} GICD {:#x} (size {:#x}), {second_name} {:#x} (size {:#x})",
             u32::from(gic.version()),
             first.base,
@@ -212,55 +226,67 @@ fn print_info() {
         );
     }
     if let Some(timer) = board.virtual_timer {
-        println!("virtual timer: INTID {}", timer.intid);
+        say!(out, "virtual timer: INTID {}", timer.intid);
     }
-    println!("CPUs:          {}", board.cpu_count);
+    say!(out, "CPUs:          {}", board.cpu_count);
     let psci = match board.psci {
         Some(PsciConduit::Hvc) => "HVC",
         Some(PsciConduit::Smc) => "SMC",
         None => "none",
     };
-    println!("PSCI:          {psci}");
-    println!("boot args:     \"{}\"", board.bootargs);
-    println!(
+    say!(out, "PSCI:          {psci}");
+    say!(out, "boot args:     \"{}\"", board.bootargs);
+    say!(
+        out,
         "exception level: entered at EL{}, running at EL{}",
         crate::entry_el(),
         crate::arch::current_el()
     );
     if board.stopwatches.is_empty() {
-        println!("stopwatch:     none in the device tree");
+        say!(out, "stopwatch:     none in the device tree");
     }
     for (index, stopwatch) in board.stopwatches.iter().enumerate() {
         let in_use = if index == 0 { " (in use)" } else { "" };
-        println!("stopwatch[{index}]:  {}{in_use}", stopwatch.node_name);
-        println!(
+        say!(out, "stopwatch[{index}]:  {}{in_use}", stopwatch.node_name);
+        say!(
+            out,
             "  shared (reg 0):    {:#x} (size {:#x}), Normal cacheable",
-            stopwatch.shared.base, stopwatch.shared.size
+            stopwatch.shared.base,
+            stopwatch.shared.size
         );
-        println!(
+        say!(
+            out,
             "  registers (reg 1): {:#x} (size {:#x}), Device-nGnRE",
-            stopwatch.registers.base, stopwatch.registers.size
+            stopwatch.registers.base,
+            stopwatch.registers.size
         );
-        println!(
+        say!(
+            out,
             "  interrupt:         INTID {} ({:?})",
-            stopwatch.timeout_interrupt.intid, stopwatch.timeout_interrupt.trigger
+            stopwatch.timeout_interrupt.intid,
+            stopwatch.timeout_interrupt.trigger
         );
     }
     for broken in board.broken_stopwatches.iter() {
-        println!("stopwatch {}: unusable: {}", broken.node_name, broken.error);
+        say!(
+            out,
+            "stopwatch {}: unusable: {}",
+            broken.node_name,
+            broken.error
+        );
     }
     if let Some(stopwatch) = stopwatch() {
-        let time_page = if stopwatch.read_zero_exit().is_some() {
+        let time_page = if stopwatch.has_time_page() {
             "present"
         } else {
             "absent (original device)"
         };
-        println!("time page:     {time_page}");
+        say!(out, "time page:     {time_page}");
     }
 }
 
 /// Nanoseconds shown as seconds with nine decimals.
-pub struct Seconds(pub u64);
+struct Seconds(u64);
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

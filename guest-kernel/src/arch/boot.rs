@@ -25,10 +25,9 @@ _start:
 
     mrs     x1, CurrentEL
     lsr     x20, x1, #2     // entry EL, reported by kernel_main
-    mov     x1, x20
-    cmp     x1, #1
+    cmp     x20, #1
     b.eq    at_el1
-    cmp     x1, #2
+    cmp     x20, #2
     b.ne    park            // EL3 is not supported
 
     // --- EL2: set up EL1 and drop to it. ---

@@ -6,10 +6,14 @@
 //! FP/SIMD registers and FPSR/FPCR: Rust code on this target uses NEON
 //! registers freely (memcpy, formatting), so an IRQ handler would clobber
 //! the interrupted code's vector registers otherwise. (The AAPCS64 only
-//! makes the callee preserve the low 64 bits of v8-v15.)
+//! makes the callee preserve the low 64 bits of v8-v15.) The handlers then
+//! run with FPCR at its default (0), whatever the interrupted code set.
+//! The in-guest test `fp_simd_registers_survive_interrupts` checks this
+//! with [`set_clobber_fp_simd_after_irq`].
 
-use core::arch::global_asm;
+use core::arch::{asm, global_asm};
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
 
@@ -99,6 +103,7 @@ exception_common:
     stp     x1, x2, [sp, #16 * 16]
     mrs     x1, fpcr
     str     x1, [sp, #16 * 17]
+    msr     fpcr, xzr           // the handlers' FP environment: the default
     add     x1, sp, #{simd_offset}
     stp     q0, q1, [x1, #32 * 0]
     stp     q2, q3, [x1, #32 * 1]
@@ -170,6 +175,34 @@ exception_common:
 /// Vector entry index of "IRQ, current EL, SP_ELx": the only expected one.
 const IRQ_CURRENT_EL_SPX: u64 = 5;
 
+/// Whether IRQ handling ends by overwriting the FP/SIMD state (see
+/// [`set_clobber_fp_simd_after_irq`]).
+static CLOBBER_FP_SIMD_AFTER_IRQ: AtomicBool = AtomicBool::new(false);
+
+/// For the FP/SIMD test: while `on`, every IRQ ends by overwriting all 32
+/// vector registers and FPSR, as a handler using them freely could, so
+/// that only the vector code's save and restore keep the interrupted
+/// values. (The kernel's own handlers happen not to touch them.)
+pub fn set_clobber_fp_simd_after_irq(on: bool) {
+    CLOBBER_FP_SIMD_AFTER_IRQ.store(on, Ordering::Release);
+}
+
+fn clobber_fp_simd() {
+    // SAFETY: Writes only the vector registers, all declared clobbered
+    // (the C ABI's clobbers include v0-v31), and FPSR's cumulative flags,
+    // about which Rust code assumes nothing; FPCR is left alone.
+    unsafe {
+        asm!(
+            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+            "movi v\\n\\().16b, #0xee",
+            ".endr",
+            "msr fpsr, xzr",
+            clobber_abi("C"),
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+}
+
 /// Called by the vector code with the saved state and the entry's index.
 ///
 /// # Safety
@@ -180,6 +213,9 @@ const IRQ_CURRENT_EL_SPX: u64 = 5;
 unsafe extern "C" fn handle_exception(frame: &mut ExceptionFrame, entry: u64) {
     if entry == IRQ_CURRENT_EL_SPX {
         crate::interrupts::handle_irq();
+        if CLOBBER_FP_SIMD_AFTER_IRQ.load(Ordering::Acquire) {
+            clobber_fp_simd();
+        }
         return;
     }
     if crate::power::exiting() {

@@ -61,7 +61,7 @@ impl CounterClock {
 
 static CLOCK: SetOnce<CounterClock> = SetOnce::new();
 /// Whether the virtual timer's interrupt is routed, so WFI can wait for it.
-static TIMER_IRQ_ENABLED: AtomicBool = AtomicBool::new(false);
+static INTERRUPT_ROUTED: AtomicBool = AtomicBool::new(false);
 
 /// Reads CNTFRQ_EL0 once and prepares the conversion.
 pub fn init() -> &'static CounterClock {
@@ -88,9 +88,22 @@ pub fn counter() -> u64 {
     CNTVCT_EL0.get()
 }
 
-/// Says the virtual timer interrupt now reaches this CPU.
-pub fn timer_interrupt_enabled() {
-    TIMER_IRQ_ENABLED.store(true, Ordering::Release);
+/// Records that the virtual timer's interrupt now reaches this CPU (the
+/// GIC routes it), so waiting can sleep until it.
+pub fn set_interrupt_routed() {
+    INTERRUPT_ROUTED.store(true, Ordering::Release);
+}
+
+/// Whether the virtual timer's interrupt reaches this CPU.
+pub fn interrupt_routed() -> bool {
+    INTERRUPT_ROUTED.load(Ordering::Acquire)
+}
+
+/// Starts the virtual timer: its interrupt fires once the counter reaches
+/// `deadline` (in ticks), until [`handle_timer_interrupt`] masks it.
+pub fn arm_interrupt(deadline: u64) {
+    CNTV_CVAL_EL0.set(deadline);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
 }
 
 /// The virtual timer's interrupt handler: the deadline passed; mask the
@@ -111,7 +124,7 @@ pub fn wait_until(deadline: u64) {
 /// true cannot slip in between the check and the sleep: it is pending, so
 /// it ends WFI, and it is taken when the mask is lifted.
 pub fn wait_until_or(deadline: u64, condition: impl Fn() -> bool) -> bool {
-    let use_timer_irq = TIMER_IRQ_ENABLED.load(Ordering::Acquire);
+    let use_timer_irq = interrupt_routed();
     let met = loop {
         let _masked = IrqsMasked::new();
         if condition() {
@@ -121,8 +134,7 @@ pub fn wait_until_or(deadline: u64, condition: impl Fn() -> bool) -> bool {
             break false;
         }
         if use_timer_irq {
-            CNTV_CVAL_EL0.set(deadline);
-            CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
+            arm_interrupt(deadline);
             aarch64_cpu::asm::wfi();
         } else {
             core::hint::spin_loop();

@@ -1,7 +1,11 @@
 //! The interrupt controller, GICv2 or GICv3 as the device tree says,
 //! through the `arm-gic` crate.
 //!
-//! Three gaps in `arm-gic` 0.10 are filled here:
+//! Four gaps in `arm-gic` 0.10 are filled here:
+//! - its GICv2 `setup` writes all 32 GICD_IGROUPR registers, past the 9
+//!   that QEMU's GIC implements (288 interrupts), and QEMU logs each stray
+//!   byte as a guest error; so the GICv2 is set up here, and only the
+//!   interrupts in use get their group set;
 //! - its GICv2 driver cannot set GICD_ITARGETSR, and an SPI whose target
 //!   list is empty is never delivered (seen with `-smp 2`), so
 //!   [`Gic::enable_interrupt`] targets SPIs at this CPU itself;
@@ -20,6 +24,9 @@ use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
 
 /// GICD_ITARGETSR<n>: one byte per interrupt, CPU target bit mask.
 const GICD_ITARGETSR: usize = 0x800;
+/// GICC_CTLR, at the start of the GICv2 CPU interface; bit 0 enables the
+/// signalling of our group's interrupts to this CPU.
+const GICC_CTLR_ENABLE: u32 = 1;
 
 /// The interrupt controller of this CPU.
 pub enum Gic {
@@ -58,17 +65,24 @@ impl Gic {
             } => {
                 let distributor = NonNull::new(distributor.base as *mut u8)
                     .expect("GIC distributor at address 0");
+                let cpu_interface = cpu_interface.base as *mut u32;
                 // SAFETY: The caller promises both regions are the GIC's,
                 // mapped and unaliased.
-                let mut driver = unsafe {
-                    GicV2::new(distributor.as_ptr().cast(), cpu_interface.base as *mut _)
-                };
-                driver.setup();
+                let mut driver =
+                    unsafe { GicV2::new(distributor.as_ptr().cast(), cpu_interface.cast()) };
+                // What `driver.setup()` does, minus its stray IGROUPR writes.
                 let group = if driver.typer().has_security_extension() {
+                    driver.enable_group1(true);
                     InterruptGroup::Group1
                 } else {
+                    driver.enable_group0(true);
                     InterruptGroup::Group0
                 };
+                driver.set_priority_mask(0xff);
+                // SAFETY: GICC_CTLR is the first register of the CPU
+                // interface, mapped per the caller's promise; `arm-gic` only
+                // writes it in `setup`, which is never called.
+                unsafe { cpu_interface.write_volatile(GICC_CTLR_ENABLE) };
                 Gic::V2 {
                     driver,
                     distributor,
@@ -119,7 +133,7 @@ impl Gic {
             Gic::V2 {
                 driver,
                 distributor,
-                ..
+                group,
             } => {
                 if intid.is_spi() {
                     let index = interrupt.intid as usize;
@@ -134,6 +148,7 @@ impl Gic {
                         targets.add(index).write_volatile(this_cpu);
                     }
                 }
+                driver.set_group(intid, *group);
                 driver.set_trigger(intid, trigger);
                 let enabled = driver.enable_interrupt(intid, true);
                 assert!(

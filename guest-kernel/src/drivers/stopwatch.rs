@@ -76,6 +76,14 @@ pub struct ZeroExitReading {
     pub counter: u64,
 }
 
+/// The device-clock time (what the time page's fields count) at guest
+/// counter value `counter`: its nanoseconds plus the page's clock offset.
+pub fn device_time_ns(snapshot: &TimeSnapshot, counter: u64) -> u64 {
+    timer::clock()
+        .ticks_to_ns(counter)
+        .saturating_add_signed(snapshot.clock_offset_ns)
+}
+
 /// Why a request was refused before reaching the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeoutError {
@@ -87,8 +95,12 @@ pub enum TimeoutError {
 pub struct Stopwatch {
     registers: NonNull<Registers>,
     shared: NonNull<u8>,
-    /// What the device tree said about it.
-    pub info: StopwatchInfo<'static>,
+    /// The timeout interrupt, from the device tree.
+    interrupt: Interrupt,
+    /// Whether the shared region holds a time page (MAGIC and VERSION
+    /// checked once, when the driver is created): the device writes it at
+    /// power-on and keeps it for good; an original device never does.
+    has_time_page: bool,
     /// Timeout interrupts handled so far.
     timeouts: AtomicU64,
     /// Guest counter at the last timeout interrupt's handler entry.
@@ -113,15 +125,22 @@ impl Stopwatch {
     pub unsafe fn new(info: StopwatchInfo<'static>) -> Self {
         assert!(info.registers.size >= regs::STATUS + regs::WIDTH);
         assert!(info.shared.size >= shared::ORIGINAL_END);
-        Stopwatch {
+        let mut stopwatch = Stopwatch {
             registers: NonNull::new(info.registers.base as *mut Registers)
                 .expect("stopwatch registers at address 0"),
             shared: NonNull::new(info.shared.base as *mut u8)
                 .expect("stopwatch shared region at address 0"),
-            info,
+            interrupt: info.timeout_interrupt,
+            has_time_page: false,
             timeouts: AtomicU64::new(0),
             last_interrupt_counter: AtomicU64::new(0),
-        }
+        };
+        let page = shared::TIME_PAGE;
+        // The size is checked first: the page is only read inside the region.
+        stopwatch.has_time_page = info.shared.size >= page + time_page::SIZE
+            && stopwatch.shared_u32(page + time_page::MAGIC_OFFSET) == time_page::MAGIC
+            && stopwatch.shared_u32(page + time_page::VERSION_OFFSET) == time_page::VERSION;
+        stopwatch
     }
 
     fn registers(&self) -> &Registers {
@@ -132,7 +151,13 @@ impl Stopwatch {
 
     /// The timeout interrupt.
     pub fn interrupt(&self) -> Interrupt {
-        self.info.timeout_interrupt
+        self.interrupt
+    }
+
+    /// Whether the device has a time page (checked when the driver was
+    /// created), i.e. whether the zero-exit reads work.
+    pub fn has_time_page(&self) -> bool {
+        self.has_time_page
     }
 
     /// Writes a command.
@@ -246,15 +271,17 @@ impl Stopwatch {
 
     /// One consistent snapshot of the time page (retrying while the device
     /// writes it), or `None` if the device has none.
+    ///
+    /// Always inlined: it is the hot path of
+    /// [`read_zero_exit`](Self::read_zero_exit), where a call and the
+    /// snapshot's return through memory cost as much as the page read.
+    #[inline(always)]
     pub fn read_time_page(&self) -> Option<TimeSnapshot> {
-        let page = shared::TIME_PAGE;
-        if self.info.shared.size < page + time_page::SIZE
-            || self.shared_u32(page + time_page::MAGIC_OFFSET) != time_page::MAGIC
-            || self.shared_u32(page + time_page::VERSION_OFFSET) != time_page::VERSION
-        {
+        if !self.has_time_page {
             return None;
         }
-        let snapshot = loop {
+        let page = shared::TIME_PAGE;
+        loop {
             let sequence = self.shared_u32(page + time_page::SEQUENCE);
             if sequence & 1 != 0 {
                 // The device is writing the page right now.
@@ -263,23 +290,28 @@ impl Stopwatch {
             }
             // The fields must be read after the first SEQUENCE read...
             barrier::dmb(barrier::ISHLD);
-            let status_code = u64::from(self.shared_u32(page + time_page::STATUS));
-            let snapshot = TimeSnapshot {
-                status: Status::from_code(status_code).unwrap_or(Status::Reset),
-                accumulated_ns: self.shared_u64(page + time_page::ACCUMULATED_NS),
-                run_start_ns: self.shared_u64(page + time_page::RUN_START_NS),
-                clock_offset_ns: self.shared_u64(page + time_page::CLOCK_OFFSET_NS) as i64,
-                timeout_deadline_ns: self.shared_u64(page + time_page::TIMEOUT_DEADLINE_NS),
-            };
+            let status = Status::from_code(u64::from(self.shared_u32(page + time_page::STATUS)));
+            let accumulated_ns = self.shared_u64(page + time_page::ACCUMULATED_NS);
+            let run_start_ns = self.shared_u64(page + time_page::RUN_START_NS);
+            let clock_offset_ns = self.shared_u64(page + time_page::CLOCK_OFFSET_NS) as i64;
+            let timeout_deadline_ns = self.shared_u64(page + time_page::TIMEOUT_DEADLINE_NS);
             // ...and before the second one.
             barrier::dmb(barrier::ISHLD);
-            if self.shared_u32(page + time_page::SEQUENCE) == sequence
-                && Status::from_code(status_code).is_some()
-            {
-                break snapshot;
+            if self.shared_u32(page + time_page::SEQUENCE) != sequence {
+                continue;
             }
-        };
-        Some(snapshot)
+            // The device only ever publishes valid status codes; should it
+            // not, wait for a page that has one.
+            if let Some(status) = status {
+                return Some(TimeSnapshot {
+                    status,
+                    accumulated_ns,
+                    run_start_ns,
+                    clock_offset_ns,
+                    timeout_deadline_ns,
+                });
+            }
+        }
     }
 
     /// The timeout interrupt handler: count, remember when, acknowledge.
@@ -306,7 +338,7 @@ impl Stopwatch {
         // SAFETY: Every offset used is a constant from `stopwatch_abi`
         // inside the shared region, which `new`'s caller promised is
         // mapped and at least `ORIGINAL_END` long (the time page is only
-        // read after checking the region's size).
+        // read once `new` has checked the region is long enough for it).
         unsafe { self.shared.as_ptr().add(offset as usize).cast() }
     }
 

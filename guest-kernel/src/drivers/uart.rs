@@ -1,10 +1,14 @@
 //! The PL011 console UART, through the `arm-pl011-uart` crate, with
 //! interrupt-driven input into a small ring buffer.
 //!
-//! QEMU's PL011 has already been set up by the time the kernel runs, and
-//! it has pitfalls that decide what this driver does *not* do:
+//! QEMU resets its PL011 with the transmitter and receiver enabled but
+//! the UART itself disabled (UARTCR = TXE | RXE, UARTEN clear): it still
+//! sends and receives, but logs every byte as a guest error. QEMU's model
+//! also has pitfalls that decide what this driver does *not* do:
 //! - it never calls `Uart::enable` or otherwise writes LCR_H: changing
-//!   LCR_H.FEN empties the receive FIFO, losing typed-ahead input;
+//!   LCR_H.FEN empties the receive FIFO, losing typed-ahead input; so
+//!   [`Pl011::enable`] sets only the UARTCR enable bits (the baud rate and
+//!   line settings do not matter to QEMU);
 //! - bytes that arrived before the receive interrupt was unmasked raise no
 //!   interrupt, so the FIFO is drained once right after unmasking;
 //! - the handler clears the interrupt first and then drains: a byte that
@@ -19,6 +23,13 @@ use safe_mmio::UniqueMmioPointer;
 /// Receive interrupts: FIFO level reached, and receive timeout (the FIFO
 /// holds fewer bytes than the level but nothing more came for a while).
 const RECEIVE_INTERRUPTS: Interrupts = Interrupts::RXI.union(Interrupts::RTI);
+
+/// UARTCR, the control register (`arm-pl011-uart` keeps it private).
+const UARTCR_OFFSET: usize = 0x30;
+/// UARTCR bits: UART enable, transmit enable, receive enable.
+const UARTCR_UARTEN: u32 = 1 << 0;
+const UARTCR_TXE: u32 = 1 << 8;
+const UARTCR_RXE: u32 = 1 << 9;
 
 /// Bytes received but not read yet. Power of two, so the indices wrap.
 const RX_BUFFER_LEN: usize = 256;
@@ -75,10 +86,17 @@ impl RxBuffer {
 /// The console PL011.
 pub struct Pl011 {
     uart: Uart<'static>,
+    /// UARTCR, which `Uart` offers no access to.
+    control: NonNull<u32>,
 }
 
+// SAFETY: `control` points to a register of the same MMIO block `uart`
+// owns, which any CPU may access; `Uart` itself is `Send`.
+unsafe impl Send for Pl011 {}
+
 impl Pl011 {
-    /// Takes over the PL011 at `base` as QEMU left it (enabled, 8N1).
+    /// Takes over the PL011 at `base` with its line settings as they are
+    /// (QEMU's reset state: 8N1, FIFOs off).
     ///
     /// # Safety
     ///
@@ -87,8 +105,26 @@ impl Pl011 {
     pub unsafe fn new(base: NonNull<PL011Registers>) -> Self {
         // SAFETY: The caller promises `base` is a mapped, unaliased PL011.
         let registers = unsafe { UniqueMmioPointer::new(base) };
+        // SAFETY: UARTCR lies inside the PL011's 4 KiB register block.
+        let control = unsafe { base.byte_add(UARTCR_OFFSET) }.cast();
         Pl011 {
             uart: Uart::new(registers),
+            control,
+        }
+    }
+
+    /// Sets UARTEN, TXE and RXE in UARTCR if any is clear, keeping the
+    /// other bits; LCR_H (and so the FIFO setting) is left alone.
+    pub fn enable(&mut self) {
+        let wanted = UARTCR_UARTEN | UARTCR_TXE | UARTCR_RXE;
+        // SAFETY: UARTCR is a 32-bit register inside the block `new`'s
+        // caller gave us; `Uart` never touches it (only its `enable` and
+        // `disable` do, which are not called), so this does not conflict.
+        unsafe {
+            let control = self.control.read_volatile();
+            if control & wanted != wanted {
+                self.control.write_volatile(control | wanted);
+            }
         }
     }
 
