@@ -12,6 +12,24 @@ use crate::util;
 pub const PACKAGE: &str = "guest-kernel";
 pub const TARGET: &str = "aarch64-unknown-none";
 
+/// Panic messages carry source paths: shorten them to what a reader needs
+/// (the image must stay under 64 KiB, and absolute paths say nothing).
+fn remap_path_flags(repo: &Repo) -> String {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let mut flags = vec![format!("--remap-path-prefix={}/=", repo.root.display())];
+    if let Some(cargo_home) = cargo_home {
+        // Crates' sources live in <CARGO_HOME>/registry/src/<index>/.
+        if let Ok(indexes) = std::fs::read_dir(cargo_home.join("registry").join("src")) {
+            for index in indexes.flatten() {
+                flags.push(format!("--remap-path-prefix={}/=", index.path().display()));
+            }
+        }
+    }
+    flags.join("\x1f")
+}
+
 /// `cargo build --release -p guest-kernel --target aarch64-unknown-none`,
 /// then a copy of the ELF into `target/vm/`.
 pub fn build(repo: &Repo) -> Result<PathBuf> {
@@ -24,7 +42,9 @@ pub fn build(repo: &Repo) -> Result<PathBuf> {
     let args = ["build", "--release", "-p", PACKAGE, "--target", TARGET];
     eprintln!("    cargo {}", args.join(" "));
     let mut cmd = Command::new(cargo());
-    cmd.args(args).current_dir(&repo.root);
+    cmd.args(args)
+        .current_dir(&repo.root)
+        .env("CARGO_ENCODED_RUSTFLAGS", remap_path_flags(repo));
     let status = cmd.status().context("could not run cargo")?;
     if !status.success() {
         bail!(

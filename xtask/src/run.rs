@@ -125,6 +125,9 @@ impl fmt::Display for VmConfig {
         if self.el2 {
             write!(f, "+el2")?;
         }
+        if !self.extra.is_empty() {
+            write!(f, " {}", self.extra.join(" "))?;
+        }
         if !self.device {
             write!(f, " (no device)")?;
         }
@@ -161,6 +164,6 @@ mod tests {
         assert!(line.contains("-M virt,gic-version=3,virtualization=on -cpu max"));
         assert!(line.ends_with("-append 'test verbose' -d int"), "{line}");
         assert!(!line.contains("stopwatch"));
-        assert_eq!(config.to_string(), "max+gicv3+el2 (no device)");
+        assert_eq!(config.to_string(), "max+gicv3+el2 -d int (no device)");
     }
 }
