@@ -212,10 +212,10 @@ pub fn run(session: &Session) -> Result<()> {
     put("accuracy_error_ms", accuracy.median);
     put("boot_to_prompt_ms", boot.median);
     put("qemu_floor_ms", floor.median);
-    put("kernel_image_bytes", kernel_bytes as f64);
     put("ratio_update_over_zero_exit", targets[0].value);
     put("ratio_zero_exit_over_ram", targets[1].value);
     put("ratio_boot_over_floor", targets[2].value);
+    results.insert("kernel_image_bytes".to_string(), json!(kernel_bytes));
     let mut spreads = Map::new();
     for (name, unit, stats) in &rows {
         spreads.insert(
