@@ -130,6 +130,7 @@ pub fn build(
         }
     }
 
+    check_rust_devices(&dirs.build)?;
     util::copy_if_newer(&binary, &repo.qemu_binary())?;
     note_old_builds(cache, &dirs);
     Ok(repo.qemu_binary())
@@ -342,6 +343,31 @@ fn check_version(binary: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The Rust devices that must be compiled in: QEMU's own Rust PL011 (the
+/// board's console) and the stopwatch. A build that quietly fell back to
+/// the C PL011, or left the device out, is not the one this project tests.
+const RUST_DEVICES: [&str; 2] = ["CONFIG_X_PL011_RUST", "CONFIG_X_STOPWATCH_RUST"];
+
+/// Checks the build's device configuration for [`RUST_DEVICES`].
+fn check_rust_devices(build: &Path) -> Result<()> {
+    let config = build.join("aarch64-softmmu-config-devices.h");
+    let text =
+        fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+    for symbol in RUST_DEVICES {
+        if !text
+            .lines()
+            .any(|line| line.trim() == format!("#define {symbol} 1"))
+        {
+            bail!(
+                "{symbol} is not enabled in {}: the build lacks a Rust device \
+                 (is Rust enabled, and does patch 0004 select the device?)",
+                config.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn print_tail(path: &Path, lines: usize) {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -366,6 +392,27 @@ fn note_old_builds(cache: &Cache, current: &QemuDirs) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rust_devices_must_be_configured() {
+        let dir = std::env::temp_dir().join(format!("xtask-devices-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("aarch64-softmmu-config-devices.h");
+        fs::write(
+            &config,
+            "#define CONFIG_X_PL011_RUST 1\n#define CONFIG_PL011_C 0\n",
+        )
+        .unwrap();
+        let error = check_rust_devices(&dir).unwrap_err().to_string();
+        assert!(error.contains("CONFIG_X_STOPWATCH_RUST"), "{error}");
+        fs::write(
+            &config,
+            "#define CONFIG_X_PL011_RUST 1\n#define CONFIG_X_STOPWATCH_RUST 1\n",
+        )
+        .unwrap();
+        check_rust_devices(&dir).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
     use super::*;
 
     #[test]
