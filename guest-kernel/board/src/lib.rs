@@ -326,12 +326,11 @@ impl<'a> BoardInfo<'a> {
             stdout_path,
             path: PathBuf::new(),
         };
-        let root_props = NodeProps::of(root);
         let root_context = Context {
             buses: [None; MAX_BUS_DEPTH],
             depth: 0,
-            cells: root_props.child_cells,
-            interrupt_parent: root_props.interrupt_parent,
+            cells: root.cell_sizes(),
+            interrupt_parent: phandle_property(root, "interrupt-parent"),
         };
         walker.visit_children(root, &root_context);
         Ok(info)
@@ -382,67 +381,6 @@ impl Context<'_> {
             address = bus.as_ref()?.translate(address)?;
         }
         Some(address)
-    }
-}
-
-/// The properties the walk looks at, gathered in one pass over a node's
-/// properties. (Each `FdtNode::property` lookup scans all of them again;
-/// one pass per node made discovery several times faster, which shows in
-/// the boot time under emulation.)
-#[derive(Clone, Copy, Default)]
-struct NodeProps<'a> {
-    device_type: Option<&'a str>,
-    /// `compatible`: NUL-separated strings.
-    compatible: Option<&'a [u8]>,
-    interrupt_controller: bool,
-    /// `#address-cells` / `#size-cells` of the node's children.
-    child_cells: fdt::node::CellSizes,
-    ranges: Option<&'a [u8]>,
-    interrupt_parent: Option<u32>,
-    interrupt_cells: Option<u32>,
-    reg: Option<&'a [u8]>,
-    interrupts: Option<&'a [u8]>,
-    /// PSCI's `method`.
-    method: Option<&'a str>,
-}
-
-impl<'a> NodeProps<'a> {
-    fn of(node: FdtNode<'_, 'a>) -> Self {
-        let mut props = NodeProps::default();
-        let mut cells = fdt::node::CellSizes::default();
-        for property in node.properties() {
-            let value = property.value;
-            match property.name {
-                "device_type" => props.device_type = property.as_str(),
-                "compatible" => props.compatible = Some(value),
-                "interrupt-controller" => props.interrupt_controller = true,
-                "#address-cells" => {
-                    cells.address_cells =
-                        read_u32(value).map_or(cells.address_cells, |n| n as usize)
-                }
-                "#size-cells" => {
-                    cells.size_cells = read_u32(value).map_or(cells.size_cells, |n| n as usize)
-                }
-                "ranges" => props.ranges = Some(value),
-                "interrupt-parent" => props.interrupt_parent = read_u32(value),
-                "#interrupt-cells" => props.interrupt_cells = read_u32(value),
-                "reg" => props.reg = Some(value),
-                "interrupts" => props.interrupts = Some(value),
-                "method" => props.method = property.as_str(),
-                _ => {}
-            }
-        }
-        props.child_cells = cells;
-        props
-    }
-
-    /// The `compatible` strings.
-    fn compatible(&self) -> impl Iterator<Item = &'a str> {
-        self.compatible
-            .unwrap_or_default()
-            .split(|&byte| byte == 0)
-            .filter(|name| !name.is_empty())
-            .filter_map(|name| core::str::from_utf8(name).ok())
     }
 }
 
@@ -521,18 +459,17 @@ impl<'a> Walker<'_, '_, 'a> {
             let Some(previous_len) = self.path.push(child.name) else {
                 continue;
             };
-            let props = NodeProps::of(child);
-            self.visit(child.name, &props, context);
+            self.visit(child, context);
             if context.depth < MAX_BUS_DEPTH {
                 let mut child_context = *context;
                 child_context.buses[context.depth] = Some(Bus {
-                    ranges: props.ranges,
-                    child_cells: props.child_cells,
+                    ranges: child.property("ranges").map(|prop| prop.value),
+                    child_cells: child.cell_sizes(),
                     parent_address_cells: context.cells.address_cells,
                 });
                 child_context.depth += 1;
-                child_context.cells = props.child_cells;
-                if let Some(phandle) = props.interrupt_parent {
+                child_context.cells = child.cell_sizes();
+                if let Some(phandle) = phandle_property(child, "interrupt-parent") {
                     child_context.interrupt_parent = Some(phandle);
                 }
                 self.visit_children(child, &child_context);
@@ -541,10 +478,10 @@ impl<'a> Walker<'_, '_, 'a> {
         }
     }
 
-    fn visit(&mut self, name: &'a str, props: &NodeProps<'a>, context: &Context<'a>) {
-        match props.device_type {
+    fn visit(&mut self, node: FdtNode<'_, 'a>, context: &Context<'a>) {
+        match node.property("device_type").and_then(|p| p.as_str()) {
             Some("memory") => {
-                for region in regions(props, context).into_iter().flatten().flatten() {
+                for region in regions(node, context).into_iter().flatten().flatten() {
                     self.info.memory.push(region);
                 }
             }
@@ -552,26 +489,26 @@ impl<'a> Walker<'_, '_, 'a> {
             _ => {}
         }
         if self.stdout_path.is_some_and(|path| self.path.is(path)) {
-            self.info.uart = self.decode_uart(name, props, context);
+            self.info.uart = self.decode_uart(node, context);
         }
-        match NodeKind::of(props) {
-            NodeKind::Stopwatch => match self.decode_stopwatch(name, props, context) {
+        match NodeKind::of(node) {
+            NodeKind::Stopwatch => match self.decode_stopwatch(node, context) {
                 Ok(stopwatch) => self.info.stopwatches.push(stopwatch),
                 Err(error) => self.info.broken_stopwatches.push(BrokenStopwatch {
-                    node_name: name,
+                    node_name: node.name,
                     error,
                 }),
             },
             NodeKind::Gic(version) => {
                 if self.info.gic.is_none() {
-                    self.info.gic = decode_gic(props, context, version);
+                    self.info.gic = decode_gic(node, context, version);
                 }
             }
             NodeKind::Timer => {
-                self.info.virtual_timer = self.interrupt(props, context, VIRTUAL_TIMER_INDEX).ok();
+                self.info.virtual_timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX).ok();
             }
             NodeKind::Psci => {
-                self.info.psci = match props.method {
+                self.info.psci = match node.property("method").and_then(|p| p.as_str()) {
                     Some("hvc") => Some(PsciConduit::Hvc),
                     Some("smc") => Some(PsciConduit::Smc),
                     _ => None,
@@ -581,35 +518,30 @@ impl<'a> Walker<'_, '_, 'a> {
         }
     }
 
-    fn decode_uart(
-        &self,
-        name: &'a str,
-        props: &NodeProps<'a>,
-        context: &Context<'a>,
-    ) -> Option<Uart<'a>> {
-        let region = regions(props, context)?.next()??;
+    fn decode_uart(&self, node: FdtNode<'_, 'a>, context: &Context<'a>) -> Option<Uart<'a>> {
+        let region = regions(node, context)?.next()??;
+        let is_pl011 = NodeKind::of(node) == NodeKind::Pl011;
         Some(Uart {
-            node_name: name,
-            is_pl011: NodeKind::of(props) == NodeKind::Pl011,
+            node_name: node.name,
+            is_pl011,
             region,
-            interrupt: self.interrupt(props, context, 0).ok(),
+            interrupt: self.interrupt(node, context, 0).ok(),
         })
     }
 
     fn decode_stopwatch(
         &self,
-        name: &'a str,
-        props: &NodeProps<'a>,
+        node: FdtNode<'_, 'a>,
         context: &Context<'a>,
     ) -> Result<Stopwatch<'a>, StopwatchError> {
-        let mut regions = regions(props, context).ok_or(StopwatchError::MissingReg)?;
+        let mut regions = regions(node, context).ok_or(StopwatchError::MissingReg)?;
         let shared = regions.next().ok_or(StopwatchError::TooFewRegions(0))?;
         let registers = regions.next().ok_or(StopwatchError::TooFewRegions(1))?;
         Ok(Stopwatch {
-            node_name: name,
+            node_name: node.name,
             shared: shared.ok_or(StopwatchError::Untranslatable)?,
             registers: registers.ok_or(StopwatchError::Untranslatable)?,
-            timeout_interrupt: self.interrupt(props, context, 0)?,
+            timeout_interrupt: self.interrupt(node, context, 0)?,
         })
     }
 
@@ -617,22 +549,23 @@ impl<'a> Walker<'_, '_, 'a> {
     /// which must be a GIC with three-cell specifiers `<type number flags>`.
     fn interrupt(
         &self,
-        props: &NodeProps<'a>,
+        node: FdtNode<'_, 'a>,
         context: &Context<'a>,
         index: usize,
     ) -> Result<Interrupt, StopwatchError> {
-        let specifier = props.interrupts.ok_or(StopwatchError::MissingInterrupt)?;
-        let parent_phandle = props
-            .interrupt_parent
+        let specifier = node
+            .property("interrupts")
+            .ok_or(StopwatchError::MissingInterrupt)?
+            .value;
+        let parent_phandle = phandle_property(node, "interrupt-parent")
             .or(context.interrupt_parent)
             .ok_or(StopwatchError::MissingInterrupt)?;
         let parent = self
             .fdt
             .find_phandle(parent_phandle)
             .ok_or(StopwatchError::MissingInterrupt)?;
-        let parent = NodeProps::of(parent);
-        let parent_is_gic = matches!(NodeKind::of(&parent), NodeKind::Gic(_));
-        if !parent_is_gic || parent.interrupt_cells != Some(3) {
+        let parent_is_gic = matches!(NodeKind::of(parent), NodeKind::Gic(_));
+        if !parent_is_gic || parent.interrupt_cells() != Some(3) {
             return Err(StopwatchError::BadInterrupt);
         }
         let specifier = specifier
@@ -679,10 +612,13 @@ enum NodeKind {
 }
 
 impl NodeKind {
-    fn of(props: &NodeProps<'_>) -> Self {
-        let is_interrupt_controller = props.interrupt_controller;
-        props
-            .compatible()
+    fn of(node: FdtNode<'_, '_>) -> Self {
+        let Some(compatible) = node.compatible() else {
+            return NodeKind::Other;
+        };
+        let is_interrupt_controller = node.property("interrupt-controller").is_some();
+        compatible
+            .all()
             .find_map(|name| match name {
                 stopwatch_abi::COMPATIBLE => Some(NodeKind::Stopwatch),
                 "arm,gic-v3" if is_interrupt_controller => Some(NodeKind::Gic(3)),
@@ -701,8 +637,8 @@ impl NodeKind {
 }
 
 /// The GIC of `version` described by `node` (in its own context).
-fn decode_gic(props: &NodeProps<'_>, context: &Context<'_>, version: u8) -> Option<Gic> {
-    let mut regions = regions(props, context)?;
+fn decode_gic(node: FdtNode<'_, '_>, context: &Context<'_>, version: u8) -> Option<Gic> {
+    let mut regions = regions(node, context)?;
     let first = regions.next()??;
     let second = regions.next()??;
     Some(if version == 3 {
@@ -721,10 +657,10 @@ fn decode_gic(props: &NodeProps<'_>, context: &Context<'_>, version: u8) -> Opti
 /// The node's `reg` entries as CPU physical regions; an entry is `None` if
 /// it cannot be translated.
 fn regions<'a>(
-    props: &NodeProps<'a>,
+    node: FdtNode<'_, 'a>,
     context: &Context<'a>,
 ) -> Option<impl Iterator<Item = Option<Region>> + 'a> {
-    let reg = props.reg?;
+    let reg = node.property("reg")?.value;
     let address_cells = context.cells.address_cells;
     let size_cells = context.cells.size_cells;
     let entry_len = (address_cells + size_cells) * 4;
@@ -753,8 +689,8 @@ fn read_cells(bytes: &[u8]) -> Option<u64> {
     )
 }
 
-/// A one-cell property's value.
-fn read_u32(value: &[u8]) -> Option<u32> {
+fn phandle_property(node: FdtNode<'_, '_>, name: &str) -> Option<u32> {
+    let value = node.property(name)?.value;
     Some(u32::from_be_bytes(value.try_into().ok()?))
 }
 
