@@ -19,7 +19,7 @@ use crate::run::VmConfig;
 const STARTUP_RUNS: usize = 15;
 /// How long the stopwatch runs for the accuracy check, and how often.
 const ACCURACY_SPAN: Duration = Duration::from_secs(2);
-const ACCURACY_RUNS: usize = 3;
+const ACCURACY_RUNS: usize = 5;
 /// Bound on every wait for the guest.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -303,32 +303,39 @@ fn startup(repo: &Repo) -> Result<(Stats, Stats)> {
 }
 
 /// |stopwatch elapsed - host elapsed| in ms. Each end of the interval is
-/// the midpoint of a command's round trip through the serial console.
+/// the moment the command's answer arrives: the guest prints it right
+/// after the device executed the command, so the serial console's delay is
+/// the same at both ends and cancels out.
 fn accuracy(repo: &Repo) -> Result<Stats> {
     let mut errors = Vec::new();
     for _ in 0..ACCURACY_RUNS {
         let mut console = SerialConsole::spawn(repo, &VmConfig::default(), None)?;
         console.expect(PROMPT, GUEST_TIMEOUT)?;
-        round_trip(&mut console, "reset")?;
-        let (start, _) = round_trip(&mut console, "start")?;
+        answer_of(&mut console, "reset", "status:")?;
+        let (started, _) = answer_of(&mut console, "start", "status:")?;
         std::thread::sleep(ACCURACY_SPAN);
-        let (read_at, answer) = round_trip(&mut console, "read")?;
+        let (read, answer) = answer_of(&mut console, "read", " seconds")?;
         let guest_ns = parse_read_ns(&answer)
             .ok_or_else(|| anyhow!("cannot read nanoseconds from {answer:?}"))?;
-        let host_ns = (read_at - start).as_nanos() as f64;
+        let host_ns = (read - started).as_nanos() as f64;
         errors.push((guest_ns - host_ns).abs() / 1e6);
     }
     Ok(Stats::of(&errors))
 }
 
-/// Sends a command; returns the midpoint of its round trip and the answer.
-fn round_trip(console: &mut SerialConsole, command: &str) -> Result<(Instant, String)> {
+/// Sends a command; returns when `marker` of its answer arrived and the
+/// answer up to it, then waits for the next prompt.
+fn answer_of(
+    console: &mut SerialConsole,
+    command: &str,
+    marker: &str,
+) -> Result<(Instant, String)> {
     console.take_unread();
-    let sent = Instant::now();
     console.send_line(command)?;
-    let answer = console.expect(PROMPT, GUEST_TIMEOUT)?;
-    let answered = Instant::now();
-    Ok((sent + (answered - sent) / 2, answer))
+    let answer = console.expect(marker, GUEST_TIMEOUT)?;
+    let arrived = Instant::now();
+    console.expect(PROMPT, GUEST_TIMEOUT)?;
+    Ok((arrived, answer))
 }
 
 /// Nanoseconds from the shell's `read` answer, e.g.
