@@ -65,6 +65,23 @@ impl Machine {
     }
 }
 
+/// Steps the clock to one nanosecond before `ns` from now (no interrupt
+/// yet), then onto it (the interrupt rises): a deadline kept exactly.
+fn expect_raise_after(q: &mut Qtest, ns: u64) -> Result<()> {
+    q.clock_step(ns - 1)?;
+    ensure!(
+        q.take_irq_events().is_empty(),
+        "interrupt before its deadline"
+    );
+    q.clock_step(1)?;
+    let events = q.take_irq_events();
+    ensure!(
+        events == [IrqEvent::Raise(0)],
+        "at the deadline: {events:?}"
+    );
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
 fn device_tree_node_describes_regions_and_interrupt() -> Result<()> {
@@ -198,10 +215,7 @@ fn timeout_interrupt_rises_exactly_at_its_deadline() -> Result<()> {
     let q = &mut machine.qtest;
     q.intercept_irqs("/machine/peripheral/sw0")?;
     sw.timeout(q, 1)?;
-    q.clock_step(SECOND - 1)?;
-    assert_eq!(q.take_irq_events(), [], "not one nanosecond early");
-    q.clock_step(1)?;
-    assert_eq!(q.take_irq_events(), [IrqEvent::Raise(0)]);
+    expect_raise_after(q, SECOND)?;
     q.clock_step(3 * SECOND)?;
     assert_eq!(q.take_irq_events(), [], "level: stays high, no second edge");
     sw.command(q, Command::TimeoutAck)?;
@@ -210,10 +224,7 @@ fn timeout_interrupt_rises_exactly_at_its_deadline() -> Result<()> {
     // The sub-second addition.
     sw.set_data_len(q, 123_456)?;
     sw.command(q, Command::TimeoutNs)?;
-    q.clock_step(123_455)?;
-    assert_eq!(q.take_irq_events(), []);
-    q.clock_step(1)?;
-    assert_eq!(q.take_irq_events(), [IrqEvent::Raise(0)]);
+    expect_raise_after(q, 123_456)?;
     sw.command(q, Command::TimeoutAck)?;
     assert_eq!(q.take_irq_events(), [IrqEvent::Lower(0)]);
     Ok(())
@@ -537,10 +548,7 @@ fn migration_round_trip_keeps_the_whole_state() -> Result<()> {
         "zero-exit read agrees after restore"
     );
     // Armed at 3.5 s of clock for 3 s: fires at 6.5 s, 2 s after saving.
-    q.clock_step(2 * SECOND - 1)?;
-    assert_eq!(q.take_irq_events(), []);
-    q.clock_step(1)?;
-    assert_eq!(q.take_irq_events(), [IrqEvent::Raise(0)]);
+    expect_raise_after(q, 2 * SECOND)?;
     sw.command(q, Command::Pause)?;
     assert_eq!(sw.update_text(q)?, "5.50 seconds");
     Ok(())
