@@ -226,9 +226,10 @@ impl StopwatchState {
             }
             Err(error) => {
                 // Refuse the stream rather than run with an impossible state.
-                log_mask_ln!(
-                    Log::GuestError,
-                    "{}: migration stream rejected: {error}",
+                // Not a guest error: say it always, next to QEMU's own
+                // "error while loading state" line.
+                eprintln!(
+                    "stopwatch {}: migration stream rejected: {error}",
                     self.instance_name()
                 );
                 Err(migration::InvalidError)
@@ -275,46 +276,55 @@ impl Environment for QemuEnvironment<'_> {
 
 /// The pass-through RAM, written with atomic accesses: the guest's vCPU
 /// threads may read and write it at the same time as the device.
+///
+/// Those threads run translated guest code, outside Rust's memory model,
+/// with accesses of any width; what the device needs is that each of its
+/// own accesses is single-copy atomic and ordered as the time page's
+/// protocol says, which aligned atomics and the release fences give. The
+/// guest can only ever make the page's contents wrong, never the device
+/// unsound.
 struct SharedRam {
     base: NonNull<u8>,
 }
 
 impl SharedRam {
-    /// # Safety
-    ///
-    /// `offset + size_of::<T>()` must lie within the region and `offset` be
-    /// aligned for `T`; the model only uses the ABI's aligned offsets.
-    unsafe fn at<T>(&self, offset: u64) -> *mut T {
-        debug_assert!(offset + std::mem::size_of::<T>() as u64 <= shared::SIZE);
-        debug_assert!(offset.is_multiple_of(std::mem::align_of::<T>() as u64));
-        // SAFETY: in bounds, per the caller.
+    /// A pointer to the `T` at `offset`; panics on an offset outside the
+    /// region or misaligned for `T` (the model uses the ABI's constants, so
+    /// this is a bug in the device, never the guest's doing).
+    fn at<T>(&self, offset: u64) -> *mut T {
+        let size = std::mem::size_of::<T>() as u64;
+        assert!(offset
+            .checked_add(size)
+            .is_some_and(|end| end <= shared::SIZE));
+        assert!(offset.is_multiple_of(std::mem::align_of::<T>() as u64));
+        // SAFETY: in bounds of the region's RAM block, checked above.
         unsafe { self.base.as_ptr().add(offset as usize).cast() }
     }
 }
 
 impl SharedMemory for SharedRam {
     fn read_u64(&self, offset: u64) -> u64 {
-        // SAFETY: an aligned, in-bounds u64 of live guest RAM.
+        // SAFETY: `at` checked the u64 is aligned and inside the RAM block,
+        // which lives as long as the device; see `SharedRam` on sharing.
         let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
         u64::from_le(word.load(Ordering::Relaxed))
     }
 
     fn write_u64(&mut self, offset: u64, value: u64) {
-        // SAFETY: an aligned, in-bounds u64 of live guest RAM.
+        // SAFETY: as in `read_u64`.
         let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
         word.store(value.to_le(), Ordering::Relaxed);
     }
 
     fn write_u32(&mut self, offset: u64, value: u32) {
-        // SAFETY: an aligned, in-bounds u32 of live guest RAM.
+        // SAFETY: as in `read_u64`, for a u32.
         let word = unsafe { AtomicU32::from_ptr(self.at(offset)) };
         word.store(value.to_le(), Ordering::Relaxed);
     }
 
     fn write_bytes(&mut self, offset: u64, bytes: &[u8]) {
         for (index, &byte) in bytes.iter().enumerate() {
-            // SAFETY: in bounds: the model writes at most DATA_CAPACITY
-            // bytes at DATA.
+            // SAFETY: as in `read_u64`, for one byte.
             let cell = unsafe { AtomicU8::from_ptr(self.at(offset + index as u64)) };
             cell.store(byte, Ordering::Relaxed);
         }

@@ -44,6 +44,8 @@ fn device_clippy(session: &Session) -> Result<()> {
     if !dirs.build.join("build.ninja").is_file() {
         bail!("QEMU is not configured yet: run `cargo xtask build` first");
     }
+    // Lint the device as it is now, not as the last build copied it.
+    crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
     eprintln!("    ninja clippy   (device crates, QEMU's lint set)");
     // Not `run_captured`: findings in QEMU's own crates fail the target,
     // and only ours count.
@@ -51,7 +53,7 @@ fn device_clippy(session: &Session) -> Result<()> {
         .arg("clippy")
         .current_dir(&dirs.build)
         .output()
-        .context("could not run ninja")?;
+        .context("could not run ninja (Debian package ninja-build)")?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     let (ours, others) = findings(&text);
@@ -60,6 +62,10 @@ fn device_clippy(session: &Session) -> Result<()> {
     }
     if !ours.is_empty() {
         bail!("clippy findings in the device crates:\n{}", ours.join("\n"));
+    }
+    if !output.status.success() && others == 0 {
+        // Failed without a finding to show for it: not a clean result.
+        bail!("`ninja clippy` failed ({}):\n{text}", output.status);
     }
     Ok(())
 }

@@ -263,7 +263,10 @@ impl TimeSnapshot {
     /// START) counts as the start itself: elapsed time never goes negative.
     pub const fn elapsed_ns(&self, now_ns: u64) -> u64 {
         match self.status {
-            Status::Running => self.accumulated_ns + now_ns.saturating_sub(self.run_start_ns),
+            // Saturating: a page the guest scribbled on must not overflow.
+            Status::Running => self
+                .accumulated_ns
+                .saturating_add(now_ns.saturating_sub(self.run_start_ns)),
             Status::Reset | Status::Paused => self.accumulated_ns,
         }
     }

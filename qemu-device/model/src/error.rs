@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use stopwatch_abi::Status;
+use stopwatch_abi::{Command, Status};
 
 /// A guest mistake. The device logs it (QEMU: `-d guest_errors`) and leaves
 /// its state unchanged; the original device aborted QEMU instead.
@@ -64,7 +64,10 @@ pub enum GuestError {
     },
     /// TIMEOUT or `TIMEOUT_NS` while a timeout is armed or not yet
     /// acknowledged.
-    TimeoutAlreadyPending,
+    TimeoutAlreadyPending {
+        /// The refused command.
+        command: Command,
+    },
     /// `TIMEOUT_ACK` with no timeout armed or fired.
     AckWithoutTimeout,
 }
@@ -105,9 +108,10 @@ impl fmt::Display for GuestError {
                 f,
                 "TIMEOUT_NS of {nanoseconds} ns (data_len) is outside 1..={max} ns: ignored"
             ),
-            GuestError::TimeoutAlreadyPending => write!(
+            GuestError::TimeoutAlreadyPending { command } => write!(
                 f,
-                "TIMEOUT while a timeout is pending (acknowledge it first): ignored"
+                "{} while a timeout is pending (acknowledge it first): ignored",
+                command.name()
             ),
             GuestError::AckWithoutTimeout => {
                 write!(f, "TIMEOUT_ACK with no timeout pending: ignored")

@@ -144,6 +144,11 @@ pub enum RestoreError {
     BadTimeoutState(u8),
     /// The sequence counter is odd (saved in the middle of a write).
     OddSequence(u32),
+    /// RESET with time on the clock: RESET always clears it.
+    TimeWhileReset,
+    /// An armed timeout with deadline 0: every deadline is after a START
+    /// of the clock.
+    ArmedWithoutDeadline,
 }
 
 impl core::fmt::Display for RestoreError {
@@ -152,6 +157,8 @@ impl core::fmt::Display for RestoreError {
             RestoreError::BadStatus(code) => write!(f, "invalid status code {code}"),
             RestoreError::BadTimeoutState(state) => write!(f, "invalid timeout state {state}"),
             RestoreError::OddSequence(seq) => write!(f, "odd time page sequence {seq}"),
+            RestoreError::TimeWhileReset => write!(f, "elapsed time while RESET"),
+            RestoreError::ArmedWithoutDeadline => write!(f, "armed timeout without a deadline"),
         }
     }
 }
@@ -352,6 +359,12 @@ impl Stopwatch {
         if !saved.sequence.is_multiple_of(2) {
             return Err(RestoreError::OddSequence(saved.sequence));
         }
+        if status == Status::Reset && (saved.accumulated_ns != 0 || saved.run_start_ns != 0) {
+            return Err(RestoreError::TimeWhileReset);
+        }
+        if timeout == (Timeout::Armed { deadline_ns: 0 }) {
+            return Err(RestoreError::ArmedWithoutDeadline);
+        }
         let mut stopwatch = Stopwatch {
             status,
             accumulated_ns: saved.accumulated_ns,
@@ -419,7 +432,7 @@ impl Stopwatch {
                 max: MAX_TIMEOUT_SECS,
             });
         }
-        self.arm_timeout(env, seconds * NANOS_PER_SEC)
+        self.arm_timeout(env, Command::Timeout, seconds * NANOS_PER_SEC)
     }
 
     fn arm_timeout_ns(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
@@ -430,16 +443,17 @@ impl Stopwatch {
                 max: MAX_TIMEOUT_NS,
             });
         }
-        self.arm_timeout(env, nanoseconds)
+        self.arm_timeout(env, Command::TimeoutNs, nanoseconds)
     }
 
     fn arm_timeout(
         &mut self,
         env: &mut dyn Environment,
+        command: Command,
         duration_ns: u64,
     ) -> Result<(), GuestError> {
         if self.timeout != Timeout::Idle {
-            return Err(GuestError::TimeoutAlreadyPending);
+            return Err(GuestError::TimeoutAlreadyPending { command });
         }
         let deadline_ns = env.now_ns().saturating_add(duration_ns);
         self.timeout = Timeout::Armed { deadline_ns };

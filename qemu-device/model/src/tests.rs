@@ -458,7 +458,79 @@ fn every_guest_mistake_is_reported_and_changes_nothing() {
             memory_before[shared::DATA as usize..],
             "{name}: memory changed"
         );
-        assert!(!format!("{expected}").is_empty());
+    }
+}
+
+/// The messages, word for word as `docs/interface.md` lists them.
+#[test]
+fn every_mistake_message_is_the_documented_one() {
+    let documented = [
+        (
+            GuestError::UnknownOffset { offset: 0x10 },
+            "access to unknown register offset 0x10",
+        ),
+        (
+            GuestError::BadAccessSize { offset: 0, size: 2 },
+            "2-byte access at offset 0x0: registers take 4- or 8-byte accesses",
+        ),
+        (
+            GuestError::UnalignedAccess { offset: 2, size: 4 },
+            "unaligned 4-byte access at offset 0x2",
+        ),
+        (
+            GuestError::ReadOfCommand,
+            "read of the write-only COMMAND register",
+        ),
+        (
+            GuestError::WriteToStatus { value: 2 },
+            "write of 0x2 to the read-only STATUS register",
+        ),
+        (
+            GuestError::WriteToCommandUpperHalf { value: 1 },
+            "write of 0x1 to the upper half of COMMAND; write commands to its lower half",
+        ),
+        (
+            GuestError::UnknownCommand { code: 7 },
+            "unknown command code 7",
+        ),
+        (
+            GuestError::StartWhileRunning,
+            "START while RUNNING: ignored",
+        ),
+        (GuestError::PauseWhileReset, "PAUSE while RESET: ignored"),
+        (
+            GuestError::TimeoutOutOfRange {
+                seconds: 11,
+                max: 10,
+            },
+            "TIMEOUT of 11 s (data_len) is outside 1..=10 s: ignored",
+        ),
+        (
+            GuestError::TimeoutNsOutOfRange {
+                nanoseconds: 0,
+                max: 10 * SECOND,
+            },
+            "TIMEOUT_NS of 0 ns (data_len) is outside 1..=10000000000 ns: ignored",
+        ),
+        (
+            GuestError::TimeoutAlreadyPending {
+                command: Command::Timeout,
+            },
+            "TIMEOUT while a timeout is pending (acknowledge it first): ignored",
+        ),
+        (
+            GuestError::TimeoutAlreadyPending {
+                command: Command::TimeoutNs,
+            },
+            "TIMEOUT_NS while a timeout is pending (acknowledge it first): ignored",
+        ),
+        (
+            GuestError::AckWithoutTimeout,
+            "TIMEOUT_ACK with no timeout pending: ignored",
+        ),
+    ];
+    for (error, message) in documented {
+        assert_eq!(error.to_string(), message);
     }
 }
 
@@ -479,7 +551,12 @@ fn mistakes_that_depend_on_state() {
     let armed = sw.clone();
     run(&mut sw, &mut env, Command::Timeout);
     run(&mut sw, &mut env, Command::TimeoutNs);
-    assert!(env.errors_were(2, GuestError::TimeoutAlreadyPending));
+    assert!(env.errors_were(
+        2,
+        GuestError::TimeoutAlreadyPending {
+            command: Command::TimeoutNs
+        }
+    ));
     assert_eq!(sw, armed);
 
     // Fired but not acknowledged still counts as pending.
@@ -487,7 +564,12 @@ fn mistakes_that_depend_on_state() {
     env.advance(&mut sw, SECOND);
     let fired = sw.clone();
     run(&mut sw, &mut env, Command::Timeout);
-    assert!(env.errors_were(1, GuestError::TimeoutAlreadyPending));
+    assert!(env.errors_were(
+        1,
+        GuestError::TimeoutAlreadyPending {
+            command: Command::Timeout
+        }
+    ));
     assert_eq!(sw, fired);
     assert!(env.irq);
 }
@@ -520,10 +602,12 @@ fn time_page_is_written_under_an_even_sequence() {
         assert_eq!(pair[0] % 2, 1);
         assert_eq!(pair[1], pair[0] + 1);
     }
-    // A mistake publishes nothing.
+    // A mistake publishes nothing; an accepted command, even one that
+    // changes nothing (PAUSE while PAUSED), rewrites the page once.
     let writes = env.memory.sequence_writes.len();
-    run(&mut sw, &mut env, Command::Pause);
     run_code(&mut sw, &mut env, 99);
+    assert_eq!(env.memory.sequence_writes.len(), writes);
+    run(&mut sw, &mut env, Command::Pause);
     assert_eq!(env.memory.sequence_writes.len(), writes + 2);
 }
 
@@ -626,7 +710,25 @@ fn restore_rejects_impossible_states() {
         Stopwatch::restore(&mut env, &odd),
         Err(RestoreError::OddSequence(5))
     );
-    assert!(!RestoreError::BadStatus(3).to_string().is_empty());
+    let reset_with_time = SavedState {
+        accumulated_ns: 5,
+        ..good
+    };
+    assert_eq!(
+        Stopwatch::restore(&mut env, &reset_with_time),
+        Err(RestoreError::TimeWhileReset)
+    );
+    let armed_at_zero = SavedState {
+        timeout_state: 1,
+        timeout_deadline_ns: 0,
+        ..good
+    };
+    assert_eq!(
+        Stopwatch::restore(&mut env, &armed_at_zero),
+        Err(RestoreError::ArmedWithoutDeadline)
+    );
+    // A rejected stream touches nothing.
+    assert_eq!((env.irq, env.timer), (false, None));
 }
 
 /// Random register traffic: no panic, and the invariants always hold.

@@ -29,19 +29,23 @@ impl Random {
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
 fn device_and_model_agree_on_random_traffic() -> Result<()> {
-    let seed = std::env::var("STOPWATCH_DIFF_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or(0x5eed_2026);
-    let steps: usize = std::env::var("STOPWATCH_DIFF_STEPS")
-        .ok()
-        .and_then(|steps| steps.parse().ok())
-        .unwrap_or(3_000);
+    let seed = setting("STOPWATCH_DIFF_SEED", 0x5eed_2026)?;
+    let steps = usize::try_from(setting("STOPWATCH_DIFF_STEPS", 3_000)?)?;
     let result = run(seed, steps);
     if let Err(error) = &result {
         eprintln!("differential run failed with STOPWATCH_DIFF_SEED={seed}: {error:#}");
     }
     result
+}
+
+/// A decimal number from the environment, or `default` if unset.
+fn setting(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={text:?} is not a decimal number")),
+        Err(_) => Ok(default),
+    }
 }
 
 fn run(seed: u64, steps: usize) -> Result<()> {
