@@ -438,21 +438,15 @@ impl Demo {
         );
     }
 
-    /// `poweroff`, or `exit 0` if the shell does not know it; QEMU must
-    /// then exit with status 0.
+    /// `poweroff`: QEMU must then exit with status 0.
     fn power_off(&mut self) -> Result<()> {
         self.record_unsolicited();
-        for command in ["poweroff", "exit 0"] {
-            self.transcript.push(format!("{PROMPT}{command}"));
-            let Some(answer) = self.console.command_or_exit(command, ANSWER_TIMEOUT) else {
-                break;
-            };
+        let command = "poweroff";
+        self.transcript.push(format!("{PROMPT}{command}"));
+        if let Some(answer) = self.console.command_or_exit(command, ANSWER_TIMEOUT) {
             let answer = clean_response(&answer, command);
             if !answer.is_empty() {
                 self.transcript.push(answer);
-            }
-            if self.console.closed {
-                break;
             }
         }
         let status = self.console.wait_exit(ANSWER_TIMEOUT)?;

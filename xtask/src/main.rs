@@ -222,9 +222,13 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             patches::update(&session.repo, &session.current_qemu_dirs()?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Clean { old } => {
-            let session = Session::new(&BuildOptions::default())?;
-            clean(&session, old)?;
+        Cmd::Clean { old: true } => {
+            // Which directory is current depends on every build input.
+            clean_old(&Session::new(&BuildOptions::default())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Clean { old: false } => {
+            clean(&cache::Cache::locate()?, &repo::Repo::locate())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CacheDir => {
@@ -236,23 +240,13 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
 
 /// Deletes what this tool created in the cache (never the cache root's
 /// other contents, in case it points somewhere shared) and `target/vm/`.
-fn clean(session: &Session, only_old: bool) -> Result<()> {
-    let cache = &session.cache;
-    if only_old {
-        let current = session.current_qemu_dirs()?;
-        for dir in cache::other_qemu_dirs(cache, &current.root) {
-            eprintln!("removing {}", dir.display());
-            util::remove_dir_all_if_exists(&dir)?;
-            let _ = std::fs::remove_file(cache::lock_path_of(&dir));
-        }
-        return Ok(());
-    }
+fn clean(cache: &cache::Cache, repo: &repo::Repo) -> Result<()> {
     for dir in [
         cache.qemu_builds(),
         cache.downloads(),
         cache.apt(),
         cache.tools(),
-        session.repo.vm_dir(),
+        repo.vm_dir(),
     ] {
         if dir.exists() {
             eprintln!("removing {}", dir.display());
@@ -261,5 +255,16 @@ fn clean(session: &Session, only_old: bool) -> Result<()> {
     }
     // Gone if it held nothing else.
     let _ = std::fs::remove_dir(&cache.root);
+    Ok(())
+}
+
+/// Deletes the QEMU directories of other build inputs than the current.
+fn clean_old(session: &Session) -> Result<()> {
+    let current = session.current_qemu_dirs()?;
+    for dir in cache::other_qemu_dirs(&session.cache, &current.root) {
+        eprintln!("removing {}", dir.display());
+        util::remove_dir_all_if_exists(&dir)?;
+        let _ = std::fs::remove_file(cache::lock_path_of(&dir));
+    }
     Ok(())
 }

@@ -114,7 +114,7 @@ impl VmConfig {
     }
 }
 
-/// A short name, e.g. `cortex-a53/gicv3/el2/no-device`, for messages.
+/// A short name, e.g. `max+gicv3+el2 -smp 2 (no device)`, for messages.
 impl fmt::Display for VmConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gic = match self.gic {

@@ -15,7 +15,7 @@ pub struct Simulation<M: SharedMemory = PlainMemory> {
     pub irq: bool,
     /// The armed timer's deadline.
     pub timer: Option<u64>,
-    /// How many guest errors the device reported, and the last one.
+    /// How many guest errors the device reported.
     pub error_count: usize,
     /// The last guest error reported.
     pub last_error: Option<GuestError>,

@@ -29,8 +29,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Dumps the device tree of `qemu` with `machine_args` (`-M virt,...`
-    /// is added) and reads it.
+    /// Dumps the device tree of `qemu -M <machine>,dumpdtb=...` with `args`
+    /// (the `-device` options) and reads it.
     pub fn dump(qemu: &Path, scratch: &Path, machine: &str, args: &[String]) -> Result<Layout> {
         let dtb = scratch.join("virt.dtb");
         let output = Command::new(qemu)
