@@ -12,7 +12,7 @@ use crate::repo::Repo;
 use crate::run::VmConfig;
 
 /// What the guest shell prints when it waits for a command.
-pub const PROMPT: &str = "stopwatch> ";
+pub use stopwatch_shell::PROMPT;
 
 /// A running QEMU whose serial console (its stdin/stdout) we drive.
 pub struct SerialConsole {
