@@ -45,16 +45,54 @@ pub unsafe fn init(base: NonNull<arm_pl011_uart::PL011Registers>) {
     });
 }
 
-/// A second driver instance for the console UART, for the paths that must
-/// not take the console lock (it may be held by the code a panic or an
-/// exception interrupted). `None` before [`init`].
-fn unlocked_uart() -> Option<Pl011> {
-    let base = NonNull::new(*UART_BASE.get()? as *mut _)?;
-    // SAFETY: `base` is the console PL011, mapped since `init`. This breaks
-    // `Pl011::new`'s "nothing else" rule knowingly: callers only write the
-    // data register and read the flag register, which hold no state the
-    // console's instance depends on; at worst output interleaves.
-    Some(unsafe { Pl011::new(base) })
+/// PL011 data register: a write queues one byte for sending.
+const UARTDR_OFFSET: usize = 0x000;
+/// PL011 flag register, and its transmit-FIFO-full and busy flags.
+const UARTFR_OFFSET: usize = 0x018;
+const UARTFR_TXFF: u32 = 1 << 5;
+const UARTFR_BUSY: u32 = 1 << 3;
+
+/// The console UART's transmit side, for the paths that must not take the
+/// console lock (it may be held by the code a panic or an exception
+/// interrupted): [`emergency_print`] and [`flush`]. Plain volatile
+/// accesses to two registers; no second [`Pl011`] driver instance.
+#[derive(Clone, Copy)]
+struct EmergencyUart(usize);
+
+impl EmergencyUart {
+    /// `None` before [`init`].
+    fn get() -> Option<Self> {
+        UART_BASE.get().map(|&base| EmergencyUart(base))
+    }
+
+    fn flags(self) -> u32 {
+        // SAFETY: `self.0` is the console PL011's base, mapped as Device
+        // memory before `init` stored it (and never unmapped); UARTFR is an
+        // aligned 32-bit register inside its block. Reading it has no side
+        // effect. The console's `Pl011` claims the block as its own, but
+        // this raw access forms no reference and changes nothing it keeps.
+        unsafe { ((self.0 + UARTFR_OFFSET) as *const u32).read_volatile() }
+    }
+
+    fn write_bytes(self, bytes: &[u8]) {
+        for &byte in bytes {
+            while self.flags() & UARTFR_TXFF != 0 {
+                core::hint::spin_loop();
+            }
+            // SAFETY: As in `flags`, for the aligned 32-bit UARTDR. A write
+            // only queues a byte to send: the console's `Pl011` keeps no
+            // state about the transmit FIFO (it polls the flags too), so
+            // the worst this does to an interrupted print is interleave
+            // its output with ours.
+            unsafe { ((self.0 + UARTDR_OFFSET) as *mut u32).write_volatile(u32::from(byte)) }
+        }
+    }
+
+    fn flush(self) {
+        while self.flags() & UARTFR_BUSY != 0 {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Unmasks the UART's receive interrupt (the GIC side is set up by the
@@ -98,21 +136,22 @@ pub fn write_bytes(bytes: &[u8]) {
 /// Waits until all output has been sent. Takes no lock, so it also works
 /// on the way out of a panic that interrupted a print.
 pub fn flush() {
-    if let Some(mut uart) = unlocked_uart() {
+    if let Some(uart) = EmergencyUart::get() {
         uart.flush();
     }
 }
 
-/// Formats to the UART, turning `\n` into `\r\n` for terminals.
-struct LineWriter<'a>(&'a mut Pl011);
+/// Formats to a byte sink (a UART's `write_bytes`), turning `\n` into
+/// `\r\n` for terminals.
+struct LineWriter<'a>(&'a mut dyn FnMut(&[u8]));
 
 impl fmt::Write for LineWriter<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         for (index, line) in text.split('\n').enumerate() {
             if index > 0 {
-                self.0.write_bytes(b"\r\n");
+                self.0(b"\r\n");
             }
-            self.0.write_bytes(line.as_bytes());
+            self.0(line.as_bytes());
         }
         Ok(())
     }
@@ -122,19 +161,19 @@ impl fmt::Write for LineWriter<'_> {
 pub fn print(args: fmt::Arguments<'_>) {
     CONSOLE.lock(|console| {
         if let Some(state) = console {
-            let _ = LineWriter(&mut state.uart).write_fmt(args);
+            let _ = LineWriter(&mut |bytes: &[u8]| state.uart.write_bytes(bytes)).write_fmt(args);
         }
     });
 }
 
 /// Prints when the normal path may be unusable: from an exception or a
-/// panic, possibly while the console lock is held (see [`unlocked_uart`]).
+/// panic, possibly while the console lock is held (see [`EmergencyUart`]).
 /// Before the console exists the message goes to the semihosting debug
 /// output instead.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    match unlocked_uart() {
-        Some(mut uart) => {
-            let _ = LineWriter(&mut uart).write_fmt(args);
+    match EmergencyUart::get() {
+        Some(uart) => {
+            let _ = LineWriter(&mut |bytes: &[u8]| uart.write_bytes(bytes)).write_fmt(args);
             uart.flush();
         }
         None => {
@@ -200,7 +239,9 @@ impl ReadReady for Console {
 impl fmt::Write for Console {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         CONSOLE.lock(|console| match console {
-            Some(state) => LineWriter(&mut state.uart).write_str(text),
+            Some(state) => {
+                LineWriter(&mut |bytes: &[u8]| state.uart.write_bytes(bytes)).write_str(text)
+            }
             None => Ok(()),
         })
     }

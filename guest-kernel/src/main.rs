@@ -28,7 +28,7 @@ mod sync;
 use core::ptr::NonNull;
 
 use arch::mmu::{KernelMap, DEVICE, NORMAL};
-use board_discovery::BoardInfo;
+use board_discovery::{BoardInfo, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
 use drivers::gic::Gic;
 use drivers::stopwatch::Stopwatch;
 use sync::SetOnce;
@@ -236,5 +236,15 @@ fn print_banner(board: &BoardInfo<'_>) {
     }
     for broken in board.broken_stopwatches.iter() {
         println!("stopwatch: {} ignored: {}", broken.node_name, broken.error);
+    }
+    // What did not fit the fixed lists (neither is mapped or used).
+    let stopwatches_dropped = board.stopwatches.dropped() + board.broken_stopwatches.dropped();
+    for (dropped, what, kept) in [
+        (board.memory.dropped(), "memory regions", MAX_MEMORY_REGIONS),
+        (stopwatches_dropped, "stopwatch nodes", MAX_STOPWATCHES),
+    ] {
+        if dropped > 0 {
+            println!("warning: {dropped} more {what} ignored (at most {kept} kept)");
+        }
     }
 }

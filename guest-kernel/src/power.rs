@@ -22,7 +22,9 @@ pub const EXIT_FATAL: i32 = 3;
 
 /// How to reach PSCI, from the device tree.
 static PSCI: SetOnce<PsciConduit> = SetOnce::new();
-/// Set once the run is ending, to catch a failing exit path.
+/// Set once the run is ending, to catch a failing exit path. Only loaded
+/// and stored, never swapped, like [`FATAL_REPORTED`]: [`exit`] can run
+/// with the MMU off (a fatal error before it is on).
 static EXITING: AtomicBool = AtomicBool::new(false);
 /// The status [`exit`] was asked for.
 static EXIT_STATUS: AtomicI32 = AtomicI32::new(0);
@@ -41,10 +43,13 @@ pub fn init(psci: Option<PsciConduit>) {
 
 /// Ends the run with `code` as QEMU's exit status (semihosting).
 pub fn exit(code: i32) -> ! {
-    if EXITING.swap(true, Ordering::AcqRel) {
+    if EXITING.load(Ordering::Acquire) {
         // A fatal error while exiting: do not try semihosting again.
         semihosting_unavailable();
     }
+    // Not atomic with the load, and need not be: there is one CPU, and an
+    // exception taken from here on sees the store (program order).
+    EXITING.store(true, Ordering::Release);
     EXIT_STATUS.store(code, Ordering::Relaxed);
     crate::console::flush();
     semihosting::process::exit(code)

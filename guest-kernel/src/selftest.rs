@@ -21,7 +21,7 @@ use core::sync::atomic::Ordering;
 use stopwatch_abi::{Command, Status, TimeSnapshot, NANOS_PER_SEC};
 
 use crate::arch::{exceptions, timer};
-use crate::drivers::stopwatch::{device_time_ns, Stopwatch, ZeroExitReading};
+use crate::drivers::stopwatch::{device_time_ns, Stopwatch, TimePageError, ZeroExitReading};
 use crate::interrupts::{self, COUNTS};
 use crate::sync::IrqsMasked;
 use crate::{power, println};
@@ -169,7 +169,7 @@ fn expect_status(t: &Checker, stopwatch: &Stopwatch, expected: Status, step: &st
             expected.name()
         ),
     );
-    if let Some(reading) = stopwatch.read_zero_exit() {
+    if let Some(reading) = page_reading(t, stopwatch) {
         let page = reading.snapshot.status;
         t.check(
             page == expected,
@@ -182,10 +182,26 @@ fn expect_status(t: &Checker, stopwatch: &Stopwatch, expected: Status, step: &st
     }
 }
 
-/// A zero-exit reading (all zero, and a failure, without a time page).
+/// A zero-exit reading if the device has a time page; a page that cannot
+/// be read fails the test.
+fn page_reading(t: &Checker, stopwatch: &Stopwatch) -> Option<ZeroExitReading> {
+    match stopwatch.read_zero_exit() {
+        Ok(reading) => Some(reading),
+        Err(TimePageError::Absent) => None,
+        Err(error) => {
+            t.check(false, format_args!("{error}"));
+            None
+        }
+    }
+}
+
+/// A zero-exit reading (all zero, and a failure, without a time page or
+/// if it cannot be read).
 fn reading(t: &Checker, stopwatch: &Stopwatch) -> ZeroExitReading {
     let reading = stopwatch.read_zero_exit();
-    t.check(reading.is_some(), format_args!("no time page"));
+    if let Err(error) = reading {
+        t.check(false, format_args!("{error}"));
+    }
     reading.unwrap_or(ZeroExitReading {
         elapsed_ns: 0,
         snapshot: TimeSnapshot {
@@ -300,8 +316,12 @@ const SHELL_ANSWERS_WITH_DEVICE: &[(&str, &str)] = &[
     ("read", "0.000000000 seconds (RESET, time page)"),
     ("read trap", "0.00 seconds"),
     ("start", "status: RUNNING"),
-    ("start", "already running"),
+    ("start", "already running (START not sent)"),
     ("pause", "status: PAUSED"),
+    ("reset", "status: RESET"),
+    ("pause", "not running (PAUSE not sent)"),
+    ("timeout 1", "timeout armed"),
+    ("timeout 1", "already pending (TIMEOUT not sent)"),
     ("reset", "status: RESET"),
     ("info", "time page:     present"),
 ];
@@ -380,10 +400,7 @@ fn fp_simd_survive_interrupts(t: &Checker, stopwatch: Option<&Stopwatch>) {
     let (first, first_before) = match stopwatch {
         Some(stopwatch) => {
             let before = COUNTS.stopwatch.load(Ordering::Relaxed);
-            t.check(
-                stopwatch.timeout_ns(2_000_000).is_ok(),
-                format_args!("TIMEOUT_NS refused"),
-            );
+            stopwatch.timeout_ns(2_000_000);
             (&COUNTS.stopwatch, before)
         }
         None => (second, second_before),
@@ -501,7 +518,7 @@ fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {
         stopwatch.has_time_page(),
         format_args!("time page magic/version missing"),
     );
-    let Some(reading) = stopwatch.read_zero_exit() else {
+    let Some(reading) = page_reading(t, stopwatch) else {
         return;
     };
     let snapshot = reading.snapshot;
@@ -589,11 +606,8 @@ fn guest_mistakes(t: &Checker, stopwatch: &Stopwatch) {
 }
 
 fn bad_timeouts(t: &Checker, stopwatch: &Stopwatch) {
-    t.check(
-        stopwatch.timeout_secs(0).is_err() && stopwatch.timeout_secs(11).is_err(),
-        format_args!("the driver accepted 0 s or 11 s"),
-    );
-    // Past the driver's checks, straight to the device: it must refuse.
+    // The shell's parser refuses these (see `shell_answers`); sent to the
+    // device anyway, it must refuse them too.
     let cases = [
         (Command::Timeout, 0),
         (Command::Timeout, stopwatch_abi::MAX_TIMEOUT_SECS + 1),
@@ -614,16 +628,10 @@ fn bad_timeouts(t: &Checker, stopwatch: &Stopwatch) {
 
 fn second_timeout(t: &Checker, stopwatch: &Stopwatch) {
     let before = stopwatch.timeouts();
-    t.check(
-        stopwatch.timeout_secs(1).is_ok(),
-        format_args!("timeout 1 refused"),
-    );
+    stopwatch.timeout_secs(1);
     let first = snapshot(t, stopwatch).timeout_deadline_ns;
     timer::wait_ns(200_000_000);
-    t.check(
-        stopwatch.timeout_secs(1).is_ok(),
-        format_args!("timeout 1 refused"),
-    );
+    stopwatch.timeout_secs(1);
     let second = snapshot(t, stopwatch).timeout_deadline_ns;
     t.check(
         first == second && first != 0,
@@ -638,10 +646,7 @@ fn second_timeout(t: &Checker, stopwatch: &Stopwatch) {
 
 fn reset_cancels_timeout(t: &Checker, stopwatch: &Stopwatch) {
     let before = stopwatch.timeouts();
-    t.check(
-        stopwatch.timeout_secs(1).is_ok(),
-        format_args!("timeout 1 refused"),
-    );
+    stopwatch.timeout_secs(1);
     stopwatch.reset();
     let deadline = snapshot(t, stopwatch).timeout_deadline_ns;
     t.check(
@@ -659,10 +664,7 @@ fn timeout_ns_interrupt(t: &Checker, stopwatch: &Stopwatch) {
     const TIMEOUT_NS: u64 = 20_000_000;
     let before = stopwatch.timeouts();
     let armed_at = timer::counter();
-    t.check(
-        stopwatch.timeout_ns(TIMEOUT_NS).is_ok(),
-        format_args!("TIMEOUT_NS refused"),
-    );
+    stopwatch.timeout_ns(TIMEOUT_NS);
     let page = snapshot(t, stopwatch);
     let deadline_ns = page.timeout_deadline_ns;
     let armed_ns = device_time_ns(&page, armed_at);
@@ -764,10 +766,7 @@ fn original_demo(t: &Checker, stopwatch: &Stopwatch) {
 
     // start, timeout 1, sleep 2, timeout 1, sleep 2, show: about 5 s.
     let (start_before, start_after) = bracketed(stopwatch, Command::Start);
-    t.check(
-        stopwatch.timeout_secs(1).is_ok(),
-        format_args!("timeout 1 refused"),
-    );
+    stopwatch.timeout_secs(1);
     timer::wait_ns(2 * NANOS_PER_SEC);
     t.check(
         stopwatch.timeouts() == interrupts_before + 1,
@@ -776,12 +775,9 @@ fn original_demo(t: &Checker, stopwatch: &Stopwatch) {
             stopwatch.timeouts() - interrupts_before
         ),
     );
-    t.check(
-        stopwatch.timeout_secs(1).is_ok(),
-        format_args!("timeout 1 refused"),
-    );
+    stopwatch.timeout_secs(1);
     timer::wait_ns(2 * NANOS_PER_SEC);
-    if let Some(reading) = stopwatch.read_zero_exit() {
+    if let Some(reading) = page_reading(t, stopwatch) {
         let shortest = first_run + ticks_to_ns(reading.counter - start_after);
         let longest = first_run + ticks_to_ns(reading.counter - start_before);
         let total = reading.elapsed_ns;

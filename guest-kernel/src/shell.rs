@@ -14,7 +14,7 @@ use stopwatch_abi::Status;
 use stopwatch_shell::{parse, Action, Command, LineEditor, HELP, MAX_LINE_LEN, PROMPT};
 
 use crate::console::Console;
-use crate::drivers::stopwatch::Stopwatch;
+use crate::drivers::stopwatch::{Stopwatch, TimePageError};
 use crate::interrupts::{self, COUNTS};
 use crate::{board, power, println, stopwatch};
 
@@ -106,18 +106,23 @@ fn no_device(out: &mut dyn fmt::Write) {
 
 fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn fmt::Write) {
     match command {
+        // START while RUNNING and PAUSE while RESET are guest mistakes the
+        // device logs: not sent when the driver knows the status. (PAUSE
+        // while PAUSED is harmless, but does nothing either.)
         Command::Start => {
             if stopwatch.status() == Ok(Status::Running) {
-                say!(out, "already running (the device ignores START)");
+                say!(out, "already running (START not sent)");
+            } else {
+                stopwatch.start();
             }
-            stopwatch.start();
             print_status(stopwatch, out);
         }
         Command::Pause => {
-            if stopwatch.status() != Ok(Status::Running) {
-                say!(out, "not running (the device ignores PAUSE)");
+            if let Ok(Status::Reset | Status::Paused) = stopwatch.status() {
+                say!(out, "not running (PAUSE not sent)");
+            } else {
+                stopwatch.pause();
             }
-            stopwatch.pause();
             print_status(stopwatch, out);
         }
         Command::Reset => {
@@ -126,33 +131,37 @@ fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn 
         }
         Command::Status => print_status(stopwatch, out),
         Command::Read => match stopwatch.read_zero_exit() {
-            Some(reading) => say!(
+            Ok(reading) => say!(
                 out,
                 "{} seconds ({}, time page)",
                 Seconds(reading.elapsed_ns),
                 reading.snapshot.status.name()
             ),
-            None => say!(
+            Err(TimePageError::Absent) => say!(
                 out,
                 "{} (UPDATE: this device has no time page)",
                 stopwatch.update_text().as_str()
             ),
+            Err(error) => say!(out, "error: {error}; 'read trap' asks the device"),
         },
         Command::ReadTrap => say!(out, "{}", stopwatch.update_text().as_str()),
+        // The parser has checked the range.
         Command::SetTimeout(seconds) => {
-            let pending = stopwatch
-                .read_zero_exit()
-                .is_some_and(|reading| reading.snapshot.timeout_deadline_ns != 0);
-            match stopwatch.timeout_secs(seconds) {
-                Ok(()) if pending => {
-                    say!(
-                        out,
-                        "a timeout is already pending (the device ignores this one)"
-                    )
+            // A second TIMEOUT while one is armed is a mistake the device
+            // logs: not sent when the time page shows an armed deadline.
+            match stopwatch.read_time_page() {
+                Ok(page) if page.timeout_deadline_ns != 0 => {
+                    say!(out, "a timeout is already pending (TIMEOUT not sent)");
+                    return;
                 }
-                Ok(()) => say!(out, "timeout armed: interrupt in {seconds} s"),
-                Err(_) => say!(out, "error: timeout out of range"),
+                Ok(_) | Err(TimePageError::Absent) => {}
+                Err(error) => say!(
+                    out,
+                    "warning: {error}: cannot tell whether a timeout is pending"
+                ),
             }
+            stopwatch.timeout_secs(seconds);
+            say!(out, "timeout armed: interrupt in {seconds} s");
         }
         Command::TimeoutCount => say!(out, "{}", stopwatch.timeouts()),
         _ => unreachable!(),

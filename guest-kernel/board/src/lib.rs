@@ -21,9 +21,11 @@ use fdt::Fdt;
 
 pub use fdt::FdtError;
 
-/// How many `memory` regions [`BoardInfo`] keeps.
+/// How many `memory` regions [`BoardInfo`] keeps; more are only counted
+/// ([`FixedList::dropped`]), and the kernel's banner says so.
 pub const MAX_MEMORY_REGIONS: usize = 4;
-/// How many stopwatch nodes [`BoardInfo`] keeps.
+/// How many stopwatch nodes [`BoardInfo`] keeps (usable ones, and broken
+/// ones apart); more are only counted, as for memory regions.
 pub const MAX_STOPWATCHES: usize = 4;
 /// Deepest bus nesting followed when translating addresses.
 const MAX_BUS_DEPTH: usize = 6;
@@ -324,7 +326,7 @@ impl<'a> BoardInfo<'a> {
             fdt: &fdt,
             info: &mut info,
             stdout_path,
-            path: PathBuf::new(),
+            path: NodePath::new(),
         };
         let root_context = Context {
             buses: [None; MAX_BUS_DEPTH],
@@ -413,14 +415,14 @@ impl Bus<'_> {
 }
 
 /// A node's path, built while walking, to match `stdout-path`.
-struct PathBuf {
+struct NodePath {
     bytes: [u8; MAX_PATH_LEN],
     len: usize,
 }
 
-impl PathBuf {
+impl NodePath {
     const fn new() -> Self {
-        PathBuf {
+        NodePath {
             bytes: [0; MAX_PATH_LEN],
             len: 0,
         }
@@ -450,7 +452,7 @@ struct Walker<'w, 'b, 'a> {
     fdt: &'b Fdt<'a>,
     info: &'w mut BoardInfo<'a>,
     stdout_path: Option<&'a str>,
-    path: PathBuf,
+    path: NodePath,
 }
 
 impl<'a> Walker<'_, '_, 'a> {

@@ -11,19 +11,24 @@
 //!   (every access reaches the device, in order, none merged).
 //!
 //! Page tables come from a static pool, so no heap is needed (the crate's
-//! `IdMap` needs `alloc`; its generic [`Mapping`] does not).
+//! `IdMap` needs `alloc`). The tables are built with the crate's
+//! [`RootTable`] while the MMU is off and never changed once active, so
+//! its `Mapping` (break-before-make checks and TLB maintenance for live
+//! tables, and their error paths) is not needed: [`KernelMap::activate`]
+//! loads TTBR0_EL1 itself.
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1,
+    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
 };
 use aarch64_paging::descriptor::{El1Attributes, PhysicalAddress};
 use aarch64_paging::mair::{Mair, MairAttribute, NormalMemory};
-use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, PageTable, Translation, VaRange};
-use aarch64_paging::Mapping;
+use aarch64_paging::paging::{
+    Constraints, El1And0, MemoryRegion, PageTable, RootTable, Translation, VaRange,
+};
 use board_discovery::Region;
 
 /// MAIR_EL1 index 0: Device-nGnRE; index 1: Normal, write-back.
@@ -118,7 +123,7 @@ impl Translation<El1Attributes> for PoolTranslation {
 
 /// The kernel's address map, before it is turned on.
 pub struct KernelMap {
-    mapping: Mapping<PoolTranslation, El1And0>,
+    root: RootTable<El1And0, PoolTranslation>,
 }
 
 /// The kernel image's sections, from the linker script.
@@ -155,13 +160,7 @@ impl KernelMap {
         // SAFETY: Our caller promises this is the only call.
         let translation = unsafe { PoolTranslation::take() };
         KernelMap {
-            mapping: Mapping::with_asid_and_va_range(
-                translation,
-                0,
-                ROOT_LEVEL,
-                El1And0,
-                VaRange::Lower,
-            ),
+            root: RootTable::with_va_range(translation, ROOT_LEVEL, El1And0, VaRange::Lower),
         }
     }
 
@@ -169,7 +168,7 @@ impl KernelMap {
     pub fn map(&mut self, region: Region, attributes: El1Attributes) {
         let start = region.base as usize;
         let end = region.end() as usize;
-        self.mapping
+        self.root
             .map_range(
                 &MemoryRegion::new(start, end),
                 PhysicalAddress(start),
@@ -206,11 +205,11 @@ impl KernelMap {
                 + TCR_EL1::EPD1::DisableTTBR1Walks
                 + TCR_EL1::IPS.val(physical_address_range),
         );
-        // SAFETY: The caller promises the map covers everything in use;
-        // MAIR and TCR above match the attributes and layout used.
-        unsafe {
-            self.mapping.activate();
-        }
+        // The table writes must be complete before the walker can use them.
+        barrier::dsb(barrier::ISHST);
+        // ASID 0 (bits 48..): the only address space.
+        TTBR0_EL1.set(self.root.to_physical().0 as u64);
+        barrier::isb(barrier::SY);
         // Nothing stale may stay in the TLBs (the firmware or a previous
         // run may have left entries); then turn on translation and caches.
         // QEMU does not model caches, and the kernel was entered with the
@@ -223,8 +222,8 @@ impl KernelMap {
         barrier::isb(barrier::SY);
         SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
         barrier::isb(barrier::SY);
-        // The page tables must outlive the run; `Mapping` panics if dropped
-        // while active, and they are never changed again.
+        // The page tables must outlive the run (dropping the root would
+        // hand its tables back), and they are never changed again.
         core::mem::forget(self);
     }
 }

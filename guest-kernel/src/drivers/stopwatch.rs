@@ -9,6 +9,7 @@
 //!   its sequence counter and add the time since the run started, from the
 //!   guest's own counter: [`Stopwatch::read_zero_exit`].
 
+use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,7 +59,9 @@ impl TimeText {
             if !digit.is_ascii_digit() {
                 return None;
             }
-            ns += u64::from(digit - b'0') * scale;
+            // Checked: the text is in guest-writable RAM, and a huge whole
+            // part (say `18446744073.71`) must not overflow.
+            ns = ns.checked_add(u64::from(digit - b'0') * scale)?;
             scale /= 10;
         }
         Some(ns)
@@ -84,11 +87,54 @@ pub fn device_time_ns(snapshot: &TimeSnapshot, counter: u64) -> u64 {
         .saturating_add_signed(snapshot.clock_offset_ns)
 }
 
-/// Why a request was refused before reaching the device.
+/// How long [`Stopwatch::read_time_page`] keeps retrying a page it cannot
+/// read consistently, in milliseconds of guest counter time. The device
+/// holds the sequence odd only for the few stores of one update, but its
+/// thread may be descheduled on the host in between, so the limit is in
+/// time rather than in attempts; a page left odd or invalid for this long
+/// is not being written by this device's model.
+const TIME_PAGE_PATIENCE_MS: u64 = 100;
+
+/// Why the time page gave no snapshot.
+///
+/// A whole word: in a `Result` with a snapshot it then overlays a whole
+/// field, which keeps the copies word-sized (the target has strict
+/// alignment; a byte-sized error made the compiler split a field in bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeoutError {
-    /// Outside 1..=MAX_TIMEOUT_SECS seconds (or 1..=MAX_TIMEOUT_NS ns).
-    OutOfRange,
+#[repr(u64)]
+pub enum TimePageError {
+    /// The device has none (an original device): read the time with UPDATE.
+    Absent,
+    /// SEQUENCE stayed odd (mid-update) for [`TIME_PAGE_PATIENCE_MS`].
+    SequenceStuckOdd,
+    /// SEQUENCE changed during every read for [`TIME_PAGE_PATIENCE_MS`].
+    SequenceUnstable,
+    /// The status field held an invalid code for [`TIME_PAGE_PATIENCE_MS`].
+    InvalidStatus,
+}
+
+impl fmt::Display for TimePageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimePageError::Absent => "no time page (original device)",
+            TimePageError::SequenceStuckOdd => "time page unreadable (sequence stuck odd)",
+            TimePageError::SequenceUnstable => {
+                "time page unreadable (sequence changing on every read)"
+            }
+            TimePageError::InvalidStatus => "time page unreadable (invalid status code)",
+        })
+    }
+}
+
+/// After a failed read of the time page: whether [`TIME_PAGE_PATIENCE_MS`]
+/// have passed since the first failure (`first_failure`, a guest counter
+/// value, set by the first call).
+#[cold]
+#[inline(never)]
+fn patience_exhausted(first_failure: &mut Option<u64>) -> bool {
+    let now = timer::counter();
+    let since = *first_failure.get_or_insert(now);
+    now - since > timer::clock().frequency_hz * TIME_PAGE_PATIENCE_MS / 1000
 }
 
 /// One stopwatch device.
@@ -228,22 +274,20 @@ impl Stopwatch {
         text
     }
 
-    /// TIMEOUT: interrupt after `seconds` (1..=MAX_TIMEOUT_SECS).
-    pub fn timeout_secs(&self, seconds: u64) -> Result<(), TimeoutError> {
-        if !(1..=MAX_TIMEOUT_SECS).contains(&seconds) {
-            return Err(TimeoutError::OutOfRange);
-        }
+    /// TIMEOUT: interrupt after `seconds`, which must be in
+    /// 1..=MAX_TIMEOUT_SECS: the callers check it (the shell's parser, with
+    /// its error message), and the device ignores and logs anything else.
+    pub fn timeout_secs(&self, seconds: u64) {
+        debug_assert!((1..=MAX_TIMEOUT_SECS).contains(&seconds));
         self.arm_timeout(Command::Timeout, seconds);
-        Ok(())
     }
 
-    /// TIMEOUT_NS (an addition): interrupt after `ns` nanoseconds.
-    pub fn timeout_ns(&self, ns: u64) -> Result<(), TimeoutError> {
-        if !(1..=MAX_TIMEOUT_NS).contains(&ns) {
-            return Err(TimeoutError::OutOfRange);
-        }
+    /// TIMEOUT_NS (an addition): interrupt after `ns` nanoseconds, in
+    /// 1..=MAX_TIMEOUT_NS (the callers pass constants; the device ignores
+    /// and logs anything else).
+    pub fn timeout_ns(&self, ns: u64) {
+        debug_assert!((1..=MAX_TIMEOUT_NS).contains(&ns));
         self.arm_timeout(Command::TimeoutNs, ns);
-        Ok(())
     }
 
     /// Writes the argument into DATA_LEN, then the command. Not atomic
@@ -256,62 +300,74 @@ impl Stopwatch {
     }
 
     /// Reads the time page under its sequence counter and computes the
-    /// elapsed time from the guest counter: no exit to QEMU. `None` if the
-    /// device has no time page (an original device).
-    pub fn read_zero_exit(&self) -> Option<ZeroExitReading> {
+    /// elapsed time from the guest counter: no exit to QEMU.
+    pub fn read_zero_exit(&self) -> Result<ZeroExitReading, TimePageError> {
         let snapshot = self.read_time_page()?;
         let counter = timer::counter();
         let counter_ns = timer::clock().ticks_to_ns(counter);
-        Some(ZeroExitReading {
+        Ok(ZeroExitReading {
             elapsed_ns: snapshot.elapsed_ns_at_counter(counter_ns),
             snapshot,
             counter,
         })
     }
 
-    /// One consistent snapshot of the time page (retrying while the device
-    /// writes it), or `None` if the device has none.
+    /// One consistent snapshot of the time page, retrying while the device
+    /// writes it, for at most [`TIME_PAGE_PATIENCE_MS`]; then the last
+    /// attempt's reason. The page is guest-writable RAM: the device model
+    /// always completes its updates, but whatever else wrote there (a stray
+    /// store, another device at that address) may not have.
     ///
     /// Always inlined: it is the hot path of
     /// [`read_zero_exit`](Self::read_zero_exit), where a call and the
     /// snapshot's return through memory cost as much as the page read.
+    /// Only a failed attempt calls out, to [`patience_exhausted`].
     #[inline(always)]
-    pub fn read_time_page(&self) -> Option<TimeSnapshot> {
+    pub fn read_time_page(&self) -> Result<TimeSnapshot, TimePageError> {
         if !self.has_time_page {
-            return None;
+            return Err(TimePageError::Absent);
         }
-        let page = shared::TIME_PAGE;
+        let mut first_failure = None;
         loop {
-            let sequence = self.shared_u32(page + time_page::SEQUENCE);
-            if sequence & 1 != 0 {
-                // The device is writing the page right now.
-                core::hint::spin_loop();
-                continue;
-            }
-            // The fields must be read after the first SEQUENCE read...
-            barrier::dmb(barrier::ISHLD);
-            let status = Status::from_code(u64::from(self.shared_u32(page + time_page::STATUS)));
-            let accumulated_ns = self.shared_u64(page + time_page::ACCUMULATED_NS);
-            let run_start_ns = self.shared_u64(page + time_page::RUN_START_NS);
-            let clock_offset_ns = self.shared_u64(page + time_page::CLOCK_OFFSET_NS) as i64;
-            let timeout_deadline_ns = self.shared_u64(page + time_page::TIMEOUT_DEADLINE_NS);
-            // ...and before the second one.
-            barrier::dmb(barrier::ISHLD);
-            if self.shared_u32(page + time_page::SEQUENCE) != sequence {
-                continue;
-            }
-            // The device only ever publishes valid status codes; should it
-            // not, wait for a page that has one.
-            if let Some(status) = status {
-                return Some(TimeSnapshot {
-                    status,
-                    accumulated_ns,
-                    run_start_ns,
-                    clock_offset_ns,
-                    timeout_deadline_ns,
-                });
+            match self.try_read_time_page() {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(error) if patience_exhausted(&mut first_failure) => return Err(error),
+                Err(_) => core::hint::spin_loop(),
             }
         }
+    }
+
+    /// One attempt at reading the page, as the interface describes it.
+    #[inline(always)]
+    fn try_read_time_page(&self) -> Result<TimeSnapshot, TimePageError> {
+        let page = shared::TIME_PAGE;
+        let sequence = self.shared_u32(page + time_page::SEQUENCE);
+        if sequence & 1 != 0 {
+            // The device is writing the page right now.
+            return Err(TimePageError::SequenceStuckOdd);
+        }
+        // The fields must be read after the first SEQUENCE read...
+        barrier::dmb(barrier::ISHLD);
+        let status_code = self.shared_u32(page + time_page::STATUS);
+        let accumulated_ns = self.shared_u64(page + time_page::ACCUMULATED_NS);
+        let run_start_ns = self.shared_u64(page + time_page::RUN_START_NS);
+        let clock_offset_ns = self.shared_u64(page + time_page::CLOCK_OFFSET_NS) as i64;
+        let timeout_deadline_ns = self.shared_u64(page + time_page::TIMEOUT_DEADLINE_NS);
+        // ...and before the second one.
+        barrier::dmb(barrier::ISHLD);
+        if self.shared_u32(page + time_page::SEQUENCE) != sequence {
+            return Err(TimePageError::SequenceUnstable);
+        }
+        // The device only ever publishes valid status codes.
+        let status =
+            Status::from_code(u64::from(status_code)).ok_or(TimePageError::InvalidStatus)?;
+        Ok(TimeSnapshot {
+            status,
+            accumulated_ns,
+            run_start_ns,
+            clock_offset_ns,
+            timeout_deadline_ns,
+        })
     }
 
     /// The timeout interrupt handler: count, remember when, acknowledge.

@@ -138,13 +138,6 @@ impl Pl011 {
         }
     }
 
-    /// Waits until every byte has left the UART.
-    pub fn flush(&mut self) {
-        while self.uart.is_busy() {
-            core::hint::spin_loop();
-        }
-    }
-
     /// Unmasks the receive interrupts, then moves whatever is already in
     /// the FIFO (it raised no interrupt) into `buffer`.
     pub fn enable_receive_interrupt(&mut self, buffer: &mut RxBuffer) {
