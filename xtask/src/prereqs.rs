@@ -225,22 +225,13 @@ fn ensure_debian_packages() -> Result<()> {
     for (name, why) in DEBIAN_PACKAGES.iter().filter(|(n, _)| missing.contains(n)) {
         eprintln!("  {name:<24} {why}");
     }
-    let mut apt_get: Vec<&str> = if is_root() {
-        Vec::new()
-    } else if Command::new("sudo")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        vec!["sudo", "-n"]
-    } else {
-        bail!(
-            "missing Debian packages, and neither root nor password-less sudo is available; run:\n  \
-             sudo apt-get update && sudo apt-get install -y --no-install-recommends {list}"
-        );
+    let sudo_works = || {
+        Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
     };
-    // Through `env`, as sudo would drop the variable: no debconf questions.
-    apt_get.extend(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+    let apt_get = apt_get_prefix(is_root(), sudo_works, &missing)?;
     let apt = |args: &[&str]| {
         let mut cmd = Command::new(apt_get[0]);
         cmd.args(&apt_get[1..]).args(args);
@@ -256,6 +247,29 @@ fn ensure_debian_packages() -> Result<()> {
         bail!("still missing after apt-get install: {}", still.join(" "));
     }
     Ok(())
+}
+
+/// How to run apt-get: directly as root, through password-less sudo, or
+/// not at all, with the command the user must run instead.
+fn apt_get_prefix(
+    root: bool,
+    sudo_works: impl FnOnce() -> bool,
+    missing: &[&str],
+) -> Result<Vec<&'static str>> {
+    let mut prefix = if root {
+        Vec::new()
+    } else if sudo_works() {
+        vec!["sudo", "-n"]
+    } else {
+        bail!(
+            "missing Debian packages, and neither root nor password-less sudo is available; run:\n  \
+             sudo apt-get update && sudo apt-get install -y --no-install-recommends {}",
+            missing.join(" ")
+        );
+    };
+    // Through `env`, as sudo would drop the variable: no debconf questions.
+    prefix.extend(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+    Ok(prefix)
 }
 
 fn missing_debian_packages<'a>(names: &[&'a str]) -> Result<Vec<&'a str>> {
@@ -344,6 +358,23 @@ mod tests {
         );
         assert!(parse_toolchain_file("[toolchain]\n").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn without_root_or_sudo_the_command_to_run_is_named() {
+        let missing = ["ninja-build", "libfdt-dev"];
+        let error = apt_get_prefix(false, || false, &missing).unwrap_err();
+        assert!(
+            error.to_string().ends_with(
+                "sudo apt-get update && sudo apt-get install -y --no-install-recommends \
+                 ninja-build libfdt-dev"
+            ),
+            "{error}"
+        );
+        let with_sudo = apt_get_prefix(false, || true, &missing).unwrap();
+        assert_eq!(with_sudo[..2], ["sudo", "-n"]);
+        let as_root = apt_get_prefix(true, || unreachable!("root needs no sudo"), &missing);
+        assert_eq!(as_root.unwrap()[0], "env");
     }
 
     #[test]
