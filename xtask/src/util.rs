@@ -343,6 +343,19 @@ mod tests {
     }
 
     #[test]
+    fn checksum_mismatch_names_both_sums_and_the_fix() {
+        let path = std::env::temp_dir().join(format!("xtask-sum-{}", std::process::id()));
+        std::fs::write(&path, b"not the pinned file").unwrap();
+        let wrong = "0".repeat(64);
+        let error = verify_sha256(&path, &wrong).unwrap_err().to_string();
+        assert!(error.contains(&format!("expected sha256 {wrong}")), "{error}");
+        assert!(error.contains(&sha256_hex(b"not the pinned file")), "{error}");
+        assert!(error.contains("delete it and run the command again"), "{error}");
+        verify_sha256(&path, &sha256_hex(b"not the pinned file")).unwrap();
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn formats_durations() {
         assert_eq!(format_duration(Duration::from_millis(2400)), "2.4s");
         assert_eq!(format_duration(Duration::from_secs(307)), "5m07s");
