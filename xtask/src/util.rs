@@ -348,9 +348,18 @@ mod tests {
         std::fs::write(&path, b"not the pinned file").unwrap();
         let wrong = "0".repeat(64);
         let error = verify_sha256(&path, &wrong).unwrap_err().to_string();
-        assert!(error.contains(&format!("expected sha256 {wrong}")), "{error}");
-        assert!(error.contains(&sha256_hex(b"not the pinned file")), "{error}");
-        assert!(error.contains("delete it and run the command again"), "{error}");
+        assert!(
+            error.contains(&format!("expected sha256 {wrong}")),
+            "{error}"
+        );
+        assert!(
+            error.contains(&sha256_hex(b"not the pinned file")),
+            "{error}"
+        );
+        assert!(
+            error.contains("delete it and run the command again"),
+            "{error}"
+        );
         verify_sha256(&path, &sha256_hex(b"not the pinned file")).unwrap();
         std::fs::remove_file(path).unwrap();
     }
