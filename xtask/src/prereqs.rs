@@ -103,49 +103,18 @@ pub fn ensure_rust_toolchain(repo: &Path) -> Result<ToolchainPins> {
         run(&mut install)?;
     }
 
-    let installed_components = stdout_of(Command::new("rustup").args([
+    add_missing(
+        channel,
         "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        channel,
-    ]))?;
-    let missing: Vec<&str> = pins
-        .components
-        .iter()
-        .map(String::as_str)
-        .filter(|c| {
-            !installed_components
-                .lines()
-                .any(|l| l == *c || l.starts_with(&format!("{c}-")))
-        })
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("Adding Rust components {}...", missing.join(", "));
-        run(Command::new("rustup")
-            .args(["component", "add", "--toolchain", channel])
-            .args(&missing))?;
-    }
-
-    let installed_targets = stdout_of(Command::new("rustup").args([
-        "target",
-        "list",
-        "--installed",
-        "--toolchain",
-        channel,
-    ]))?;
-    let missing: Vec<&str> = pins
-        .targets
-        .iter()
-        .map(String::as_str)
-        .filter(|t| !installed_targets.lines().any(|l| l.trim() == *t))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("Adding Rust targets {}...", missing.join(", "));
-        run(Command::new("rustup")
-            .args(["target", "add", "--toolchain", channel])
-            .args(&missing))?;
-    }
+        &pins.components,
+        |installed, wanted| {
+            // Listed with the host triple: `clippy-x86_64-unknown-linux-gnu`.
+            installed == wanted || installed.starts_with(&format!("{wanted}-"))
+        },
+    )?;
+    add_missing(channel, "target", &pins.targets, |installed, wanted| {
+        installed.trim() == wanted
+    })?;
     Ok(pins)
 }
 
@@ -205,6 +174,35 @@ pub fn detect_host_tools(cache: &Cache) -> Result<HostTools> {
         extra_path: vec![tools_bin],
         bindgen_version,
     })
+}
+
+/// `rustup <kind> add`s those of `wanted` that `rustup <kind> list
+/// --installed` does not show (a plain cargo call does not add them).
+fn add_missing(
+    channel: &str,
+    kind: &str,
+    wanted: &[String],
+    is_listed_as: impl Fn(&str, &str) -> bool,
+) -> Result<()> {
+    let installed = stdout_of(Command::new("rustup").args([
+        kind,
+        "list",
+        "--installed",
+        "--toolchain",
+        channel,
+    ]))?;
+    let missing: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !installed.lines().any(|line| is_listed_as(line, w)))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("Adding Rust {kind}s {}...", missing.join(", "));
+        run(Command::new("rustup")
+            .args([kind, "add", "--toolchain", channel])
+            .args(&missing))?;
+    }
+    Ok(())
 }
 
 /// The cargo that runs us, so nested calls use the pinned toolchain.
