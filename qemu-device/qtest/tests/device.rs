@@ -53,6 +53,14 @@ impl Machine {
         })
     }
 
+    /// One stopwatch `sw0` with `options` (e.g. `,start_at_boot=false`),
+    /// its interrupt line reported by qtest.
+    fn start_watching(test: &str, options: &str) -> Result<Machine> {
+        let mut machine = Self::start(test, &[&format!("stopwatch,id=sw0{options}")])?;
+        machine.qtest.intercept_irqs("/machine/peripheral/sw0")?;
+        Ok(machine)
+    }
+
     fn device(&self, index: usize) -> Stopwatch {
         Stopwatch::at(&self.layout.devices[index])
     }
@@ -211,10 +219,9 @@ fn update_after_exactly_one_and_a_half_seconds() -> Result<()> {
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
 fn timeout_interrupt_rises_exactly_at_its_deadline() -> Result<()> {
-    let mut machine = Machine::start("timeout", &["stopwatch,id=sw0"])?;
+    let mut machine = Machine::start_watching("timeout", "")?;
     let sw = machine.device(0);
     let q = &mut machine.qtest;
-    q.intercept_irqs("/machine/peripheral/sw0")?;
     sw.timeout(q, 1)?;
     expect_raise_after(q, SECOND)?;
     q.clock_step(3 * SECOND)?;
@@ -234,10 +241,9 @@ fn timeout_interrupt_rises_exactly_at_its_deadline() -> Result<()> {
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
 fn reset_cancels_a_pending_timeout_and_lowers_the_interrupt() -> Result<()> {
-    let mut machine = Machine::start("reset-timeout", &["stopwatch,id=sw0"])?;
+    let mut machine = Machine::start_watching("reset-timeout", "")?;
     let sw = machine.device(0);
     let q = &mut machine.qtest;
-    q.intercept_irqs("/machine/peripheral/sw0")?;
     sw.timeout(q, 2)?;
     q.clock_step(SECOND)?;
     sw.command(q, Command::Reset)?;
@@ -360,9 +366,8 @@ fn guest_mistakes_are_logged_and_change_nothing() -> Result<()> {
             "TIMEOUT_ACK with no timeout pending: ignored",
         ),
     ];
-    let mut machine = Machine::start("mistakes", &["stopwatch,id=sw0"])?;
+    let mut machine = Machine::start_watching("mistakes", "")?;
     let sw = machine.device(0);
-    machine.qtest.intercept_irqs("/machine/peripheral/sw0")?;
     machine.qtest.clock_step(SECOND)?;
     for (name, mistake, message) in mistakes {
         let q = &mut machine.qtest;
@@ -444,11 +449,10 @@ fn time_page_matches_update_everywhere() -> Result<()> {
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
 fn system_reset_returns_to_power_on_state() -> Result<()> {
-    let mut machine = Machine::start("system-reset", &["stopwatch,id=sw0,start_at_boot=false"])?;
+    let mut machine = Machine::start_watching("system-reset", ",start_at_boot=false")?;
     let sw = machine.device(0);
     let mut qmp = machine.qmp()?;
     let q = &mut machine.qtest;
-    q.intercept_irqs("/machine/peripheral/sw0")?;
     sw.command(q, Command::Start)?;
     sw.timeout(q, 1)?;
     q.clock_step(2 * SECOND)?;
