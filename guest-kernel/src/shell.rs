@@ -191,13 +191,12 @@ fn print_irqs(out: &mut dyn fmt::Write) {
             None => say!(out, "  {name:<14} (none)     {count}"),
         }
     }
-    let (dropped, errors) = crate::console::receive_losses();
-    if dropped + errors > 0 {
-        say!(
-            out,
-            "  uart input lost: {dropped} bytes dropped, {errors} receive errors"
-        );
-    }
+    let (errors, hold_backs) = crate::console::receive_statistics();
+    say!(
+        out,
+        "uart input: {errors} receive errors (overrun, framing, parity, break), \
+         held back in the UART {hold_backs} times"
+    );
 }
 
 fn print_info(out: &mut dyn fmt::Write) {

@@ -10,6 +10,7 @@ mod guest;
 mod kernel;
 mod lint;
 mod meson_wrap;
+mod paste_test;
 mod patches;
 mod pins;
 mod pipeline;

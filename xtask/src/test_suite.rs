@@ -114,6 +114,34 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         guest::run_fault_report(repo, guest_timeout).map(Verdict::Pass)
     }));
 
+    for gic in [Gic::V2, Gic::V3] {
+        let config = VmConfig {
+            gic: Some(gic),
+            ..VmConfig::default()
+        };
+        let name = format!(
+            "serial paste: {} commands in one write ({config})",
+            crate::paste_test::PASTED_COMMANDS
+        );
+        outcomes.push(step(&name, || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::paste_test::run_paste(repo, &config, guest_timeout).map(Verdict::Pass)
+        }));
+    }
+
+    outcomes.push(step(
+        "serial paste: the demo pasted = the demo typed",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::paste_test::run_demo_paste(repo, &VmConfig::default(), guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+
     outcomes.push(step("demo", || {
         if !runnable {
             bail!("not run: QEMU or the guest kernel did not build");

@@ -1,7 +1,8 @@
-//! The guest kernel's shell, without any hardware: a line editor that turns
+//! The guest kernel's shell, without any hardware: the console's receive
+//! ring (with back-pressure toward the UART), a line editor that turns
 //! input bytes into lines, and a parser that turns lines into commands.
 //!
-//! Both are pure state machines, so they are tested on the host; the kernel
+//! All are pure state machines, so they are tested on the host; the kernel
 //! only moves bytes between the UART and these types.
 //!
 //! The line editor is written here rather than taken from the `noline`
@@ -17,6 +18,7 @@
 
 pub mod command;
 pub mod line_editor;
+pub mod receive;
 
 pub use command::{parse, Command, ParseError, HELP};
 pub use line_editor::{Action, LineEditor, MAX_LINE_LEN};
