@@ -19,6 +19,7 @@ mod qemu_build;
 mod qemu_source;
 mod repo;
 mod run;
+mod shell_test;
 mod test_suite;
 mod util;
 

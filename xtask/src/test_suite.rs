@@ -131,6 +131,13 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         }));
     }
 
+    outcomes.push(step("shell: 3 stopwatches, notices, watch", || {
+        if !runnable {
+            bail!("not run: QEMU or the guest kernel did not build");
+        }
+        crate::shell_test::run(repo, guest_timeout).map(Verdict::Pass)
+    }));
+
     outcomes.push(step(
         "serial paste: the demo pasted = the demo typed",
         || {

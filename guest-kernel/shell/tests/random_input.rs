@@ -89,7 +89,12 @@ fn random_overlong_lines_are_rejected_without_touching_the_next() {
                 next = Some(parse(line).ok().flatten());
             }
         }
-        assert_eq!(next, Some(Some(stopwatch_shell::Command::Status)));
+        assert_eq!(
+            next,
+            Some(Some(stopwatch_shell::Command::Device(
+                stopwatch_shell::DeviceCommand::Status
+            )))
+        );
     }
 }
 
