@@ -21,6 +21,7 @@ mod repo;
 mod run;
 mod serial_fuzz;
 mod shell_test;
+mod snapshot_test;
 mod test_suite;
 mod util;
 

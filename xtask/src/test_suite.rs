@@ -148,6 +148,16 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         .map(Verdict::Pass)
     }));
 
+    outcomes.push(step(
+        "snapshot of a running guest (migrate, -incoming)",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::snapshot_test::run(repo, guest_timeout).map(Verdict::Pass)
+        },
+    ));
+
     outcomes.push(step("shell: 3 stopwatches, notices, watch", || {
         if !runnable {
             bail!("not run: QEMU or the guest kernel did not build");
