@@ -151,31 +151,37 @@ impl SerialConsole {
     /// to the last of them, or fails saying how many came.
     pub fn expect_many(&mut self, needle: &str, count: usize, timeout: Duration) -> Result<String> {
         let bytes = needle.as_bytes();
-        let end_of_nth = |text: &[u8]| -> Option<usize> {
-            let mut end = 0;
-            for _ in 0..count {
-                end += find(&text[end..], bytes)? + bytes.len();
+        // Scanned incrementally: a paste's answers arrive in many small
+        // chunks, and rescanning from the start each time is quadratic.
+        let scanned = std::cell::Cell::new((0usize, 0usize)); // (offset, found)
+        let progress = |text: &[u8]| {
+            let (mut offset, mut found) = scanned.get();
+            while found < count {
+                match find(&text[offset..], bytes) {
+                    Some(at) => {
+                        offset += at + bytes.len();
+                        found += 1;
+                    }
+                    None => break,
+                }
             }
-            Some(end)
+            scanned.set((offset, found));
+            found == count
         };
-        match self.wait_for(timeout, |text| end_of_nth(text).is_some()) {
+        let waited = self.wait_for(timeout, progress);
+        let (end, found) = scanned.get();
+        match waited {
             Waited::Matched => {
                 let unread = &self.output[self.consumed..];
-                let end = end_of_nth(unread).expect("matched");
                 let text = String::from_utf8_lossy(&unread[..end]).into_owned();
                 self.consumed += end;
                 Ok(text)
             }
-            outcome => {
-                let unread = &self.output[self.consumed..];
-                let seen = unread.windows(bytes.len()).filter(|w| *w == bytes).count();
-                let why = if outcome == Waited::Closed {
-                    "QEMU exited".to_string()
-                } else {
-                    format!("{}s passed", timeout.as_secs())
-                };
-                bail!("{why} after {seen} of {count} {needle:?}")
-            }
+            Waited::Closed => bail!("QEMU exited after {found} of {count} {needle:?}"),
+            Waited::TimedOut => bail!(
+                "{}s passed after {found} of {count} {needle:?}",
+                timeout.as_secs()
+            ),
         }
     }
 
