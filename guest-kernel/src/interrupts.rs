@@ -9,8 +9,10 @@ use crate::arch::timer;
 use crate::drivers::gic::Gic;
 use crate::sync::{IrqMutex, SetOnce};
 
-/// The interrupt controller.
-static GIC: IrqMutex<Option<Gic>> = IrqMutex::new(None);
+/// The interrupt controller. (A `SetOnce` rather than an `Option`, which
+/// would start non-zero and so land in `.data`: the flat Image would grow
+/// by a page.)
+static GIC: SetOnce<IrqMutex<Gic>> = SetOnce::new();
 
 /// Which INTID belongs to which source; fixed once set up.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,7 +49,9 @@ pub static COUNTS: Counts = Counts {
 
 /// Takes over the GIC.
 pub fn init(gic: Gic) {
-    GIC.lock(|slot| *slot = Some(gic));
+    if GIC.set(IrqMutex::new(gic)).is_err() {
+        panic!("GIC initialised twice");
+    }
 }
 
 /// Enables the given interrupts at the GIC and remembers who owns them.
@@ -57,8 +61,7 @@ pub fn route(
     stopwatch: Option<Interrupt>,
     virtual_timer: Option<Interrupt>,
 ) {
-    GIC.lock(|gic| {
-        let gic = gic.as_mut().expect("GIC not initialised");
+    GIC.get().expect("GIC not initialised").lock(|gic| {
         for interrupt in [uart, stopwatch, virtual_timer].into_iter().flatten() {
             gic.enable_interrupt(interrupt);
         }
@@ -92,7 +95,8 @@ pub fn handle_irq() {
     // Stamped first, for the latency measurements.
     let entry_counter = timer::counter();
     let routes = routes();
-    while let Some(intid) = GIC.lock(|gic| gic.as_mut().and_then(Gic::acknowledge)) {
+    let Some(gic) = GIC.get() else { return };
+    while let Some(intid) = gic.lock(Gic::acknowledge) {
         let raw = u32::from(intid);
         if Some(raw) == routes.stopwatch {
             COUNTS.stopwatch.fetch_add(1, Ordering::Relaxed);
@@ -108,10 +112,6 @@ pub fn handle_irq() {
         } else {
             COUNTS.unexpected.fetch_add(1, Ordering::Relaxed);
         }
-        GIC.lock(|gic| {
-            if let Some(gic) = gic {
-                gic.end_interrupt(intid);
-            }
-        });
+        gic.lock(|gic| gic.end_interrupt(intid));
     }
 }

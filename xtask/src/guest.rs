@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
+use crate::run::{Kernel, VmConfig};
 
 /// What the guest shell prints when it waits for a command.
 pub use stopwatch_shell::PROMPT;
@@ -252,6 +252,10 @@ pub fn run_guest_tests(repo: &Repo, config: &VmConfig, timeout: Duration) -> Res
     let Some((passed, failed)) = parse_test_summary(&transcript) else {
         bail!("{config}: QEMU exited ({status}) without an `N passed, M failed` line");
     };
+    let entered = format!("entered at EL{}", config.expected_entry_el());
+    if !transcript.contains(&entered) {
+        bail!("{config}: the banner does not say {entered:?}");
+    }
     let exit_ok = status.success();
     let summary = format!("{passed} passed, {failed} failed, {status}");
     if exit_ok && failed == 0 && passed > 0 {
@@ -299,6 +303,178 @@ pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
     Ok(format!(
         "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
     ))
+}
+
+/// A way the kernel cannot start, produced for real, and how the run must
+/// end: with the kernel's exit status for it (`power.rs`), never a hang.
+pub struct StartupFailure {
+    pub name: &'static str,
+    pub config: VmConfig,
+    /// The exit status; 0 where semihosting is off and PSCI powers off.
+    pub status: i32,
+    /// What the kernel must print first (through semihosting: there is no
+    /// console yet), if it can print at all.
+    pub message: Option<&'static str>,
+}
+
+/// RAM's base on `virt`, where QEMU puts the device tree for the ELF.
+const VIRT_RAM_BASE: u64 = 0x4000_0000;
+
+/// Builds the start-up failure cases: broken device trees made by having
+/// QEMU's generic loader overwrite bytes of the tree QEMU itself wrote at
+/// RAM's base (found in a `dumpdtb` of the same machine), and an Image
+/// whose header sends it 2 MiB above where it is linked.
+pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
+    let base = VmConfig {
+        device: false,
+        ..VmConfig::default()
+    };
+    let dtb = dump_dtb(repo, &base)?;
+    // `-device loader` writing `data` (`len` bytes, little-endian) at
+    // `offset` into the device tree, at reset, after QEMU wrote the tree.
+    let poke = |offset: usize, data: u32, len: u8| VmConfig {
+        extra: vec![
+            "-device".to_string(),
+            format!(
+                "loader,addr={:#x},data={data:#x},data-len={len}",
+                VIRT_RAM_BASE + offset as u64
+            ),
+        ],
+        ..base.clone()
+    };
+    // Every copy of a string in the tree, its first byte made 'x'.
+    let spoil = |text: &str| -> Result<VmConfig> {
+        let needle = format!("{text}\0");
+        let offsets: Vec<usize> = dtb
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, window)| *window == needle.as_bytes())
+            .map(|(offset, _)| offset)
+            .collect();
+        if offsets.is_empty() {
+            bail!("QEMU's device tree has no {text:?}");
+        }
+        let mut config = base.clone();
+        for offset in offsets {
+            config.extra.extend(poke(offset, u32::from(b'x'), 1).extra);
+        }
+        Ok(config)
+    };
+
+    let image = std::fs::read(repo.kernel_image())
+        .with_context(|| format!("reading {}", repo.kernel_image().display()))?;
+    let mut misplaced = image.clone();
+    // text_offset (header bytes 8..16): 4 MiB instead of 2.
+    misplaced[8..16].copy_from_slice(&0x40_0000u64.to_le_bytes());
+    let misplaced_path = repo.vm_dir().join("test-misplaced.bin");
+    std::fs::write(&misplaced_path, misplaced)
+        .with_context(|| format!("writing {}", misplaced_path.display()))?;
+
+    let no_uart = spoil("/pl011@9000000")?;
+    Ok(vec![
+        StartupFailure {
+            name: "Image loaded 2 MiB above its link address",
+            config: VmConfig {
+                kernel: Kernel::Other(repo.relative(&misplaced_path).display().to_string()),
+                ..base.clone()
+            },
+            status: 11,
+            message: None,
+        },
+        StartupFailure {
+            name: "no device tree (its magic overwritten)",
+            config: poke(0, 0, 4),
+            status: 12,
+            message: Some("no device tree at x0"),
+        },
+        StartupFailure {
+            name: "invalid device tree (off_dt_struct overwritten)",
+            config: poke(8, 0xffff_ff00, 4),
+            status: 13,
+            message: Some("bad device tree"),
+        },
+        StartupFailure {
+            name: "device tree without memory",
+            config: spoil("memory")?,
+            status: 14,
+            message: Some("no memory node"),
+        },
+        StartupFailure {
+            name: "device tree without the console UART",
+            config: no_uart.clone(),
+            status: 15,
+            message: Some("no console UART"),
+        },
+        StartupFailure {
+            name: "device tree without a GIC",
+            config: spoil("arm,cortex-a15-gic")?,
+            status: 16,
+            message: Some("no GICv2 or GICv3"),
+        },
+        StartupFailure {
+            name: "no console UART and no semihosting: PSCI SYSTEM_OFF",
+            config: VmConfig {
+                semihosting: false,
+                ..no_uart
+            },
+            status: 0,
+            message: None,
+        },
+    ])
+}
+
+/// The device tree QEMU makes for `config` (`-M ...,dumpdtb=FILE`).
+fn dump_dtb(repo: &Repo, config: &VmConfig) -> Result<Vec<u8>> {
+    let path = repo.vm_dir().join("test-virt.dtb");
+    let mut dump = config.clone();
+    dump.extra.extend([
+        "-machine".to_string(),
+        format!("dumpdtb={}", path.display()),
+    ]);
+    let output = dump
+        .command(repo)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("could not start QEMU")?;
+    if !output.status.success() {
+        bail!(
+            "QEMU could not dump its device tree: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs one start-up failure: QEMU must exit (not hang) with its status,
+/// after the message.
+pub fn run_startup_failure(
+    repo: &Repo,
+    failure: &StartupFailure,
+    timeout: Duration,
+) -> Result<String> {
+    let config = &failure.config;
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, config, Some("    [start-up] ".to_string()))?;
+    let Some(status) = console.wait_exit(timeout)? else {
+        bail!(
+            "{}: QEMU hung, killed after {}s",
+            failure.name,
+            timeout.as_secs()
+        );
+    };
+    if status.code() != Some(failure.status) {
+        bail!(
+            "{}: QEMU ended with {status}, not exit status {}",
+            failure.name,
+            failure.status
+        );
+    }
+    if let Some(message) = failure.message {
+        if !console.transcript().contains(message) {
+            bail!("{}: the kernel did not print {message:?}", failure.name);
+        }
+    }
+    Ok(format!("{}: status {}", failure.name, failure.status))
 }
 
 /// One command of the demo and the guest's answer.
