@@ -198,7 +198,7 @@ impl ImageHeader {
             "reserved fields are not 0"
         );
         ensure!(
-            self.image_size >= file_len && self.image_size % 4096 == 0,
+            self.image_size >= file_len && self.image_size.is_multiple_of(4096),
             "image_size {:#x} does not cover the {file_len:#x}-byte file in whole pages",
             self.image_size
         );

@@ -226,6 +226,16 @@ at_el1:
     mov     x0, x19
     mov     x1, x20
     bl      kernel_main
+park:
+    wfi
+    b       park
+
+// Filling what is left before the vector entry at 0x200: the SYS_EXIT
+// parameter block and the literals so far.
+.balign 8
+early_exit_block:
+    .quad   0, 0
+.ltorg
 
 // Fallbacks in `early_fail` that fault land here: _start + 0x200 is the
 // "synchronous, current EL with SP_ELx" entry of a vector table at _start
@@ -267,13 +277,7 @@ early_fail:
 5:  ldr     x0, ={psci_system_off}
     adr     x22, park
     hvc     #0
-park:
-    wfi
     b       park
-
-.balign 8
-early_exit_block:
-    .quad   0, 0
 "#,
     text_offset = const IMAGE_TEXT_OFFSET,
     flags = const IMAGE_FLAGS,
