@@ -322,16 +322,21 @@ pub struct StartupFailure {
 /// spoiled in place, and an Image whose header sends it 2 MiB above where
 /// it is linked.
 ///
+/// No device tree at all (12) comes from QEMU itself: it doubles a `-dtb`
+/// file's size for its edits, and a tree that then does not fit below the
+/// ELF (QEMU's own 1 MiB dump) is silently not loaded.
+///
 /// Not producible with this QEMU build (it has no generic `loader` device
 /// to overwrite the tree in guest RAM, and it always writes a valid tree
-/// and its own memory node): no device tree (12), an invalid one (13), one
-/// without memory (14); nor entry at EL0 (10).
+/// and its own memory node): an invalid tree (13), one without memory
+/// (14); nor entry at EL0 (10).
 pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
     let base = VmConfig {
         device: false,
         ..VmConfig::default()
     };
-    let dtb = dump_dtb(repo, &base)?;
+    let padded_dtb = dump_dtb(repo, &base)?;
+    let dtb = compact_dtb(&padded_dtb)?;
     // `-dtb` with every copy of `text` in QEMU's tree made to start with
     // 'x' (same length: the tree stays well-formed).
     let spoiled = |text: &str, file: &str| -> Result<VmConfig> {
@@ -371,7 +376,20 @@ pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
 
     // The console's path, in /chosen/stdout-path and /aliases.
     let no_uart = spoiled("/pl011@9000000", "test-no-uart.dtb")?;
+    let oversized = repo.vm_dir().join("test-virt.dtb");
     Ok(vec![
+        StartupFailure {
+            name: "no device tree (QEMU's 1 MiB dump does not fit below the kernel)",
+            config: VmConfig {
+                extra: vec![
+                    "-dtb".to_string(),
+                    repo.relative(&oversized).display().to_string(),
+                ],
+                ..base.clone()
+            },
+            status: 12,
+            message: Some("no device tree at x0"),
+        },
         StartupFailure {
             name: "Image loaded 2 MiB above its link address",
             config: VmConfig {
@@ -403,6 +421,28 @@ pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
             message: None,
         },
     ])
+}
+
+/// `dtb` cut to its used size (QEMU's dump is padded to 1 MiB), its
+/// `totalsize` header field set to match.
+fn compact_dtb(dtb: &[u8]) -> Result<Vec<u8>> {
+    let be32 = |at: usize| -> Result<usize> {
+        let bytes = dtb
+            .get(at..at + 4)
+            .context("device tree header truncated")?;
+        Ok(u32::from_be_bytes(bytes.try_into().unwrap()) as usize)
+    };
+    if be32(0)? != 0xd00d_feed {
+        bail!("not a flattened device tree");
+    }
+    // off_dt_struct + size_dt_struct, off_dt_strings + size_dt_strings.
+    let used = (be32(8)? + be32(36)?).max(be32(12)? + be32(32)?);
+    if used > dtb.len() {
+        bail!("device tree blocks past its end");
+    }
+    let mut compact = dtb[..used].to_vec();
+    compact[4..8].copy_from_slice(&(used as u32).to_be_bytes());
+    Ok(compact)
 }
 
 /// The device tree QEMU makes for `config` (`-M ...,dumpdtb=FILE`).

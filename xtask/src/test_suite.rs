@@ -155,7 +155,7 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
                 );
             }
             Ok(Verdict::Pass(format!(
-                "{} cases: statuses 11, 15, 16 and PSCI off",
+                "{} cases: statuses 11, 12, 15, 16 and PSCI off",
                 failures.len()
             )))
         },
