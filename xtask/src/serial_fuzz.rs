@@ -168,6 +168,9 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
             .into_iter()
             .chain([log.display().to_string()])
             .collect(),
+        // Every byte to the guest: with QEMU's monitor multiplexed in, a
+        // burst's Ctrl-A X would quit QEMU.
+        raw_serial: true,
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
