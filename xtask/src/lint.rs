@@ -26,12 +26,19 @@ pub fn run_all(session: &Session) -> Result<()> {
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])
         .current_dir(root))?;
 
-    eprintln!("    cargo clippy -p {PACKAGE} --target {TARGET} -- -D warnings");
-    run(Command::new(cargo())
-        .args([
-            "clippy", "-p", PACKAGE, "--target", TARGET, "--", "-D", "warnings",
-        ])
-        .current_dir(root))?;
+    // Both flavors of the kernel: code only the tests use must not be
+    // dead in the shipped one.
+    for features in [&[][..], &["--features", "selftest"][..]] {
+        eprintln!(
+            "    cargo clippy -p {PACKAGE} --target {TARGET} {} -- -D warnings",
+            features.join(" ")
+        );
+        run(Command::new(cargo())
+            .args(["clippy", "-p", PACKAGE, "--target", TARGET])
+            .args(features)
+            .args(["--", "-D", "warnings"])
+            .current_dir(root))?;
+    }
 
     device_clippy(session)
 }
