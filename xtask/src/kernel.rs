@@ -11,6 +11,9 @@ use crate::util;
 
 pub const PACKAGE: &str = "guest-kernel";
 pub const TARGET: &str = "aarch64-unknown-none";
+/// The kernel's debug info: file and line of every instruction, no types
+/// or variables.
+const LINE_TABLES: &str = "line-tables-only";
 
 /// Panic messages carry source paths: shorten them to what a reader needs
 /// (the image must stay under 64 KiB, and absolute paths say nothing).
@@ -44,7 +47,10 @@ pub fn build(repo: &Repo) -> Result<PathBuf> {
     let mut cmd = Command::new(cargo());
     cmd.args(args)
         .current_dir(&repo.root)
-        .env("CARGO_ENCODED_RUSTFLAGS", remap_path_flags(repo));
+        .env("CARGO_ENCODED_RUSTFLAGS", remap_path_flags(repo))
+        // Source lines for `cargo xtask gdb`, in non-allocated .debug_*
+        // sections: the loaded image is the same size as without them.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", LINE_TABLES);
     let status = cmd.status().context("could not run cargo")?;
     if !status.success() {
         bail!(
