@@ -27,9 +27,12 @@ const HANDLER: &str = "handle_interrupt";
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test::new("debug", "dtb: stopwatch nodes", Needs::QemuAndKernel, |cx| {
-            dtb_has_the_stopwatch_nodes(&cx.session.repo)
-        }),
+        Test::new(
+            "debug",
+            "dtb: stopwatch nodes",
+            Needs::QemuAndKernel,
+            |cx| dtb_has_the_stopwatch_nodes(&cx.session.repo),
+        ),
         Test::new(
             "debug",
             "kernel: line tables outside the loadable image",
@@ -274,7 +277,11 @@ fn type_into_console(port: u16, line: &str, deadline: Instant) -> Result<()> {
         match stream.read(&mut buffer) {
             Ok(0) => bail!("QEMU closed the console"),
             Ok(n) => seen.extend_from_slice(&buffer[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -304,7 +311,9 @@ fn check_backtrace(transcript: &str, source: &Path) -> Result<Verdict> {
         file.ends_with(DRIVER_SOURCE),
         "frame #0 is in {file}, not {DRIVER_SOURCE}"
     );
-    let line: usize = line.parse().with_context(|| format!("bad line in {location}"))?;
+    let line: usize = line
+        .parse()
+        .with_context(|| format!("bad line in {location}"))?;
     let body = function_lines(source, HANDLER)?;
     ensure!(
         body.contains(&line),
@@ -314,7 +323,9 @@ fn check_backtrace(transcript: &str, source: &Path) -> Result<Verdict> {
         transcript.contains("Breakpoint 1,"),
         "the breakpoint was not hit:\n{transcript}"
     );
-    Ok(Verdict::Pass(format!("#0 {HANDLER} at {DRIVER_SOURCE}:{line}")))
+    Ok(Verdict::Pass(format!(
+        "#0 {HANDLER} at {DRIVER_SOURCE}:{line}"
+    )))
 }
 
 /// The lines (1-based) from `fn name` to its closing brace.
@@ -375,7 +386,8 @@ mod tests {
 
     #[test]
     fn finds_stopwatch_nodes_in_source() {
-        let dts = "/ {\n\tplatform-bus@c000000 {\n\t\tstopwatch@0 {\n\t\t\treg = <0 1 2 3>;\n\t\t};\n\
+        let dts =
+            "/ {\n\tplatform-bus@c000000 {\n\t\tstopwatch@0 {\n\t\t\treg = <0 1 2 3>;\n\t\t};\n\
                    \t\tstopwatch@2000 {\n\t\t};\n\t};\n};\n";
         let nodes = stopwatch_nodes(dts);
         assert_eq!(nodes.len(), 2);

@@ -52,7 +52,9 @@ impl DtbFormat {
 /// Runs QEMU with `config` until its board has built the device tree, and
 /// returns the blob (`-M ...,dumpdtb=FILE` makes QEMU write it and exit).
 pub fn dump_dtb(repo: &Repo, config: &VmConfig) -> Result<Vec<u8>> {
-    let dtb = repo.vm_dir().join(format!("dump-{}.dtb", std::process::id()));
+    let dtb = repo
+        .vm_dir()
+        .join(format!("dump-{}.dtb", std::process::id()));
     let mut args = config.args();
     let machine = args.iter().position(|a| a == "-M").context("no -M")? + 1;
     args[machine] = format!("{},dumpdtb={}", args[machine], dtb.display());
@@ -167,9 +169,7 @@ impl PausedQemu {
                 // The console on a socket: gdb owns the terminal. wait=off:
                 // the guest runs whether or not someone is connected.
                 "-chardev".to_string(),
-                format!(
-                    "socket,id=console,host=127.0.0.1,port={serial_port},server=on,wait=off"
-                ),
+                format!("socket,id=console,host=127.0.0.1,port={serial_port},server=on,wait=off"),
                 "-serial".to_string(),
                 "chardev:console".to_string(),
                 "-monitor".to_string(),

@@ -264,10 +264,15 @@ mod tests {
         let line = config.command_line();
         assert!(line.contains("-kernel /tmp/Image "), "{line}");
         assert!(
-            line.ends_with("-device stopwatch,id=sw0 -device stopwatch,id=sw1 -device stopwatch,id=sw2"),
+            line.ends_with(
+                "-device stopwatch,id=sw0 -device stopwatch,id=sw1 -device stopwatch,id=sw2"
+            ),
             "{line}"
         );
-        assert_eq!(config.to_string(), "cortex-a53+gicv2 (3 devices) kernel /tmp/Image");
+        assert_eq!(
+            config.to_string(),
+            "cortex-a53+gicv2 (3 devices) kernel /tmp/Image"
+        );
     }
 
     #[test]
@@ -277,15 +282,27 @@ mod tests {
         elf[18..20].copy_from_slice(&183u16.to_le_bytes());
         assert_eq!(kernel_kind(&elf).unwrap(), "ELF");
         elf[18] = 62; // x86-64
-        assert!(kernel_kind(&elf).unwrap_err().to_string().contains("aarch64"));
+        assert!(kernel_kind(&elf)
+            .unwrap_err()
+            .to_string()
+            .contains("aarch64"));
         let mut image = vec![0u8; 64];
         image[56..60].copy_from_slice(b"ARM\x64");
         assert_eq!(kernel_kind(&image).unwrap(), "arm64 Image");
         let error = kernel_kind(b"#!/bin/sh\n").unwrap_err().to_string();
-        assert!(error.contains("neither an ELF file nor an arm64 Image"), "{error}");
+        assert!(
+            error.contains("neither an ELF file nor an arm64 Image"),
+            "{error}"
+        );
         let missing = check_kernel_file(Path::new("/nonexistent/vmlinux")).unwrap_err();
-        assert!(format!("{missing:#}").contains("no such file"), "{missing:#}");
+        assert!(
+            format!("{missing:#}").contains("no such file"),
+            "{missing:#}"
+        );
         let directory = check_kernel_file(Path::new("/")).unwrap_err();
-        assert!(format!("{directory:#}").contains("not a regular file"), "{directory:#}");
+        assert!(
+            format!("{directory:#}").contains("not a regular file"),
+            "{directory:#}"
+        );
     }
 }

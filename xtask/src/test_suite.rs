@@ -23,11 +23,26 @@ const QTEST_QEMU_ENV: &str = "STOPWATCH_QEMU";
 
 /// The stages, in the order a full run takes them.
 pub const STAGES: &[(&str, &str)] = &[
-    ("host", "cargo test of the host crates (FILTER: cargo's test-name filter)"),
-    ("qtest", "the device inside QEMU over qtest (FILTER: cargo's test-name filter)"),
-    ("lint", "cargo fmt --check and clippy: host crates, kernel, device"),
-    ("guest", "the kernel's in-guest tests on each machine, the fault report"),
-    ("debug", "cargo xtask dtb, gdb, --kernel, the kernel's line tables"),
+    (
+        "host",
+        "cargo test of the host crates (FILTER: cargo's test-name filter)",
+    ),
+    (
+        "qtest",
+        "the device inside QEMU over qtest (FILTER: cargo's test-name filter)",
+    ),
+    (
+        "lint",
+        "cargo fmt --check and clippy: host crates, kernel, device",
+    ),
+    (
+        "guest",
+        "the kernel's in-guest tests on each machine, the fault report",
+    ),
+    (
+        "debug",
+        "cargo xtask dtb, gdb, --kernel, the kernel's line tables",
+    ),
     ("demo", "the original demo typed into the guest shell"),
 ];
 
@@ -59,6 +74,9 @@ pub struct Context<'a> {
     pub filter: Option<&'a str>,
 }
 
+/// What a test does; `Err` says why it failed.
+pub type TestBody = dyn Fn(&Context) -> Result<Verdict>;
+
 /// One test of the suite.
 pub struct Test {
     pub stage: &'static str,
@@ -67,7 +85,7 @@ pub struct Test {
     /// FILTER goes to the test itself (it runs many) instead of choosing
     /// it by name.
     pub takes_filter: bool,
-    pub body: Box<dyn Fn(&Context) -> Result<Verdict>>,
+    pub body: Box<TestBody>,
 }
 
 impl Test {
@@ -163,8 +181,7 @@ pub fn tests() -> Vec<Test> {
             config.to_string(),
             Needs::QemuAndKernel,
             move |cx| {
-                let summary =
-                    guest::run_guest_tests(&cx.session.repo, &config, cx.guest_timeout)?;
+                let summary = guest::run_guest_tests(&cx.session.repo, &config, cx.guest_timeout)?;
                 Ok(Verdict::Pass(summary))
             },
         ));
@@ -221,7 +238,9 @@ impl Selection {
         (0..tests.len())
             .filter(|&index| {
                 let test = &tests[index];
-                self.stage.as_deref().is_none_or(|stage| test.stage == stage)
+                self.stage
+                    .as_deref()
+                    .is_none_or(|stage| test.stage == stage)
                     && (test.takes_filter
                         || self
                             .filter
@@ -382,7 +401,10 @@ mod tests {
             assert!(seen.insert(test.full_name()), "{}", test.full_name());
         }
         for (stage, _) in STAGES {
-            assert!(tests.iter().any(|t| t.stage == *stage), "empty stage {stage}");
+            assert!(
+                tests.iter().any(|t| t.stage == *stage),
+                "empty stage {stage}"
+            );
         }
     }
 
@@ -412,9 +434,21 @@ mod tests {
 
     #[test]
     fn unknown_stages_and_filters_say_how_to_list() {
-        let stage = Selection::new(Some("gest"), None).err().unwrap().to_string();
-        assert!(stage.contains("no test stage `gest`") && stage.contains("--list"), "{stage}");
-        let filter = Selection::new(Some("guest"), Some("riscv")).err().unwrap().to_string();
-        assert!(filter.contains("`riscv`") && filter.contains("--list"), "{filter}");
+        let stage = Selection::new(Some("gest"), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            stage.contains("no test stage `gest`") && stage.contains("--list"),
+            "{stage}"
+        );
+        let filter = Selection::new(Some("guest"), Some("riscv"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            filter.contains("`riscv`") && filter.contains("--list"),
+            "{filter}"
+        );
     }
 }

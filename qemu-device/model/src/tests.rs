@@ -806,7 +806,8 @@ impl Environment for Observer {
         self.seen.push(Observed::Fired(deadline_ns));
     }
     fn time_page_published(&mut self, sequence: u32, snapshot: &TimeSnapshot) {
-        self.seen.push(Observed::Published(sequence, snapshot.status));
+        self.seen
+            .push(Observed::Published(sequence, snapshot.status));
     }
 }
 
