@@ -265,7 +265,7 @@ struct QemuEnvironment<'a> {
 }
 
 impl QemuEnvironment<'_> {
-    fn id(&self) -> std::cell::Ref<'_, CString> {
+    fn id(&self) -> impl std::ops::Deref<Target = CString> + '_ {
         self.device.id.borrow()
     }
 }
