@@ -433,6 +433,36 @@ pub fn demo_commands() -> impl Iterator<Item = &'static str> {
     })
 }
 
+/// Every start-up failure of [`startup_failures`]: each must end with its
+/// status; `Ok` holds a one-line result.
+pub fn run_startup_failures(repo: &Repo, timeout: Duration) -> Result<String> {
+    let failures = startup_failures(repo)?;
+    let mut failed = Vec::new();
+    for failure in &failures {
+        match run_startup_failure(repo, failure, timeout) {
+            Ok(line) => eprintln!("    ok: {line}"),
+            Err(error) => {
+                eprintln!("    FAILED: {error:#}");
+                failed.push(failure.name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} failed: {}",
+            failed.len(),
+            failures.len(),
+            failed.join("; ")
+        );
+    }
+    let statuses: Vec<String> = failures.iter().map(|f| f.status.to_string()).collect();
+    Ok(format!(
+        "{} cases, statuses {}",
+        failures.len(),
+        statuses.join(", ")
+    ))
+}
+
 /// A way the kernel cannot start, produced for real, and how the run must
 /// end: with the kernel's exit status for it (`power.rs`), never a hang.
 pub struct StartupFailure {

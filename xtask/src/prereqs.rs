@@ -28,7 +28,11 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "verifies the QEMU source download",
     ),
     ("xz-utils", "unpacks the QEMU tarball"),
-    ("device-tree-compiler", "dtc"),
+    (
+        "device-tree-compiler",
+        "dtc: cargo xtask dtb decompiles the board's device tree",
+    ),
+    ("gdb-multiarch", "cargo xtask gdb debugs the aarch64 guest"),
     ("python3-venv", "configure's Python venv"),
     ("bzip2", "firmware handling in QEMU's meson files"),
     ("git", "the patch queue in the QEMU source tree"),
