@@ -351,10 +351,10 @@ fn function_lines(source: &Path, name: &str) -> Result<std::ops::RangeInclusive<
 /// copied elsewhere, passes its in-guest tests with two stopwatches.
 fn another_kernel_with_two_devices(repo: &Repo, timeout: Duration) -> Result<Verdict> {
     let copy = repo.vm_dir().join("test-other-kernel.elf");
-    std::fs::copy(repo.kernel_binary(), &copy)?;
+    std::fs::copy(repo.kernel_elf(crate::kernel::Flavor::WithTests), &copy)?;
     crate::run::check_kernel_file(&copy)?;
     let config = VmConfig {
-        kernel: Some(copy),
+        kernel: crate::run::Kernel::Other(repo.relative(&copy).display().to_string()),
         devices: 2,
         append: Some("test".into()),
         ..VmConfig::default()

@@ -490,7 +490,7 @@ pub struct StartupFailure {
 /// (14); nor entry at EL0 (10).
 pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
     let base = VmConfig {
-        device: false,
+        devices: 0,
         ..VmConfig::default()
     };
     let padded_dtb = dump_dtb(repo, &base)?;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::kernel::Flavor;
 use crate::repo::Repo;
-use crate::run::VmConfig;
+use crate::run::{Kernel, VmConfig};
 use crate::util::stdout_of;
 
 /// The debugger, from Debian's gdb-multiarch (a prerequisite).
@@ -252,12 +253,18 @@ impl Drop for PausedQemu {
     }
 }
 
-/// The kernel gdb loads symbols from: `--kernel`'s, else the project's.
+/// The kernel gdb loads symbols from: `--kernel`'s, else the project's
+/// ELF (whose Image has the same code at the same addresses).
 pub fn symbol_file(repo: &Repo, config: &VmConfig) -> PathBuf {
-    config
-        .kernel
-        .clone()
-        .unwrap_or_else(|| repo.kernel_binary())
+    let flavor = if config.tests {
+        Flavor::WithTests
+    } else {
+        Flavor::Shipped
+    };
+    match &config.kernel {
+        Kernel::Other(path) => repo.root.join(path),
+        Kernel::Elf | Kernel::Image => repo.kernel_elf(flavor),
+    }
 }
 
 /// `cargo xtask gdb`: QEMU paused, gdb in the foreground.

@@ -219,6 +219,9 @@ pub struct MachineOptions {
     /// Start the guest at EL2 (virtualization=on).
     #[arg(long)]
     pub el2: bool,
+    /// Give the board TrustZone (secure=on): the ELF starts at EL3.
+    #[arg(long)]
+    pub secure: bool,
     /// How many stopwatch devices (ids sw0, sw1, ...).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub devices: usize,
@@ -234,6 +237,7 @@ impl MachineOptions {
             cpu: self.cpu.clone(),
             gic: self.gic,
             el2: self.el2,
+            secure: self.secure,
             devices: if self.no_device { 0 } else { self.devices },
             ..VmConfig::default()
         }

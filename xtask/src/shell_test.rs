@@ -80,7 +80,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     extra.extend(["-d".to_string(), "guest_errors".to_string()]);
     extra.extend(["-D".to_string(), log.display().to_string()]);
     let config = VmConfig {
-        device: false,
+        devices: 0,
         extra,
         ..VmConfig::default()
     };

@@ -15,8 +15,8 @@ use crate::guest::{self, Demo};
 use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::run::{Gic, Kernel, VmConfig};
-use crate::{paste_test, serial_fuzz, shell_test, snapshot_test};
 use crate::util::{self, format_duration};
+use crate::{paste_test, serial_fuzz, shell_test, snapshot_test};
 
 /// The device's qtest crate and the variable that tells it which QEMU to run.
 const QTEST_PACKAGE: &str = "stopwatch-qtest";
@@ -212,7 +212,9 @@ pub fn tests() -> Vec<Test> {
         "guest",
         "shipped kernel: ELF and Image boot, carry no tests",
         Needs::QemuAndKernel,
-        |cx| guest::run_shipped_kernel_checks(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
+        |cx| {
+            guest::run_shipped_kernel_checks(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass)
+        },
     ));
     tests.push(Test::new(
         "guest",
