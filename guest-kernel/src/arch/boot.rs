@@ -73,7 +73,9 @@ at_el1:
     add     x1, x1, :lo12:__stack_top
     mov     sp, x1
 
-    // Zero .bss (16-byte aligned by the linker script).
+    // Zero .bss (16-byte aligned by the linker script). With the MMU off
+    // these stores go past the caches: `mmu::KernelMap::activate`
+    // invalidates the stale lines they may leave before caches go on.
     adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end

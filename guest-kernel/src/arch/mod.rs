@@ -1,8 +1,9 @@
-//! Architecture support: boot, exception vectors, MMU and the generic
-//! timer.
+//! Architecture support: boot, exception vectors, MMU, device-memory
+//! accessors and the generic timer.
 
 pub mod boot;
 pub mod exceptions;
+pub mod mmio;
 pub mod mmu;
 pub mod timer;
 
