@@ -33,6 +33,9 @@ pub fn run_all(session: &Session) -> Result<()> {
         ])
         .current_dir(root))?;
 
+    eprintln!("    MMIO accesses of the guest kernel only through arch::mmio");
+    crate::mmio_lint::check(root)?;
+
     device_clippy(session)
 }
 

@@ -122,6 +122,16 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         Ok(Verdict::Pass("all checks passed".into()))
     }));
 
+    outcomes.push(step(
+        "kvm-check: every MMIO access KVM-emulable (plugin)",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::kvm_check::run(repo, guest_timeout * 2).map(Verdict::Pass)
+        },
+    ));
+
     print_table(&outcomes);
     !outcomes
         .iter()

@@ -252,7 +252,11 @@ impl KernelMap {
         // SAFETY: TLB and instruction-cache invalidation only drop cached
         // copies; memory and the translation tables are unchanged.
         unsafe {
-            core::arch::asm!("tlbi vmalle1", "ic iallu", options(nostack, preserves_flags));
+            core::arch::asm!(
+                "tlbi vmalle1",
+                "ic iallu",
+                options(nostack, preserves_flags)
+            );
         }
         barrier::dsb(barrier::NSH);
         barrier::isb(barrier::SY);

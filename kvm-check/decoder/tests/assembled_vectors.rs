@@ -15,12 +15,15 @@ const MARCH: &str = "-march=armv8.8-a+memtag";
 
 /// Runs a binutils tool, with a clear message when it is missing.
 fn run(tool: &str, args: &[&std::ffi::OsStr]) {
-    let output = Command::new(tool).args(args).output().unwrap_or_else(|error| {
-        panic!(
-            "could not run {tool} ({error}): install Debian's binutils-aarch64-linux-gnu \
+    let output = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "could not run {tool} ({error}): install Debian's binutils-aarch64-linux-gnu \
              (`cargo xtask test` installs it)"
-        )
-    });
+            )
+        });
     assert!(
         output.status.success(),
         "{tool} failed:\n{}",
@@ -34,7 +37,12 @@ fn assemble(source: &Path, scratch: &Path) -> Vec<u32> {
     let binary = scratch.join("vectors.bin");
     run(
         "aarch64-linux-gnu-as",
-        &[MARCH.as_ref(), source.as_os_str(), "-o".as_ref(), object.as_os_str()],
+        &[
+            MARCH.as_ref(),
+            source.as_os_str(),
+            "-o".as_ref(),
+            object.as_os_str(),
+        ],
     );
     run(
         "aarch64-linux-gnu-objcopy",
