@@ -58,6 +58,8 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
     let repo = &session.repo;
 
     outcomes.push(step("host crates: cargo test", || {
+        // The classifier's tests assemble their vectors with binutils.
+        crate::prereqs::ensure_debian_packages()?;
         run(Command::new(cargo()).arg("test").current_dir(&repo.root))?;
         Ok(Verdict::Pass("ok".into()))
     }));
