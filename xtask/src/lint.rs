@@ -26,6 +26,12 @@ pub fn run_all(session: &Session) -> Result<()> {
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])
         .current_dir(root))?;
 
+    // Not a default member (its API symbols exist only inside QEMU).
+    eprintln!("    cargo clippy -p mmio-audit-plugin -- -D warnings   (QEMU plugin)");
+    run(Command::new(cargo())
+        .args(["clippy", "-p", "mmio-audit-plugin", "--", "-D", "warnings"])
+        .current_dir(root))?;
+
     eprintln!("    cargo clippy -p {PACKAGE} --target {TARGET} -- -D warnings");
     run(Command::new(cargo())
         .args([
