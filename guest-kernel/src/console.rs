@@ -11,14 +11,16 @@ use core::ptr::NonNull;
 
 use embedded_io::{ErrorType, Read, ReadReady, Write};
 
+use stopwatch_shell::receive::ReceiveRing;
+
 use crate::arch::mmio;
-use crate::drivers::uart::{Pl011, RxBuffer};
+use crate::drivers::uart::Pl011;
 use crate::sync::{IrqMutex, SetOnce};
 
-/// The UART and its receive buffer, shared with the UART interrupt.
+/// The UART and its receive ring, shared with the UART interrupt.
 struct ConsoleState {
     uart: Pl011,
-    rx: RxBuffer,
+    rx: ReceiveRing,
 }
 
 static CONSOLE: IrqMutex<Option<ConsoleState>> = IrqMutex::new(None);
@@ -41,7 +43,7 @@ pub unsafe fn init(base: NonNull<arm_pl011_uart::PL011Registers>) {
     CONSOLE.lock(|console| {
         *console = Some(ConsoleState {
             uart,
-            rx: RxBuffer::new(),
+            rx: ReceiveRing::new(),
         })
     });
 }
@@ -115,13 +117,13 @@ pub fn handle_interrupt() {
     });
 }
 
-/// Receive statistics: (bytes dropped because the buffer was full, UART
-/// receive errors).
-pub fn receive_losses() -> (u64, u64) {
+/// Receive statistics: (receive errors the UART reported, times input was
+/// held back in the UART because the shell fell behind).
+pub fn receive_statistics() -> (u64, u64) {
     CONSOLE.lock(|console| {
         console
             .as_ref()
-            .map_or((0, 0), |state| (state.rx.dropped, state.rx.errors))
+            .map_or((0, 0), |state| (state.rx.errors(), state.rx.hold_backs()))
     })
 }
 
@@ -210,10 +212,12 @@ impl Read for Console {
         }
         loop {
             let count = CONSOLE.lock(|console| {
-                let Some(state) = console else { return 0 };
+                let Some(ConsoleState { uart, rx }) = console else {
+                    return 0;
+                };
                 let mut count = 0;
                 while count < buf.len() {
-                    let Some(byte) = state.rx.pop() else { break };
+                    let Some(byte) = rx.pop(uart) else { break };
                     buf[count] = byte;
                     count += 1;
                 }

@@ -147,6 +147,38 @@ impl SerialConsole {
         }
     }
 
+    /// Waits for `count` occurrences of `needle` and returns everything up
+    /// to the last of them, or fails saying how many came.
+    pub fn expect_many(&mut self, needle: &str, count: usize, timeout: Duration) -> Result<String> {
+        let bytes = needle.as_bytes();
+        let end_of_nth = |text: &[u8]| -> Option<usize> {
+            let mut end = 0;
+            for _ in 0..count {
+                end += find(&text[end..], bytes)? + bytes.len();
+            }
+            Some(end)
+        };
+        match self.wait_for(timeout, |text| end_of_nth(text).is_some()) {
+            Waited::Matched => {
+                let unread = &self.output[self.consumed..];
+                let end = end_of_nth(unread).expect("matched");
+                let text = String::from_utf8_lossy(&unread[..end]).into_owned();
+                self.consumed += end;
+                Ok(text)
+            }
+            outcome => {
+                let unread = &self.output[self.consumed..];
+                let seen = unread.windows(bytes.len()).filter(|w| *w == bytes).count();
+                let why = if outcome == Waited::Closed {
+                    "QEMU exited".to_string()
+                } else {
+                    format!("{}s passed", timeout.as_secs())
+                };
+                bail!("{why} after {seen} of {count} {needle:?}")
+            }
+        }
+    }
+
     /// Whatever arrived since the last read, without waiting for more.
     pub fn take_unread(&mut self) -> String {
         loop {
@@ -167,8 +199,13 @@ impl SerialConsole {
 
     /// Types a line as on a terminal (Enter sends `\r`).
     pub fn send_line(&mut self, line: &str) -> Result<()> {
+        self.send_bytes(format!("{line}\r").as_bytes())
+    }
+
+    /// Writes `bytes` to the serial input in one go, as a paste does.
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.stdin
-            .write_all(format!("{line}\r").as_bytes())
+            .write_all(bytes)
             .and_then(|()| self.stdin.flush())
             .context("QEMU no longer reads its serial input")
     }
@@ -301,6 +338,48 @@ pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
     ))
 }
 
+/// One step of the original demo.
+pub enum DemoStep {
+    /// Type a command and wait for its answer.
+    Type(&'static str),
+    /// Let the guest run this many seconds of host time.
+    HostSleep(u64),
+    /// The last answer holds a number of seconds in this range.
+    ExpectSeconds(std::ops::RangeInclusive<f64>, &'static str),
+    /// The last answer (of `timeout`) counts this many interrupts.
+    ExpectTimeouts(u64),
+}
+
+/// The original demo: what it types, when it waits, what it checks.
+pub const DEMO_SCRIPT: &[DemoStep] = &[
+    DemoStep::Type("reset"),
+    DemoStep::Type("start"),
+    DemoStep::HostSleep(1),
+    DemoStep::Type("pause"),
+    DemoStep::Type("read"),
+    DemoStep::ExpectSeconds(0.9..=1.3, "read after 1 s running, then paused"),
+    DemoStep::Type("start"),
+    DemoStep::Type("timeout 1"),
+    DemoStep::HostSleep(2),
+    DemoStep::Type("timeout 1"),
+    DemoStep::HostSleep(2),
+    DemoStep::Type("read"),
+    DemoStep::ExpectSeconds(4.8..=5.6, "read after 1 s + 4 s running"),
+    DemoStep::Type("timeout"),
+    DemoStep::ExpectTimeouts(2),
+    DemoStep::Type("reset"),
+    DemoStep::Type("read"),
+    DemoStep::ExpectSeconds(0.0..=0.005, "read after reset"),
+];
+
+/// The commands of [`DEMO_SCRIPT`], in order.
+pub fn demo_commands() -> impl Iterator<Item = &'static str> {
+    DEMO_SCRIPT.iter().filter_map(|step| match step {
+        DemoStep::Type(command) => Some(*command),
+        _ => None,
+    })
+}
+
 /// One command of the demo and the guest's answer.
 #[derive(Debug)]
 struct Exchange {
@@ -351,28 +430,25 @@ impl Demo {
                 .trim_end()
                 .to_string(),
         );
-        self.command("reset")?;
-        self.command("start")?;
-        self.host_sleep(1);
-        self.command("pause")?;
-        let read = self.command("read")?;
-        self.check_seconds(&read, 0.9..=1.3, "read after 1 s running, then paused");
-        self.command("start")?;
-        self.command("timeout 1")?;
-        self.host_sleep(2);
-        self.command("timeout 1")?;
-        self.host_sleep(2);
-        let read = self.command("read")?;
-        self.check_seconds(&read, 4.8..=5.6, "read after 1 s + 4 s running");
-        let timeouts = self.command("timeout")?;
-        let count = parse_interrupt_count(&timeouts.response);
-        self.check(
-            format!("`timeout` counts 2 interrupts (got {count:?})"),
-            count == Some(2),
-        );
-        self.command("reset")?;
-        let read = self.command("read")?;
-        self.check_seconds(&read, 0.0..=0.005, "read after reset");
+        let mut last: Option<Exchange> = None;
+        for step in DEMO_SCRIPT {
+            match step {
+                DemoStep::Type(command) => last = Some(self.command(command)?),
+                DemoStep::HostSleep(seconds) => self.host_sleep(*seconds),
+                DemoStep::ExpectSeconds(range, what) => {
+                    let read = last.as_ref().expect("a check follows a command");
+                    self.check_seconds(read, range.clone(), what);
+                }
+                DemoStep::ExpectTimeouts(expected) => {
+                    let answer = last.as_ref().expect("a check follows a command");
+                    let count = parse_interrupt_count(&answer.response);
+                    self.check(
+                        format!("`timeout` counts {expected} interrupts (got {count:?})"),
+                        count == Some(*expected),
+                    );
+                }
+            }
+        }
         self.power_off()
     }
 

@@ -116,6 +116,68 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         guest::run_fault_report(repo, guest_timeout).map(Verdict::Pass)
     }));
 
+    for gic in [Gic::V2, Gic::V3] {
+        let config = VmConfig {
+            gic: Some(gic),
+            ..VmConfig::default()
+        };
+        let name = format!(
+            "serial paste: {} commands in one write ({config})",
+            crate::paste_test::PASTED_COMMANDS
+        );
+        outcomes.push(step(&name, || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::paste_test::run_paste(repo, &config, guest_timeout).map(Verdict::Pass)
+        }));
+    }
+
+    let name = format!(
+        "serial fuzz: {} bursts of hostile input",
+        crate::serial_fuzz::TEST_BURSTS
+    );
+    outcomes.push(step(&name, || {
+        if !runnable {
+            bail!("not run: QEMU or the guest kernel did not build");
+        }
+        crate::serial_fuzz::run(
+            repo,
+            crate::serial_fuzz::TEST_SEED,
+            crate::serial_fuzz::TEST_BURSTS,
+            guest_timeout,
+        )
+        .map(Verdict::Pass)
+    }));
+
+    outcomes.push(step(
+        "snapshot of a running guest (migrate, -incoming)",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::snapshot_test::run(repo, guest_timeout).map(Verdict::Pass)
+        },
+    ));
+
+    outcomes.push(step("shell: 3 stopwatches, notices, watch", || {
+        if !runnable {
+            bail!("not run: QEMU or the guest kernel did not build");
+        }
+        crate::shell_test::run(repo, guest_timeout).map(Verdict::Pass)
+    }));
+
+    outcomes.push(step(
+        "serial paste: the demo pasted = the demo typed",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::paste_test::run_demo_paste(repo, &VmConfig::default(), guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+
     outcomes.push(step("demo", || {
         if !runnable {
             bail!("not run: QEMU or the guest kernel did not build");

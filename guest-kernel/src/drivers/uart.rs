@@ -1,5 +1,7 @@
 //! The PL011 console UART, through the `arm-pl011-uart` crate, with
-//! interrupt-driven input into a small ring buffer.
+//! interrupt-driven input into the shell's receive ring
+//! ([`stopwatch_shell::receive`], which holds input back in the UART
+//! instead of dropping it when the shell falls behind).
 //!
 //! QEMU resets its PL011 with the transmitter and receiver enabled but
 //! the UART itself disabled (UARTCR = TXE | RXE, UARTEN clear): it still
@@ -13,12 +15,16 @@
 //!   interrupt, so the FIFO is drained once right after unmasking;
 //! - the handler clears the interrupt first and then drains: a byte that
 //!   arrives during the drain raises a new interrupt instead of being
-//!   stranded until the next keystroke.
+//!   stranded until the next keystroke;
+//! - with LCR_H.FEN clear the receive FIFO is one byte deep, and QEMU takes
+//!   the next byte from its character device only once that one is read:
+//!   a byte left in the FIFO holds the sender back, losing nothing.
 
 use core::ptr::NonNull;
 
 use arm_pl011_uart::{Interrupts, PL011Registers, Uart};
 use safe_mmio::UniqueMmioPointer;
+use stopwatch_shell::receive::{ReceiveError, ReceiveFifo, ReceiveRing};
 
 use crate::arch::mmio;
 
@@ -32,58 +38,6 @@ const UARTCR_OFFSET: usize = 0x30;
 const UARTCR_UARTEN: u32 = 1 << 0;
 const UARTCR_TXE: u32 = 1 << 8;
 const UARTCR_RXE: u32 = 1 << 9;
-
-/// Bytes received but not read yet. Power of two, so the indices wrap.
-const RX_BUFFER_LEN: usize = 256;
-
-/// A ring buffer of received bytes, filled by the interrupt handler.
-pub struct RxBuffer {
-    bytes: [u8; RX_BUFFER_LEN],
-    /// Next byte to read; `write - read` bytes are buffered (wrapping).
-    read: usize,
-    write: usize,
-    /// Bytes dropped because the buffer was full.
-    pub dropped: u64,
-    /// Receive errors the UART reported (overrun, break, parity, framing).
-    pub errors: u64,
-}
-
-impl RxBuffer {
-    /// An empty buffer.
-    pub const fn new() -> Self {
-        RxBuffer {
-            bytes: [0; RX_BUFFER_LEN],
-            read: 0,
-            write: 0,
-            dropped: 0,
-            errors: 0,
-        }
-    }
-
-    /// Whether no byte is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.read == self.write
-    }
-
-    fn push(&mut self, byte: u8) {
-        if self.write.wrapping_sub(self.read) == RX_BUFFER_LEN {
-            self.dropped += 1;
-        } else {
-            self.bytes[self.write % RX_BUFFER_LEN] = byte;
-            self.write = self.write.wrapping_add(1);
-        }
-    }
-
-    /// Takes the oldest byte.
-    pub fn pop(&mut self) -> Option<u8> {
-        if self.is_empty() {
-            return None;
-        }
-        let byte = self.bytes[self.read % RX_BUFFER_LEN];
-        self.read = self.read.wrapping_add(1);
-        Some(byte)
-    }
-}
 
 /// The console PL011.
 pub struct Pl011 {
@@ -142,27 +96,36 @@ impl Pl011 {
     }
 
     /// Unmasks the receive interrupts, then moves whatever is already in
-    /// the FIFO (it raised no interrupt) into `buffer`.
-    pub fn enable_receive_interrupt(&mut self, buffer: &mut RxBuffer) {
-        let masks = self.uart.interrupt_masks() | RECEIVE_INTERRUPTS;
-        self.uart.set_interrupt_masks(masks);
-        self.drain_into(buffer);
+    /// the FIFO (it raised no interrupt) into `ring`.
+    pub fn enable_receive_interrupt(&mut self, ring: &mut ReceiveRing) {
+        self.set_receive_interrupts(true);
+        ring.fill_from(self);
     }
 
     /// The interrupt handler: clear, then drain.
-    pub fn handle_interrupt(&mut self, buffer: &mut RxBuffer) {
+    pub fn handle_interrupt(&mut self, ring: &mut ReceiveRing) {
         self.uart.clear_interrupts(RECEIVE_INTERRUPTS);
-        self.drain_into(buffer);
+        ring.fill_from(self);
+    }
+}
+
+impl ReceiveFifo for Pl011 {
+    fn take_byte(&mut self) -> Option<Result<u8, ReceiveError>> {
+        match self.uart.read_word() {
+            Ok(Some(byte)) => Some(Ok(byte)),
+            Ok(None) => None,
+            // The byte was consumed with an error flag.
+            Err(_) => Some(Err(ReceiveError)),
+        }
     }
 
-    fn drain_into(&mut self, buffer: &mut RxBuffer) {
-        loop {
-            match self.uart.read_word() {
-                Ok(Some(byte)) => buffer.push(byte),
-                Ok(None) => break,
-                // The byte was consumed with an error flag: count and go on.
-                Err(_) => buffer.errors += 1,
-            }
-        }
+    fn set_receive_interrupts(&mut self, unmasked: bool) {
+        let masks = self.uart.interrupt_masks();
+        let masks = if unmasked {
+            masks | RECEIVE_INTERRUPTS
+        } else {
+            masks - RECEIVE_INTERRUPTS
+        };
+        self.uart.set_interrupt_masks(masks);
     }
 }

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Input faster than the shell answers: a script pasted into the serial
+//! console in one write must be answered whole, in order, with no byte
+//! lost (the guest holds input back in its UART instead of dropping it).
+
+use anyhow::{bail, ensure, Context, Result};
+use std::time::Duration;
+
+use crate::guest::{clean_response, demo_commands, SerialConsole, PROMPT};
+use crate::repo::Repo;
+use crate::run::VmConfig;
+
+/// Commands pasted in one write by [`run_paste`].
+pub const PASTED_COMMANDS: usize = 1_000;
+
+/// What the paste cycles through: answers of different lengths, a device
+/// register read, an UPDATE, the time page; nothing the device would log
+/// as a guest error.
+const PASTE_CYCLE: &[&str] = &["status", "read", "timeout", "read trap", "irqs"];
+
+/// How long the shell may take for the whole paste.
+const PASTE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Pastes [`PASTED_COMMANDS`] commands in one write and checks that each
+/// is echoed whole and answered, in order, and that the UART reported no
+/// receive error. Returns a one-line result.
+pub fn run_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<String> {
+    let commands: Vec<&str> = PASTE_CYCLE
+        .iter()
+        .copied()
+        .cycle()
+        .take(PASTED_COMMANDS)
+        .collect();
+    let script: String = commands.iter().map(|c| format!("{c}\r")).collect();
+    let mut console = start(repo, config, boot_timeout)?;
+    console.send_bytes(script.as_bytes())?;
+    let answers = collect_answers(&mut console, &commands)?;
+    for (index, (command, answer)) in commands.iter().zip(&answers).enumerate() {
+        ensure!(
+            !answer.is_empty() && !answer.lines().any(|line| line.starts_with("error")),
+            "command {index} (`{command}`) got {answer:?}"
+        );
+    }
+    // The paste must have been more than the receive ring holds, or
+    // nothing was tested; and nothing may have been lost in the UART.
+    let irqs = ask(&mut console, "irqs")?;
+    let (errors, hold_backs) = parse_uart_input(&irqs)
+        .with_context(|| format!("`irqs` shows no `uart input:` line:\n{irqs}"))?;
+    ensure!(
+        errors == 0,
+        "the UART reported {errors} receive errors:\n{irqs}"
+    );
+    ensure!(
+        hold_backs > 0,
+        "the paste never filled the guest's receive ring (no hold-back): it tests nothing"
+    );
+    Ok(format!(
+        "{PASTED_COMMANDS} commands ({} bytes) in one write: all answered in order, \
+         0 receive errors, input held back {hold_backs} times",
+        script.len()
+    ))
+}
+
+/// Runs the original demo's commands typed one by one (each after the
+/// previous answer) in one guest and pasted as one block in another: the
+/// two transcripts must be the same, digits aside (the elapsed times
+/// differ by microseconds).
+pub fn run_demo_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<String> {
+    let commands: Vec<&str> = demo_commands().collect();
+    let mut typed = start(repo, config, boot_timeout)?;
+    let mut typed_answers = Vec::new();
+    for command in &commands {
+        typed_answers.push(ask(&mut typed, command)?);
+    }
+    let mut pasted = start(repo, config, boot_timeout)?;
+    let script: String = commands.iter().map(|c| format!("{c}\r")).collect();
+    pasted.send_bytes(script.as_bytes())?;
+    let pasted_answers = collect_answers(&mut pasted, &commands)?;
+    for ((command, typed), pasted) in commands.iter().zip(&typed_answers).zip(&pasted_answers) {
+        if digits_masked(typed) != digits_masked(pasted) {
+            bail!("`{command}` answered {typed:?} when typed but {pasted:?} when pasted");
+        }
+    }
+    Ok(format!(
+        "{} demo commands: pasted transcript = typed transcript",
+        commands.len()
+    ))
+}
+
+fn start(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<SerialConsole> {
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, config, None)?;
+    console
+        .expect(PROMPT, boot_timeout)
+        .context("the guest shell never showed its prompt")?;
+    Ok(console)
+}
+
+/// Types `command` and returns its answer.
+fn ask(console: &mut SerialConsole, command: &str) -> Result<String> {
+    console.send_line(command)?;
+    Ok(collect_answers(console, &[command])?.remove(0))
+}
+
+/// Waits for one prompt per command of `commands` (already sent) and
+/// splits the output into answers, checking that each starts with its
+/// command echoed exactly (a lost or corrupted byte shows there first).
+fn collect_answers(console: &mut SerialConsole, commands: &[&str]) -> Result<Vec<String>> {
+    let text = console
+        .expect_many(PROMPT, commands.len(), PASTE_TIMEOUT)
+        .context("the shell did not answer every command")?;
+    let segments: Vec<&str> = text.split(PROMPT).collect();
+    let mut answers = Vec::with_capacity(commands.len());
+    for (index, (command, segment)) in commands.iter().zip(&segments).enumerate() {
+        let echoed = segment.replace('\r', "");
+        let echoed = echoed.lines().next().unwrap_or("");
+        if echoed != *command {
+            bail!("command {index}: sent `{command}`, the shell echoed `{echoed}`");
+        }
+        answers.push(clean_response(segment, command));
+    }
+    Ok(answers)
+}
+
+/// The numbers in `irqs`' line `uart input: E receive errors (...), held
+/// back in the UART H times`.
+fn parse_uart_input(irqs: &str) -> Option<(u64, u64)> {
+    let line = irqs.lines().find(|l| l.starts_with("uart input:"))?;
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|run| run.parse().ok())
+        .collect();
+    match numbers[..] {
+        [errors, hold_backs] => Some((errors, hold_backs)),
+        _ => None,
+    }
+}
+
+/// `text` with every run of digits replaced by `#`.
+fn digits_masked(text: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !c.is_ascii_digit() {
+            masked.push(c);
+        } else if !masked.ends_with('#') {
+            masked.push('#');
+        }
+    }
+    masked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_uart_input_line() {
+        let irqs = "interrupts handled:\n  uart receive   INTID 33   7\n\
+                    uart input: 0 receive errors (overrun, framing, parity, break), \
+                    held back in the UART 12 times";
+        assert_eq!(parse_uart_input(irqs), Some((0, 12)));
+        assert_eq!(parse_uart_input("interrupts handled:\n"), None);
+    }
+
+    #[test]
+    fn masks_digit_runs() {
+        assert_eq!(
+            digits_masked("1.000250 seconds (RUNNING)"),
+            "#.# seconds (RUNNING)"
+        );
+        assert_eq!(digits_masked("0 seconds"), digits_masked("12 seconds"));
+    }
+}
