@@ -271,16 +271,17 @@ impl KernelMap {
     }
 }
 
-/// The part of the image the kernel may write before the MMU is on: from
-/// `.data` to the end of the stack (`.data`, `.bss` with the page-table
-/// pool, `.stack`; see `linker/guest-kernel.ld`).
+/// The part of the image the kernel may write before the MMU is on:
+/// everything after `.rodata` up to the end of the stack (`.data`, if
+/// any, `.bss` with the page-table pool, `.stack`; see
+/// `linker/guest-kernel.ld`, where `.data` has no symbol of its own).
 fn written_with_mmu_off() -> core::ops::Range<usize> {
     extern "C" {
-        static __data_start: u8;
+        static __rodata_end: u8;
         static __stack_top: u8;
     }
     // Only the symbols' addresses are used, never their contents.
-    (&raw const __data_start) as usize..(&raw const __stack_top) as usize
+    (&raw const __rodata_end) as usize..(&raw const __stack_top) as usize
 }
 
 /// Invalidates the data and unified caches for `range` to the point of
