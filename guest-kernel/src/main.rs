@@ -216,17 +216,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
         #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
-        #[cfg(not(feature = "selftest"))]
-        BootMode::Test(_) | BootMode::Fault => power::fatal_with_status(
-            power::EXIT_NO_TESTS,
-            format_args!(
-                "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
-            ),
-        ),
-        BootMode::Bench => {
-            bench::run_and_print();
-            power::exit(0)
-        }
+        #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
             let flags = (uart.region.base + 0x18) as *const u32;
@@ -235,6 +225,19 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             // (the console's driver polls it too).
             let value = unsafe { arch::mmio::writeback_negative_control(flags) };
             println!("kvm-negative-control: one writeback load of UARTFR = {value:#x}");
+            power::exit(0)
+        }
+        #[cfg(not(feature = "selftest"))]
+        BootMode::Test(_) | BootMode::Fault | BootMode::KvmNegativeControl => {
+            power::fatal_with_status(
+                power::EXIT_NO_TESTS,
+                format_args!(
+                    "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
+                ),
+            )
+        }
+        BootMode::Bench => {
+            bench::run_and_print();
             power::exit(0)
         }
         BootMode::Shell => shell::run(),
@@ -251,7 +254,7 @@ enum BootMode<'a> {
     /// `bench`.
     Bench,
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
-    /// which `cargo xtask kvm-check` must catch.
+    /// which `cargo xtask kvm-check` must catch (test kernel only).
     KvmNegativeControl,
     /// Anything else: the interactive shell.
     Shell,

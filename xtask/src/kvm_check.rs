@@ -235,6 +235,7 @@ pub fn run(repo: &Repo, timeout: Duration) -> Result<String> {
         cpu: cpu.to_string(),
         gic: Some(gic),
         append: Some("test".to_string()),
+        tests: true,
         ..VmConfig::default()
     };
 
@@ -266,6 +267,7 @@ pub fn run(repo: &Repo, timeout: Duration) -> Result<String> {
 
     let negative = VmConfig {
         append: Some("kvm-negative-control".to_string()),
+        tests: true,
         ..VmConfig::default()
     };
     let (report, _) = audit_run("negative control", negative, &plugin, &reports, |config| {

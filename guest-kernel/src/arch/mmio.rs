@@ -88,11 +88,12 @@ accessors!(
 /// The negative control of `cargo xtask kvm-check` (boot argument
 /// `kvm-negative-control`): ONE load from a device register with
 /// pre-index writeback, the form KVM cannot emulate, which the check's
-/// plugin must catch and name. Never used otherwise.
+/// plugin must catch and name. Only in the test kernel.
 ///
 /// # Safety
 ///
 /// As for [`read_u32`].
+#[cfg(feature = "selftest")]
 #[inline(never)]
 pub unsafe fn writeback_negative_control(address: *const u32) -> u32 {
     let value: u32;
