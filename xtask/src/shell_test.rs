@@ -39,11 +39,13 @@ impl Session {
             }
         }
         self.console.send_line(command)?;
+        let prompt = prompt(self.selected);
         let raw = self
             .console
-            .expect(&prompt(self.selected), ANSWER_TIMEOUT)
+            .expect(&prompt, ANSWER_TIMEOUT)
             .with_context(|| format!("no answer to `{command}`"))?;
-        Ok(clean_response(&raw, command))
+        let raw = raw.strip_suffix(&prompt).unwrap_or(&raw);
+        Ok(clean_response(raw, command))
     }
 
     /// `ask`, and the answer must contain `needle`.

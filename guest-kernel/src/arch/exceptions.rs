@@ -186,6 +186,7 @@ const SEMIHOSTING_HLT: u32 = 0xd45e_0000;
 /// [`set_clobber_fp_simd_after_irq`]).
 static CLOBBER_FP_SIMD_AFTER_IRQ: AtomicBool = AtomicBool::new(false);
 
+#[cfg(feature = "selftest")]
 /// For the FP/SIMD test: while `on`, every IRQ ends by overwriting all 32
 /// vector registers and FPSR, as a handler using them freely could, so
 /// that only the vector code's save and restore keep the interrupted
