@@ -8,7 +8,9 @@
 //! 4. runs what the boot arguments (`-append`) ask for: `test[=NAME]` runs
 //!    the in-guest tests and exits QEMU with 0 or 1, `fault` makes a data
 //!    abort on purpose (the fatal report, then exit status 3), `bench`
-//!    measures and exits, anything else starts the interactive shell.
+//!    measures and exits, `kvm-negative-control` does one MMIO access that
+//!    KVM could not emulate (for `cargo xtask kvm-check`), anything else
+//!    starts the interactive shell.
 
 #![no_std]
 #![no_main]
@@ -214,13 +216,26 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
         #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
+        #[cfg(feature = "selftest")]
+        BootMode::KvmNegativeControl => {
+            // UARTFR: a read-only register whose read changes nothing.
+            let flags = (uart.region.base + 0x18) as *const u32;
+            // SAFETY: The UART is mapped as Device memory above; UARTFR is
+            // an aligned 32-bit register, and reading it has no effect
+            // (the console's driver polls it too).
+            let value = unsafe { arch::mmio::writeback_negative_control(flags) };
+            println!("kvm-negative-control: one writeback load of UARTFR = {value:#x}");
+            power::exit(0)
+        }
         #[cfg(not(feature = "selftest"))]
-        BootMode::Test(_) | BootMode::Fault => power::fatal_with_status(
-            power::EXIT_NO_TESTS,
-            format_args!(
-                "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
-            ),
-        ),
+        BootMode::Test(_) | BootMode::Fault | BootMode::KvmNegativeControl => {
+            power::fatal_with_status(
+                power::EXIT_NO_TESTS,
+                format_args!(
+                    "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
+                ),
+            )
+        }
         BootMode::Bench => {
             bench::run_and_print();
             power::exit(0)
@@ -238,6 +253,9 @@ enum BootMode<'a> {
     Fault,
     /// `bench`.
     Bench,
+    /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
+    /// which `cargo xtask kvm-check` must catch (test kernel only).
+    KvmNegativeControl,
     /// Anything else: the interactive shell.
     Shell,
 }
@@ -250,6 +268,7 @@ impl<'a> BootMode<'a> {
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,
                 None if word == "bench" => return BootMode::Bench,
+                None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}
             }
         }
@@ -267,7 +286,7 @@ pub(crate) fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
             let header = address as *const u32;
             // SAFETY: Both candidates are RAM addresses on `virt` (the
             // loader's x0, or RAM's base), readable with the MMU off; the
-            // header is 8-byte aligned.
+            // header is 8-byte aligned. (RAM, not MMIO.)
             let (magic, total_size) = unsafe {
                 (
                     u32::from_be(header.read_volatile()),

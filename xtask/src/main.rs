@@ -10,8 +10,10 @@ mod debug_tests;
 mod guest;
 mod inspect;
 mod kernel;
+mod kvm_check;
 mod lint;
 mod meson_wrap;
+mod mmio_lint;
 mod paste_test;
 mod patches;
 mod pins;
@@ -162,6 +164,17 @@ enum Cmd {
     /// Measure the zero-exit read against the trapping one, interrupt
     /// latency, accuracy, start-up and kernel size (target/bench.json).
     Bench {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Check that every MMIO access of the guest tests, the demo and the
+    /// bench is one KVM could emulate (a QEMU plugin classifies each
+    /// instruction that touches an I/O region), and that a planted one is
+    /// caught.
+    KvmCheck {
+        /// Seconds before a hung guest run is killed.
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        timeout: u64,
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -412,6 +425,14 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench { options } => {
             bench::run(&Session::new(&options)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::KvmCheck { timeout, options } => {
+            let session = Session::new(&options)?;
+            session.build_all(true, &mut Vec::new())?;
+            eprintln!("\n==> kvm-check");
+            let summary = kvm_check::run(&session.repo, Duration::from_secs(timeout))?;
+            eprintln!("kvm-check: {summary}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Fuzz {

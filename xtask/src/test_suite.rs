@@ -46,6 +46,10 @@ pub const STAGES: &[(&str, &str)] = &[
          stopwatches, a running guest's snapshot",
     ),
     (
+        "kvm",
+        "every guest MMIO access KVM-emulable, under the TCG plugin",
+    ),
+    (
         "debug",
         "cargo xtask dtb, gdb, --kernel, the kernel's line tables",
     ),
@@ -166,6 +170,8 @@ fn guest_test_configs() -> Vec<VmConfig> {
 pub fn tests() -> Vec<Test> {
     let mut tests = vec![
         Test::new("host", "cargo test", Needs::Nothing, |cx| {
+            // The classifier's tests assemble their vectors with binutils.
+            crate::prereqs::ensure_debian_packages()?;
             let mut cmd = Command::new(cargo());
             cmd.arg("test").current_dir(&cx.session.repo.root);
             if let Some(filter) = cx.filter {
@@ -275,6 +281,12 @@ pub fn tests() -> Vec<Test> {
         "snapshot of a running guest (migrate, -incoming)",
         Needs::QemuAndKernel,
         |cx| snapshot_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
+    ));
+    tests.push(Test::new(
+        "kvm",
+        "kvm-check: every MMIO access KVM-emulable (plugin)",
+        Needs::QemuAndKernel,
+        |cx| crate::kvm_check::run(&cx.session.repo, cx.guest_timeout * 2).map(Verdict::Pass),
     ));
     tests.extend(debug_tests::tests());
     tests.push(Test::new("demo", "demo", Needs::QemuAndKernel, |cx| {

@@ -110,7 +110,9 @@ primary_entry:
     b.ne    early_fail
 
     // A stack and a zeroed .bss (16-byte aligned by the linker script) for
-    // the Rust code, at EL3 already.
+    // the Rust code, at EL3 already. With the MMU off these stores go past
+    // the caches: `mmu::KernelMap::activate` invalidates the stale lines
+    // they may leave before the caches go on.
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
     mov     sp, x1
