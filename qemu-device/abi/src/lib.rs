@@ -81,6 +81,26 @@ pub mod shared {
     /// Addition: offset of the [`time_page`](crate::time_page), which
     /// lets the guest read the elapsed time with no exit.
     pub const TIME_PAGE: u64 = 0x100;
+
+    // tutorial:lap-abi-layout begin
+    /// Addition: `u64`, how many of the [`LAPS`] slots hold a lap, 0 to
+    /// [`LAP_SLOTS`]. Right after the time page, and written under its
+    /// sequence counter (see [`time_page`](crate::time_page)).
+    pub const LAP_COUNT: u64 = 0x130;
+
+    /// Addition: `[u64; LAP_SLOTS]`, the elapsed time in nanoseconds at
+    /// each [`Command::Lap`](crate::Command::Lap), oldest first. Slots from
+    /// `LAP_COUNT` on read 0.
+    pub const LAPS: u64 = 0x138;
+
+    /// Addition: how many laps the device keeps. A LAP with every slot
+    /// taken is refused: logged, nothing changes.
+    pub const LAP_SLOTS: usize = 8;
+
+    /// End of the lap slots. From here to [`SIZE`] the region is free for
+    /// the guest's own use.
+    pub const LAPS_END: u64 = LAPS + 8 * LAP_SLOTS as u64;
+    // tutorial:lap-abi-layout end
 }
 
 /// Addition: the time page, a pvclock-style record at
@@ -91,7 +111,8 @@ pub mod shared {
 /// counter, as Linux's seqcount or KVM's pvclock do:
 ///
 /// 1. `SEQUENCE` += 1 (now odd), then a release barrier;
-/// 2. the other fields;
+/// 2. the other fields, and the laps after the page
+///    ([`shared::LAP_COUNT`], [`shared::LAPS`]);
 /// 3. a release barrier, then `SEQUENCE` += 1 (even again).
 ///
 /// The guest reads `SEQUENCE` (retrying while odd), then the fields, then
@@ -130,7 +151,8 @@ pub mod time_page {
 // The layout's invariants, checked when anything using it compiles.
 const _: () = {
     assert!(shared::TIME_PAGE >= shared::ORIGINAL_END);
-    assert!(shared::TIME_PAGE + time_page::SIZE <= shared::SIZE);
+    assert!(shared::TIME_PAGE + time_page::SIZE <= shared::LAP_COUNT);
+    assert!(shared::LAPS == shared::LAP_COUNT + 8 && shared::LAPS_END <= shared::SIZE);
     assert!(regs::STATUS + regs::WIDTH <= regs::SIZE);
     assert!(shared::SIZE.is_multiple_of(4096) && regs::SIZE.is_multiple_of(4096));
 };
@@ -155,11 +177,17 @@ pub enum Command {
     /// Addition: arm a timeout of `DATA_LEN` nanoseconds (1 to
     /// [`MAX_TIMEOUT_NS`]), for sub-second latency measurements.
     TimeoutNs = 6,
+    // tutorial:lap-abi-command begin
+    /// Addition: record the elapsed time into the next lap slot
+    /// ([`shared::LAPS`]), in any status. With all [`shared::LAP_SLOTS`]
+    /// taken it is refused (logged, nothing changes); RESET clears them.
+    Lap = 7,
+    // tutorial:lap-abi-command end
 }
 
 impl Command {
     /// Every command, in code order.
-    pub const ALL: [Command; 7] = [
+    pub const ALL: [Command; 8] = [
         Command::Reset,
         Command::Start,
         Command::Pause,
@@ -167,6 +195,7 @@ impl Command {
         Command::Timeout,
         Command::TimeoutAck,
         Command::TimeoutNs,
+        Command::Lap,
     ];
 
     /// The command with this code, if there is one.
@@ -179,6 +208,7 @@ impl Command {
             4 => Command::Timeout,
             5 => Command::TimeoutAck,
             6 => Command::TimeoutNs,
+            7 => Command::Lap,
             _ => return None,
         })
     }
@@ -198,6 +228,7 @@ impl Command {
             Command::Timeout => "TIMEOUT",
             Command::TimeoutAck => "TIMEOUT_ACK",
             Command::TimeoutNs => "TIMEOUT_NS",
+            Command::Lap => "LAP",
         }
     }
 }
@@ -308,7 +339,13 @@ mod tests {
     #[test]
     fn additions_come_after_the_original_space() {
         assert_eq!(Command::TimeoutNs.code(), 6);
-        assert_eq!(Command::from_code(7), None);
+        assert_eq!(Command::Lap.code(), 7);
+        assert_eq!(Command::from_code(8), None);
+        assert!(shared::LAP_COUNT >= shared::TIME_PAGE + time_page::SIZE);
+        assert_eq!(
+            (shared::LAP_COUNT, shared::LAPS, shared::LAPS_END),
+            (0x130, 0x138, 0x178)
+        );
     }
 
     #[test]

@@ -70,6 +70,14 @@ pub enum GuestError {
     },
     /// `TIMEOUT_ACK` with no timeout armed or fired.
     AckWithoutTimeout,
+    // tutorial:lap-error begin
+    /// LAP with every lap slot taken: the laps are a record, so the
+    /// device keeps the first ones rather than overwrite them unseen.
+    LapsFull {
+        /// How many slots there are.
+        slots: usize,
+    },
+    // tutorial:lap-error end
 }
 
 impl fmt::Display for GuestError {
@@ -115,6 +123,12 @@ impl fmt::Display for GuestError {
             ),
             GuestError::AckWithoutTimeout => {
                 write!(f, "TIMEOUT_ACK with no timeout pending: ignored")
+            }
+            GuestError::LapsFull { slots } => {
+                write!(
+                    f,
+                    "LAP with all {slots} lap slots taken (RESET clears them): ignored"
+                )
             }
         }
     }

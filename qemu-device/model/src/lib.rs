@@ -104,6 +104,8 @@ pub trait Environment {
     /// The time page was rewritten with `snapshot`; `sequence` is the even
     /// value it now holds.
     fn time_page_published(&mut self, _sequence: u32, _snapshot: &TimeSnapshot) {}
+    /// LAP recorded `elapsed_ns` into lap slot `slot`.
+    fn lap_recorded(&mut self, _slot: usize, _elapsed_ns: u64) {}
 }
 
 /// Where the timeout is in its life.
@@ -145,6 +147,13 @@ pub struct SavedState {
     pub timeout_deadline_ns: u64,
     /// Time page sequence counter (always even between writes).
     pub sequence: u32,
+    // tutorial:lap-saved-state begin
+    /// Laps recorded, 0 to [`shared::LAP_SLOTS`]. A stream from a device
+    /// without laps has none: the glue leaves these at 0.
+    pub lap_count: u64,
+    /// The laps, in nanoseconds; slots from `lap_count` on are 0.
+    pub laps: [u64; shared::LAP_SLOTS],
+    // tutorial:lap-saved-state end
 }
 
 /// A [`SavedState`] that no device could have produced.
@@ -161,6 +170,10 @@ pub enum RestoreError {
     /// An armed timeout with deadline 0: every deadline is after a START
     /// of the clock.
     ArmedWithoutDeadline,
+    /// More laps than there are slots.
+    TooManyLaps(u64),
+    /// A lap in a slot at or after the lap count.
+    LapAfterCount(usize),
 }
 
 impl core::fmt::Display for RestoreError {
@@ -171,6 +184,12 @@ impl core::fmt::Display for RestoreError {
             RestoreError::OddSequence(seq) => write!(f, "odd time page sequence {seq}"),
             RestoreError::TimeWhileReset => write!(f, "elapsed time while RESET"),
             RestoreError::ArmedWithoutDeadline => write!(f, "armed timeout without a deadline"),
+            RestoreError::TooManyLaps(count) => {
+                write!(f, "{count} laps (at most {})", shared::LAP_SLOTS)
+            }
+            RestoreError::LapAfterCount(slot) => {
+                write!(f, "lap slot {slot} set after the lap count")
+            }
         }
     }
 }
@@ -186,6 +205,12 @@ pub struct Stopwatch {
     timeout: Timeout,
     /// The time page's sequence counter, even between writes.
     sequence: u32,
+    // tutorial:lap-model-state begin
+    /// Laps recorded so far, at most [`shared::LAP_SLOTS`].
+    lap_count: usize,
+    /// Elapsed nanoseconds at each LAP; slots from `lap_count` on are 0.
+    laps: [u64; shared::LAP_SLOTS],
+    // tutorial:lap-model-state end
 }
 
 impl Default for Stopwatch {
@@ -203,6 +228,8 @@ impl Stopwatch {
             run_start_ns: 0,
             timeout: Timeout::Idle,
             sequence: 0,
+            lap_count: 0,
+            laps: [0; shared::LAP_SLOTS],
         }
     }
 
@@ -219,6 +246,11 @@ impl Stopwatch {
     /// The interrupt line's level.
     pub const fn irq_level(&self) -> bool {
         self.timeout.irq_level()
+    }
+
+    /// The laps recorded since the last RESET, oldest first.
+    pub fn laps(&self) -> &[u64] {
+        &self.laps[..self.lap_count]
     }
 
     /// What the time page publishes.
@@ -320,6 +352,9 @@ impl Stopwatch {
             Command::Timeout => self.arm_timeout_secs(env),
             Command::TimeoutNs => self.arm_timeout_ns(env),
             Command::TimeoutAck => self.acknowledge_timeout(env),
+            // tutorial:lap-model-execute begin
+            Command::Lap => self.lap(env),
+            // tutorial:lap-model-execute end
         };
         match result {
             Ok(()) => self.publish(env),
@@ -357,6 +392,8 @@ impl Stopwatch {
             timeout_state,
             timeout_deadline_ns,
             sequence: self.sequence,
+            lap_count: self.lap_count as u64,
+            laps: self.laps,
         }
     }
 
@@ -385,12 +422,23 @@ impl Stopwatch {
         if timeout == (Timeout::Armed { deadline_ns: 0 }) {
             return Err(RestoreError::ArmedWithoutDeadline);
         }
+        // tutorial:lap-model-restore begin
+        let lap_count = match usize::try_from(saved.lap_count) {
+            Ok(count) if count <= shared::LAP_SLOTS => count,
+            _ => return Err(RestoreError::TooManyLaps(saved.lap_count)),
+        };
+        if let Some(slot) = (lap_count..shared::LAP_SLOTS).find(|&slot| saved.laps[slot] != 0) {
+            return Err(RestoreError::LapAfterCount(slot));
+        }
+        // tutorial:lap-model-restore end
         let mut stopwatch = Stopwatch {
             status,
             accumulated_ns: saved.accumulated_ns,
             run_start_ns: saved.run_start_ns,
             timeout,
             sequence: saved.sequence,
+            lap_count,
+            laps: saved.laps,
         };
         match timeout {
             // A deadline already passed fires at once.
@@ -413,6 +461,10 @@ impl Stopwatch {
             Timeout::Fired => env.set_irq(false),
         }
         self.timeout = Timeout::Idle;
+        // tutorial:lap-model-reset begin
+        self.lap_count = 0;
+        self.laps = [0; shared::LAP_SLOTS];
+        // tutorial:lap-model-reset end
     }
 
     fn start(&mut self, now_ns: u64) -> Result<(), GuestError> {
@@ -481,6 +533,24 @@ impl Stopwatch {
         Ok(())
     }
 
+    // tutorial:lap-model-lap begin
+    /// LAP: the elapsed time into the next free slot. All taken: refused,
+    /// so the first laps are kept and the guest is told (in the log).
+    fn lap(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        let slot = self.lap_count;
+        if slot == shared::LAP_SLOTS {
+            return Err(GuestError::LapsFull {
+                slots: shared::LAP_SLOTS,
+            });
+        }
+        let elapsed_ns = self.elapsed_ns(env.now_ns());
+        self.laps[slot] = elapsed_ns;
+        self.lap_count += 1;
+        env.lap_recorded(slot, elapsed_ns);
+        Ok(())
+    }
+    // tutorial:lap-model-lap end
+
     fn acknowledge_timeout(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
         match self.timeout {
             Timeout::Idle => return Err(GuestError::AckWithoutTimeout),
@@ -515,6 +585,13 @@ impl Stopwatch {
             page(time_page::TIMEOUT_DEADLINE_NS),
             snapshot.timeout_deadline_ns,
         );
+        // tutorial:lap-model-publish begin
+        // The laps after the page, under the same sequence counter.
+        memory.write_u64(shared::LAP_COUNT, self.lap_count as u64);
+        for (slot, &lap_ns) in self.laps.iter().enumerate() {
+            memory.write_u64(shared::LAPS + 8 * slot as u64, lap_ns);
+        }
+        // tutorial:lap-model-publish end
         memory.write_barrier();
         self.sequence = self.sequence.wrapping_add(1);
         memory.write_u32(page(time_page::SEQUENCE), self.sequence);

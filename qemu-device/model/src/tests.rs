@@ -1,5 +1,7 @@
 //! Host tests of every rule of the device, with a fake environment.
 
+mod laps;
+
 use stopwatch_abi::{regs, shared, time_page, Command, Status};
 
 use super::*;
@@ -377,8 +379,8 @@ fn every_guest_mistake_is_reported_and_changes_nothing() {
         ),
         (
             "unknown command",
-            |sw, env| run_code(sw, env, 7),
-            GuestError::UnknownCommand { code: 7 },
+            |sw, env| run_code(sw, env, 8),
+            GuestError::UnknownCommand { code: 8 },
         ),
         (
             "huge command",
@@ -490,8 +492,8 @@ fn every_mistake_message_is_the_documented_one() {
             "write of 0x1 to the upper half of COMMAND; write commands to its lower half",
         ),
         (
-            GuestError::UnknownCommand { code: 7 },
-            "unknown command code 7",
+            GuestError::UnknownCommand { code: 8 },
+            "unknown command code 8",
         ),
         (
             GuestError::StartWhileRunning,
@@ -527,6 +529,10 @@ fn every_mistake_message_is_the_documented_one() {
         (
             GuestError::AckWithoutTimeout,
             "TIMEOUT_ACK with no timeout pending: ignored",
+        ),
+        (
+            GuestError::LapsFull { slots: 8 },
+            "LAP with all 8 lap slots taken (RESET clears them): ignored",
         ),
     ];
     for (error, message) in documented {
@@ -766,6 +772,7 @@ enum Observed {
     Executed(Option<Command>, Status, Status),
     Fired(u64),
     Published(u32, Status),
+    Lap(usize, u64),
 }
 
 /// The simulated machine, recording the observation hooks.
@@ -803,6 +810,9 @@ impl Environment for Observer {
         self.seen
             .push(Observed::Published(sequence, snapshot.status));
     }
+    fn lap_recorded(&mut self, slot: usize, elapsed_ns: u64) {
+        self.seen.push(Observed::Lap(slot, elapsed_ns));
+    }
 }
 
 #[test]
@@ -825,6 +835,7 @@ fn hooks_report_every_command_timeout_and_page_write() {
     let deadline_ns = 1_000 + 1_000_000;
     env.machine.now_ns = deadline_ns;
     sw.timer_expired(&mut env);
+    sw.command(&mut env, Command::Lap as u64);
     use Observed::*;
     use Status::*;
     assert_eq!(
@@ -839,6 +850,9 @@ fn hooks_report_every_command_timeout_and_page_write() {
             Executed(Some(Command::TimeoutNs), Running, Running),
             Fired(deadline_ns),
             Published(8, Running),
+            Lap(0, 1_000_000),
+            Published(10, Running),
+            Executed(Some(Command::Lap), Running, Running),
         ]
     );
 }
