@@ -87,6 +87,10 @@ const TESTS: &[(&str, Test)] = &[
         Test::Device(zero_exit_monotonic),
     ),
     ("original_demo", Test::Device(original_demo)),
+    (
+        "laps_recorded_and_cleared",
+        Test::Device(laps_recorded_and_cleared),
+    ),
 ];
 
 /// Runs the selected tests; returns the exit status (0: all that ran
@@ -305,6 +309,8 @@ const SHELL_ANSWERS_WITHOUT_DEVICE: &[(&str, &str)] = &[
     ("read trap", "error: no stopwatch device"),
     ("timeout 1", "error: no stopwatch device"),
     ("timeout", "error: no stopwatch device"),
+    ("lap", "error: no stopwatch device"),
+    ("laps", "error: no stopwatch device"),
     ("bench", "error: no stopwatch device"),
     ("list", "error: no stopwatch device"),
     ("use 0", "error: no stopwatch device"),
@@ -332,6 +338,12 @@ const SHELL_ANSWERS_WITH_DEVICE: &[(&str, &str)] = &[
     ),
     ("timeout 250ms", "already pending (TIMEOUT not sent)"),
     ("reset", "status: RESET"),
+    ("laps", "no laps ('lap' records one)"),
+    ("lap", "lap 1: 0.000000000 s"),
+    ("lap", "lap 2: 0.000000000 s"),
+    ("laps", "lap 1: 0.000000000 s\nlap 2: 0.000000000 s"),
+    ("reset", "status: RESET"),
+    ("laps", "no laps"),
     ("list", "* stopwatch[0]  RESET    0.000000000 s"),
     ("use 1", "error: use: there is no stopwatch[1]: give 0..0"),
     ("use 0", "using stopwatch[0]"),
@@ -606,7 +618,7 @@ fn guest_mistakes(t: &Checker, stopwatch: &Stopwatch) {
 
     // TIMEOUT_ACK with nothing pending, and invalid codes: no change.
     let interrupts = stopwatch.timeouts();
-    for code in [Command::TimeoutAck.code(), 7, 0x100, u64::MAX] {
+    for code in [Command::TimeoutAck.code(), 8, 0x100, u64::MAX] {
         stopwatch.write_command_code(code);
         expect_status(t, stopwatch, Status::Paused, "stray command");
         t.check(
@@ -823,3 +835,48 @@ fn original_demo(t: &Checker, stopwatch: &Stopwatch) {
         format_args!("after RESET the text is '{}'", text.as_str()),
     );
 }
+
+// tutorial:lap-selftest begin
+/// LAP in the guest: each lap lies between the elapsed times read just
+/// before and after it (from the time page); the ninth is refused; RESET clears them all.
+fn laps_recorded_and_cleared(t: &Checker, stopwatch: &Stopwatch) {
+    let laps = || stopwatch.laps().map(|laps| (laps.as_slice().len(), laps));
+    t.check(
+        matches!(laps(), Ok((0, _))),
+        format_args!("laps after RESET"),
+    );
+    stopwatch.start();
+    for slot in 0..stopwatch_abi::shared::LAP_SLOTS {
+        timer::wait_ns(1_000_000);
+        let before = elapsed(t, stopwatch);
+        stopwatch.lap();
+        // Plus a counter tick: the guest's reading rounds down to one.
+        let after = elapsed(t, stopwatch) + timer::clock().tick_ns();
+        let lap = laps()
+            .ok()
+            .and_then(|(_, laps)| laps.as_slice().get(slot).copied());
+        t.check(
+            lap.is_some_and(|lap| (before..=after).contains(&lap)),
+            format_args!("lap {slot}: {lap:?} ns, not within {before}..={after} ns"),
+        );
+    }
+    let full = laps();
+    t.check(
+        full.is_ok_and(|(count, laps)| count == 8 && laps.is_full()),
+        format_args!("eight laps do not fill the slots"),
+    );
+    // The ninth: refused by the device (it logs a guest error).
+    stopwatch.lap();
+    let after_ninth = laps();
+    t.check(
+        after_ninth.ok().map(|(_, l)| l.as_slice()[7]) == full.ok().map(|(_, l)| l.as_slice()[7])
+            && after_ninth.is_ok_and(|(count, _)| count == 8),
+        format_args!("the ninth LAP changed the laps"),
+    );
+    stopwatch.reset();
+    t.check(
+        matches!(laps(), Ok((0, _))),
+        format_args!("RESET left laps"),
+    );
+}
+// tutorial:lap-selftest end

@@ -273,8 +273,43 @@ fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut d
             }
         }
         DeviceCommand::TimeoutCount => say!(out, "{}", stopwatch.timeouts()),
+        // tutorial:lap-shell-run begin
+        // A LAP with every slot taken is a mistake the device logs: not
+        // sent when the laps show it.
+        DeviceCommand::Lap => match stopwatch.laps() {
+            Ok(laps) if laps.is_full() => say!(
+                out,
+                "all {} lap slots taken: 'reset' clears them (LAP not sent)",
+                laps.as_slice().len()
+            ),
+            Ok(_) => {
+                stopwatch.lap();
+                print_laps(stopwatch, out, true);
+            }
+            Err(error) => say!(out, "error: {error}"),
+        },
+        DeviceCommand::Laps => print_laps(stopwatch, out, false),
+        // tutorial:lap-shell-run end
     }
 }
+
+// tutorial:lap-shell-print begin
+/// The laps, one per line as `lap N: S s` (N from 1), or only the last.
+fn print_laps(stopwatch: &Stopwatch, out: &mut dyn fmt::Write, last_only: bool) {
+    let laps = match stopwatch.laps() {
+        Ok(laps) => laps,
+        Err(error) => return say!(out, "error: {error}"),
+    };
+    let laps = laps.as_slice();
+    if laps.is_empty() {
+        return say!(out, "no laps ('lap' records one)");
+    }
+    let first = if last_only { laps.len() - 1 } else { 0 };
+    for (index, &ns) in laps.iter().enumerate().skip(first) {
+        say!(out, "lap {}: {} s", index + 1, Seconds(ns));
+    }
+}
+// tutorial:lap-shell-print end
 
 fn print_status(stopwatch: &Stopwatch, out: &mut dyn fmt::Write) {
     match stopwatch.status() {

@@ -23,8 +23,8 @@ use hwcore::{
     SysBusDeviceClass, SysBusDeviceImpl, SysBusDeviceMethods,
 };
 use migration::{
-    self, impl_vmstate_struct, vmstate_fields, vmstate_of, VMStateDescription,
-    VMStateDescriptionBuilder,
+    self, impl_vmstate_struct, vmstate_fields, vmstate_of, vmstate_subsections,
+    VMStateDescription, VMStateDescriptionBuilder,
 };
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use stopwatch_abi::{regs, shared, Command, Status, TimeSnapshot};
@@ -64,6 +64,10 @@ pub struct StopwatchState {
     /// The state as the migration stream carries it, filled at pre-save and
     /// read back at post-load.
     migrated: BqlRefCell<MigratedState>,
+    /// The laps, as the `stopwatch/laps` subsection carries them: filled
+    /// at pre-save, cleared at pre-load (a stream without the subsection
+    /// has no laps), read back at post-load.
+    migrated_laps: BqlRefCell<MigratedLaps>,
     /// The instance name that trace events and guest-error messages
     /// start with; set at realize (empty before).
     id: BqlRefCell<CString>,
@@ -136,6 +140,7 @@ impl StopwatchState {
         uninit_field_mut!(*this, timer).write(BqlRefCell::new(unsafe { Timer::new() }));
         uninit_field_mut!(*this, stopwatch).write(BqlRefCell::new(Stopwatch::new()));
         uninit_field_mut!(*this, migrated).write(BqlRefCell::new(MigratedState::default()));
+        uninit_field_mut!(*this, migrated_laps).write(BqlRefCell::new(MigratedLaps::default()));
         uninit_field_mut!(*this, id).write(BqlRefCell::new(CString::default()));
     }
 
@@ -229,12 +234,30 @@ impl StopwatchState {
     }
 
     fn pre_save(&self) -> Result<(), migration::Infallible> {
-        *self.migrated.borrow_mut() = self.stopwatch.borrow().save().into();
+        let saved = self.stopwatch.borrow().save();
+        *self.migrated.borrow_mut() = saved.into();
+        *self.migrated_laps.borrow_mut() = saved.into();
         Ok(())
     }
 
+    // tutorial:lap-vmstate-callbacks begin
+    /// Whether the stream needs the `stopwatch/laps` subsection: only with
+    /// laps recorded, so that a device with none writes the same stream as
+    /// a device without laps, which an older QEMU can load.
+    fn laps_needed(&self) -> bool {
+        self.migrated_laps.borrow().count != 0
+    }
+
+    /// Before loading: no laps, unless the stream has the subsection.
+    fn pre_load(&self) -> Result<(), migration::Infallible> {
+        *self.migrated_laps.borrow_mut() = MigratedLaps::default();
+        Ok(())
+    }
+    // tutorial:lap-vmstate-callbacks end
+
     fn post_load(&self, _version_id: u8) -> Result<(), migration::InvalidError> {
-        let saved = SavedState::from(&*self.migrated.borrow());
+        let mut saved = SavedState::from(&*self.migrated.borrow());
+        self.migrated_laps.borrow().restore_into(&mut saved);
         let mut env = QemuEnvironment {
             device: self,
             memory: self.shared_ram(),
@@ -311,6 +334,12 @@ impl Environment for QemuEnvironment<'_> {
         trace::trace_stopwatch_timeout_fired(&self.id(), deadline_ns);
     }
 
+    // tutorial:lap-trace-glue begin
+    fn lap_recorded(&mut self, slot: usize, elapsed_ns: u64) {
+        trace::trace_stopwatch_lap(&self.id(), slot as u32, elapsed_ns);
+    }
+    // tutorial:lap-trace-glue end
+
     fn time_page_published(&mut self, sequence: u32, snapshot: &TimeSnapshot) {
         trace::trace_stopwatch_time_page(
             &self.id(),
@@ -337,6 +366,7 @@ const fn command_name(command: Command) -> &'static CStr {
         Command::Timeout => c"TIMEOUT",
         Command::TimeoutAck => c"TIMEOUT_ACK",
         Command::TimeoutNs => c"TIMEOUT_NS",
+        Command::Lap => c"LAP",
     }
 }
 
@@ -373,6 +403,7 @@ const _: () = {
     assert!(same_name(command_name(Command::Timeout), Command::Timeout.name()));
     assert!(same_name(command_name(Command::TimeoutAck), Command::TimeoutAck.name()));
     assert!(same_name(command_name(Command::TimeoutNs), Command::TimeoutNs.name()));
+    assert!(same_name(command_name(Command::Lap), Command::Lap.name()));
     assert!(same_name(status_name(Status::Running), Status::Running.name()));
     assert!(same_name(status_name(Status::Reset), Status::Reset.name()));
     assert!(same_name(status_name(Status::Paused), Status::Paused.name()));
@@ -473,6 +504,9 @@ impl From<&MigratedState> for SavedState {
             timeout_state: migrated.timeout_state,
             timeout_deadline_ns: migrated.timeout_deadline_ns,
             sequence: migrated.sequence,
+            // The laps come from their own subsection: see `MigratedLaps`.
+            lap_count: 0,
+            laps: [0; shared::LAP_SLOTS],
         }
     }
 }
@@ -494,6 +528,63 @@ impl_vmstate_struct!(
         .build()
 );
 
+// tutorial:lap-vmstate-struct begin
+/// The laps of [`SavedState`], as the `stopwatch/laps` subsection carries
+/// them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct MigratedLaps {
+    count: u64,
+    laps: [u64; shared::LAP_SLOTS],
+}
+
+impl From<SavedState> for MigratedLaps {
+    fn from(saved: SavedState) -> Self {
+        MigratedLaps {
+            count: saved.lap_count,
+            laps: saved.laps,
+        }
+    }
+}
+
+impl MigratedLaps {
+    /// Puts the laps into the state loaded from the main section.
+    fn restore_into(&self, saved: &mut SavedState) {
+        saved.lap_count = self.count;
+        saved.laps = self.laps;
+    }
+}
+
+impl_vmstate_struct!(
+    MigratedLaps,
+    VMStateDescriptionBuilder::<MigratedLaps>::new()
+        .name(c"stopwatch/laps-state")
+        .version_id(1)
+        .minimum_version_id(1)
+        .fields(vmstate_fields! {
+            vmstate_of!(MigratedLaps, count),
+            vmstate_of!(MigratedLaps, laps),
+        })
+        .build()
+);
+// tutorial:lap-vmstate-struct end
+
+// tutorial:lap-vmstate-subsection begin
+/// The laps, an addition: a subsection, sent only when
+/// [`StopwatchState::laps_needed`], so that streams without it (from a
+/// device without laps, or with none recorded) still load, with no laps.
+static VMSTATE_STOPWATCH_LAPS: VMStateDescription<StopwatchState> =
+    VMStateDescriptionBuilder::<StopwatchState>::new()
+        .name(c"stopwatch/laps")
+        .version_id(1)
+        .minimum_version_id(1)
+        .needed(&StopwatchState::laps_needed)
+        .fields(vmstate_fields! {
+            vmstate_of!(StopwatchState, migrated_laps),
+        })
+        .build();
+// tutorial:lap-vmstate-subsection end
+
 /// The device's migration section. The pass-through RAM travels on its
 /// own, as every RAM block does; the interrupt line's level follows from
 /// the timeout state.
@@ -503,8 +594,12 @@ const VMSTATE_STOPWATCH: VMStateDescription<StopwatchState> =
         .version_id(1)
         .minimum_version_id(1)
         .pre_save(&StopwatchState::pre_save)
+        // tutorial:lap-vmstate-section begin
+        .pre_load(&StopwatchState::pre_load)
         .post_load(&StopwatchState::post_load)
         .fields(vmstate_fields! {
             vmstate_of!(StopwatchState, migrated),
         })
+        .subsections(vmstate_subsections!(VMSTATE_STOPWATCH_LAPS))
+        // tutorial:lap-vmstate-section end
         .build();

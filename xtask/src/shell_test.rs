@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The shell end to end over the real serial line, with several
 //! stopwatches: `use` and `list`, timeout notices over a half-typed line,
-//! sub-second timeouts, `watch`; and no command may make the device log a
-//! guest error.
+//! sub-second timeouts, `watch`, `lap` and `laps`; and no command may make
+//! the device log a guest error.
 
 use anyhow::{bail, ensure, Context, Result};
 use std::path::PathBuf;
@@ -95,6 +95,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     };
 
     independent_stopwatches(&mut session)?;
+    let laps = laps(&mut session)?;
     let fired_at = notice_over_a_partial_line(&mut session)?;
     let refreshes = watch(&mut session)?;
 
@@ -111,8 +112,8 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
         );
     }
     Ok(format!(
-        "{STOPWATCHES} stopwatches independent; 250ms timeout fired at {fired_at:.3} s; \
-         watch: {refreshes:.1} refreshes/s; no guest error"
+        "{STOPWATCHES} stopwatches independent; {laps} laps, the ninth not sent; 250ms timeout \
+         fired at {fired_at:.3} s; watch: {refreshes:.1} refreshes/s; no guest error"
     ))
 }
 
@@ -176,6 +177,40 @@ fn independent_stopwatches(session: &mut Session) -> Result<()> {
     session.ask_expecting("timeout 11s", "250ms")?;
     Ok(())
 }
+
+// tutorial:lap-shell-test begin
+/// `lap` and `laps` on stopwatch[2]: laps numbered from 1, increasing;
+/// the ninth `lap` is not sent (the device would log a guest error);
+/// `reset` clears them. Returns how many laps were recorded.
+fn laps(session: &mut Session) -> Result<usize> {
+    session.ask_expecting("use 2", "using stopwatch[2]")?;
+    session.ask_expecting("laps", "no laps")?;
+    session.ask_expecting("start", "status: RUNNING")?;
+    for number in 1..=8 {
+        session.ask_expecting("lap", &format!("lap {number}: "))?;
+    }
+    let laps = session.ask("laps")?;
+    let seconds: Vec<f64> = laps.lines().filter_map(parse_lap_line).collect();
+    ensure!(
+        seconds.len() == 8 && seconds.windows(2).all(|pair| pair[0] < pair[1]),
+        "`laps` does not list 8 increasing laps:\n{laps}"
+    );
+    session.ask_expecting(
+        "lap",
+        "all 8 lap slots taken: 'reset' clears them (LAP not sent)",
+    )?;
+    session.ask_expecting("reset", "status: RESET")?;
+    session.ask_expecting("laps", "no laps")?;
+    Ok(seconds.len())
+}
+
+/// `lap N: S s` (N from 1): S.
+fn parse_lap_line(line: &str) -> Option<f64> {
+    let (number, seconds) = line.trim().strip_prefix("lap ")?.split_once(": ")?;
+    number.parse::<usize>().ok()?;
+    seconds.strip_suffix(" s")?.parse().ok()
+}
+// tutorial:lap-shell-test end
 
 /// Arms `timeout 250ms` on a running stopwatch, types half a command, and
 /// checks that the notice comes at 250..400 ms of stopwatch time, that the
@@ -278,6 +313,13 @@ fn parse_watch_summary(output: &str) -> Option<(u64, f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_lap_line() {
+        assert_eq!(parse_lap_line("lap 3: 1.250000000 s"), Some(1.25));
+        assert_eq!(parse_lap_line("no laps ('lap' records one)"), None);
+        assert_eq!(parse_lap_line("lap x: 1.0 s"), None);
+    }
 
     #[test]
     fn reads_the_watch_summary() {

@@ -272,7 +272,7 @@ pub fn tests() -> Vec<Test> {
     ));
     tests.push(Test::new(
         "serial",
-        "3 stopwatches, notices, watch",
+        "3 stopwatches, notices, watch, laps",
         Needs::QemuAndKernel,
         |cx| shell_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
     ));

@@ -49,6 +49,12 @@ pub enum DeviceCommand {
     SetTimeout(Timeout),
     /// `timeout`: how many timeout interrupts have arrived.
     TimeoutCount,
+    // tutorial:lap-shell-command begin
+    /// `lap`: record the elapsed time as the next lap (LAP).
+    Lap,
+    /// `laps`: the laps recorded since the last reset.
+    Laps,
+    // tutorial:lap-shell-command end
 }
 
 /// How the elapsed time is read.
@@ -82,8 +88,8 @@ impl Timeout {
 
 /// Every command name (aliases included), for completion and `help`.
 pub const COMMAND_NAMES: &[&str] = &[
-    "help", "start", "pause", "stop", "reset", "read", "show", "status", "timeout", "list", "use",
-    "watch", "irqs", "info", "bench", "exit", "poweroff",
+    "help", "start", "pause", "stop", "reset", "read", "show", "status", "timeout", "lap", "laps",
+    "list", "use", "watch", "irqs", "info", "bench", "exit", "poweroff",
 ];
 
 /// The `help` text, one command per line.
@@ -98,6 +104,8 @@ commands for the selected stopwatch:
   timeout T        interrupt after T: 3 or 3s (seconds), 1.5s, 250ms, 100us,
                    5000ns; from 1 ns up to 10 s
   timeout          number of timeout interrupts so far
+  lap              record the elapsed time as the next lap (8 at most)
+  laps             the laps recorded since the last reset
 other commands:
   list             every stopwatch: status, elapsed time, timeouts
   use N            select stopwatch N for the commands above
@@ -190,6 +198,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
         "pause" | "stop" => device(DeviceCommand::Pause),
         "reset" => device(DeviceCommand::Reset),
         "status" => device(DeviceCommand::Status),
+        // tutorial:lap-shell-parse begin
+        "lap" => device(DeviceCommand::Lap),
+        "laps" => device(DeviceCommand::Laps),
+        // tutorial:lap-shell-parse end
         "list" => Some(Command::List),
         "irqs" => Some(Command::Irqs),
         "info" => Some(Command::Info),
@@ -316,6 +328,8 @@ mod tests {
             ("show trap", device(DeviceCommand::Read(ReadPath::Trap))),
             ("status", device(DeviceCommand::Status)),
             ("timeout", device(DeviceCommand::TimeoutCount)),
+            ("lap", device(DeviceCommand::Lap)),
+            ("laps", device(DeviceCommand::Laps)),
             ("list", Command::List),
             ("use 2", Command::Use(2)),
             ("watch", Command::Watch(ReadPath::TimePage)),
@@ -485,6 +499,13 @@ mod tests {
             Err(ParseError::UnexpectedArgument {
                 command: "stop",
                 argument: "now"
+            })
+        );
+        assert_eq!(
+            parse("lap 3"),
+            Err(ParseError::UnexpectedArgument {
+                command: "lap",
+                argument: "3"
             })
         );
         assert_eq!(

@@ -75,6 +75,28 @@ impl TimeText {
     }
 }
 
+// tutorial:lap-driver-laps begin
+/// The laps the device recorded since the last RESET, oldest first, as one
+/// consistent read of the shared page.
+#[derive(Clone, Copy, Debug)]
+pub struct Laps {
+    count: usize,
+    ns: [u64; shared::LAP_SLOTS],
+}
+
+impl Laps {
+    /// Each lap's elapsed time, in nanoseconds.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.ns[..self.count]
+    }
+
+    /// Whether every slot is taken (a LAP would be refused).
+    pub fn is_full(&self) -> bool {
+        self.count == shared::LAP_SLOTS
+    }
+}
+// tutorial:lap-driver-laps end
+
 /// A time read from the time page, without any exit.
 #[derive(Clone, Copy, Debug)]
 pub struct ZeroExitReading {
@@ -251,6 +273,15 @@ impl Stopwatch {
         self.command(Command::Pause);
     }
 
+    // tutorial:lap-driver-lap begin
+    /// LAP (an addition): record the elapsed time into the next lap slot.
+    /// With every slot taken the device refuses it (and logs a guest
+    /// error): check [`Laps::is_full`] first.
+    pub fn lap(&self) {
+        self.command(Command::Lap);
+    }
+    // tutorial:lap-driver-lap end
+
     /// TIMEOUT_ACK: lower the interrupt, end the timeout.
     pub fn ack(&self) {
         self.command(Command::TimeoutAck);
@@ -382,6 +413,47 @@ impl Stopwatch {
             timeout_deadline_ns,
         })
     }
+
+    // tutorial:lap-driver-read begin
+    /// The laps, read under the time page's sequence counter like the page
+    /// itself, retrying for at most [`TIME_PAGE_PATIENCE_MS`].
+    pub fn laps(&self) -> Result<Laps, TimePageError> {
+        if !self.has_time_page {
+            return Err(TimePageError::Absent);
+        }
+        let mut first_failure = None;
+        loop {
+            match self.try_read_laps() {
+                Ok(laps) => return Ok(laps),
+                Err(error) if patience_exhausted(&mut first_failure) => return Err(error),
+                Err(_) => core::hint::spin_loop(),
+            }
+        }
+    }
+
+    fn try_read_laps(&self) -> Result<Laps, TimePageError> {
+        let sequence_at = shared::TIME_PAGE + time_page::SEQUENCE;
+        let sequence = self.shared_u32(sequence_at);
+        if sequence & 1 != 0 {
+            return Err(TimePageError::SequenceStuckOdd);
+        }
+        barrier::dmb(barrier::ISHLD);
+        // Bounded: the count is in guest-writable RAM.
+        let count = (self.shared_u64(shared::LAP_COUNT) as usize).min(shared::LAP_SLOTS);
+        let mut laps = Laps {
+            count,
+            ns: [0; shared::LAP_SLOTS],
+        };
+        for (slot, lap) in laps.ns[..count].iter_mut().enumerate() {
+            *lap = self.shared_u64(shared::LAPS + 8 * slot as u64);
+        }
+        barrier::dmb(barrier::ISHLD);
+        if self.shared_u32(sequence_at) != sequence {
+            return Err(TimePageError::SequenceUnstable);
+        }
+        Ok(laps)
+    }
+    // tutorial:lap-driver-read end
 
     /// The timeout interrupt handler: count, remember when, acknowledge.
     /// Never inlined, so that a debugger can break on it by name

@@ -11,11 +11,13 @@
 //! them with `STOPWATCH_QEMU` set.
 
 mod layout;
+mod machine;
 mod qmp;
 mod qtest;
 mod stopwatch;
 
 pub use layout::{DeviceNode, Layout};
+pub use machine::Machine;
 pub use qmp::Qmp;
 pub use qtest::{IrqEvent, Qtest};
 pub use stopwatch::Stopwatch;

@@ -75,6 +75,27 @@ impl Stopwatch {
         }
     }
 
+    // tutorial:lap-qtest-helper begin
+    /// The laps in the shared page, as the guest reads them: `LAP_COUNT`
+    /// slots of `LAPS` (the slots after them must read 0).
+    pub fn laps(&self, qtest: &mut Qtest) -> Result<Vec<u64>> {
+        let count = qtest.readq(self.shared(shared::LAP_COUNT))?;
+        if count > shared::LAP_SLOTS as u64 {
+            return Err(anyhow!("lap count {count} over {}", shared::LAP_SLOTS));
+        }
+        let mut laps = Vec::new();
+        for slot in 0..shared::LAP_SLOTS as u64 {
+            let lap = qtest.readq(self.shared(shared::LAPS + 8 * slot))?;
+            if slot < count {
+                laps.push(lap);
+            } else if lap != 0 {
+                return Err(anyhow!("lap slot {slot} after the count holds {lap}"));
+            }
+        }
+        Ok(laps)
+    }
+    // tutorial:lap-qtest-helper end
+
     /// The time page, read as the guest reads it (one consistent snapshot).
     pub fn time_page(&self, qtest: &mut Qtest) -> Result<TimeSnapshot> {
         let page = |offset| self.shared(shared::TIME_PAGE + offset);

@@ -2,77 +2,13 @@
 //! deterministic virtual time. Run by `cargo xtask test`, which sets
 //! `STOPWATCH_QEMU`; a plain `cargo test` skips them (ignored).
 
-use std::path::PathBuf;
-
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 use stopwatch_abi::{regs, shared, Command, Status, NANOS_PER_SEC};
 use stopwatch_model::format_elapsed;
-use stopwatch_qtest::{qemu_binary, scratch_dir, IrqEvent, Layout, Qmp, Qtest, Stopwatch};
+use stopwatch_qtest::{qemu_binary, scratch_dir, IrqEvent, Layout, Machine, Qtest, Stopwatch};
 
 const SECOND: u64 = NANOS_PER_SEC;
-
-/// One machine under test: QEMU under qtest with a QMP socket and a guest
-/// error log, and the device tree it generated.
-struct Machine {
-    qtest: Qtest,
-    layout: Layout,
-    scratch: PathBuf,
-}
-
-impl Machine {
-    /// `-M virt` with these `-device` arguments (e.g. `stopwatch,id=sw0`).
-    fn start(test: &str, devices: &[&str]) -> Result<Machine> {
-        Self::start_with(test, devices, &[])
-    }
-
-    fn start_with(test: &str, devices: &[&str], extra: &[String]) -> Result<Machine> {
-        let qemu = qemu_binary()?;
-        let scratch = scratch_dir(test)?;
-        let device_args: Vec<String> = devices
-            .iter()
-            .flat_map(|device| ["-device".to_owned(), (*device).to_owned()])
-            .collect();
-        let layout = Layout::dump(&qemu, &scratch, "virt", &device_args)?;
-        let mut args = vec!["-M".to_owned(), "virt".to_owned()];
-        args.extend(device_args);
-        args.extend([
-            "-d".to_owned(),
-            "guest_errors".to_owned(),
-            "-D".to_owned(),
-            scratch.join("guest-errors.log").display().to_string(),
-            "-qmp".to_owned(),
-            Qmp::qemu_argument(&scratch.join("qmp.sock")),
-        ]);
-        args.extend(extra.iter().cloned());
-        let qtest = Qtest::start(&qemu, &args)?;
-        Ok(Machine {
-            qtest,
-            layout,
-            scratch,
-        })
-    }
-
-    /// One stopwatch `sw0` with `options` (e.g. `,start_at_boot=false`),
-    /// its interrupt line reported by qtest.
-    fn start_watching(test: &str, options: &str) -> Result<Machine> {
-        let mut machine = Self::start(test, &[&format!("stopwatch,id=sw0{options}")])?;
-        machine.qtest.intercept_irqs("/machine/peripheral/sw0")?;
-        Ok(machine)
-    }
-
-    fn device(&self, index: usize) -> Stopwatch {
-        Stopwatch::at(&self.layout.devices[index])
-    }
-
-    fn qmp(&self) -> Result<Qmp> {
-        Qmp::connect(&self.scratch.join("qmp.sock"))
-    }
-
-    fn guest_error_log(&self) -> String {
-        std::fs::read_to_string(self.scratch.join("guest-errors.log")).unwrap_or_default()
-    }
-}
 
 /// Steps the clock to one nanosecond before `ns` from now (no interrupt
 /// yet), then onto it (the interrupt rises): a deadline kept exactly.
@@ -334,8 +270,8 @@ fn guest_mistakes_are_logged_and_change_nothing() -> Result<()> {
         ),
         (
             "unknown command",
-            |sw, q| q.writeq(sw.register(regs::COMMAND), 7),
-            "unknown command code 7",
+            |sw, q| q.writeq(sw.register(regs::COMMAND), 8),
+            "unknown command code 8",
         ),
         (
             "START while RUNNING",

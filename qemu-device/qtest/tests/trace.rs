@@ -51,6 +51,7 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
         Command::Start.code(),
         Command::Pause.code(),
         Command::Update.code(),
+        Command::Lap.code(),
         99,
     ];
     for code in script {
@@ -78,6 +79,7 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
                 "stopwatch_command sw0: START status RUNNING -> RUNNING",
                 "stopwatch_command sw0: PAUSE status RUNNING -> PAUSED",
                 "stopwatch_command sw0: UPDATE status PAUSED -> PAUSED",
+                "stopwatch_command sw0: LAP status PAUSED -> PAUSED",
                 "stopwatch_command sw0: unknown status PAUSED -> PAUSED",
                 "stopwatch_command sw0: TIMEOUT status PAUSED -> PAUSED",
                 "stopwatch_command sw0: TIMEOUT_ACK status PAUSED -> PAUSED",
@@ -113,10 +115,11 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
         from = at.unwrap_or(from) + 1;
     }
 
-    // Register reads, guest errors and time page writes.
+    // Register reads, the lap, guest errors and time page writes.
     let expected_read = format!("stopwatch_read sw0: read offset 0x08 size 8 value 0x{status:x}");
     for expected in [
         expected_read.as_str(),
+        "stopwatch_lap sw0: lap slot 0 elapsed_ns 0",
         "stopwatch_guest_error sw0: guest error: ",
         "stopwatch_time_page sw0: time page sequence ",
     ] {
