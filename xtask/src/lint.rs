@@ -49,6 +49,9 @@ pub fn run_all(session: &Session) -> Result<()> {
     eprintln!("    MMIO accesses of the guest kernel only through arch::mmio");
     crate::mmio_lint::check(root)?;
 
+    eprintln!("    the documentation's code excerpts against their sources");
+    crate::doc_excerpts::check(root)?;
+
     device_clippy(session)
 }
 

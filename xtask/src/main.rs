@@ -7,6 +7,7 @@ mod bench;
 mod cache;
 mod debian_mirror;
 mod debug_tests;
+mod doc_excerpts;
 mod guest;
 mod inspect;
 mod kernel;

@@ -93,6 +93,7 @@ pub const COMMAND_NAMES: &[&str] = &[
 ];
 
 /// The `help` text, one command per line.
+// doc:shell-help begin
 pub const HELP: &str = "\
 commands for the selected stopwatch:
   start            start it
@@ -117,6 +118,7 @@ other commands:
   help             this list
   exit [code]      end the run with this exit status (default 0)
   poweroff         power the machine off (PSCI SYSTEM_OFF)";
+// doc:shell-help end
 
 /// The accepted forms of a timeout, for error messages.
 const TIMEOUT_FORMS: &str =
