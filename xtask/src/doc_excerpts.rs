@@ -195,11 +195,8 @@ fn first_difference(a: &str, b: &str) -> usize {
 
 /// A marker line: its name and whether it begins a region.
 fn marker(line: &str) -> Option<(&str, bool)> {
-    let (_, rest) = MARKER_TAGS
-        .iter()
-        .find_map(|tag| line.split_once(tag).map(|(before, after)| (before, after)))?;
+    let (before, rest) = MARKER_TAGS.iter().find_map(|tag| line.split_once(tag))?;
     // Only in a comment: `//` or `#` (or the like) before the tag.
-    let before = &line[..line.len() - rest.len()];
     if !before.contains("//") && !before.contains('#') && !before.contains("<!--") {
         return None;
     }
