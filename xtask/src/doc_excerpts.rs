@@ -68,12 +68,82 @@ struct Quote {
     name: String,
     as_string: bool,
     text: String,
+    /// The block's lines in the page: 0-based, end excluded.
+    body: (usize, usize),
 }
 
 /// Checks every quote of `docs/*.md` and `README.md` against the sources.
 pub fn check(root: &Path) -> Result<()> {
-    let mut regions = BTreeMap::new();
     let mut problems = Vec::new();
+    let regions = find_all_regions(root, &mut problems)?;
+    let mut quotes = Vec::new();
+    for page in pages(root)? {
+        let text =
+            fs::read_to_string(root.join(&page)).with_context(|| format!("reading {page}"))?;
+        match find_quotes(&page, &text) {
+            Ok(found) => quotes.extend(found),
+            Err(error) => problems.push(format!("{error:#}")),
+        }
+    }
+    problems.extend(compare(&regions, &quotes));
+    if !problems.is_empty() {
+        bail!(
+            "the documentation's excerpts do not match the sources (`cargo xtask excerpts \
+             --fix` copies each region into its page):\n{}",
+            problems.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask excerpts --fix`: rewrites every quote of the pages with
+/// the region it names, then checks.
+pub fn fix(root: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    let regions = find_all_regions(root, &mut problems)?;
+    if !problems.is_empty() {
+        bail!("the markers are broken:\n{}", problems.join("\n"));
+    }
+    for page in pages(root)? {
+        let path = root.join(&page);
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {page}"))?;
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut changed = 0;
+        // From the last, so that the earlier ones' line numbers hold.
+        for quote in find_quotes(&page, &text)?.iter().rev() {
+            let region = regions.get(&quote.name).filter(|r| r.file == quote.file);
+            let Some(Ok(expected)) = region.map(|region| expected_text(quote, region)) else {
+                continue;
+            };
+            if expected != quote.text {
+                let (start, end) = quote.body;
+                lines.splice(start..end, expected.lines().map(str::to_string));
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            eprintln!("    {page}: {changed} excerpts rewritten");
+            fs::write(&path, lines.join("\n") + "\n")?;
+        }
+    }
+    check(root)
+}
+
+/// The Markdown pages: README.md and docs/*.md.
+fn pages(root: &Path) -> Result<Vec<String>> {
+    let mut pages = vec![README.to_string()];
+    for relative in util::list_files(&root.join(DOC_DIR), &|_| false)? {
+        if relative.extension().is_some_and(|e| e == "md") {
+            pages.push(format!("{DOC_DIR}/{}", relative.display()));
+        }
+    }
+    Ok(pages)
+}
+
+/// Every marked region of the sources, by name; broken markers and names
+/// marked twice go to `problems`.
+fn find_all_regions(root: &Path, problems: &mut Vec<String>) -> Result<BTreeMap<String, Region>> {
+    let mut regions = BTreeMap::new();
     for dir in SOURCE_DIRS {
         let skip = |path: &Path| path.ends_with("target") || path.starts_with(".");
         for relative in util::list_files(&root.join(dir), &skip)? {
@@ -102,30 +172,16 @@ pub fn check(root: &Path) -> Result<()> {
             }
         }
     }
-    let mut pages = vec![README.to_string()];
-    for relative in util::list_files(&root.join(DOC_DIR), &|_| false)? {
-        if relative.extension().is_some_and(|e| e == "md") {
-            pages.push(format!("{DOC_DIR}/{}", relative.display()));
-        }
+    Ok(regions)
+}
+
+/// What a quote's block must be: the region, or its string's value.
+fn expected_text(quote: &Quote, region: &Region) -> Result<String> {
+    if quote.as_string {
+        rust_string_value(&region.text)
+    } else {
+        Ok(region.text.clone())
     }
-    let mut quotes = Vec::new();
-    for page in &pages {
-        let text =
-            fs::read_to_string(root.join(page)).with_context(|| format!("reading {page}"))?;
-        match find_quotes(page, &text) {
-            Ok(found) => quotes.extend(found),
-            Err(error) => problems.push(format!("{error:#}")),
-        }
-    }
-    problems.extend(compare(&regions, &quotes));
-    if !problems.is_empty() {
-        bail!(
-            "the documentation's excerpts do not match the sources (copy the region into the \
-             page, or move the markers):\n{}",
-            problems.join("\n")
-        );
-    }
-    Ok(())
 }
 
 /// Every quote against its region, and every region quoted.
@@ -147,16 +203,12 @@ fn compare(regions: &BTreeMap<String, Region>, quotes: &[Quote]) -> Vec<String> 
             ));
             continue;
         }
-        let expected = if quote.as_string {
-            match rust_string_value(&region.text) {
-                Ok(value) => value,
-                Err(error) => {
-                    problems.push(format!("{}:{}: {error}", region.file, region.line));
-                    continue;
-                }
+        let expected = match expected_text(quote, region) {
+            Ok(expected) => expected,
+            Err(error) => {
+                problems.push(format!("{}:{}: {error}", region.file, region.line));
+                continue;
             }
-        } else {
-            region.text.clone()
         };
         if quote.text != expected {
             problems.push(format!(
@@ -294,6 +346,7 @@ fn find_quotes(page: &str, text: &str) -> Result<Vec<Quote>> {
             bail!("{page}:{number}: the excerpt of `{name}` is not followed by a fenced block");
         }
         index += 1;
+        let body_start = index;
         let mut body = String::new();
         loop {
             let Some(line) = lines.get(index) else {
@@ -313,6 +366,7 @@ fn find_quotes(page: &str, text: &str) -> Result<Vec<Quote>> {
             name: name.to_string(),
             as_string,
             text: body,
+            body: (body_start, index - 1),
         });
     }
     Ok(quotes)
@@ -386,6 +440,15 @@ mod tests {
         assert_eq!(regions["demo"].text, "fn b() {\n    c();\n}\n");
         let quotes = find_quotes("doc.md", &page("fn b() {\n    c();\n}\n")).unwrap();
         assert_eq!(compare(&regions, &quotes), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_block_lines_are_located_for_fix() {
+        let text = page("old\nlines\n");
+        let quotes = find_quotes("doc.md", &text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (start, end) = quotes[0].body;
+        assert_eq!(lines[start..end], ["old", "lines"]);
     }
 
     #[test]

@@ -132,6 +132,14 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
+    /// Check that every code excerpt of docs/*.md and README.md equals
+    /// the source region it quotes (`tutorial:NAME begin`/`end` markers);
+    /// with --fix, copy each region into its page first.
+    Excerpts {
+        /// Rewrite the pages' excerpts from the sources.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Connect this terminal to the serial console of `cargo xtask gdb`
     /// (quit with Ctrl-]).
     Serial {
@@ -390,6 +398,16 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Serial { port } => {
             inspect::serial(port)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Excerpts { fix } => {
+            let root = repo::Repo::locate().root;
+            if fix {
+                doc_excerpts::fix(&root)?;
+            } else {
+                doc_excerpts::check(&root)?;
+            }
+            println!("every documentation excerpt matches its source");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Test {
