@@ -217,6 +217,8 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
         #[cfg(feature = "selftest")]
+        BootMode::Overflow => selftest::overflow_the_stack(),
+        #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
             let flags = (uart.region.base + 0x18) as *const u32;
@@ -228,7 +230,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             power::exit(0)
         }
         #[cfg(not(feature = "selftest"))]
-        BootMode::Test(_) | BootMode::Fault | BootMode::KvmNegativeControl => {
+        BootMode::Test(_) | BootMode::Fault | BootMode::Overflow | BootMode::KvmNegativeControl => {
             power::fatal_with_status(
                 power::EXIT_NO_TESTS,
                 format_args!(
@@ -251,6 +253,8 @@ enum BootMode<'a> {
     Test(Option<&'a str>),
     /// `fault`: a data abort on purpose, to test the fatal report.
     Fault,
+    /// `overflow`: unbounded recursion on purpose, to test the stack guard.
+    Overflow,
     /// `bench`.
     Bench,
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
@@ -267,6 +271,7 @@ impl<'a> BootMode<'a> {
                 None if word == "test" => return BootMode::Test(None),
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,
+                None if word == "overflow" => return BootMode::Overflow,
                 None if word == "bench" => return BootMode::Bench,
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}

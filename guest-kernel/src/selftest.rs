@@ -529,6 +529,28 @@ pub fn provoke_data_abort() -> ! {
     power::exit(1)
 }
 
+/// Boot mode `overflow`: recursion without end, to test that a kernel stack
+/// overflow faults in the guard page below the stack and is reported as
+/// such (with [`power::EXIT_FATAL`]) instead of silently overwriting what
+/// lies below. Exits with 1 if it ever returns.
+pub fn overflow_the_stack() -> ! {
+    println!("overflow: recursing until the stack runs out");
+    let depth = recurse(0);
+    println!("overflow: no fault after {depth} frames");
+    power::exit(1)
+}
+
+/// One 512-byte frame more per call; `black_box` keeps the frame and the
+/// addition after the call keeps it from being a tail call.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 64]);
+    if depth == u64::MAX {
+        return depth;
+    }
+    recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
+
 fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {
     t.check(
         stopwatch.has_time_page(),
