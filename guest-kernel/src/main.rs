@@ -219,6 +219,8 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         #[cfg(feature = "selftest")]
         BootMode::Overflow => selftest::overflow_the_stack(),
         #[cfg(feature = "selftest")]
+        BootMode::HoldTimeout => selftest::hold_timeout(),
+        #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
             let flags = (uart.region.base + 0x18) as *const u32;
@@ -230,14 +232,16 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             power::exit(0)
         }
         #[cfg(not(feature = "selftest"))]
-        BootMode::Test(_) | BootMode::Fault | BootMode::Overflow | BootMode::KvmNegativeControl => {
-            power::fatal_with_status(
-                power::EXIT_NO_TESTS,
-                format_args!(
-                    "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
-                ),
-            )
-        }
+        BootMode::Test(_)
+        | BootMode::Fault
+        | BootMode::Overflow
+        | BootMode::HoldTimeout
+        | BootMode::KvmNegativeControl => power::fatal_with_status(
+            power::EXIT_NO_TESTS,
+            format_args!(
+                "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
+            ),
+        ),
         BootMode::Bench => {
             bench::run_and_print();
             power::exit(0)
@@ -255,6 +259,8 @@ enum BootMode<'a> {
     Fault,
     /// `overflow`: unbounded recursion on purpose, to test the stack guard.
     Overflow,
+    /// `hold-timeout`: a timeout interrupt held pending, for a snapshot.
+    HoldTimeout,
     /// `bench`.
     Bench,
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
@@ -272,6 +278,7 @@ impl<'a> BootMode<'a> {
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,
                 None if word == "overflow" => return BootMode::Overflow,
+                None if word == "hold-timeout" => return BootMode::HoldTimeout,
                 None if word == "bench" => return BootMode::Bench,
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}

@@ -289,6 +289,15 @@ pub fn tests() -> Vec<Test> {
         |cx| snapshot_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
     ));
     tests.push(Test::new(
+        "serial",
+        "snapshot with the device's interrupt raised, not acknowledged",
+        Needs::QemuAndKernel,
+        |cx| {
+            snapshot_test::run_with_interrupt_pending(&cx.session.repo, cx.guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+    tests.push(Test::new(
         "kvm",
         "kvm-check: every MMIO access KVM-emulable (plugin)",
         Needs::QemuAndKernel,
