@@ -32,6 +32,17 @@ struct Guest {
 
 impl Guest {
     fn start(repo: &Repo, dir: &Path, name: &str, incoming: Option<&Path>) -> Result<Guest> {
+        Guest::start_with(repo, dir, name, incoming, VmConfig::default())
+    }
+
+    /// `base` with a QMP socket and, for the target, `-incoming`.
+    fn start_with(
+        repo: &Repo,
+        dir: &Path,
+        name: &str,
+        incoming: Option<&Path>,
+        base: VmConfig,
+    ) -> Result<Guest> {
         let socket = dir.join(format!("{name}.qmp"));
         let mut extra = vec!["-qmp".to_string(), Qmp::qemu_argument(&socket)];
         if let Some(snapshot) = incoming {
@@ -40,10 +51,7 @@ impl Guest {
                 format!("file:{}", snapshot.display()),
             ]);
         }
-        let config = VmConfig {
-            extra,
-            ..VmConfig::default()
-        };
+        let config = VmConfig { extra, ..base };
         eprintln!("    {}", config.command_line());
         let console = SerialConsole::spawn(repo, &config, None)?;
         let qmp = Qmp::connect(&socket)?;
