@@ -230,6 +230,12 @@ pub fn tests() -> Vec<Test> {
     ));
     tests.push(Test::new(
         "guest",
+        "stack overflow caught by the guard page (-append overflow)",
+        Needs::QemuAndKernel,
+        |cx| guest::run_stack_overflow(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
+    ));
+    tests.push(Test::new(
+        "guest",
         "start-up failures end with their status",
         Needs::QemuAndKernel,
         |cx| guest::run_startup_failures(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
@@ -281,6 +287,15 @@ pub fn tests() -> Vec<Test> {
         "snapshot of a running guest (migrate, -incoming)",
         Needs::QemuAndKernel,
         |cx| snapshot_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
+    ));
+    tests.push(Test::new(
+        "serial",
+        "snapshot with the device's interrupt raised, not acknowledged",
+        Needs::QemuAndKernel,
+        |cx| {
+            snapshot_test::run_with_interrupt_pending(&cx.session.repo, cx.guest_timeout)
+                .map(Verdict::Pass)
+        },
     ));
     tests.push(Test::new(
         "kvm",

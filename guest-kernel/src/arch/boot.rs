@@ -27,7 +27,7 @@
 
 use core::arch::global_asm;
 
-use crate::power::{EXIT_UNSUPPORTED_ENTRY, EXIT_WRONG_ADDRESS};
+use crate::power::exit_status;
 
 /// The Image header's `text_offset`: where above a 2 MiB-aligned RAM base
 /// the loader must put the image. The kernel is linked at RAM base + 2 MiB
@@ -216,10 +216,17 @@ at_el1:
     mov     x1, #(3 << 20)
     msr     cpacr_el1, x1
     isb
-    // SP_EL1 (.bss was cleared at the entry EL).
+    // Two stacks (.bss was cleared at the entry EL): the kernel runs on
+    // SP_EL0 (EL1t), exceptions arrive on SP_EL1 (EL1h). An exception then
+    // always has a good stack, even when the kernel's overflowed into the
+    // guard page below it (linker/guest-kernel.ld).
+    adrp    x1, __exception_stack_top
+    add     x1, x1, :lo12:__exception_stack_top
+    mov     sp, x1
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
-    mov     sp, x1
+    msr     sp_el0, x1
+    msr     spsel, #0
     adrp    x1, exception_vectors
     add     x1, x1, :lo12:exception_vectors
     msr     vbar_el1, x1
@@ -283,8 +290,8 @@ early_fail:
 "#,
     text_offset = const IMAGE_TEXT_OFFSET,
     flags = const IMAGE_FLAGS,
-    exit_unsupported_entry = const EXIT_UNSUPPORTED_ENTRY,
-    exit_wrong_address = const EXIT_WRONG_ADDRESS,
+    exit_unsupported_entry = const exit_status::UNSUPPORTED_ENTRY,
+    exit_wrong_address = const exit_status::WRONG_ADDRESS,
     scr_el3 = const SCR_EL3_LOWER_NON_SECURE,
     scr_el3_hce = const SCR_EL3_HCE,
     sctlr_el2 = const SCTLR_EL2_MMU_OFF,

@@ -130,6 +130,25 @@ pub struct KernelMap {
 struct ImageLayout {
     text: Region,
     rodata: Region,
+    /// The unmapped pages below the kernel's stack and the exception stack.
+    stack_guards: [Region; 2],
+}
+
+/// The size of a stack guard page (`linker/guest-kernel.ld`).
+const GUARD_SIZE: u64 = 4096;
+
+/// Which stack's guard page `address` is in, if any: `"kernel"` or
+/// `"exception"`.
+pub fn stack_guard_hit(address: u64) -> Option<&'static str> {
+    let [kernel, exception] = image_layout().stack_guards;
+    let inside = |guard: Region| (guard.base..guard.end()).contains(&address);
+    if inside(kernel) {
+        Some("kernel")
+    } else if inside(exception) {
+        Some("exception")
+    } else {
+        None
+    }
 }
 
 fn image_layout() -> ImageLayout {
@@ -138,13 +157,20 @@ fn image_layout() -> ImageLayout {
         static __text_end: u8;
         static __rodata_start: u8;
         static __rodata_end: u8;
+        static __stack_guard: u8;
+        static __exception_stack_guard: u8;
     }
     // Only the symbols' addresses are used, never their contents.
     let region =
         |start: *const u8, end: *const u8| Region::new(start as u64, end as u64 - start as u64);
+    let guard = |start: *const u8| Region::new(start as u64, GUARD_SIZE);
     ImageLayout {
         text: region(&raw const __text_start, &raw const __text_end),
         rodata: region(&raw const __rodata_start, &raw const __rodata_end),
+        stack_guards: [
+            guard(&raw const __stack_guard),
+            guard(&raw const __exception_stack_guard),
+        ],
     }
 }
 
@@ -179,11 +205,16 @@ impl KernelMap {
     }
 
     /// Makes the kernel's text read-only and executable and its rodata
-    /// read-only, inside RAM already mapped by [`map`](Self::map).
+    /// read-only, inside RAM already mapped by [`map`](Self::map), and
+    /// unmaps the guard page below each stack.
     pub fn map_kernel_image(&mut self) {
         let image = image_layout();
         self.map(image.text, TEXT);
         self.map(image.rodata, RODATA);
+        for guard in image.stack_guards {
+            // Attributes without VALID: the entries are made invalid.
+            self.map(guard, El1Attributes::empty());
+        }
     }
 
     /// Turns the MMU (and the caches) on with this map; it stays active for
@@ -278,10 +309,10 @@ impl KernelMap {
 fn written_with_mmu_off() -> core::ops::Range<usize> {
     extern "C" {
         static __rodata_end: u8;
-        static __stack_top: u8;
+        static __exception_stack_top: u8;
     }
     // Only the symbols' addresses are used, never their contents.
-    (&raw const __rodata_end) as usize..(&raw const __stack_top) as usize
+    (&raw const __rodata_end) as usize..(&raw const __exception_stack_top) as usize
 }
 
 /// Invalidates the data and unified caches for `range` to the point of
