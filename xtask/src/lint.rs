@@ -63,6 +63,10 @@ fn device_clippy(session: &Session) -> Result<()> {
     if !dirs.build.join("build.ninja").is_file() {
         bail!("QEMU is not configured yet: run `cargo xtask build` first");
     }
+    // The tree is shared by every checkout with the same build inputs:
+    // hold the build lock, or another checkout's build could compile
+    // half of this sync and half of its own.
+    let _lock = crate::qemu_build::lock_build_dir(&dirs)?;
     // Lint the device as it is now, not as the last build copied it.
     crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
     eprintln!("    ninja clippy   (device crates, QEMU's lint set)");

@@ -141,7 +141,7 @@ pub fn build(
 /// Locks the keyed directory for as long as the returned file lives, so
 /// that two `cargo xtask` runs never build into the same tree at once (the
 /// second one waits).
-fn lock_build_dir(dirs: &QemuDirs) -> Result<fs::File> {
+pub fn lock_build_dir(dirs: &QemuDirs) -> Result<fs::File> {
     let path = dirs.lock_path();
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)
