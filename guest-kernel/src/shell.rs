@@ -11,7 +11,9 @@ use core::sync::atomic::Ordering;
 use board_discovery::PsciConduit;
 use embedded_io::{Read, Write};
 use stopwatch_abi::Status;
-use stopwatch_shell::{parse, Action, Command, LineEditor, HELP, MAX_LINE_LEN, PROMPT};
+use stopwatch_shell::{
+    parse, Command, Event, LineEditor, COMMAND_NAMES, HELP, MAX_LINE_LEN, PROMPT,
+};
 
 use crate::console::Console;
 use crate::drivers::stopwatch::{Stopwatch, TimePageError};
@@ -26,45 +28,34 @@ macro_rules! say {
     }};
 }
 
-/// Erases the character left of the cursor on a terminal.
-const ERASE_CHAR: &[u8] = b"\x08 \x08";
-
 /// Reads and runs commands forever (until `exit` or `poweroff`).
 pub fn run() -> ! {
-    let mut console = Console;
-    let mut editor = LineEditor::new();
+    let mut editor = LineEditor::new(COMMAND_NAMES);
+    // The editor's echo, cursor moves and redraws go straight out.
+    let mut show = |bytes: &[u8]| {
+        let Ok(()) = Console.write_all(bytes);
+    };
     println!("type 'help' for the commands");
-    write(&mut console, PROMPT.as_bytes());
+    show(PROMPT.as_bytes());
     let mut input = [0u8; 32];
     loop {
-        let Ok(count) = console.read(&mut input);
+        let Ok(count) = Console.read(&mut input);
         for &byte in &input[..count] {
-            match editor.feed(byte) {
-                Action::Nothing => {}
-                Action::Echo(byte) => write(&mut console, &[byte]),
-                Action::EraseChar => write(&mut console, ERASE_CHAR),
-                Action::EraseLine(count) => {
-                    for _ in 0..count {
-                        write(&mut console, ERASE_CHAR);
-                    }
+            match editor.feed(byte, &mut show) {
+                None => {}
+                Some(Event::Line(line)) => {
+                    execute(line, &mut Console);
+                    show(PROMPT.as_bytes());
                 }
-                Action::Line(line) => {
-                    write(&mut console, b"\r\n");
-                    execute(line, &mut console);
-                    write(&mut console, PROMPT.as_bytes());
-                }
-                Action::Overlong => {
-                    write(&mut console, b"\r\n");
+                Some(Event::Overlong) => {
                     println!("error: line too long (at most {MAX_LINE_LEN} characters); ignored");
-                    write(&mut console, PROMPT.as_bytes());
+                    show(PROMPT.as_bytes());
                 }
+                Some(Event::Cancelled) => show(PROMPT.as_bytes()),
+                Some(Event::Redraw) => editor.redraw(PROMPT, &mut show),
             }
         }
     }
-}
-
-fn write(console: &mut Console, bytes: &[u8]) {
-    let Ok(()) = console.write_all(bytes);
 }
 
 /// Parses and runs one line, writing the answer to `out`.

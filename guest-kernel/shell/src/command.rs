@@ -36,6 +36,16 @@ pub enum Command {
     Poweroff,
 }
 
+/// Every command name (aliases included, `?` aside): what Tab completes.
+///
+/// [`parse`] rejects any other first word, and the tests check that each of
+/// these parses and is in [`HELP`], and that [`HELP`] lists no other: a new
+/// command goes here, in the parser and in [`HELP`], or its tests fail.
+pub const COMMAND_NAMES: &[&str] = &[
+    "help", "start", "pause", "stop", "reset", "read", "show", "status", "timeout", "irqs", "info",
+    "bench", "exit", "poweroff",
+];
+
 /// The `help` text, one command per line.
 pub const HELP: &str = "\
 commands:
@@ -106,6 +116,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
     let Some(name) = words.next() else {
         return Ok(None);
     };
+    if name != "?" && !COMMAND_NAMES.contains(&name) {
+        return Err(ParseError::UnknownCommand(name));
+    }
     let argument = words.next();
     let extra = words.next();
 
@@ -177,6 +190,42 @@ mod tests {
 
     use super::*;
     use std::format;
+    use std::vec::Vec;
+
+    /// The command names `HELP` lists: the first word of each alternative
+    /// in its first column (`pause | stop`, `read trap`, `timeout N`).
+    fn names_in_help() -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for line in HELP.lines().skip(1) {
+            let column = line.trim_start().split("  ").next().unwrap_or("");
+            for alternative in column.split(" | ") {
+                names.extend(alternative.split(' ').next());
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn command_names_are_what_parse_accepts_and_help_lists() {
+        let in_help = names_in_help();
+        assert!(in_help.len() > 10, "HELP's format changed: {in_help:?}");
+        for name in COMMAND_NAMES {
+            assert!(
+                !matches!(parse(name), Err(ParseError::UnknownCommand(_))),
+                "parse does not accept `{name}` from COMMAND_NAMES"
+            );
+            assert!(in_help.contains(name), "HELP does not list `{name}`");
+        }
+        for name in in_help {
+            assert!(
+                COMMAND_NAMES.contains(&name),
+                "HELP lists `{name}`, COMMAND_NAMES does not (Tab cannot complete it)"
+            );
+        }
+        // Anything else is unknown, even with arguments.
+        assert_eq!(parse("helpme 1"), Err(ParseError::UnknownCommand("helpme")));
+        assert_eq!(parse("?"), Ok(Some(Command::Help)));
+    }
 
     #[test]
     fn plain_commands_and_aliases() {

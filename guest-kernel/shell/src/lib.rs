@@ -20,8 +20,8 @@ pub mod command;
 pub mod line_editor;
 pub mod receive;
 
-pub use command::{parse, Command, ParseError, HELP};
-pub use line_editor::{Action, LineEditor, MAX_LINE_LEN};
+pub use command::{parse, Command, ParseError, COMMAND_NAMES, HELP};
+pub use line_editor::{Event, LineEditor, HISTORY_LEN, MAX_LINE_LEN};
 
 /// The prompt printed before each line.
 pub const PROMPT: &str = "stopwatch> ";

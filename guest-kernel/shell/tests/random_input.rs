@@ -1,11 +1,17 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Fuzz-style test: random byte streams through the line editor and the
-//! parser. Nothing may panic, every finished line must be short printable
-//! ASCII, and an overlong line must never leak into the next one.
+//! parser. Nothing may panic, the terminal must always show the editor's
+//! line with the cursor in place (checked after every byte by the
+//! [`Session`]), every finished line must be short printable ASCII, and an
+//! overlong line must never leak into the next one.
 //!
 //! A fixed-seed xorshift generator keeps the test deterministic and free of
 //! dependencies; each run covers a few hundred thousand bytes.
 
-use stopwatch_shell::{parse, Action, LineEditor, MAX_LINE_LEN};
+mod terminal;
+
+use stopwatch_shell::{parse, Event, LineEditor, COMMAND_NAMES, MAX_LINE_LEN};
+use terminal::{Outcome, Session};
 
 /// xorshift64*: small, fast and good enough to pick test bytes.
 struct Random(u64);
@@ -22,51 +28,75 @@ impl Random {
         self.next() % n
     }
 
-    /// A byte biased towards what a person types, with plenty of noise.
-    fn byte(&mut self) -> u8 {
+    /// A byte biased towards what a person types, with plenty of noise:
+    /// editing keys, and the pieces of escape sequences. With `long_lines`,
+    /// the bytes that end or empty a line are rare, so lines grow past
+    /// [`MAX_LINE_LEN`].
+    fn byte(&mut self, long_lines: bool) -> u8 {
+        let byte = self.any_byte();
+        let ends_line = matches!(byte, b'\r' | b'\n' | 0x03 | 0x15 | 0x17);
+        if long_lines && ends_line && self.below(64) != 0 {
+            b'x'
+        } else {
+            byte
+        }
+    }
+
+    fn any_byte(&mut self) -> u8 {
         const WORDS: &[u8] =
             b"help start pause stop reset read show trap status timeout irqs info exit 0123456789 ";
-        match self.below(16) {
+        const KEYS: &[u8] = b"\x01\x03\x05\x08\x09\x15\x17\x7f\x1b\x1b\x1b[[[OABCDHF~~1347;";
+        match self.below(24) {
             0 => b'\r',
             1 => b'\n',
-            2 => 0x7f,
-            3 => 0x08,
-            4 => 0x15,
-            5 => 0x1b,
-            6 => b'[',
-            7 | 8 => self.next() as u8,
+            2..=9 => KEYS[self.below(KEYS.len() as u64) as usize],
+            10 | 11 => self.next() as u8,
             _ => WORDS[self.below(WORDS.len() as u64) as usize],
         }
     }
 }
 
 #[test]
-fn random_bytes_never_panic_and_lines_stay_valid() {
+fn random_bytes_never_panic_and_the_screen_always_shows_the_line() {
     let mut random = Random(0x5eed_1234_abcd_0001);
-    let mut editor = LineEditor::new();
+    let mut session = Session::new();
     let mut finished = 0;
-    for _ in 0..300_000 {
-        let byte = random.byte();
-        if let Action::Line(line) = editor.feed(byte) {
-            finished += 1;
-            assert!(line.len() <= MAX_LINE_LEN);
-            assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)));
-            // Whatever the line, parsing answers and never panics.
-            let _ = parse(line);
+    let mut longest = 0;
+    let mut overlong = 0;
+    for index in 0..300_000 {
+        session.type_byte(random.byte(index / 5_000 % 2 == 1));
+        longest = longest.max(session.editor.line().len());
+        for outcome in session.take_outcomes() {
+            if outcome == Outcome::Overlong {
+                overlong += 1;
+            }
+            if let Outcome::Line(line) = outcome {
+                finished += 1;
+                assert!(line.len() <= MAX_LINE_LEN);
+                assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)));
+                // Whatever the line, parsing answers and never panics.
+                let _ = parse(&line);
+            }
         }
-        assert!(editor.current().len() <= MAX_LINE_LEN);
+        // The screen keeps growing; a real terminal scrolls.
+        if session.terminal.rows.len() > 64 {
+            session.terminal.rows.drain(..32);
+        }
     }
     assert!(finished > 1000, "the generator should end many lines");
+    assert!(longest == MAX_LINE_LEN, "the generator should fill lines");
+    assert!(overlong > 10, "the generator should make overlong lines");
 }
 
 #[test]
 fn random_overlong_lines_are_rejected_without_touching_the_next() {
     let mut random = Random(0x0dd_ba11);
+    let mut ignore = |_: &[u8]| {};
     for _ in 0..2_000 {
-        let mut editor = LineEditor::new();
+        let mut editor = LineEditor::new(COMMAND_NAMES);
         let length = MAX_LINE_LEN as u64 + 1 + random.below(300);
         for _ in 0..length {
-            editor.feed(b' ' + random.below(95) as u8);
+            editor.feed(b' ' + random.below(95) as u8, &mut ignore);
         }
         let terminator: &[u8] = match random.below(3) {
             0 => b"\r",
@@ -75,16 +105,16 @@ fn random_overlong_lines_are_rejected_without_touching_the_next() {
         };
         let mut outcome = None;
         for &byte in terminator {
-            match editor.feed(byte) {
-                Action::Overlong => outcome = Some("overlong"),
-                Action::Line(_) => outcome = Some("line"),
+            match editor.feed(byte, &mut ignore) {
+                Some(Event::Overlong) => outcome = Some("overlong"),
+                Some(Event::Line(_)) => outcome = Some("line"),
                 _ => {}
             }
         }
         assert_eq!(outcome, Some("overlong"));
         let mut next = None;
         for &byte in b"status\r\n" {
-            if let Action::Line(line) = editor.feed(byte) {
+            if let Some(Event::Line(line)) = editor.feed(byte, &mut ignore) {
                 assert!(next.is_none(), "CR LF must end one line only");
                 next = Some(parse(line).ok().flatten());
             }
