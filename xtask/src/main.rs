@@ -8,6 +8,7 @@ mod cache;
 mod debian_mirror;
 mod guest;
 mod kernel;
+mod line_editing_test;
 mod lint;
 mod meson_wrap;
 mod paste_test;

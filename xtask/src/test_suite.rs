@@ -142,6 +142,28 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         },
     ));
 
+    outcomes.push(step(
+        "serial line editing: history recalls and runs",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::line_editing_test::run_history(repo, &VmConfig::default(), guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+
+    outcomes.push(step(
+        "serial line editing: an edited line runs as edited",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::line_editing_test::run_editing(repo, &VmConfig::default(), guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+
     outcomes.push(step("demo", || {
         if !runnable {
             bail!("not run: QEMU or the guest kernel did not build");

@@ -353,39 +353,55 @@ impl LineEditor {
     /// and a space). When there is nothing to add, a second Tab lists the
     /// candidates.
     fn complete(&mut self, after_tab: bool, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
-        let before = &self.buffer[..self.cursor];
-        let start = before.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
-        if before[..start].iter().any(|&b| b != b' ') {
+        let cursor = self.cursor;
+        let start = self.buffer[..cursor]
+            .iter()
+            .rposition(|&b| b == b' ')
+            .map_or(0, |i| i + 1);
+        if self.buffer[..start].iter().any(|&b| b != b' ') {
             return None; // not the first word
         }
-        let prefix = &before[start..];
-        let mut shared: &[u8] = &[];
-        let mut matches = 0;
         let completions = self.completions;
-        for name in completions.iter().map(|name| name.as_bytes()) {
-            if name.starts_with(prefix) {
-                let common = shared.iter().zip(name).take_while(|(a, b)| a == b).count();
-                shared = if matches == 0 { name } else { &name[..common] };
-                matches += 1;
+        let prefix = &self.buffer[start..cursor];
+        let candidates = || {
+            completions
+                .iter()
+                .map(|name| name.as_bytes())
+                .filter(|name| name.starts_with(prefix))
+        };
+        // The first candidate, and how much of it all candidates share.
+        let mut first: &'static [u8] = &[];
+        let mut shared = 0;
+        for (index, name) in candidates().enumerate() {
+            if index == 0 {
+                first = name;
+                shared = name.len();
             }
+            shared = first[..shared]
+                .iter()
+                .zip(name)
+                .take_while(|(a, b)| a == b)
+                .count();
         }
-        let mut addition = [b' '; MAX_LINE_LEN];
-        let added = shared.len().saturating_sub(prefix.len());
-        addition[..added].copy_from_slice(&shared[shared.len() - added..]);
-        // A unique match also gets the space after it.
-        let added = added + usize::from(matches == 1);
-        if added > 0 {
-            if self.len + added <= MAX_LINE_LEN {
-                self.edit(self.cursor, 0, &addition[..added], out);
+        if first.is_empty() {
+            return None; // no candidate
+        }
+        let unique = candidates().count() == 1;
+        let addition = &first[cursor - start..shared];
+        if !addition.is_empty() || unique {
+            // A unique candidate gets a space after it.
+            if self.len + addition.len() < MAX_LINE_LEN {
+                self.edit(cursor, 0, addition, out);
+                if unique {
+                    self.edit(self.cursor, 0, b" ", out);
+                }
             }
             None
-        } else if matches > 1 && after_tab {
+        } else if after_tab {
             out(b"\r\n");
-            for name in completions {
-                if name.as_bytes().starts_with(prefix) {
-                    out(name.as_bytes());
-                    out(b"  ");
-                }
+            for name in candidates() {
+                out(name);
+                out(b"  ");
             }
             out(b"\r\n");
             Some(Event::Redraw)
@@ -402,9 +418,12 @@ impl LineEditor {
     fn edit(&mut self, from: usize, removed: usize, inserted: &[u8], out: &mut dyn FnMut(&[u8])) {
         let old_len = self.len;
         let new_len = old_len - removed + inserted.len();
-        self.buffer
-            .copy_within(from + removed..old_len, from + inserted.len());
-        self.buffer[from..from + inserted.len()].copy_from_slice(inserted);
+        // Through a copy rather than with `copy_within`, whose `memmove`
+        // would add 1 KiB to the kernel image.
+        let old = self.buffer;
+        let tail = &old[from + removed..old_len];
+        self.buffer[from..][..inserted.len()].copy_from_slice(inserted);
+        self.buffer[from + inserted.len()..new_len].copy_from_slice(tail);
         self.len = new_len;
         move_left(self.cursor - from, out);
         self.cursor = from + inserted.len();
@@ -425,7 +444,7 @@ impl LineEditor {
         let newest = (self.history_next + HISTORY_LEN - 1) % HISTORY_LEN;
         let repeat = self.history_len > 0
             && &self.history[newest][..usize::from(self.history_lens[newest])] == line;
-        if !line.trim_ascii().is_empty() && !repeat {
+        if line.iter().any(|&b| b != b' ') && !repeat {
             let slot = self.history_next;
             self.history[slot][..len].copy_from_slice(line);
             // MAX_LINE_LEN fits in a byte.

@@ -319,6 +319,13 @@ fn tab_lists_every_command_on_an_empty_line_and_ignores_arguments() {
     session.type_byte(TAB);
     assert_eq!(session.state(), ("read t", 6));
     assert!(session.last_output.is_empty());
+    // No candidate: nothing happens, however often.
+    let mut session = typed(b"xyz");
+    for _ in 0..3 {
+        session.type_byte(TAB);
+        assert!(session.last_output.is_empty());
+    }
+    assert_eq!(session.state(), ("xyz", 3));
     // In the middle of a word: what is left of the cursor is completed.
     let mut session = typed(b"tix");
     session.type_bytes(LEFT);
