@@ -51,6 +51,9 @@ pub const MAX_LINE_LEN: usize = 127;
 /// How many of the last lines [`LineEditor`] keeps for Up/Down.
 pub const HISTORY_LEN: usize = 16;
 
+/// The history's ring: one more slot for the line being typed.
+const HISTORY_SLOTS: usize = HISTORY_LEN + 1;
+
 const CTRL_A: u8 = 0x01;
 const CTRL_C: u8 = 0x03;
 const CTRL_E: u8 = 0x05;
@@ -134,16 +137,15 @@ pub struct LineEditor {
     /// The words Tab completes (the first word of a line only).
     completions: &'static [&'static str],
     /// Past lines, a ring: `history_len` entries end before `history_next`.
-    history: [[u8; MAX_LINE_LEN]; HISTORY_LEN],
-    history_lens: [u8; HISTORY_LEN],
+    /// The slot at `history_next` keeps the line being typed while the
+    /// history is browsed.
+    history: [[u8; MAX_LINE_LEN]; HISTORY_SLOTS],
+    history_lens: [u8; HISTORY_SLOTS],
     history_next: usize,
     history_len: usize,
     /// Which history entry the line shows: 0 the line being typed, 1 the
     /// newest entry, and so on.
     browsing: usize,
-    /// The line being typed, kept while browsing the history.
-    draft: [u8; MAX_LINE_LEN],
-    draft_len: usize,
 }
 
 impl LineEditor {
@@ -159,13 +161,11 @@ impl LineEditor {
             after_tab: false,
             escape: Escape::None,
             completions,
-            history: [[0; MAX_LINE_LEN]; HISTORY_LEN],
-            history_lens: [0; HISTORY_LEN],
+            history: [[0; MAX_LINE_LEN]; HISTORY_SLOTS],
+            history_lens: [0; HISTORY_SLOTS],
             history_next: 0,
             history_len: 0,
             browsing: 0,
-            draft: [0; MAX_LINE_LEN],
-            draft_len: 0,
         }
     }
 
@@ -320,8 +320,7 @@ impl LineEditor {
             Some(Key::Delete) if cursor < len => self.edit(cursor, 1, &[], out),
             Some(Key::Up) if self.browsing < self.history_len => {
                 if self.browsing == 0 {
-                    self.draft[..len].copy_from_slice(&self.buffer[..len]);
-                    self.draft_len = len;
+                    self.store(0);
                 }
                 self.browsing += 1;
                 self.show_history(out);
@@ -336,16 +335,26 @@ impl LineEditor {
     }
 
     /// Replaces the line with the history entry `browsing` points at (the
-    /// draft for 0), cursor at its end.
+    /// line being typed for 0), cursor at its end.
     fn show_history(&mut self, out: &mut dyn FnMut(&[u8])) {
-        let mut entry = self.draft;
-        let mut len = self.draft_len;
-        if self.browsing > 0 {
-            let slot = (self.history_next + HISTORY_LEN - self.browsing) % HISTORY_LEN;
-            entry = self.history[slot];
-            len = usize::from(self.history_lens[slot]);
-        }
+        let slot = self.slot(self.browsing);
+        let entry = self.history[slot];
+        let len = usize::from(self.history_lens[slot]);
         self.edit(0, self.len, &entry[..len], out);
+    }
+
+    /// The ring slot of the history entry `back` lines ago (0: the slot
+    /// that keeps the line being typed).
+    fn slot(&self, back: usize) -> usize {
+        (self.history_next + HISTORY_SLOTS - back) % HISTORY_SLOTS
+    }
+
+    /// Copies the line into the history slot `back`.
+    fn store(&mut self, back: usize) {
+        let slot = self.slot(back);
+        self.history[slot][..self.len].copy_from_slice(&self.buffer[..self.len]);
+        // MAX_LINE_LEN fits in a byte.
+        self.history_lens[slot] = self.len as u8;
     }
 
     /// Tab: completes the first word of the line, left of the cursor, to the
@@ -436,23 +445,22 @@ impl LineEditor {
 
     fn finish_line(&mut self) -> Option<Event<'_>> {
         let (len, overflowed) = (self.len, self.overflowed);
+        if !overflowed {
+            let line = &self.buffer[..len];
+            let newest = self.slot(1);
+            let repeat = self.history_len > 0
+                && &self.history[newest][..usize::from(self.history_lens[newest])] == line;
+            if line.iter().any(|&b| b != b' ') && !repeat {
+                self.store(0);
+                self.history_next = self.slot(HISTORY_SLOTS - 1);
+                self.history_len = HISTORY_LEN.min(self.history_len + 1);
+            }
+        }
         self.reset_line();
         if overflowed {
             return Some(Event::Overlong);
         }
-        let line = &self.buffer[..len];
-        let newest = (self.history_next + HISTORY_LEN - 1) % HISTORY_LEN;
-        let repeat = self.history_len > 0
-            && &self.history[newest][..usize::from(self.history_lens[newest])] == line;
-        if line.iter().any(|&b| b != b' ') && !repeat {
-            let slot = self.history_next;
-            self.history[slot][..len].copy_from_slice(line);
-            // MAX_LINE_LEN fits in a byte.
-            self.history_lens[slot] = len as u8;
-            self.history_next = (slot + 1) % HISTORY_LEN;
-            self.history_len = HISTORY_LEN.min(self.history_len + 1);
-        }
-        Some(Event::Line(text(line)))
+        Some(Event::Line(text(&self.buffer[..len])))
     }
 
     /// Empties the line (the history stays).
