@@ -171,7 +171,7 @@ impl LineEditor {
 
     /// The characters of the current line.
     pub fn line(&self) -> &str {
-        text(&self.buffer[..self.len])
+        text(part(&self.buffer, 0, self.len))
     }
 
     /// Where the cursor is in [`line`](Self::line), in characters.
@@ -235,7 +235,7 @@ impl LineEditor {
             }
             CTRL_C => {
                 // After the whole line, so that it stays readable.
-                out(&self.buffer[self.cursor..self.len]);
+                out(part(&self.buffer, self.cursor, self.len));
                 out(b"^C\r\n");
                 self.reset_line();
                 Some(Event::Cancelled)
@@ -258,9 +258,9 @@ impl LineEditor {
                 None
             }
             CTRL_W => {
-                let before = &self.buffer[..self.cursor];
+                let before = part(&self.buffer, 0, self.cursor);
                 let word_end = before.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-                let start = before[..word_end]
+                let start = part(before, 0, word_end)
                     .iter()
                     .rposition(|&b| b == b' ')
                     .map_or(0, |i| i + 1);
@@ -290,7 +290,7 @@ impl LineEditor {
     pub fn redraw(&self, prompt: &str, out: &mut dyn FnMut(&[u8])) {
         out(b"\r");
         out(prompt.as_bytes());
-        out(&self.buffer[..self.len]);
+        out(part(&self.buffer, 0, self.len));
         out(CLEAR_TO_END);
         move_left(self.len - self.cursor, out);
     }
@@ -306,7 +306,7 @@ impl LineEditor {
                 self.cursor -= 1;
             }
             Some(Key::Right) if cursor < len => {
-                out(&self.buffer[cursor..cursor + 1]);
+                out(part(&self.buffer, cursor, cursor + 1));
                 self.cursor += 1;
             }
             Some(Key::Home) => {
@@ -314,7 +314,7 @@ impl LineEditor {
                 self.cursor = 0;
             }
             Some(Key::End) => {
-                out(&self.buffer[cursor..len]);
+                out(part(&self.buffer, cursor, len));
                 self.cursor = len;
             }
             Some(Key::Delete) if cursor < len => self.edit(cursor, 1, &[], out),
@@ -340,7 +340,7 @@ impl LineEditor {
         let slot = self.slot(self.browsing);
         let entry = self.history[slot];
         let len = usize::from(self.history_lens[slot]);
-        self.edit(0, self.len, &entry[..len], out);
+        self.edit(0, self.len, part(&entry, 0, len), out);
     }
 
     /// The ring slot of the history entry `back` lines ago (0: the slot
@@ -352,7 +352,7 @@ impl LineEditor {
     /// Copies the line into the history slot `back`.
     fn store(&mut self, back: usize) {
         let slot = self.slot(back);
-        self.history[slot][..self.len].copy_from_slice(&self.buffer[..self.len]);
+        copy(&mut self.history[slot], 0, part(&self.buffer, 0, self.len));
         // MAX_LINE_LEN fits in a byte.
         self.history_lens[slot] = self.len as u8;
     }
@@ -363,15 +363,15 @@ impl LineEditor {
     /// candidates.
     fn complete(&mut self, after_tab: bool, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
         let cursor = self.cursor;
-        let start = self.buffer[..cursor]
+        let start = part(&self.buffer, 0, cursor)
             .iter()
             .rposition(|&b| b == b' ')
             .map_or(0, |i| i + 1);
-        if self.buffer[..start].iter().any(|&b| b != b' ') {
+        if part(&self.buffer, 0, start).iter().any(|&b| b != b' ') {
             return None; // not the first word
         }
         let completions = self.completions;
-        let prefix = &self.buffer[start..cursor];
+        let prefix = part(&self.buffer, start, cursor);
         let candidates = || {
             completions
                 .iter()
@@ -386,7 +386,7 @@ impl LineEditor {
                 first = name;
                 shared = name.len();
             }
-            shared = first[..shared]
+            shared = part(first, 0, shared)
                 .iter()
                 .zip(name)
                 .take_while(|(a, b)| a == b)
@@ -396,7 +396,7 @@ impl LineEditor {
             return None; // no candidate
         }
         let unique = candidates().count() == 1;
-        let addition = &first[cursor - start..shared];
+        let addition = part(first, cursor - start, shared);
         if !addition.is_empty() || unique {
             // A unique candidate gets a space after it.
             if self.len + addition.len() < MAX_LINE_LEN {
@@ -430,13 +430,13 @@ impl LineEditor {
         // Through a copy rather than with `copy_within`, whose `memmove`
         // would add 1 KiB to the kernel image.
         let old = self.buffer;
-        let tail = &old[from + removed..old_len];
-        self.buffer[from..][..inserted.len()].copy_from_slice(inserted);
-        self.buffer[from + inserted.len()..new_len].copy_from_slice(tail);
+        let tail = part(&old, from + removed, old_len);
+        copy(&mut self.buffer, from, inserted);
+        copy(&mut self.buffer, from + inserted.len(), tail);
         self.len = new_len;
         move_left(self.cursor - from, out);
         self.cursor = from + inserted.len();
-        out(&self.buffer[from..new_len]);
+        out(part(&self.buffer, from, new_len));
         if new_len < old_len {
             out(CLEAR_TO_END);
         }
@@ -446,10 +446,14 @@ impl LineEditor {
     fn finish_line(&mut self) -> Option<Event<'_>> {
         let (len, overflowed) = (self.len, self.overflowed);
         if !overflowed {
-            let line = &self.buffer[..len];
+            let line = part(&self.buffer, 0, len);
             let newest = self.slot(1);
             let repeat = self.history_len > 0
-                && &self.history[newest][..usize::from(self.history_lens[newest])] == line;
+                && part(
+                    &self.history[newest],
+                    0,
+                    usize::from(self.history_lens[newest]),
+                ) == line;
             if line.iter().any(|&b| b != b' ') && !repeat {
                 self.store(0);
                 self.history_next = self.slot(HISTORY_SLOTS - 1);
@@ -460,7 +464,7 @@ impl LineEditor {
         if overflowed {
             return Some(Event::Overlong);
         }
-        Some(Event::Line(text(&self.buffer[..len])))
+        Some(Event::Line(text(part(&self.buffer, 0, len))))
     }
 
     /// Empties the line (the history stays).
@@ -489,6 +493,21 @@ fn move_left(columns: usize, out: &mut dyn FnMut(&[u8])) {
     for _ in 0..columns {
         out(&[BACKSPACE]);
     }
+}
+
+/// `bytes[from..to]`. The editor slices through this one function (and
+/// copies through [`copy`]) because in the kernel each slicing expression
+/// would get its own panic location: 600 bytes of image for checks that
+/// never fail (the host tests would catch one that did).
+#[inline(never)]
+fn part(bytes: &[u8], from: usize, to: usize) -> &[u8] {
+    &bytes[from..to]
+}
+
+/// Copies `source` into `bytes` at `at`.
+#[inline(never)]
+fn copy(bytes: &mut [u8], at: usize, source: &[u8]) {
+    bytes[at..at + source.len()].copy_from_slice(source);
 }
 
 fn text(bytes: &[u8]) -> &str {
