@@ -381,8 +381,9 @@ impl LineEditor {
         // The first candidate, and how much of it all candidates share.
         let mut first: &'static [u8] = &[];
         let mut shared = 0;
-        for (index, name) in candidates().enumerate() {
-            if index == 0 {
+        let mut matches = 0;
+        for name in candidates() {
+            if matches == 0 {
                 first = name;
                 shared = name.len();
             }
@@ -391,11 +392,12 @@ impl LineEditor {
                 .zip(name)
                 .take_while(|(a, b)| a == b)
                 .count();
+            matches += 1;
         }
-        if first.is_empty() {
-            return None; // no candidate
+        if matches == 0 {
+            return None;
         }
-        let unique = candidates().count() == 1;
+        let unique = matches == 1;
         let addition = part(first, cursor - start, shared);
         if !addition.is_empty() || unique {
             // A unique candidate gets a space after it.

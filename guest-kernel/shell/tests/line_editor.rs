@@ -221,13 +221,22 @@ fn a_recalled_line_can_be_edited_and_run() {
 
 #[test]
 fn history_skips_blank_lines_and_repeats() {
-    let mut session = typed(b"read\r\r   \rread\rread\rstatus\r");
+    let mut session = typed(b"start\rread\r\r   \rread\rread\rstatus\rstatus\r");
     session.type_bytes(UP);
     assert_eq!(session.state(), ("status", 6));
     session.type_bytes(UP);
-    assert_eq!(session.state(), ("read", 4));
-    session.type_bytes(UP);
     assert_eq!(session.state(), ("read", 4), "one entry for the repeats");
+    session.type_bytes(UP);
+    assert_eq!(session.state(), ("start", 5), "one entry for the repeats");
+    session.type_bytes(UP);
+    assert_eq!(session.state(), ("start", 5), "no blank entries");
+    // A repeat of the very first line too: one Down from the oldest entry
+    // reaches the newest of two.
+    let mut session = typed(b"read\rread\rstatus\r");
+    for key in [UP, UP, UP, DOWN] {
+        session.type_bytes(key);
+    }
+    assert_eq!(session.state(), ("status", 6), "one entry for the repeats");
 }
 
 #[test]

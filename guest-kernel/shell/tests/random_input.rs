@@ -28,30 +28,69 @@ impl Random {
         self.next() % n
     }
 
-    /// A byte biased towards what a person types, with plenty of noise:
-    /// editing keys, and the pieces of escape sequences. With `long_lines`,
-    /// the bytes that end or empty a line are rare, so lines grow past
-    /// [`MAX_LINE_LEN`].
-    fn byte(&mut self, long_lines: bool) -> u8 {
-        let byte = self.any_byte();
-        let ends_line = matches!(byte, b'\r' | b'\n' | 0x03 | 0x15 | 0x17);
-        if long_lines && ends_line && self.below(64) != 0 {
-            b'x'
-        } else {
-            byte
-        }
-    }
-
-    fn any_byte(&mut self) -> u8 {
-        const WORDS: &[u8] =
-            b"help start pause stop reset read show trap status timeout irqs info exit 0123456789 ";
-        const KEYS: &[u8] = b"\x01\x03\x05\x08\x09\x15\x17\x7f\x1b\x1b\x1b[[[OABCDHF~~1347;";
-        match self.below(24) {
-            0 => b'\r',
-            1 => b'\n',
-            2..=9 => KEYS[self.below(KEYS.len() as u64) as usize],
-            10 | 11 => self.next() as u8,
-            _ => WORDS[self.below(WORDS.len() as u64) as usize],
+    /// The next input bytes: mostly what a person types (command words,
+    /// editing keys, whole escape sequences), with plenty of noise (any
+    /// byte, pieces of sequences). With `long_lines`, the keys that end
+    /// or empty a line are rare, so lines grow past [`MAX_LINE_LEN`].
+    fn keys(&mut self, long_lines: bool) -> &'static [u8] {
+        const WORDS: &[&[u8]] = &[
+            b"help", b"start", b"pause", b"stop", b"reset", b"read", b"show", b"trap", b"status",
+            b"timeout", b"irqs", b"info", b"exit", b"0", b"7", b"12", b" ", b" ", b"  ", b"x",
+        ];
+        const KEYS: &[&[u8]] = &[
+            b"\x1b[A",
+            b"\x1b[B",
+            b"\x1b[C",
+            b"\x1b[D",
+            b"\x1bOA",
+            b"\x1bOB",
+            b"\x1bOC",
+            b"\x1bOD",
+            b"\x1b[H",
+            b"\x1b[F",
+            b"\x1bOH",
+            b"\x1bOF",
+            b"\x1b[1~",
+            b"\x1b[4~",
+            b"\x1b[7~",
+            b"\x1b[8~",
+            b"\x1b[3~",
+            b"\x01",
+            b"\x05",
+            b"\x08",
+            b"\x7f",
+            b"\t",
+            b"\t\t",
+            b"\x1b[1;5C",
+            b"\x1b[2~",
+            b"\x1bOP",
+            b"\x1bx",
+            b"\x1b",
+            b"\x1b[",
+            b"[",
+            b"~",
+            b"O",
+            b"A",
+            b";",
+        ];
+        const ENDS: &[&[u8]] = &[b"\r", b"\n", b"\r\n", b"\x03", b"\x15", b"\x17"];
+        const BYTES: [[u8; 1]; 256] = {
+            let mut all = [[0; 1]; 256];
+            let mut index = 0;
+            while index < 256 {
+                all[index][0] = index as u8;
+                index += 1;
+            }
+            all
+        };
+        let pick = |random: &mut Self, from: &[&'static [u8]]| {
+            from[random.below(from.len() as u64) as usize]
+        };
+        match self.below(16) {
+            0 | 1 if !long_lines || self.below(32) == 0 => pick(self, ENDS),
+            0..=6 => pick(self, KEYS),
+            7 => &BYTES[self.below(256) as usize],
+            _ => pick(self, WORDS),
         }
     }
 }
@@ -63,8 +102,8 @@ fn random_bytes_never_panic_and_the_screen_always_shows_the_line() {
     let mut finished = 0;
     let mut longest = 0;
     let mut overlong = 0;
-    for index in 0..300_000 {
-        session.type_byte(random.byte(index / 5_000 % 2 == 1));
+    for index in 0..100_000 {
+        session.type_bytes(random.keys(index / 2_000 % 2 == 1));
         longest = longest.max(session.editor.line().len());
         for outcome in session.take_outcomes() {
             if outcome == Outcome::Overlong {
