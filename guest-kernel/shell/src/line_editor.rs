@@ -40,6 +40,33 @@
 //! into a full line marks it overlong; it then ignores every key but Enter
 //! (which rejects it, [`Event::Overlong`]), Ctrl-U and Ctrl-C.
 //!
+//! How a shell drives it, and prints a notice while a line is typed:
+//!
+//! ```
+//! use stopwatch_shell::{Event, LineEditor, COMMAND_NAMES, PROMPT};
+//!
+//! let mut screen = Vec::new(); // the console
+//! let mut show = |bytes: &[u8]| screen.extend_from_slice(bytes);
+//! let mut editor = LineEditor::new(COMMAND_NAMES);
+//! show(PROMPT.as_bytes());
+//! for &byte in b"sta\x1b[Dtu\r" {
+//!     match editor.feed(byte, &mut show) {
+//!         None => {}
+//!         Some(Event::Line(line)) => {
+//!             assert_eq!(line, "sttua"); // run it, then:
+//!             show(PROMPT.as_bytes());
+//!         }
+//!         Some(Event::Overlong) => show(b"error: line too long\r\n"), // then the prompt
+//!         Some(Event::Cancelled) => show(PROMPT.as_bytes()),
+//!         Some(Event::Redraw) => editor.redraw(PROMPT, &mut show),
+//!     }
+//! }
+//! // A notice: erase the terminal line, print it, show prompt and line again.
+//! editor.feed(b'r', &mut show);
+//! show(b"\r\x1b[K[timeout] stopwatch[0] fired\r\n");
+//! editor.redraw(PROMPT, &mut show);
+//! ```
+//!
 //! Moving left is done with backspaces, which do not go back across a
 //! terminal's line wrap: a prompt and line wider than the terminal are
 //! shown wrongly when edited before the wrap (the line itself stays right).
