@@ -286,11 +286,9 @@ impl LineEditor {
             }
             CTRL_W => {
                 let before = part(&self.buffer, 0, self.cursor);
+                // The spaces left of the cursor go with the word.
                 let word_end = before.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-                let start = part(before, 0, word_end)
-                    .iter()
-                    .rposition(|&b| b == b' ')
-                    .map_or(0, |i| i + 1);
+                let start = word_start(part(before, 0, word_end));
                 self.edit(start, self.cursor - start, &[], out);
                 None
             }
@@ -390,10 +388,7 @@ impl LineEditor {
     /// candidates.
     fn complete(&mut self, after_tab: bool, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
         let cursor = self.cursor;
-        let start = part(&self.buffer, 0, cursor)
-            .iter()
-            .rposition(|&b| b == b' ')
-            .map_or(0, |i| i + 1);
+        let start = word_start(part(&self.buffer, 0, cursor));
         if part(&self.buffer, 0, start).iter().any(|&b| b != b' ') {
             return None; // not the first word
         }
@@ -522,6 +517,12 @@ fn move_left(columns: usize, out: &mut dyn FnMut(&[u8])) {
     for _ in 0..columns {
         out(&[BACKSPACE]);
     }
+}
+
+/// Where the last word of `bytes` starts (`bytes.len()` if it ends with a
+/// space).
+fn word_start(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
 }
 
 /// `bytes[from..to]`. The editor slices through this one function (and
