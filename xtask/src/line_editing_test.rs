@@ -86,7 +86,13 @@ pub fn run_editing(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
     );
 
     // Tab: the shared prefix of `start` and `status`, their list, then the
-    // unique completion; Ctrl-C abandons a line without running it.
+    // unique completion; Ctrl-C abandons a line without running it: the
+    // stopwatch, running, must not be reset.
+    let started = answer(&mut console, b"start\r", "start")?;
+    ensure!(
+        started.ends_with("status: RUNNING"),
+        "`start` answered {started:?}"
+    );
     let keys = [
         b"reset".as_slice(),
         CTRL_C,
@@ -116,8 +122,8 @@ pub fn run_editing(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
     );
     let status = completed.rsplit('\n').nth(1).unwrap_or_default();
     ensure!(
-        status == "status: RESET",
-        "the Tab-completed `status` answered {status:?} (the abandoned `reset` may have run)"
+        status == "status: RUNNING",
+        "the Tab-completed `status` answered {status:?} (RESET: the abandoned `reset` ran)"
     );
     Ok(
         "Ctrl-U/Ctrl-W/Left/Right/Home/End/Backspace/DEL ran `pause now`; \
