@@ -1,81 +1,124 @@
-//! Interrupt routing: which INTID belongs to which driver, the IRQ
-//! dispatcher the exception vector calls, and per-source counts.
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Interrupt routing: one table of the interrupt sources, with each one's
+//! INTID and count, and the IRQ dispatcher the exception vector calls.
+//!
+//! Adding an interrupt source means adding a [`Source`] variant: what it
+//! is called ([`fmt::Display`]) and what handles it ([`Source::handle`]).
+//! The table, the GIC setup, the counts and the `irqs` listing follow.
 
+use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use board_discovery::Interrupt;
+use board_discovery::{Interrupt, MAX_STOPWATCHES};
 
 use crate::arch::timer;
 use crate::drivers::gic::Gic;
+use crate::fixed_vec::FixedVec;
 use crate::sync::{IrqMutex, SetOnce};
 
 /// The interrupt controller.
 static GIC: IrqMutex<Option<Gic>> = IrqMutex::new(None);
 
-/// Which INTID belongs to which source; fixed once set up.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Routes {
+/// Something that raises interrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
     /// The console UART's receive interrupt.
-    pub uart: Option<u32>,
-    /// The stopwatch's timeout interrupt.
-    pub stopwatch: Option<u32>,
+    ConsoleUart,
     /// The EL1 virtual timer (used for sleeping).
-    pub virtual_timer: Option<u32>,
+    VirtualTimer,
+    /// Stopwatch number N's timeout interrupt.
+    Stopwatch(usize),
 }
 
-static ROUTES: SetOnce<Routes> = SetOnce::new();
-
-/// Interrupts handled so far, per source.
-pub struct Counts {
-    /// UART receive interrupts.
-    pub uart: AtomicU64,
-    /// Stopwatch timeout interrupts.
-    pub stopwatch: AtomicU64,
-    /// Virtual timer interrupts.
-    pub virtual_timer: AtomicU64,
-    /// Interrupts with an INTID no driver claims.
-    pub unexpected: AtomicU64,
+impl Source {
+    /// Runs the source's handler; `entry_counter` is the guest counter at
+    /// the IRQ's entry (for latency measurements).
+    fn handle(self, entry_counter: u64) {
+        match self {
+            Source::ConsoleUart => crate::console::handle_interrupt(),
+            Source::VirtualTimer => timer::handle_timer_interrupt(),
+            Source::Stopwatch(index) => {
+                if let Some(stopwatch) = crate::stopwatches().get(index) {
+                    stopwatch.handle_interrupt(entry_counter);
+                }
+            }
+        }
+    }
 }
 
-/// The counts shown by the `irqs` command.
-pub static COUNTS: Counts = Counts {
-    uart: AtomicU64::new(0),
-    stopwatch: AtomicU64::new(0),
-    virtual_timer: AtomicU64::new(0),
-    unexpected: AtomicU64::new(0),
-};
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::ConsoleUart => f.write_str("uart receive"),
+            Source::VirtualTimer => f.write_str("virtual timer"),
+            Source::Stopwatch(index) => write!(f, "stopwatch[{index}]"),
+        }
+    }
+}
+
+/// One routed interrupt: its INTID, who handles it, how often it came.
+pub struct Route {
+    /// The GIC's interrupt ID.
+    pub intid: u32,
+    /// What raises it.
+    pub source: Source,
+    /// Interrupts handled so far.
+    pub count: AtomicU64,
+}
+
+/// At most the console, the timer and every stopwatch.
+const MAX_ROUTES: usize = 2 + MAX_STOPWATCHES;
+
+/// The routed interrupts, in the order they were set up.
+pub type RouteTable = FixedVec<Route, MAX_ROUTES>;
+
+static ROUTES: SetOnce<RouteTable> = SetOnce::new();
+
+/// Interrupts with an INTID no route claims.
+pub static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Takes over the GIC.
 pub fn init(gic: Gic) {
     GIC.lock(|slot| *slot = Some(gic));
 }
 
-/// Enables the given interrupts at the GIC and remembers who owns them.
+/// Enables `sources`' interrupts at the GIC and remembers who owns them.
 /// IRQs stay masked at the CPU until [`enable_cpu_irqs`].
-pub fn route(
-    uart: Option<Interrupt>,
-    stopwatch: Option<Interrupt>,
-    virtual_timer: Option<Interrupt>,
-) {
+pub fn route(sources: impl IntoIterator<Item = (Interrupt, Source)>) {
+    let mut table = RouteTable::new();
     GIC.lock(|gic| {
         let gic = gic.as_mut().expect("GIC not initialised");
-        for interrupt in [uart, stopwatch, virtual_timer].into_iter().flatten() {
+        for (interrupt, source) in sources {
             gic.enable_interrupt(interrupt);
+            let route = Route {
+                intid: interrupt.intid,
+                source,
+                count: AtomicU64::new(0),
+            };
+            if table.push(route).is_err() {
+                panic!("more interrupt sources than {MAX_ROUTES} routes");
+            }
         }
     });
-    let routes = Routes {
-        uart: uart.map(|i| i.intid),
-        stopwatch: stopwatch.map(|i| i.intid),
-        virtual_timer: virtual_timer.map(|i| i.intid),
-    };
     ROUTES
-        .set(routes)
+        .set(table)
         .unwrap_or_else(|_| panic!("interrupts routed twice"));
 }
 
-/// The routes set up by [`route`].
-pub fn routes() -> Routes {
-    ROUTES.get().copied().unwrap_or_default()
+/// The routes set up by [`route`] (none before).
+pub fn routes() -> &'static RouteTable {
+    static NONE: RouteTable = RouteTable::new();
+    ROUTES.get().unwrap_or(&NONE)
+}
+
+/// The route of `source`, if it has one.
+pub fn route_of(source: Source) -> Option<&'static Route> {
+    routes().iter().find(|route| route.source == source)
+}
+
+/// Interrupts handled so far from `source` (0 if it has no route).
+pub fn count(source: Source) -> u64 {
+    route_of(source).map_or(0, |route| route.count.load(Ordering::Relaxed))
 }
 
 /// Unmasks IRQs at this CPU.
@@ -93,20 +136,14 @@ pub fn handle_irq() {
     let entry_counter = timer::counter();
     let routes = routes();
     while let Some(intid) = GIC.lock(|gic| gic.as_mut().and_then(Gic::acknowledge)) {
-        let raw = u32::from(intid);
-        if Some(raw) == routes.stopwatch {
-            COUNTS.stopwatch.fetch_add(1, Ordering::Relaxed);
-            if let Some(stopwatch) = crate::stopwatch() {
-                stopwatch.handle_interrupt(entry_counter);
+        match routes.iter().find(|route| route.intid == u32::from(intid)) {
+            Some(route) => {
+                route.count.fetch_add(1, Ordering::Relaxed);
+                route.source.handle(entry_counter);
             }
-        } else if Some(raw) == routes.uart {
-            COUNTS.uart.fetch_add(1, Ordering::Relaxed);
-            crate::console::handle_interrupt();
-        } else if Some(raw) == routes.virtual_timer {
-            COUNTS.virtual_timer.fetch_add(1, Ordering::Relaxed);
-            timer::handle_timer_interrupt();
-        } else {
-            COUNTS.unexpected.fetch_add(1, Ordering::Relaxed);
+            None => {
+                UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+            }
         }
         GIC.lock(|gic| {
             if let Some(gic) = gic {

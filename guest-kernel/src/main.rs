@@ -19,6 +19,7 @@ mod arch;
 mod bench;
 mod console;
 mod drivers;
+mod fixed_vec;
 mod interrupts;
 mod power;
 mod selftest;
@@ -26,11 +27,14 @@ mod shell;
 mod sync;
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arch::mmu::{KernelMap, DEVICE, NORMAL};
 use board_discovery::{BoardInfo, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
 use drivers::gic::Gic;
 use drivers::stopwatch::Stopwatch;
+use fixed_vec::FixedVec;
+use interrupts::Source;
 use sync::SetOnce;
 
 /// Start of RAM on `virt`: where QEMU puts the device tree when it loads
@@ -42,8 +46,13 @@ const FDT_MAGIC: u32 = 0xd00d_feed;
 /// What the device tree said; lives as long as the (never overwritten)
 /// device tree in RAM.
 static BOARD: SetOnce<BoardInfo<'static>> = SetOnce::new();
-/// The stopwatch, if the device tree has one.
-static STOPWATCH: SetOnce<Stopwatch> = SetOnce::new();
+/// Every usable stopwatch in the device tree, in its order.
+static STOPWATCHES: SetOnce<Stopwatches> = SetOnce::new();
+/// The index of the stopwatch the shell's device commands act on.
+static SELECTED: AtomicUsize = AtomicUsize::new(0);
+
+/// The stopwatch drivers; stopwatch N is the Nth usable node.
+pub type Stopwatches = FixedVec<Stopwatch, MAX_STOPWATCHES>;
 /// The exception level QEMU started the kernel at.
 static ENTRY_EL: SetOnce<u64> = SetOnce::new();
 
@@ -52,9 +61,31 @@ pub fn board() -> &'static BoardInfo<'static> {
     BOARD.get().expect("board not discovered yet")
 }
 
-/// The stopwatch device, if there is one.
+/// Every stopwatch (none before they are set up).
+pub fn stopwatches() -> &'static Stopwatches {
+    static NONE: Stopwatches = Stopwatches::new();
+    STOPWATCHES.get().unwrap_or(&NONE)
+}
+
+/// The selected stopwatch, if there is one: stopwatch 0 until
+/// [`select_stopwatch`].
 pub fn stopwatch() -> Option<&'static Stopwatch> {
-    STOPWATCH.get()
+    stopwatches().get(selected_stopwatch())
+}
+
+/// The index of the selected stopwatch.
+pub fn selected_stopwatch() -> usize {
+    SELECTED.load(Ordering::Relaxed)
+}
+
+/// Selects stopwatch `index`; `Err` holds how many there are.
+pub fn select_stopwatch(index: usize) -> Result<(), usize> {
+    let count = stopwatches().len();
+    if index >= count {
+        return Err(count);
+    }
+    SELECTED.store(index, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The exception level the kernel was entered at (1 or 2).
@@ -121,18 +152,30 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     // is the only driver instance.
     let gic = unsafe { Gic::new(&gic, board.cpu_count) };
     interrupts::init(gic);
-    if let Some(info) = board.first_stopwatch() {
+    let mut drivers = Stopwatches::new();
+    for info in board.stopwatches.iter() {
         // SAFETY: Its registers are mapped as Device memory and its shared
         // region as Normal memory above; this is the only driver instance.
-        let _ = STOPWATCH.set(unsafe { Stopwatch::new(*info) });
+        let driver = unsafe { Stopwatch::new(*info) };
+        // Both lists hold MAX_STOPWATCHES.
+        let _ = drivers.push(driver);
     }
+    let stopwatches = STOPWATCHES.set(drivers).unwrap_or_else(|_| unreachable!());
     let Some(uart_interrupt) = uart.interrupt else {
         power::fatal(format_args!("the console UART has no usable interrupt"));
     };
+    let stopwatch_routes = stopwatches
+        .iter()
+        .enumerate()
+        .map(|(index, driver)| (driver.interrupt(), Source::Stopwatch(index)));
+    let timer_route = board
+        .virtual_timer
+        .map(|interrupt| (interrupt, Source::VirtualTimer));
     interrupts::route(
-        Some(uart_interrupt),
-        stopwatch().map(Stopwatch::interrupt),
-        board.virtual_timer,
+        [(uart_interrupt, Source::ConsoleUart)]
+            .into_iter()
+            .chain(timer_route)
+            .chain(stopwatch_routes),
     );
     if board.virtual_timer.is_some() {
         arch::timer::set_interrupt_routed();
@@ -222,17 +265,19 @@ fn print_banner(board: &BoardInfo<'_>) {
         ram_bytes >> 20,
         board.bootargs
     );
-    match board.first_stopwatch() {
-        Some(stopwatch) => println!(
-            "stopwatch: {} registers {:#x} shared {:#x} INTID {}",
+    for (index, stopwatch) in board.stopwatches.iter().enumerate() {
+        println!(
+            "stopwatch[{index}]: {} registers {:#x} shared {:#x} INTID {}",
             stopwatch.node_name,
             stopwatch.registers.base,
             stopwatch.shared.base,
             stopwatch.timeout_interrupt.intid
-        ),
-        None => println!(
+        );
+    }
+    if board.stopwatches.is_empty() {
+        println!(
             "stopwatch: NONE in the device tree (start QEMU with -device stopwatch); the shell works, stopwatch commands will say so"
-        ),
+        );
     }
     for broken in board.broken_stopwatches.iter() {
         println!("stopwatch: {} ignored: {}", broken.node_name, broken.error);

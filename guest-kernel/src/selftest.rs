@@ -22,7 +22,7 @@ use stopwatch_abi::{Command, Status, TimeSnapshot, NANOS_PER_SEC};
 
 use crate::arch::{exceptions, timer};
 use crate::drivers::stopwatch::{device_time_ns, Stopwatch, TimePageError, ZeroExitReading};
-use crate::interrupts::{self, COUNTS};
+use crate::interrupts::{self, Source};
 use crate::sync::IrqsMasked;
 use crate::{power, println};
 
@@ -240,7 +240,7 @@ fn bracketed(stopwatch: &Stopwatch, command: Command) -> (u64, u64) {
 /// route agree; without a device, none of them exists.
 fn stopwatch_discovery(t: &Checker, stopwatch: Option<&Stopwatch>) {
     let board = crate::board();
-    let route = interrupts::routes().stopwatch;
+    let route = interrupts::route_of(Source::Stopwatch(0)).map(|route| route.intid);
     match stopwatch {
         Some(stopwatch) => {
             let intid = stopwatch.interrupt().intid;
@@ -266,7 +266,7 @@ fn stopwatch_discovery(t: &Checker, stopwatch: Option<&Stopwatch>) {
                 format_args!("a stopwatch interrupt is routed without a device"),
             );
             t.check(
-                COUNTS.stopwatch.load(Ordering::Relaxed) == 0,
+                interrupts::count(Source::Stopwatch(0)) == 0,
                 format_args!("stopwatch interrupts counted without a device"),
             );
         }
@@ -381,29 +381,32 @@ fn fp_simd_survive_interrupts(t: &Checker, stopwatch: Option<&Stopwatch>) {
     let mut kept = [0u128; 8];
     let mut kept_fpcr_fpsr = [0u64; 2];
 
-    if !timer::interrupt_routed() {
+    let timer_route =
+        interrupts::route_of(Source::VirtualTimer).filter(|_| timer::interrupt_routed());
+    let Some(timer_route) = timer_route else {
         t.check(
             false,
             format_args!("the virtual timer interrupt is not routed"),
         );
         return;
-    }
+    };
+    let stopwatch_route = interrupts::route_of(Source::Stopwatch(crate::selected_stopwatch()));
     // The interrupts are set up with IRQs masked, so they are taken only
     // inside the loop, with the registers filled. The first source is the
     // stopwatch if there is one; without it, both are the timer.
     let masked = IrqsMasked::new();
     let (second, second_before) = (
-        &COUNTS.virtual_timer,
-        COUNTS.virtual_timer.load(Ordering::Relaxed),
+        &timer_route.count,
+        timer_route.count.load(Ordering::Relaxed),
     );
     timer::arm_interrupt(timer::counter() + timer::clock().ns_to_ticks(1_000_000));
-    let (first, first_before) = match stopwatch {
-        Some(stopwatch) => {
-            let before = COUNTS.stopwatch.load(Ordering::Relaxed);
+    let (first, first_before) = match (stopwatch, stopwatch_route) {
+        (Some(stopwatch), Some(route)) => {
+            let before = route.count.load(Ordering::Relaxed);
             stopwatch.timeout_ns(2_000_000);
-            (&COUNTS.stopwatch, before)
+            (&route.count, before)
         }
-        None => (second, second_before),
+        _ => (second, second_before),
     };
     let deadline = timer::counter() + timer::clock().ns_to_ticks(FP_SIMD_WAIT_NS);
     exceptions::set_clobber_fp_simd_after_irq(true);

@@ -8,17 +8,19 @@
 use core::fmt;
 use core::sync::atomic::Ordering;
 
-use board_discovery::PsciConduit;
-use embedded_io::{Read, Write};
+use board_discovery::{PsciConduit, MAX_STOPWATCHES};
+use embedded_io::{Read, ReadReady, Write};
 use stopwatch_abi::Status;
 use stopwatch_shell::{
-    parse, Command, Event, LineEditor, COMMAND_NAMES, HELP, MAX_LINE_LEN, PROMPT,
+    parse, Command, DeviceCommand, Event, LineEditor, Prompt, ReadPath, Timeout, COMMAND_NAMES,
+    HELP, MAX_LINE_LEN,
 };
 
+use crate::arch::timer;
 use crate::console::Console;
 use crate::drivers::stopwatch::{Stopwatch, TimePageError};
-use crate::interrupts::{self, COUNTS};
-use crate::{board, power, println, stopwatch};
+use crate::interrupts::{self, UNEXPECTED};
+use crate::{board, power, print, println, stopwatch, stopwatches};
 
 /// Writes one line of a command's answer to `$out` (a `&mut dyn
 /// fmt::Write`); a sink that fails only loses the text.
@@ -28,34 +30,118 @@ macro_rules! say {
     }};
 }
 
+/// Moves to the start of the line and clears it.
+const CLEAR_LINE: &str = "\r\x1b[K";
+
 /// Reads and runs commands forever (until `exit` or `poweroff`).
 pub fn run() -> ! {
     let mut editor = LineEditor::new(COMMAND_NAMES);
+    let mut notices = Notices::new();
     // The editor's echo, cursor moves and redraws go straight out.
     let mut show = |bytes: &[u8]| {
         let Ok(()) = Console.write_all(bytes);
     };
     println!("type 'help' for the commands");
-    show(PROMPT.as_bytes());
+    print!("{}", prompt());
     let mut input = [0u8; 32];
     loop {
+        timer::wait_for_interrupt_unless(|| input_ready() || notices.pending());
+        if notices.pending() {
+            // The notice goes above the line being typed, which is then
+            // drawn again as it was, cursor included.
+            print!("{CLEAR_LINE}");
+            notices.print(&mut Console);
+            print!("{}", prompt());
+            editor.redraw(&mut show);
+        }
+        if !input_ready() {
+            continue;
+        }
         let Ok(count) = Console.read(&mut input);
         for &byte in &input[..count] {
             match editor.feed(byte, &mut show) {
                 None => {}
                 Some(Event::Line(line)) => {
                     execute(line, &mut Console);
-                    show(PROMPT.as_bytes());
+                    print!("{}", prompt());
                 }
                 Some(Event::Overlong) => {
                     println!("error: line too long (at most {MAX_LINE_LEN} characters); ignored");
-                    show(PROMPT.as_bytes());
+                    print!("{}", prompt());
                 }
-                Some(Event::Cancelled) => show(PROMPT.as_bytes()),
-                Some(Event::Redraw) => editor.redraw(PROMPT, &mut show),
+                Some(Event::Cancelled) => print!("{}", prompt()),
+                Some(Event::Redraw) => {
+                    print!("{}", prompt());
+                    editor.redraw(&mut show);
+                }
             }
         }
     }
+}
+
+fn input_ready() -> bool {
+    let Ok(ready) = Console.read_ready();
+    ready
+}
+
+/// The prompt, naming the selected stopwatch when there are several.
+fn prompt() -> Prompt {
+    Prompt {
+        selected: crate::selected_stopwatch(),
+        count: stopwatches().len(),
+    }
+}
+
+/// Timeout interrupts not announced yet. The interrupt handler only counts
+/// (in the driver); the shell prints, outside interrupt context.
+struct Notices {
+    /// Each stopwatch's timeout count when last announced.
+    announced: [u64; MAX_STOPWATCHES],
+}
+
+impl Notices {
+    fn new() -> Self {
+        let mut announced = [0; MAX_STOPWATCHES];
+        for (slot, stopwatch) in announced.iter_mut().zip(stopwatches().iter()) {
+            *slot = stopwatch.timeouts();
+        }
+        Notices { announced }
+    }
+
+    fn pending(&self) -> bool {
+        stopwatches()
+            .iter()
+            .zip(&self.announced)
+            .any(|(stopwatch, &announced)| stopwatch.timeouts() != announced)
+    }
+
+    /// One line per stopwatch with new timeouts:
+    /// `[timeout] stopwatch[0] fired at 12.000 s (3 so far)`.
+    fn print(&mut self, out: &mut dyn fmt::Write) {
+        for (index, stopwatch) in stopwatches().iter().enumerate() {
+            let count = stopwatch.timeouts();
+            if count == self.announced[index] {
+                continue;
+            }
+            self.announced[index] = count;
+            match elapsed_at_last_timeout(stopwatch) {
+                Some(ns) => say!(
+                    out,
+                    "[timeout] stopwatch[{index}] fired at {} s ({count} so far)",
+                    Millis(ns)
+                ),
+                None => say!(out, "[timeout] stopwatch[{index}] fired ({count} so far)"),
+            }
+        }
+    }
+}
+
+/// The stopwatch's elapsed time when its last timeout interrupt was taken,
+/// from the time page (none on an original device).
+fn elapsed_at_last_timeout(stopwatch: &Stopwatch) -> Option<u64> {
+    let snapshot = stopwatch.read_time_page().ok()?;
+    let counter_ns = timer::clock().ticks_to_ns(stopwatch.last_interrupt_counter());
+    Some(snapshot.elapsed_ns_at_counter(counter_ns))
 }
 
 /// Parses and runs one line, writing the answer to `out`.
@@ -69,7 +155,25 @@ pub fn execute(line: &str, out: &mut dyn fmt::Write) {
 
 fn run_command(command: Command, out: &mut dyn fmt::Write) {
     match command {
+        Command::Device(command) => match stopwatch() {
+            Some(stopwatch) => run_device_command(stopwatch, command, out),
+            None => no_device(out),
+        },
         Command::Help => say!(out, "{HELP}"),
+        Command::List => print_list(out),
+        Command::Use(index) => match crate::select_stopwatch(index) {
+            Ok(()) => say!(out, "using stopwatch[{index}]"),
+            Err(0) => no_device(out),
+            Err(count) => say!(
+                out,
+                "error: use: there is no stopwatch[{index}]: give 0..{} (see 'list')",
+                count - 1
+            ),
+        },
+        Command::Watch(path) => match stopwatch() {
+            Some(stopwatch) => watch(stopwatch, path, out),
+            None => no_device(out),
+        },
         Command::Info => print_info(out),
         Command::Irqs => print_irqs(out),
         Command::Exit(code) => power::exit(i32::from(code)),
@@ -81,10 +185,6 @@ fn run_command(command: Command, out: &mut dyn fmt::Write) {
                 no_device(out);
             }
         }
-        _ => match stopwatch() {
-            Some(stopwatch) => run_stopwatch_command(stopwatch, command, out),
-            None => no_device(out),
-        },
     }
 }
 
@@ -95,12 +195,12 @@ fn no_device(out: &mut dyn fmt::Write) {
     );
 }
 
-fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn fmt::Write) {
+fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut dyn fmt::Write) {
     match command {
         // START while RUNNING and PAUSE while RESET are guest mistakes the
         // device logs: not sent when the driver knows the status. (PAUSE
         // while PAUSED is harmless, but does nothing either.)
-        Command::Start => {
+        DeviceCommand::Start => {
             if stopwatch.status() == Ok(Status::Running) {
                 say!(out, "already running (START not sent)");
             } else {
@@ -108,7 +208,7 @@ fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn 
             }
             print_status(stopwatch, out);
         }
-        Command::Pause => {
+        DeviceCommand::Pause => {
             if let Ok(Status::Reset | Status::Paused) = stopwatch.status() {
                 say!(out, "not running (PAUSE not sent)");
             } else {
@@ -116,12 +216,12 @@ fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn 
             }
             print_status(stopwatch, out);
         }
-        Command::Reset => {
+        DeviceCommand::Reset => {
             stopwatch.reset();
             print_status(stopwatch, out);
         }
-        Command::Status => print_status(stopwatch, out),
-        Command::Read => match stopwatch.read_zero_exit() {
+        DeviceCommand::Status => print_status(stopwatch, out),
+        DeviceCommand::Read(ReadPath::TimePage) => match stopwatch.read_zero_exit() {
             Ok(reading) => say!(
                 out,
                 "{} seconds ({}, time page)",
@@ -135,9 +235,9 @@ fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn 
             ),
             Err(error) => say!(out, "error: {error}; 'read trap' asks the device"),
         },
-        Command::ReadTrap => say!(out, "{}", stopwatch.update_text().as_str()),
+        DeviceCommand::Read(ReadPath::Trap) => say!(out, "{}", stopwatch.update_text().as_str()),
         // The parser has checked the range.
-        Command::SetTimeout(seconds) => {
+        DeviceCommand::SetTimeout(timeout) => {
             // A second TIMEOUT while one is armed is a mistake the device
             // logs: not sent when the time page shows an armed deadline.
             match stopwatch.read_time_page() {
@@ -151,11 +251,22 @@ fn run_stopwatch_command(stopwatch: &Stopwatch, command: Command, out: &mut dyn 
                     "warning: {error}: cannot tell whether a timeout is pending"
                 ),
             }
-            stopwatch.timeout_secs(seconds);
-            say!(out, "timeout armed: interrupt in {seconds} s");
+            match timeout {
+                Timeout::Seconds(seconds) => {
+                    stopwatch.timeout_secs(seconds);
+                    say!(out, "timeout armed: interrupt in {seconds} s (TIMEOUT)");
+                }
+                Timeout::Nanoseconds(ns) => {
+                    stopwatch.timeout_ns(ns);
+                    say!(
+                        out,
+                        "timeout armed: interrupt in {} s (TIMEOUT_NS)",
+                        Seconds(ns)
+                    );
+                }
+            }
         }
-        Command::TimeoutCount => say!(out, "{}", stopwatch.timeouts()),
-        _ => unreachable!(),
+        DeviceCommand::TimeoutCount => say!(out, "{}", stopwatch.timeouts()),
     }
 }
 
@@ -166,22 +277,112 @@ fn print_status(stopwatch: &Stopwatch, out: &mut dyn fmt::Write) {
     }
 }
 
-fn print_irqs(out: &mut dyn fmt::Write) {
-    let routes = interrupts::routes();
-    say!(out, "interrupts handled:");
-    let sources = [
-        ("stopwatch", routes.stopwatch, &COUNTS.stopwatch),
-        ("uart receive", routes.uart, &COUNTS.uart),
-        ("virtual timer", routes.virtual_timer, &COUNTS.virtual_timer),
-        ("unexpected", None, &COUNTS.unexpected),
-    ];
-    for (name, intid, count) in sources {
-        let count = count.load(Ordering::Relaxed);
-        match intid {
-            Some(intid) => say!(out, "  {name:<14} INTID {intid:<4} {count}"),
-            None => say!(out, "  {name:<14} (none)     {count}"),
+/// The elapsed time and status of `stopwatch`: from the time page (no
+/// exit), or on an original device with UPDATE and STATUS; and the number
+/// of exits to QEMU that took.
+fn elapsed_and_status(stopwatch: &Stopwatch, path: ReadPath) -> (Option<u64>, &'static str, u64) {
+    if path == ReadPath::TimePage {
+        match stopwatch.read_zero_exit() {
+            Ok(reading) => return (Some(reading.elapsed_ns), reading.snapshot.status.name(), 0),
+            Err(TimePageError::Absent) => {}
+            Err(_) => return (None, "?", 0),
         }
     }
+    let elapsed = stopwatch.update_text().to_ns();
+    let status = stopwatch.status().map_or("?", Status::name);
+    // UPDATE is a write to COMMAND, STATUS a read: two exits.
+    (elapsed, status, 2)
+}
+
+/// `list`: every stopwatch, the selected one marked.
+fn print_list(out: &mut dyn fmt::Write) {
+    if stopwatches().is_empty() {
+        return no_device(out);
+    }
+    let selected = crate::selected_stopwatch();
+    for (index, stopwatch) in stopwatches().iter().enumerate() {
+        let mark = if index == selected { '*' } else { ' ' };
+        let (elapsed, status, _) = elapsed_and_status(stopwatch, ReadPath::TimePage);
+        let elapsed = elapsed.map_or(Seconds(0), Seconds);
+        say!(
+            out,
+            "{mark} stopwatch[{index}]  {status:<7}  {elapsed} s  {} timeouts",
+            stopwatch.timeouts()
+        );
+    }
+}
+
+/// Refreshes of `watch` per second.
+const WATCH_REFRESH_NS: u64 = 100_000_000;
+
+/// `watch`: the elapsed time redrawn in place about 10 times a second until
+/// a key is pressed (the key is taken, not run); timeout notices still
+/// appear. Ends with how many refreshes and exits to QEMU it made.
+fn watch(stopwatch: &Stopwatch, path: ReadPath, out: &mut dyn fmt::Write) {
+    let index = crate::selected_stopwatch();
+    let mut notices = Notices::new();
+    let (mut refreshes, mut exits) = (0u64, 0u64);
+    let clock = timer::clock();
+    let started = timer::counter();
+    let how = match path {
+        ReadPath::TimePage => "time page",
+        ReadPath::Trap => "UPDATE",
+    };
+    say!(
+        out,
+        "watching stopwatch[{index}] ({how}); press any key to stop"
+    );
+    loop {
+        let (elapsed, status, cost) = elapsed_and_status(stopwatch, path);
+        refreshes += 1;
+        exits += cost;
+        match elapsed {
+            Some(ns) => print!("{CLEAR_LINE}stopwatch[{index}]  {} s  {status}", Millis(ns)),
+            None => print!("{CLEAR_LINE}stopwatch[{index}]  (unreadable)  {status}"),
+        }
+        let deadline = timer::counter() + clock.ns_to_ticks(WATCH_REFRESH_NS);
+        timer::wait_until_or(deadline, || input_ready() || notices.pending());
+        if notices.pending() {
+            print!("{CLEAR_LINE}");
+            notices.print(out);
+        }
+        if input_ready() {
+            let mut key = [0u8; 1];
+            let Ok(_) = Console.read(&mut key);
+            break;
+        }
+    }
+    let seconds = Seconds(clock.ticks_to_ns(timer::counter() - started));
+    print!("\r\n");
+    say!(
+        out,
+        "watch: {refreshes} refreshes in {seconds} s, {exits} exits to QEMU ({} per refresh)",
+        match path {
+            ReadPath::TimePage => 0,
+            ReadPath::Trap => 2,
+        }
+    );
+}
+
+fn print_irqs(out: &mut dyn fmt::Write) {
+    say!(out, "interrupts handled:");
+    for route in interrupts::routes().iter() {
+        let padding = 14usize.saturating_sub(DisplayLen::of(&route.source));
+        say!(
+            out,
+            "  {}{:padding$} INTID {:<4} {}",
+            route.source,
+            "",
+            route.intid,
+            route.count.load(Ordering::Relaxed)
+        );
+    }
+    say!(
+        out,
+        "  {:<14} (none)     {}",
+        "unexpected",
+        UNEXPECTED.load(Ordering::Relaxed)
+    );
     let (errors, hold_backs) = crate::console::receive_statistics();
     say!(
         out,
@@ -245,7 +446,11 @@ fn print_info(out: &mut dyn fmt::Write) {
         say!(out, "stopwatch:     none in the device tree");
     }
     for (index, stopwatch) in board.stopwatches.iter().enumerate() {
-        let in_use = if index == 0 { " (in use)" } else { "" };
+        let in_use = if index == crate::selected_stopwatch() {
+            " (selected)"
+        } else {
+            ""
+        };
         say!(out, "stopwatch[{index}]:  {}{in_use}", stopwatch.node_name);
         say!(
             out,
@@ -281,6 +486,35 @@ fn print_info(out: &mut dyn fmt::Write) {
             "absent (original device)"
         };
         say!(out, "time page:     {time_page}");
+    }
+}
+
+/// The length of a value's `Display` text, for aligning columns (the
+/// sources' `Display` does not pad).
+struct DisplayLen(usize);
+
+impl DisplayLen {
+    fn of(value: &dyn fmt::Display) -> usize {
+        let mut len = DisplayLen(0);
+        let _ = fmt::write(&mut len, format_args!("{value}"));
+        len.0
+    }
+}
+
+impl fmt::Write for DisplayLen {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0 += text.len();
+        Ok(())
+    }
+}
+
+/// Nanoseconds shown as seconds with three decimals (rounded down).
+struct Millis(u64);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = stopwatch_abi::NANOS_PER_SEC;
+        write!(f, "{}.{:03}", self.0 / ns, self.0 % ns / 1_000_000)
     }
 }
 

@@ -20,6 +20,9 @@ mod qemu_build;
 mod qemu_source;
 mod repo;
 mod run;
+mod serial_fuzz;
+mod shell_test;
+mod snapshot_test;
 mod test_suite;
 mod util;
 
@@ -102,6 +105,21 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
+    /// Fuzz at length: `serial` sends bursts of hostile bytes to the guest
+    /// shell, each followed by a command whose answer must come back right
+    /// (`cargo xtask test` runs 2,000 bursts of a fixed seed).
+    Fuzz {
+        /// What to fuzz.
+        target: FuzzTarget,
+        /// Seed (decimal or 0x hex); default: a new one, printed.
+        #[arg(long, value_parser = parse_seed)]
+        seed: Option<u64>,
+        /// Bursts (serial) to send.
+        #[arg(long, default_value_t = 20_000)]
+        bursts: u64,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
     /// Check formatting and run clippy (warnings are errors) on every crate,
     /// the device glue under QEMU's own lint set.
     Lint {
@@ -121,6 +139,22 @@ enum Cmd {
     },
     /// Print the cache directory.
     CacheDir,
+}
+
+/// What `cargo xtask fuzz` fuzzes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FuzzTarget {
+    /// The guest shell's serial input.
+    Serial,
+}
+
+/// A seed in decimal or `0x` hex.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => text.replace('_', "").parse(),
+    };
+    parsed.map_err(|_| format!("'{text}' is not a seed: give a number, decimal or 0x hex"))
 }
 
 fn main() -> ExitCode {
@@ -212,6 +246,23 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench { options } => {
             bench::run(&Session::new(&options)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Fuzz {
+            target: FuzzTarget::Serial,
+            seed,
+            bursts,
+            options,
+        } => {
+            let session = Session::new(&options)?;
+            session.build_all(true, &mut Vec::new())?;
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |t| t.as_nanos() as u64)
+            });
+            let result = serial_fuzz::run(&session.repo, seed, bursts, Duration::from_secs(60))?;
+            eprintln!("fuzz serial: {result}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint { options } => {

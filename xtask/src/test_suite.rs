@@ -131,6 +131,40 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         }));
     }
 
+    let name = format!(
+        "serial fuzz: {} bursts of hostile input",
+        crate::serial_fuzz::TEST_BURSTS
+    );
+    outcomes.push(step(&name, || {
+        if !runnable {
+            bail!("not run: QEMU or the guest kernel did not build");
+        }
+        crate::serial_fuzz::run(
+            repo,
+            crate::serial_fuzz::TEST_SEED,
+            crate::serial_fuzz::TEST_BURSTS,
+            guest_timeout,
+        )
+        .map(Verdict::Pass)
+    }));
+
+    outcomes.push(step(
+        "snapshot of a running guest (migrate, -incoming)",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            crate::snapshot_test::run(repo, guest_timeout).map(Verdict::Pass)
+        },
+    ));
+
+    outcomes.push(step("shell: 3 stopwatches, notices, watch", || {
+        if !runnable {
+            bail!("not run: QEMU or the guest kernel did not build");
+        }
+        crate::shell_test::run(repo, guest_timeout).map(Verdict::Pass)
+    }));
+
     outcomes.push(step(
         "serial paste: the demo pasted = the demo typed",
         || {

@@ -25,8 +25,10 @@ pub use fdt::FdtError;
 /// ([`FixedList::dropped`]), and the kernel's banner says so.
 pub const MAX_MEMORY_REGIONS: usize = 4;
 /// How many stopwatch nodes [`BoardInfo`] keeps (usable ones, and broken
-/// ones apart); more are only counted, as for memory regions.
-pub const MAX_STOPWATCHES: usize = 4;
+/// ones apart); more are only counted, as for memory regions. As many as
+/// `virt`'s platform bus can hold: each stopwatch takes one of its 64
+/// interrupts (`PLATFORM_BUS_NUM_IRQS` in QEMU's `hw/arm/virt.c`).
+pub const MAX_STOPWATCHES: usize = 64;
 /// Deepest bus nesting followed when translating addresses.
 const MAX_BUS_DEPTH: usize = 6;
 /// Bytes of one GIC interrupt specifier: three cells.

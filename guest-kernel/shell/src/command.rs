@@ -1,29 +1,25 @@
 //! Shell commands and their parser.
+//!
+//! Commands come in two kinds: [`DeviceCommand`]s act on the selected
+//! stopwatch; the other [`Command`]s act on the shell or the machine.
 
 use core::fmt;
-use stopwatch_abi::MAX_TIMEOUT_SECS;
+use stopwatch_abi::{MAX_TIMEOUT_NS, NANOS_PER_SEC};
 
 /// A parsed shell command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// A command for the selected stopwatch.
+    Device(DeviceCommand),
     /// `help`: list the commands.
     Help,
-    /// `start`: START the stopwatch.
-    Start,
-    /// `pause` (alias `stop`): PAUSE it.
-    Pause,
-    /// `reset`: RESET it.
-    Reset,
-    /// `read` (alias `show`): elapsed time from the time page, no exit.
-    Read,
-    /// `read trap`: the original path, UPDATE and the `data` text.
-    ReadTrap,
-    /// `status`: the STATUS register.
-    Status,
-    /// `timeout N`: arm a timeout of N seconds.
-    SetTimeout(u64),
-    /// `timeout`: how many timeout interrupts have arrived.
-    TimeoutCount,
+    /// `list`: every stopwatch with its status, elapsed time, timeouts.
+    List,
+    /// `use N`: select stopwatch N for the device commands.
+    Use(usize),
+    /// `watch` (time page) or `watch trap` (UPDATE): a live display of the
+    /// selected stopwatch until a key is pressed.
+    Watch(ReadPath),
     /// `irqs`: interrupt counts per source.
     Irqs,
     /// `info`: what the device tree said.
@@ -36,33 +32,91 @@ pub enum Command {
     Poweroff,
 }
 
+/// A command for one stopwatch device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceCommand {
+    /// `start`: START the stopwatch.
+    Start,
+    /// `pause` (alias `stop`): PAUSE it.
+    Pause,
+    /// `reset`: RESET it.
+    Reset,
+    /// `read` (alias `show`) or `read trap`: the elapsed time.
+    Read(ReadPath),
+    /// `status`: the STATUS register.
+    Status,
+    /// `timeout DURATION`: arm a timeout.
+    SetTimeout(Timeout),
+    /// `timeout`: how many timeout interrupts have arrived.
+    TimeoutCount,
+}
+
+/// How the elapsed time is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadPath {
+    /// From the time page and the guest's counter: no exit to QEMU.
+    TimePage,
+    /// The original way: UPDATE (an exit), then the text.
+    Trap,
+}
+
+/// A timeout to arm, in the device command that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// A whole number of seconds in 1..=MAX_TIMEOUT_SECS: the original
+    /// TIMEOUT command.
+    Seconds(u64),
+    /// Anything else up to MAX_TIMEOUT_NS: TIMEOUT_NS.
+    Nanoseconds(u64),
+}
+
+impl Timeout {
+    /// The timeout in nanoseconds.
+    pub const fn as_ns(self) -> u64 {
+        match self {
+            Timeout::Seconds(seconds) => seconds * NANOS_PER_SEC,
+            Timeout::Nanoseconds(ns) => ns,
+        }
+    }
+}
+
 /// Every command name (aliases included, `?` aside): what Tab completes.
 ///
 /// [`parse`] rejects any other first word, and the tests check that each of
 /// these parses and is in [`HELP`], and that [`HELP`] lists no other: a new
 /// command goes here, in the parser and in [`HELP`], or its tests fail.
 pub const COMMAND_NAMES: &[&str] = &[
-    "help", "start", "pause", "stop", "reset", "read", "show", "status", "timeout", "irqs", "info",
-    "bench", "exit", "poweroff",
+    "help", "start", "pause", "stop", "reset", "read", "show", "status", "timeout", "list", "use",
+    "watch", "irqs", "info", "bench", "exit", "poweroff",
 ];
 
 /// The `help` text, one command per line.
 pub const HELP: &str = "\
-commands:
-  help             this list
-  start            start the stopwatch
+commands for the selected stopwatch:
+  start            start it
   pause | stop     pause it, keeping the elapsed time
   reset            stop it and clear the elapsed time
   read | show      elapsed time from the time page (no exit to QEMU)
   read trap        elapsed time the original way (UPDATE, then the text)
   status           the STATUS register
-  timeout N        interrupt after N seconds (1..10)
+  timeout T        interrupt after T: 3 or 3s (seconds), 1.5s, 250ms, 100us,
+                   5000ns; from 1 ns up to 10 s
   timeout          number of timeout interrupts so far
+other commands:
+  list             every stopwatch: status, elapsed time, timeouts
+  use N            select stopwatch N for the commands above
+  watch            live elapsed time from the time page (any key stops)
+  watch trap       the same, with an UPDATE (an exit) per refresh
   irqs             interrupt counts per source
   info             what the device tree described
   bench            measure access costs and interrupt latency
+  help             this list
   exit [code]      end the run with this exit status (default 0)
   poweroff         power the machine off (PSCI SYSTEM_OFF)";
+
+/// The accepted forms of a timeout, for error messages.
+const TIMEOUT_FORMS: &str =
+    "give seconds (3, 3s, 1.5s) or 250ms, 100us, 5000ns, from 1 ns up to 10 s";
 
 /// Why a line is not a valid command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,10 +130,19 @@ pub enum ParseError<'a> {
         /// The first argument too many.
         argument: &'a str,
     },
-    /// `timeout` was given something that is not a whole number.
-    TimeoutNotANumber(&'a str),
-    /// `timeout` was given a number outside 1..=MAX_TIMEOUT_SECS.
+    /// The command needs an argument that was not given.
+    MissingArgument {
+        /// The command, as typed.
+        command: &'a str,
+        /// What it needs.
+        wanted: &'a str,
+    },
+    /// `timeout` was given something that is not a duration.
+    TimeoutMalformed(&'a str),
+    /// `timeout` was given a duration of 0 or over MAX_TIMEOUT_NS.
     TimeoutOutOfRange(&'a str),
+    /// `use` was given something that is not a number.
+    BadStopwatchNumber(&'a str),
     /// `exit` was given something that is not a number in 0..=255.
     BadExitCode(&'a str),
 }
@@ -93,14 +156,18 @@ impl fmt::Display for ParseError<'_> {
             ParseError::UnexpectedArgument { command, argument } => {
                 write!(f, "'{command}' does not take the argument '{argument}'")
             }
-            ParseError::TimeoutNotANumber(word) => write!(
-                f,
-                "timeout: '{word}' is not a whole number of seconds (1..{MAX_TIMEOUT_SECS})"
-            ),
-            ParseError::TimeoutOutOfRange(word) => write!(
-                f,
-                "timeout: {word} is out of range: give 1..{MAX_TIMEOUT_SECS} seconds"
-            ),
+            ParseError::MissingArgument { command, wanted } => {
+                write!(f, "'{command}' needs {wanted}")
+            }
+            ParseError::TimeoutMalformed(word) => {
+                write!(f, "timeout: '{word}' is not a duration: {TIMEOUT_FORMS}")
+            }
+            ParseError::TimeoutOutOfRange(word) => {
+                write!(f, "timeout: {word} is out of range: {TIMEOUT_FORMS}")
+            }
+            ParseError::BadStopwatchNumber(word) => {
+                write!(f, "use: '{word}' is not a stopwatch number (see 'list')")
+            }
             ParseError::BadExitCode(word) => {
                 write!(f, "exit: '{word}' is not an exit code (0..255)")
             }
@@ -121,14 +188,16 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
     }
     let argument = words.next();
     let extra = words.next();
+    let device = |command| Some(Command::Device(command));
 
     // Commands that take no argument.
     let plain = match name {
         "help" | "?" => Some(Command::Help),
-        "start" => Some(Command::Start),
-        "pause" | "stop" => Some(Command::Pause),
-        "reset" => Some(Command::Reset),
-        "status" => Some(Command::Status),
+        "start" => device(DeviceCommand::Start),
+        "pause" | "stop" => device(DeviceCommand::Pause),
+        "reset" => device(DeviceCommand::Reset),
+        "status" => device(DeviceCommand::Status),
+        "list" => Some(Command::List),
         "irqs" => Some(Command::Irqs),
         "info" => Some(Command::Info),
         "bench" => Some(Command::Bench),
@@ -145,42 +214,86 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
         };
     }
 
+    let unexpected = |argument| ParseError::UnexpectedArgument {
+        command: name,
+        argument,
+    };
     let command = match (name, argument) {
-        ("read" | "show", None) => Command::Read,
-        ("read" | "show", Some("trap")) => Command::ReadTrap,
-        ("timeout", None) => Command::TimeoutCount,
-        ("timeout", Some(seconds)) => Command::SetTimeout(parse_timeout(seconds)?),
+        ("read" | "show", None) => Command::Device(DeviceCommand::Read(ReadPath::TimePage)),
+        ("read" | "show", Some("trap")) => Command::Device(DeviceCommand::Read(ReadPath::Trap)),
+        ("watch", None) => Command::Watch(ReadPath::TimePage),
+        ("watch", Some("trap")) => Command::Watch(ReadPath::Trap),
+        ("timeout", None) => Command::Device(DeviceCommand::TimeoutCount),
+        ("timeout", Some(duration)) => {
+            Command::Device(DeviceCommand::SetTimeout(parse_timeout(duration)?))
+        }
+        ("use", None) => {
+            return Err(ParseError::MissingArgument {
+                command: name,
+                wanted: "a stopwatch number (see 'list')",
+            })
+        }
+        ("use", Some(number)) => Command::Use(
+            number
+                .parse()
+                .map_err(|_| ParseError::BadStopwatchNumber(number))?,
+        ),
         ("exit", None) => Command::Exit(0),
         ("exit", Some(code)) => {
             Command::Exit(code.parse().map_err(|_| ParseError::BadExitCode(code))?)
         }
-        ("read" | "show", Some(argument)) => {
-            return Err(ParseError::UnexpectedArgument {
-                command: name,
-                argument,
-            })
-        }
+        ("read" | "show" | "watch", Some(argument)) => return Err(unexpected(argument)),
         _ => return Err(ParseError::UnknownCommand(name)),
     };
     match extra {
         None => Ok(Some(command)),
-        Some(argument) => Err(ParseError::UnexpectedArgument {
-            command: name,
-            argument,
-        }),
+        Some(argument) => Err(unexpected(argument)),
     }
 }
 
-/// Parses the seconds of `timeout N`: digits only, 1..=MAX_TIMEOUT_SECS.
-fn parse_timeout(word: &str) -> Result<u64, ParseError<'_>> {
-    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ParseError::TimeoutNotANumber(word));
+/// Parses the duration of `timeout T`: a decimal number of seconds, or one
+/// with a unit (`s`, `ms`, `us`, `ns`), exact to the nanosecond (no
+/// floating point), from 1 ns to MAX_TIMEOUT_NS.
+fn parse_timeout(word: &str) -> Result<Timeout, ParseError<'_>> {
+    let malformed = ParseError::TimeoutMalformed(word);
+    let (number, unit_ns) = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("ms", 1_000_000),
+        ("s", NANOS_PER_SEC),
+    ]
+    .into_iter()
+    .find_map(|(unit, ns)| Some((word.strip_suffix(unit)?, ns)))
+    .unwrap_or((word, NANOS_PER_SEC));
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let all_digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        return Err(malformed);
     }
-    // All digits: the only way `parse` fails is overflow, which is simply
-    // out of range too.
-    match word.parse::<u64>() {
-        Ok(seconds @ 1..=MAX_TIMEOUT_SECS) => Ok(seconds),
-        _ => Err(ParseError::TimeoutOutOfRange(word)),
+    if number.ends_with('.') {
+        return Err(malformed);
+    }
+    let out_of_range = ParseError::TimeoutOutOfRange(word);
+    // All digits: `parse` fails only on overflow, which is out of range.
+    let whole: u64 = whole.parse().map_err(|_| out_of_range)?;
+    let mut ns = whole.checked_mul(unit_ns).ok_or(out_of_range)?;
+    let mut scale = unit_ns;
+    for digit in fraction.bytes().map(|b| u64::from(b - b'0')) {
+        if scale % 10 != 0 {
+            // Finer than a nanosecond: only zeros may follow.
+            if digit != 0 {
+                return Err(malformed);
+            }
+            continue;
+        }
+        scale /= 10;
+        ns += digit * scale;
+    }
+    match ns {
+        0 => Err(out_of_range),
+        ns if ns > MAX_TIMEOUT_NS => Err(out_of_range),
+        ns if ns % NANOS_PER_SEC == 0 => Ok(Timeout::Seconds(ns / NANOS_PER_SEC)),
+        ns => Ok(Timeout::Nanoseconds(ns)),
     }
 }
 
@@ -191,13 +304,24 @@ mod tests {
     use super::*;
     use std::format;
     use std::vec::Vec;
+    use stopwatch_abi::MAX_TIMEOUT_SECS;
+
+    const fn device(command: DeviceCommand) -> Command {
+        Command::Device(command)
+    }
 
     /// The command names `HELP` lists: the first word of each alternative
     /// in its first column (`pause | stop`, `read trap`, `timeout N`).
     fn names_in_help() -> Vec<&'static str> {
         let mut names = Vec::new();
-        for line in HELP.lines().skip(1) {
-            let column = line.trim_start().split("  ").next().unwrap_or("");
+        // Command lines start with two spaces; headings with none, the
+        // continuations of a description with more.
+        let commands = HELP
+            .lines()
+            .filter_map(|line| line.strip_prefix("  "))
+            .filter(|line| !line.starts_with(' '));
+        for line in commands {
+            let column = line.split("  ").next().unwrap_or("");
             for alternative in column.split(" | ") {
                 names.extend(alternative.split(' ').next());
             }
@@ -231,16 +355,20 @@ mod tests {
     fn plain_commands_and_aliases() {
         let cases = [
             ("help", Command::Help),
-            ("start", Command::Start),
-            ("pause", Command::Pause),
-            ("stop", Command::Pause),
-            ("reset", Command::Reset),
-            ("read", Command::Read),
-            ("show", Command::Read),
-            ("read trap", Command::ReadTrap),
-            ("show trap", Command::ReadTrap),
-            ("status", Command::Status),
-            ("timeout", Command::TimeoutCount),
+            ("start", device(DeviceCommand::Start)),
+            ("pause", device(DeviceCommand::Pause)),
+            ("stop", device(DeviceCommand::Pause)),
+            ("reset", device(DeviceCommand::Reset)),
+            ("read", device(DeviceCommand::Read(ReadPath::TimePage))),
+            ("show", device(DeviceCommand::Read(ReadPath::TimePage))),
+            ("read trap", device(DeviceCommand::Read(ReadPath::Trap))),
+            ("show trap", device(DeviceCommand::Read(ReadPath::Trap))),
+            ("status", device(DeviceCommand::Status)),
+            ("timeout", device(DeviceCommand::TimeoutCount)),
+            ("list", Command::List),
+            ("use 2", Command::Use(2)),
+            ("watch", Command::Watch(ReadPath::TimePage)),
+            ("watch trap", Command::Watch(ReadPath::Trap)),
             ("irqs", Command::Irqs),
             ("info", Command::Info),
             ("bench", Command::Bench),
@@ -253,44 +381,142 @@ mod tests {
     }
 
     #[test]
-    fn whitespace_and_blank_lines() {
-        assert_eq!(parse(""), Ok(None));
-        assert_eq!(parse("   \t "), Ok(None));
-        assert_eq!(parse("  read \t trap  "), Ok(Some(Command::ReadTrap)));
+    fn every_command_name_parses_and_is_in_help() {
+        for name in COMMAND_NAMES {
+            // `use` alone is missing its number; anything else parses.
+            let line = if *name == "use" { "use 0" } else { name };
+            assert!(parse(line).is_ok(), "{name} does not parse");
+            assert!(
+                HELP.lines()
+                    .any(|l| l.split_ascii_whitespace().any(|w| w == *name)),
+                "{name} is not in help"
+            );
+        }
     }
 
     #[test]
-    fn timeout_accepts_one_to_ten_seconds() {
+    fn whitespace_and_blank_lines() {
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("   \t "), Ok(None));
+        assert_eq!(
+            parse("  read \t trap  "),
+            Ok(Some(device(DeviceCommand::Read(ReadPath::Trap))))
+        );
+    }
+
+    #[test]
+    fn whole_seconds_use_the_original_timeout() {
         for seconds in 1..=MAX_TIMEOUT_SECS {
-            assert_eq!(parse_timeout(&format!("{seconds}")), Ok(seconds));
+            for word in [
+                format!("{seconds}"),
+                format!("{seconds}s"),
+                format!("{seconds}.0"),
+            ] {
+                assert_eq!(
+                    parse_timeout(&word),
+                    Ok(Timeout::Seconds(seconds)),
+                    "{word}"
+                );
+            }
         }
-        assert_eq!(parse("timeout 3"), Ok(Some(Command::SetTimeout(3))));
-        assert_eq!(parse("timeout 007"), Ok(Some(Command::SetTimeout(7))));
+        assert_eq!(
+            parse("timeout 007"),
+            Ok(Some(device(DeviceCommand::SetTimeout(Timeout::Seconds(7)))))
+        );
+        assert_eq!(parse_timeout("1000ms"), Ok(Timeout::Seconds(1)));
+    }
+
+    #[test]
+    fn other_durations_use_timeout_ns() {
+        let cases = [
+            ("250ms", 250_000_000),
+            ("1.5s", 1_500_000_000),
+            ("1.5", 1_500_000_000),
+            ("0.25", 250_000_000),
+            ("100us", 100_000),
+            ("1ns", 1),
+            ("0.000000001", 1),
+            ("2.5ms", 2_500_000),
+            ("9.999999999s", 9_999_999_999),
+            ("1.0000000000", 1_000_000_000),
+        ];
+        for (word, ns) in cases {
+            let expected = if ns % NANOS_PER_SEC == 0 {
+                Timeout::Seconds(ns / NANOS_PER_SEC)
+            } else {
+                Timeout::Nanoseconds(ns)
+            };
+            assert_eq!(parse_timeout(word), Ok(expected), "{word}");
+            assert_eq!(expected.as_ns(), ns);
+        }
     }
 
     #[test]
     fn timeout_rejects_bad_arguments() {
-        assert_eq!(parse("timeout 0"), Err(ParseError::TimeoutOutOfRange("0")));
-        assert_eq!(
-            parse("timeout 11"),
-            Err(ParseError::TimeoutOutOfRange("11"))
-        );
-        assert_eq!(
-            parse("timeout 99999999999999999999999"),
-            Err(ParseError::TimeoutOutOfRange("99999999999999999999999"))
-        );
-        for word in ["abc", "1.5", "-1", "+2", "1s", "0x3"] {
-            let line = format!("timeout {word}");
+        for word in [
+            "0",
+            "0s",
+            "0ms",
+            "11",
+            "10.000000001",
+            "10001ms",
+            "99999999999999999999999",
+        ] {
             assert_eq!(
-                parse(&line),
-                Err(ParseError::TimeoutNotANumber(word)),
+                parse_timeout(word),
+                Err(ParseError::TimeoutOutOfRange(word)),
                 "{word}"
             );
         }
+        for word in [
+            "abc",
+            "-1",
+            "+2",
+            "0x3",
+            "1.",
+            ".5",
+            "1..5",
+            "1.5.2",
+            "ms",
+            "3 s",
+            "1m",
+            "0.0000000001",
+        ] {
+            assert_eq!(
+                parse_timeout(word),
+                Err(ParseError::TimeoutMalformed(word)),
+                "{word}"
+            );
+        }
+        let message = format!("{}", ParseError::TimeoutMalformed("x"));
+        assert!(
+            message.contains("250ms") && message.contains("1.5s"),
+            "{message}"
+        );
         assert_eq!(
             parse("timeout 1 2"),
             Err(ParseError::UnexpectedArgument {
                 command: "timeout",
+                argument: "2"
+            })
+        );
+    }
+
+    #[test]
+    fn use_needs_a_number() {
+        assert_eq!(
+            parse("use"),
+            Err(ParseError::MissingArgument {
+                command: "use",
+                wanted: "a stopwatch number (see 'list')"
+            })
+        );
+        assert_eq!(parse("use x"), Err(ParseError::BadStopwatchNumber("x")));
+        assert_eq!(parse("use -1"), Err(ParseError::BadStopwatchNumber("-1")));
+        assert_eq!(
+            parse("use 1 2"),
+            Err(ParseError::UnexpectedArgument {
+                command: "use",
                 argument: "2"
             })
         );
@@ -314,6 +540,13 @@ mod tests {
             parse("read fast"),
             Err(ParseError::UnexpectedArgument {
                 command: "read",
+                argument: "fast"
+            })
+        );
+        assert_eq!(
+            parse("watch fast"),
+            Err(ParseError::UnexpectedArgument {
+                command: "watch",
                 argument: "fast"
             })
         );

@@ -20,8 +20,52 @@ pub mod command;
 pub mod line_editor;
 pub mod receive;
 
-pub use command::{parse, Command, ParseError, COMMAND_NAMES, HELP};
+pub use command::{
+    parse, Command, DeviceCommand, ParseError, ReadPath, Timeout, COMMAND_NAMES, HELP,
+};
 pub use line_editor::{Event, LineEditor, HISTORY_LEN, MAX_LINE_LEN};
 
-/// The prompt printed before each line.
+/// The prompt printed before each line while there is at most one
+/// stopwatch.
 pub const PROMPT: &str = "stopwatch> ";
+
+/// The prompt: [`PROMPT`], or with several stopwatches the selected one's
+/// number, as in `stopwatch[1]> `.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    /// The stopwatch the device commands act on.
+    pub selected: usize,
+    /// How many there are.
+    pub count: usize,
+}
+
+impl core::fmt::Display for Prompt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.count > 1 {
+            write!(f, "stopwatch[{}]> ", self.selected)
+        } else {
+            f.write_str(PROMPT)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn the_prompt_names_the_selection_only_among_several() {
+        for count in [0, 1] {
+            let prompt = Prompt { selected: 0, count };
+            assert_eq!(format!("{prompt}"), PROMPT);
+        }
+        let prompt = Prompt {
+            selected: 2,
+            count: 3,
+        };
+        assert_eq!(format!("{prompt}"), "stopwatch[2]> ");
+    }
+}

@@ -58,13 +58,17 @@
 //!         }
 //!         Some(Event::Overlong) => show(b"error: line too long\r\n"), // then the prompt
 //!         Some(Event::Cancelled) => show(PROMPT.as_bytes()),
-//!         Some(Event::Redraw) => editor.redraw(PROMPT, &mut show),
+//!         Some(Event::Redraw) => {
+//!             show(PROMPT.as_bytes());
+//!             editor.redraw(&mut show);
+//!         }
 //!     }
 //! }
 //! // A notice: erase the terminal line, print it, show prompt and line again.
 //! editor.feed(b'r', &mut show);
 //! show(b"\r\x1b[K[timeout] stopwatch[0] fired\r\n");
-//! editor.redraw(PROMPT, &mut show);
+//! show(PROMPT.as_bytes());
+//! editor.redraw(&mut show);
 //! ```
 //!
 //! Moving left is done with backspaces, which do not go back across a
@@ -107,8 +111,8 @@ pub enum Event<'a> {
     /// print the prompt.
     Cancelled,
     /// The editor printed lines below the one being typed (the candidates
-    /// of a Tab completion) and the terminal is on a new line: call
-    /// [`LineEditor::redraw`] to show the prompt and the line again.
+    /// of a Tab completion) and the terminal is on a new line: print the
+    /// prompt and call [`LineEditor::redraw`] to show the line again.
     Redraw,
 }
 
@@ -305,16 +309,15 @@ impl LineEditor {
         }
     }
 
-    /// Shows the prompt and the line again, with the cursor in its place,
-    /// on the terminal line the cursor is on: it returns to its start,
-    /// prints, and clears what was there after.
+    /// Shows the line again, with the cursor in its place, after a prompt
+    /// the caller has just printed at the start of a terminal line; what
+    /// was on that line after them is cleared. (The prompt is the caller's
+    /// because it can change, e.g. with the selected stopwatch.)
     ///
     /// To print something while a line is being typed (a notice), write
     /// `"\r\x1b[K"` (erase the terminal line), the text and `"\r\n"`, then
-    /// call `redraw`.
-    pub fn redraw(&self, prompt: &str, out: &mut dyn FnMut(&[u8])) {
-        out(b"\r");
-        out(prompt.as_bytes());
+    /// the prompt, then call `redraw`.
+    pub fn redraw(&self, out: &mut dyn FnMut(&[u8])) {
         out(part(&self.buffer, 0, self.len));
         out(CLEAR_TO_END);
         move_left(self.len - self.cursor, out);

@@ -158,6 +158,7 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
     use std::vec::Vec;
+    use stopwatch_test_rng::TestRng;
 
     /// A model of QEMU's PL011 with its FIFO off (one byte deep, as the
     /// kernel leaves it) and the host's character device behind it: the
@@ -199,22 +200,6 @@ mod tests {
                 self.mask_changes += 1;
             }
             self.unmasked = unmasked;
-        }
-    }
-
-    /// xorshift64: a reproducible random sequence.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
         }
     }
 
@@ -311,9 +296,9 @@ mod tests {
     #[test]
     fn random_pacing_never_loses_reorders_or_strands_input() {
         for seed in 1..=200u64 {
-            let mut random = Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut random = TestRng::new(seed);
             let length = random.below(3 * RING_LEN as u64) as usize;
-            let input: Vec<u8> = (0..length).map(|_| random.next() as u8).collect();
+            let input: Vec<u8> = (0..length).map(|_| random.next_u64() as u8).collect();
             let mut uart = ModelUart::new(input.iter().copied().map(Ok));
             let mut ring = ReceiveRing::new();
             let chunk = core::cell::RefCell::new(random);

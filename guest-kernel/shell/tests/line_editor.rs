@@ -455,23 +455,24 @@ fn redraw_reprints_prompt_and_line_after_a_notice() {
     session
         .terminal
         .apply(b"\r\x1b[K[timeout] stopwatch[0] fired\r\n");
+    session.terminal.apply(PROMPT.as_bytes());
     let terminal = &mut session.terminal;
     session
         .editor
-        .redraw(PROMPT, &mut |bytes: &[u8]| terminal.apply(bytes));
+        .redraw(&mut |bytes: &[u8]| terminal.apply(bytes));
     session.check_screen(0);
     assert_eq!(
         session.terminal.row_above(1),
         "[timeout] stopwatch[0] fired"
     );
-    // Over a longer, stale line too.
+    // Over a longer, stale line too, with another prompt.
     session
         .terminal
-        .apply(b"\rsome much longer text than the prompt and line");
+        .apply(b"\rsome much longer text than the prompt and line\rother> ");
     let terminal = &mut session.terminal;
     session
         .editor
-        .redraw("other> ", &mut |bytes: &[u8]| terminal.apply(bytes));
+        .redraw(&mut |bytes: &[u8]| terminal.apply(bytes));
     assert_eq!(session.terminal.current_row(), "other> timeout 5");
     assert_eq!(session.terminal.column, "other> timeout ".len());
 }

@@ -734,14 +734,8 @@ fn restore_rejects_impossible_states() {
 /// Random register traffic: no panic, and the invariants always hold.
 #[test]
 fn random_accesses_keep_the_invariants() {
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        // xorshift64: deterministic, no dependency.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = stopwatch_test_rng::TestRng::new(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next_u64();
     let (mut sw, mut env) = powered_on(true);
     for _ in 0..200_000 {
         let choice = next();

@@ -11,20 +11,7 @@ use stopwatch_abi::{regs, shared, time_page, Command};
 use stopwatch_model::{SharedMemory, Simulation, Stopwatch};
 use stopwatch_qtest::{qemu_binary, scratch_dir, IrqEvent, Layout, Qtest, Stopwatch as Device};
 
-/// xorshift64*: deterministic and dependency-free.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
+use stopwatch_test_rng::TestRng as Random;
 
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
@@ -64,7 +51,7 @@ fn run(seed: u64, steps: usize) -> Result<()> {
     let mut model = Stopwatch::new();
     model.power_on_reset(&mut env, true);
     let mut device_irq = false;
-    let mut random = Random(seed | 1);
+    let mut random = Random::new(seed);
 
     for step in 0..steps {
         let what = random.below(100);
@@ -74,7 +61,7 @@ fn run(seed: u64, steps: usize) -> Result<()> {
             let value = if random.below(10) < 8 {
                 random.below(Command::ALL.len() as u64)
             } else {
-                random.next() % 64
+                random.next_u64() % 64
             };
             let (offset, size) = pick_access(&mut random);
             description = format!("write {value:#x} at {offset:#x} size {size}");
@@ -95,7 +82,7 @@ fn run(seed: u64, steps: usize) -> Result<()> {
                 0 => random.below(12),
                 1 => random.below(3_000_000_000),
                 2 => 10_000_000_000 + random.below(3) - 1,
-                _ => random.next(),
+                _ => random.next_u64(),
             };
             description = format!("data_len = {value}");
             qtest.writeq(device.shared(shared::DATA_LEN), value)?;

@@ -161,7 +161,8 @@ impl Session {
             Some(Event::Cancelled) => Some(Outcome::Cancelled),
             Some(Event::Redraw) => {
                 self.terminal.apply(&output);
-                self.editor.redraw(PROMPT, &mut |bytes: &[u8]| {
+                self.terminal.apply(PROMPT.as_bytes());
+                self.editor.redraw(&mut |bytes: &[u8]| {
                     output.extend_from_slice(bytes);
                     self.terminal.apply(bytes);
                 });

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Serial-line fuzzing of the real guest: bursts of hostile bytes on the
+//! shell's input, each followed by a known command whose answer must come
+//! back right. The guest must never hang, panic or lose its prompt, and no
+//! burst may make the device log a guest error.
+
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use stopwatch_shell::COMMAND_NAMES;
+use stopwatch_test_rng::TestRng;
+
+use crate::guest::{SerialConsole, PROMPT};
+use crate::repo::Repo;
+use crate::run::VmConfig;
+
+/// Bursts in `cargo xtask test`.
+pub const TEST_BURSTS: u64 = 2_000;
+/// The seed of `cargo xtask test`'s run.
+pub const TEST_SEED: u64 = 0x5e41_a1f0;
+
+/// How long the guest may take to answer after one burst.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Ends whatever a burst left half done, whatever the line editor's state:
+/// `~` is the final byte of any escape sequence in progress (and ends an
+/// `ESC x` pair), Ctrl-U then clears the line, overlong or not.
+const RESYNC: &[u8] = b"~\x15";
+
+/// One burst of hostile input.
+pub fn burst(rng: &mut TestRng) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let pieces = rng.in_range(1..=4);
+    for _ in 0..pieces {
+        match rng.below(20) {
+            // Any bytes at all, high half included.
+            0..=3 => {
+                for _ in 0..rng.in_range(1..=64) {
+                    bytes.push(rng.next_u64() as u8);
+                }
+            }
+            // Control characters: NUL, Ctrl-C, backspace, DEL, tabs, CR, LF.
+            4..=6 => {
+                for _ in 0..rng.in_range(1..=16) {
+                    let byte = match rng.below(4) {
+                        0 => 0x7f,
+                        _ => rng.below(0x20) as u8,
+                    };
+                    bytes.push(byte);
+                }
+            }
+            // Escape sequences: known, unknown, cut short, with parameters.
+            7..=10 => {
+                const SEQUENCES: &[&[u8]] = &[
+                    b"\x1b[A",
+                    b"\x1b[B",
+                    b"\x1b[C",
+                    b"\x1b[D",
+                    b"\x1b[H",
+                    b"\x1b[F",
+                    b"\x1bOH",
+                    b"\x1bOF",
+                    b"\x1b[3~",
+                    b"\x1b[1~",
+                    b"\x1b[4~",
+                    b"\x1b[99z",
+                    b"\x1b[1;5C",
+                    b"\x1bOx",
+                    b"\x1bx",
+                    b"\x1b",
+                    b"\x1b[",
+                    b"\x1b[12;",
+                    b"\x1bO",
+                    b"\x1b[?25l",
+                    b"\x1b\x1b[A",
+                ];
+                for _ in 0..rng.in_range(1..=6) {
+                    bytes.extend_from_slice(*rng.pick(SEQUENCES));
+                    if rng.chance(1, 4) {
+                        bytes.push(rng.in_range(0x20..=0x3f) as u8);
+                    }
+                }
+            }
+            // An overlong line.
+            11 => {
+                for _ in 0..rng.in_range(128..=400) {
+                    bytes.push(rng.in_range(0x20..=0x7e) as u8);
+                }
+                bytes.push(b'\r');
+            }
+            // Thousands of bytes at once, mostly printable with line ends.
+            12 if rng.chance(1, 8) => {
+                for _ in 0..rng.in_range(1_000..=5_000) {
+                    let byte = match rng.below(40) {
+                        0 => b'\r',
+                        1 => rng.below(0x20) as u8,
+                        _ => rng.in_range(0x20..=0x7e) as u8,
+                    };
+                    bytes.push(byte);
+                }
+            }
+            // A real command with a garbage argument: every command
+            // rejects an argument that starts with `#`, so none runs.
+            13..=16 => {
+                bytes.extend_from_slice(rng.pick(COMMAND_NAMES).as_bytes());
+                bytes.extend_from_slice(b" #");
+                for _ in 0..rng.in_range(0..=12) {
+                    bytes.push(rng.in_range(0x21..=0x7e) as u8);
+                }
+                bytes.push(*rng.pick(b"\r\n"));
+            }
+            // Printable words with line ends.
+            _ => {
+                for _ in 0..rng.in_range(1..=40) {
+                    let byte = match rng.below(10) {
+                        0 => b' ',
+                        1 => b'\r',
+                        _ => rng.in_range(b'a' as u64..=b'z' as u64) as u8,
+                    };
+                    bytes.push(byte);
+                }
+            }
+        }
+    }
+    bytes
+}
+
+/// The known command after burst `index` and the text its answer must hold:
+/// `use` with a number no burst makes, so the answer names it.
+fn probe(index: u64) -> (String, String) {
+    let number = 1_000_000 + index;
+    (
+        format!("use {number}\r"),
+        format!("there is no stopwatch[{number}]"),
+    )
+}
+
+/// `bytes` escaped for a replay script (a Rust byte string).
+pub fn escaped(bytes: &[u8]) -> String {
+    let mut text = String::from("b\"");
+    for &byte in bytes {
+        match byte {
+            b'"' => text.push_str("\\\""),
+            b'\\' => text.push_str("\\\\"),
+            0x20..=0x7e => text.push(byte as char),
+            _ => {
+                let _ = write!(text, "\\x{byte:02x}");
+            }
+        }
+    }
+    text.push('"');
+    text
+}
+
+/// Where QEMU writes its `-d guest_errors` log for this run.
+fn guest_error_log(repo: &Repo) -> std::path::PathBuf {
+    repo.root.join("target/vm/serial-fuzz-guest-errors.log")
+}
+
+/// Sends `bursts` bursts from `seed`; `Ok` holds a one-line result with
+/// the rate.
+pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Result<String> {
+    let log = guest_error_log(repo);
+    let _ = std::fs::remove_file(&log);
+    let config = VmConfig {
+        extra: ["-d", "guest_errors", "-D"]
+            .map(str::to_string)
+            .into_iter()
+            .chain([log.display().to_string()])
+            .collect(),
+        ..VmConfig::default()
+    };
+    eprintln!("    {}", config.command_line());
+    eprintln!("    seed {seed:#x}, {bursts} bursts");
+    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    console
+        .expect(PROMPT, boot_timeout)
+        .context("the guest shell never showed its prompt")?;
+    let mut rng = TestRng::new(seed);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    for index in 0..bursts {
+        let burst = burst(&mut rng);
+        let (command, answer) = probe(index);
+        let mut input = burst.clone();
+        input.extend_from_slice(RESYNC);
+        input.extend_from_slice(command.as_bytes());
+        sent += input.len();
+        let outcome = console
+            .send_bytes(&input)
+            .and_then(|()| console.expect(&answer, ANSWER_TIMEOUT).map(drop))
+            .and_then(|()| console.expect(PROMPT, ANSWER_TIMEOUT).map(drop));
+        if let Err(error) = outcome {
+            let tail: String = console.transcript().chars().rev().take(600).collect();
+            let tail: String = tail.chars().rev().collect();
+            bail!(
+                "burst {index} of seed {seed:#x}: {error:#}\n\
+                 replay: cargo xtask fuzz serial --seed {seed:#x} --bursts {}\n\
+                 the burst: {}\nthe console's last output:\n{tail}",
+                index + 1,
+                escaped(&burst)
+            );
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(console);
+    let errors = std::fs::read_to_string(&log).unwrap_or_default();
+    let device_errors: Vec<&str> = errors
+        .lines()
+        .filter(|line| line.starts_with("stopwatch"))
+        .collect();
+    if !device_errors.is_empty() {
+        bail!(
+            "bursts of seed {seed:#x} made the device log guest errors:\n{}",
+            device_errors.join("\n")
+        );
+    }
+    Ok(format!(
+        "{bursts} bursts ({sent} bytes) answered right, no guest error; \
+         {:.0} bursts/s",
+        bursts as f64 / elapsed.as_secs_f64()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_are_reproducible_and_varied() {
+        let (mut a, mut b) = (TestRng::new(1), TestRng::new(1));
+        let bursts: Vec<Vec<u8>> = (0..2_000).map(|_| burst(&mut a)).collect();
+        for burst_a in &bursts {
+            assert_eq!(*burst_a, burst(&mut b));
+        }
+        let all: Vec<u8> = bursts.concat();
+        assert!(all.contains(&0), "no NUL");
+        assert!(all.contains(&0x1b), "no escape");
+        assert!(all.iter().any(|&b| b >= 0x80), "no high byte");
+        assert!(bursts.iter().any(|b| b.len() >= 1_000), "no long burst");
+        assert!(bursts
+            .iter()
+            .any(|b| b.windows(3).any(|w| w == b" #x" || w.starts_with(b" #"))));
+    }
+
+    #[test]
+    fn no_burst_answers_the_probe() {
+        let mut rng = TestRng::new(TEST_SEED);
+        for index in 0..TEST_BURSTS {
+            let burst = burst(&mut rng);
+            let (_, answer) = probe(index);
+            let number = answer.trim_start_matches("there is no stopwatch[");
+            let number = number.trim_end_matches(']');
+            assert!(
+                !burst.windows(number.len()).any(|w| w == number.as_bytes()),
+                "burst {index} contains the probe's number"
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_for_replay() {
+        assert_eq!(escaped(b"a\"\\\x1b\x00~"), "b\"a\\\"\\\\\\x1b\\x00~\"");
+    }
+}

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The shell end to end over the real serial line, with several
+//! stopwatches: `use` and `list`, timeout notices over a half-typed line,
+//! sub-second timeouts, `watch`; and no command may make the device log a
+//! guest error.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use crate::guest::{clean_response, SerialConsole};
+use crate::repo::Repo;
+use crate::run::VmConfig;
+
+/// Stopwatches in the session.
+const STOPWATCHES: usize = 3;
+/// How long one answer may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The prompt with stopwatch `index` selected among several.
+fn prompt(index: usize) -> String {
+    format!("stopwatch[{index}]> ")
+}
+
+/// A shell session with the selected stopwatch tracked, so each answer is
+/// read up to the right prompt.
+struct Session {
+    console: SerialConsole,
+    selected: usize,
+}
+
+impl Session {
+    /// Types `command` and returns its answer (without the echo).
+    fn ask(&mut self, command: &str) -> Result<String> {
+        if let Some(index) = command.strip_prefix("use ").and_then(|n| n.parse().ok()) {
+            if index < STOPWATCHES {
+                self.selected = index;
+            }
+        }
+        self.console.send_line(command)?;
+        let raw = self
+            .console
+            .expect(&prompt(self.selected), ANSWER_TIMEOUT)
+            .with_context(|| format!("no answer to `{command}`"))?;
+        Ok(clean_response(&raw, command))
+    }
+
+    /// `ask`, and the answer must contain `needle`.
+    fn ask_expecting(&mut self, command: &str, needle: &str) -> Result<String> {
+        let answer = self.ask(command)?;
+        ensure!(
+            answer.contains(needle),
+            "`{command}` answered {answer:?}, expected {needle:?}"
+        );
+        Ok(answer)
+    }
+}
+
+/// Where QEMU writes its `-d guest_errors` log for this test.
+fn guest_error_log(repo: &Repo) -> PathBuf {
+    repo.root.join("target/vm/shell-test-guest-errors.log")
+}
+
+/// Runs the whole session; `Ok` holds a one-line result.
+pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
+    let log = guest_error_log(repo);
+    let _ = std::fs::remove_file(&log);
+    let mut extra = Vec::new();
+    for _ in 1..STOPWATCHES {
+        extra.extend(["-device".to_string(), "stopwatch".to_string()]);
+    }
+    extra.extend(["-d".to_string(), "guest_errors".to_string()]);
+    extra.extend(["-D".to_string(), log.display().to_string()]);
+    let config = VmConfig {
+        extra,
+        ..VmConfig::default()
+    };
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    console
+        .expect(&prompt(0), boot_timeout)
+        .context("the shell never showed the prompt `stopwatch[0]> ` of several stopwatches")?;
+    let mut session = Session {
+        console,
+        selected: 0,
+    };
+
+    independent_stopwatches(&mut session)?;
+    let fired_at = notice_over_a_partial_line(&mut session)?;
+    let refreshes = watch(&mut session)?;
+
+    drop(session);
+    let errors = std::fs::read_to_string(&log).unwrap_or_default();
+    let device_errors: Vec<&str> = errors
+        .lines()
+        .filter(|line| line.starts_with("stopwatch"))
+        .collect();
+    if !device_errors.is_empty() {
+        bail!(
+            "the shell made the device log guest errors:\n{}",
+            device_errors.join("\n")
+        );
+    }
+    Ok(format!(
+        "{STOPWATCHES} stopwatches independent; 250ms timeout fired at {fired_at:.3} s; \
+         watch: {refreshes:.1} refreshes/s; no guest error"
+    ))
+}
+
+/// Start one, a timeout on another, the third untouched: each reads and
+/// counts what was done to it alone.
+fn independent_stopwatches(session: &mut Session) -> Result<()> {
+    let list = session.ask("list")?;
+    for index in 0..STOPWATCHES {
+        ensure!(
+            list.contains(&format!("stopwatch[{index}]  RESET")),
+            "`list` does not show stopwatch[{index}] RESET:\n{list}"
+        );
+    }
+    session.ask_expecting("use 0", "using stopwatch[0]")?;
+    session.ask_expecting("start", "status: RUNNING")?;
+    session.ask_expecting("use 1", "using stopwatch[1]")?;
+    session.ask_expecting("timeout 300ms", "TIMEOUT_NS")?;
+    session
+        .console
+        .expect("[timeout] stopwatch[1] fired", ANSWER_TIMEOUT)
+        .context("no timeout notice for stopwatch[1]")?;
+    // The notice redraws the prompt: consume it before the next command.
+    session.console.expect(&prompt(1), ANSWER_TIMEOUT)?;
+
+    session.ask_expecting("timeout", "1")?;
+    session.ask_expecting("read", "(RESET, time page)")?;
+    session.ask_expecting("use 2", "using stopwatch[2]")?;
+    session.ask_expecting("read", "0.000000000 seconds (RESET, time page)")?;
+    let count = session.ask("timeout")?;
+    ensure!(count == "0", "stopwatch[2] counts {count} timeouts");
+    session.ask_expecting("use 0", "using stopwatch[0]")?;
+    session.ask_expecting("read", "(RUNNING, time page)")?;
+    let count = session.ask("timeout")?;
+    ensure!(count == "0", "stopwatch[0] counts {count} timeouts");
+
+    let irqs = session.ask("irqs")?;
+    for (index, expected) in [(0, 0), (1, 1), (2, 0)] {
+        let line = irqs
+            .lines()
+            .find(|line| {
+                line.trim_start()
+                    .starts_with(&format!("stopwatch[{index}]"))
+            })
+            .with_context(|| format!("`irqs` has no line for stopwatch[{index}]:\n{irqs}"))?;
+        let count = line.split_whitespace().last().unwrap_or("");
+        ensure!(
+            count == expected.to_string(),
+            "`irqs` counts {count} for stopwatch[{index}], expected {expected}:\n{irqs}"
+        );
+    }
+    let list = session.ask("list")?;
+    for needle in [
+        "* stopwatch[0]  RUNNING",
+        "  stopwatch[1]  RESET    0.000000000 s  1 timeouts",
+        "  stopwatch[2]  RESET    0.000000000 s  0 timeouts",
+    ] {
+        ensure!(list.contains(needle), "`list` lacks {needle:?}:\n{list}");
+    }
+    session.ask_expecting("use 3", "give 0..2")?;
+    session.ask_expecting("use x", "not a stopwatch number")?;
+    session.ask_expecting("timeout 11s", "250ms")?;
+    Ok(())
+}
+
+/// Arms `timeout 250ms` on a running stopwatch, types half a command, and
+/// checks that the notice comes at 250..400 ms of stopwatch time, that the
+/// half line is drawn again after it, and that it then runs whole.
+/// Returns the stopwatch time of the notice, in seconds.
+fn notice_over_a_partial_line(session: &mut Session) -> Result<f64> {
+    session.ask_expecting("use 1", "using stopwatch[1]")?;
+    session.ask_expecting("start", "status: RUNNING")?;
+    session.ask_expecting("timeout 250ms", "TIMEOUT_NS")?;
+    session.console.send_bytes(b"rea")?;
+    let notice = session
+        .console
+        .expect(" so far)", ANSWER_TIMEOUT)
+        .context("no timeout notice while a line was half typed")?;
+    let fired_at: f64 = notice
+        .split("fired at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|seconds| seconds.parse().ok())
+        .with_context(|| format!("no time in the notice {notice:?}"))?;
+    ensure!(
+        (0.250..=0.400).contains(&fired_at),
+        "`timeout 250ms` fired at {fired_at} s of stopwatch time, not in 0.250..0.400"
+    );
+    session
+        .console
+        .expect(&format!("{}rea", prompt(1)), ANSWER_TIMEOUT)
+        .context("the half-typed line was not drawn again after the notice")?;
+    session.console.send_bytes(b"d\r")?;
+    let answer = session.console.expect(&prompt(1), ANSWER_TIMEOUT)?;
+    ensure!(
+        answer.contains("seconds (RUNNING, time page)"),
+        "the completed line did not run as `read`: {answer:?}"
+    );
+    Ok(fired_at)
+}
+
+/// `watch` for a second, then a key: at least 5 refreshes a second, no
+/// exit per refresh, and the key stops it without being run. `watch trap`
+/// makes its exits visible. Returns refreshes per second.
+fn watch(session: &mut Session) -> Result<f64> {
+    session.console.send_line("watch")?;
+    session
+        .console
+        .expect("press any key to stop", ANSWER_TIMEOUT)?;
+    thread::sleep(Duration::from_secs(1));
+    session.console.send_bytes(b"x")?;
+    let output = session
+        .console
+        .expect(&prompt(1), ANSWER_TIMEOUT)
+        .context("`watch` did not stop on a key")?;
+    let (refreshes, seconds, exits) = parse_watch_summary(&output)
+        .with_context(|| format!("no `watch:` summary in {output:?}"))?;
+    let redraws = output.matches("\r\x1b[Kstopwatch[1]  ").count() as u64;
+    ensure!(
+        redraws == refreshes,
+        "{refreshes} refreshes counted but {redraws} redrawn"
+    );
+    let rate = refreshes as f64 / seconds;
+    ensure!(
+        refreshes >= 5 && rate >= 5.0,
+        "`watch` redrew {refreshes} times in {seconds} s"
+    );
+    ensure!(exits == 0, "`watch` made {exits} exits to QEMU");
+    ensure!(
+        !output.contains("unknown command"),
+        "the key that stopped `watch` ran as a command"
+    );
+
+    session.console.send_line("watch trap")?;
+    session
+        .console
+        .expect("press any key to stop", ANSWER_TIMEOUT)?;
+    thread::sleep(Duration::from_millis(300));
+    session.console.send_bytes(b" ")?;
+    let output = session.console.expect(&prompt(1), ANSWER_TIMEOUT)?;
+    let (refreshes, _, exits) = parse_watch_summary(&output)
+        .with_context(|| format!("no `watch:` summary in {output:?}"))?;
+    ensure!(
+        refreshes > 0 && exits == 2 * refreshes,
+        "`watch trap`: {exits} exits for {refreshes} refreshes (expected 2 each)"
+    );
+    Ok(rate)
+}
+
+/// `watch: N refreshes in S s, E exits to QEMU (...)`.
+fn parse_watch_summary(output: &str) -> Option<(u64, f64, u64)> {
+    let line = output.lines().find_map(|l| l.split("watch: ").nth(1))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words[..] {
+        [refreshes, "refreshes", "in", seconds, "s,", exits, "exits", ..] => Some((
+            refreshes.parse().ok()?,
+            seconds.parse().ok()?,
+            exits.parse().ok()?,
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_watch_summary() {
+        let output = "\r\x1b[Kstopwatch[0]  1.000 s  RUNNING\r\n\
+                      watch: 11 refreshes in 1.047000000 s, 0 exits to QEMU (0 per refresh)\r\n";
+        assert_eq!(parse_watch_summary(output), Some((11, 1.047, 0)));
+        assert_eq!(parse_watch_summary("watching stopwatch[0]"), None);
+    }
+}

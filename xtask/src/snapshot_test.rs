@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! A snapshot of a running guest: with the shell up, a stopwatch RUNNING
+//! and a timeout armed, the whole machine migrates to a file (QMP
+//! `migrate`) and a new QEMU continues from it (`-incoming`). The shell
+//! must answer, the elapsed time continue (neither reset nor jumped), the
+//! timeout fire exactly once at its deadline, and the zero-exit and UPDATE
+//! readings agree.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::json;
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+use stopwatch_qtest::Qmp;
+
+use crate::guest::{clean_response, parse_seconds, SerialConsole, PROMPT};
+use crate::repo::Repo;
+use crate::run::VmConfig;
+
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The timeout armed before the snapshot, in seconds.
+const TIMEOUT_SECS: f64 = 2.0;
+/// How late after its deadline the notice may say the timeout fired: the
+/// interrupt's latency under TCG (the bench's p99 is well under this).
+const LATENESS_SECS: f64 = 0.050;
+
+/// A guest with a QMP socket, driven over its serial console.
+struct Guest {
+    console: SerialConsole,
+    qmp: Qmp,
+}
+
+impl Guest {
+    fn start(repo: &Repo, dir: &Path, name: &str, incoming: Option<&Path>) -> Result<Guest> {
+        let socket = dir.join(format!("{name}.qmp"));
+        let mut extra = vec!["-qmp".to_string(), Qmp::qemu_argument(&socket)];
+        if let Some(snapshot) = incoming {
+            extra.extend([
+                "-incoming".to_string(),
+                format!("file:{}", snapshot.display()),
+            ]);
+        }
+        let config = VmConfig {
+            extra,
+            ..VmConfig::default()
+        };
+        eprintln!("    {}", config.command_line());
+        let console = SerialConsole::spawn(repo, &config, None)?;
+        let qmp = Qmp::connect(&socket)?;
+        Ok(Guest { console, qmp })
+    }
+
+    /// Types `command`; returns its answer.
+    fn ask(&mut self, command: &str) -> Result<String> {
+        self.console.send_line(command)?;
+        let raw = self
+            .console
+            .expect(PROMPT, ANSWER_TIMEOUT)
+            .with_context(|| format!("no answer to `{command}`"))?;
+        Ok(clean_response(&raw, command))
+    }
+
+    /// `read` (time page): the elapsed seconds.
+    fn read(&mut self) -> Result<f64> {
+        let answer = self.ask("read")?;
+        ensure!(answer.contains("time page"), "`read` answered {answer:?}");
+        parse_seconds(&answer).with_context(|| format!("no time in {answer:?}"))
+    }
+}
+
+/// Runs the test; `Ok` holds a one-line result.
+pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
+    let dir = repo.root.join("target/vm/snapshot-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let snapshot = dir.join("running-guest.snapshot");
+
+    let mut source = Guest::start(repo, &dir, "source", None)?;
+    source
+        .console
+        .expect(PROMPT, boot_timeout)
+        .context("the guest shell never showed its prompt")?;
+    source.ask("reset")?;
+    source.ask("start")?;
+    thread::sleep(Duration::from_millis(300));
+    let read_before_arming = source.read()?;
+    let answer = source.ask("timeout 2")?;
+    ensure!(
+        answer.contains("timeout armed"),
+        "`timeout 2` answered {answer:?}"
+    );
+    let read_after_arming = source.read()?;
+    let before_snapshot = source.read()?;
+
+    source.qmp.migrate_to_file(&snapshot)?;
+    drop(source);
+
+    let mut target = Guest::start(repo, &dir, "target", Some(&snapshot))?;
+    target.qmp.wait_for_incoming()?;
+    let status = target.qmp.execute("query-status", json!({}))?;
+    if status.get("running") != Some(&json!(true)) {
+        target.qmp.execute("cont", json!({}))?;
+    }
+    // The shell answers in the new QEMU, and its time went on from the
+    // snapshot: not reset, not jumped by the seconds the copy took.
+    let after_snapshot = target.read()?;
+    ensure!(
+        after_snapshot >= before_snapshot && after_snapshot - before_snapshot < 1.0,
+        "elapsed time {before_snapshot:.3} s before the snapshot, {after_snapshot:.3} s after"
+    );
+
+    // The timeout armed before the snapshot fires once, at its deadline.
+    let notice = target
+        .console
+        .expect(" so far)", Duration::from_secs(10))
+        .context("the timeout armed before the snapshot never fired")?;
+    let fired_at: f64 = notice
+        .split("fired at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|seconds| seconds.parse().ok())
+        .with_context(|| format!("no time in the notice {notice:?}"))?;
+    let earliest = read_before_arming + TIMEOUT_SECS;
+    let latest = read_after_arming + TIMEOUT_SECS + LATENESS_SECS;
+    ensure!(
+        (earliest..=latest).contains(&fired_at),
+        "the timeout fired at {fired_at:.3} s, not in {earliest:.3}..={latest:.3} s"
+    );
+    target.console.expect(PROMPT, ANSWER_TIMEOUT)?;
+    thread::sleep(Duration::from_millis(500));
+    let count = target.ask("timeout")?;
+    ensure!(
+        count == "1",
+        "{count} timeout interrupts after the snapshot, not 1"
+    );
+
+    // Both ways of reading agree on the restored device.
+    target.ask("pause")?;
+    let zero_exit = target.read()?;
+    let trap = target.ask("read trap")?;
+    let trap = parse_seconds(&trap).with_context(|| format!("`read trap` answered {trap:?}"))?;
+    ensure!(
+        (zero_exit - trap).abs() < 0.01,
+        "zero-exit read {zero_exit:.3} s, UPDATE {trap:.2} s"
+    );
+    Ok(format!(
+        "time went on ({before_snapshot:.3} -> {after_snapshot:.3} s), \
+         timeout fired once at {fired_at:.3} s, time page = UPDATE"
+    ))
+}
