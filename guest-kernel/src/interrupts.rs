@@ -16,8 +16,10 @@ use crate::drivers::gic::Gic;
 use crate::fixed_vec::FixedVec;
 use crate::sync::{IrqMutex, SetOnce};
 
-/// The interrupt controller.
-static GIC: IrqMutex<Option<Gic>> = IrqMutex::new(None);
+/// The interrupt controller. (A `SetOnce` rather than an `Option`, which
+/// would start non-zero and so land in `.data`: the flat Image would grow
+/// by a page.)
+static GIC: SetOnce<IrqMutex<Gic>> = SetOnce::new();
 
 /// Something that raises interrupts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +81,16 @@ pub static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Takes over the GIC.
 pub fn init(gic: Gic) {
-    GIC.lock(|slot| *slot = Some(gic));
+    if GIC.set(IrqMutex::new(gic)).is_err() {
+        panic!("GIC initialised twice");
+    }
 }
 
 /// Enables `sources`' interrupts at the GIC and remembers who owns them.
 /// IRQs stay masked at the CPU until [`enable_cpu_irqs`].
 pub fn route(sources: impl IntoIterator<Item = (Interrupt, Source)>) {
     let mut table = RouteTable::new();
-    GIC.lock(|gic| {
-        let gic = gic.as_mut().expect("GIC not initialised");
+    GIC.get().expect("GIC not initialised").lock(|gic| {
         for (interrupt, source) in sources {
             gic.enable_interrupt(interrupt);
             let route = Route {
@@ -135,7 +138,8 @@ pub fn handle_irq() {
     // Stamped first, for the latency measurements.
     let entry_counter = timer::counter();
     let routes = routes();
-    while let Some(intid) = GIC.lock(|gic| gic.as_mut().and_then(Gic::acknowledge)) {
+    let Some(gic) = GIC.get() else { return };
+    while let Some(intid) = gic.lock(Gic::acknowledge) {
         match routes.iter().find(|route| route.intid == u32::from(intid)) {
             Some(route) => {
                 route.count.fetch_add(1, Ordering::Relaxed);
@@ -145,10 +149,6 @@ pub fn handle_irq() {
                 UNEXPECTED.fetch_add(1, Ordering::Relaxed);
             }
         }
-        GIC.lock(|gic| {
-            if let Some(gic) = gic {
-                gic.end_interrupt(intid);
-            }
-        });
+        gic.lock(|gic| gic.end_interrupt(intid));
     }
 }

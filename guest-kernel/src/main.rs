@@ -39,6 +39,7 @@ use sync::SetOnce;
 
 /// Start of RAM on `virt`: where QEMU puts the device tree when it loads
 /// an ELF kernel (x0 is then 0), provided the DTB fits below the image.
+/// (With the flat Image, QEMU's boot stub is there and x0 has the DTB.)
 const VIRT_RAM_BASE: usize = 0x4000_0000;
 /// Big-endian magic at the start of every flattened device tree.
 const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -88,7 +89,7 @@ pub fn select_stopwatch(index: usize) -> Result<(), usize> {
     Ok(())
 }
 
-/// The exception level the kernel was entered at (1 or 2).
+/// The exception level the kernel was entered at (1, 2 or 3).
 pub fn entry_el() -> u64 {
     ENTRY_EL.get().copied().unwrap_or(0)
 }
@@ -99,25 +100,47 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     // --- MMU off: every access is Device memory. Only decode the tree
     // (the target is built with strict alignment, so no unaligned access
     // is generated) and build the page tables: no atomics, no console.
+    // A failure here ends the run with its own exit status (see `power`),
+    // its message going to semihosting as there is no console yet.
     let Some(dtb) = find_device_tree(loader_dtb) else {
-        power::fatal(format_args!(
-            "no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"
-        ));
+        power::fatal_with_status(
+            power::EXIT_NO_DEVICE_TREE,
+            format_args!("no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"),
+        );
     };
-    let board = BoardInfo::from_dtb(dtb)
-        .unwrap_or_else(|error| power::fatal(format_args!("bad device tree: {error:?}")));
+    let board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
+        power::fatal_with_status(
+            power::EXIT_BAD_DEVICE_TREE,
+            format_args!("bad device tree: {error:?}"),
+        )
+    });
+    // From here on a failure can power off through PSCI if semihosting is
+    // not there.
+    power::init(board.psci);
+    if board.memory.is_empty() {
+        power::fatal_with_status(
+            power::EXIT_NO_MEMORY,
+            format_args!("no memory node in the device tree"),
+        );
+    }
     let Some(uart) = board.uart else {
-        power::fatal(format_args!("no console UART in /chosen/stdout-path"));
+        power::fatal_with_status(
+            power::EXIT_NO_CONSOLE,
+            format_args!("no console UART in /chosen/stdout-path"),
+        );
     };
     if !uart.is_pl011 {
-        power::fatal(format_args!("console {} is not a PL011", uart.node_name));
+        power::fatal_with_status(
+            power::EXIT_NO_CONSOLE,
+            format_args!("console {} is not a PL011", uart.node_name),
+        );
     }
     let Some(gic) = board.gic else {
-        power::fatal(format_args!("no GICv2 or GICv3 in the device tree"));
+        power::fatal_with_status(
+            power::EXIT_NO_GIC,
+            format_args!("no GICv2 or GICv3 in the device tree"),
+        );
     };
-    if board.memory.is_empty() {
-        power::fatal(format_args!("no memory node in the device tree"));
-    }
 
     // SAFETY: Called once, here.
     let mut map = unsafe { KernelMap::new() };
@@ -141,7 +164,6 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     let _ = ENTRY_EL.set(entry_el);
     let board = BOARD.set(board).unwrap_or_else(|_| unreachable!());
     arch::timer::init();
-    power::init(board.psci);
     let uart_base = NonNull::new(uart.region.base as *mut _).expect("UART at address 0");
     // SAFETY: The UART region is mapped as Device memory above and only
     // the console uses it.
@@ -162,7 +184,10 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     }
     let stopwatches = STOPWATCHES.set(drivers).unwrap_or_else(|_| unreachable!());
     let Some(uart_interrupt) = uart.interrupt else {
-        power::fatal(format_args!("the console UART has no usable interrupt"));
+        power::fatal_with_status(
+            power::EXIT_NO_CONSOLE,
+            format_args!("the console UART has no usable interrupt"),
+        );
     };
     let stopwatch_routes = stopwatches
         .iter()
@@ -223,8 +248,8 @@ impl<'a> BootMode<'a> {
 }
 
 /// The device tree: at the loader's x0 if that holds one, else at the
-/// start of RAM.
-fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
+/// start of RAM. (Also called at EL3, before .bss and the MMU: no statics.)
+pub(crate) fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
     [loader_dtb, VIRT_RAM_BASE]
         .into_iter()
         .filter(|&address| address != 0 && address.is_multiple_of(8))

@@ -306,8 +306,11 @@ const SHELL_ANSWERS_WITHOUT_DEVICE: &[(&str, &str)] = &[
     ("timeout 1", "error: no stopwatch device"),
     ("timeout", "error: no stopwatch device"),
     ("bench", "error: no stopwatch device"),
+    ("list", "error: no stopwatch device"),
+    ("use 0", "error: no stopwatch device"),
+    ("watch", "error: no stopwatch device"),
     ("info", "stopwatch:     none in the device tree"),
-    ("irqs", "stopwatch      (none)"),
+    ("irqs", "uart input: 0 receive errors"),
 ];
 
 /// ... with a (reset) stopwatch, in this order.
@@ -323,6 +326,16 @@ const SHELL_ANSWERS_WITH_DEVICE: &[(&str, &str)] = &[
     ("timeout 1", "timeout armed"),
     ("timeout 1", "already pending (TIMEOUT not sent)"),
     ("reset", "status: RESET"),
+    (
+        "timeout 0.5",
+        "timeout armed: interrupt in 0.500000000 s (TIMEOUT_NS)",
+    ),
+    ("timeout 250ms", "already pending (TIMEOUT not sent)"),
+    ("reset", "status: RESET"),
+    ("list", "* stopwatch[0]  RESET    0.000000000 s"),
+    ("use 1", "error: use: there is no stopwatch[1]: give 0..0"),
+    ("use 0", "using stopwatch[0]"),
+    ("irqs", "stopwatch[0]"),
     ("info", "time page:     present"),
 ];
 

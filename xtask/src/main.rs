@@ -73,6 +73,13 @@ enum Cmd {
         /// Start the guest at EL2 (virtualization=on).
         #[arg(long)]
         el2: bool,
+        /// Give the board TrustZone (secure=on): the ELF starts at EL3.
+        #[arg(long)]
+        secure: bool,
+        /// Boot the flat arm64 Image (target/vm/guest-kernel.bin) instead
+        /// of the ELF.
+        #[arg(long)]
+        image: bool,
         /// Boot without the stopwatch device.
         #[arg(long)]
         no_device: bool,
@@ -199,6 +206,8 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             gic,
             cpu,
             el2,
+            secure,
+            image,
             no_device,
             extra,
             options,
@@ -209,9 +218,16 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                 cpu,
                 gic,
                 el2,
+                secure,
+                kernel: if image {
+                    run::Kernel::Image
+                } else {
+                    run::Kernel::Elf
+                },
                 device: !no_device,
                 append,
                 extra,
+                ..VmConfig::default()
             };
             eprintln!("\n{}", config.command_line());
             eprintln!("(quit QEMU with Ctrl-A X)\n");

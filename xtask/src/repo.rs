@@ -29,6 +29,11 @@ impl Repo {
         self.vm_dir().join("guest-kernel")
     }
 
+    /// The flat arm64 Image of the same kernel.
+    pub fn kernel_image(&self) -> PathBuf {
+        self.vm_dir().join("guest-kernel.bin")
+    }
+
     /// Cargo's target directory (honouring `CARGO_TARGET_DIR`).
     pub fn cargo_target_dir(&self) -> PathBuf {
         match std::env::var_os("CARGO_TARGET_DIR") {

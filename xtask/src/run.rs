@@ -12,6 +12,21 @@ use crate::util::shell_quote;
 /// repository root (QEMU runs there, so printed lines can be pasted).
 pub const QEMU_PATH: &str = "target/vm/qemu-system-aarch64";
 pub const KERNEL_PATH: &str = "target/vm/guest-kernel";
+/// The same kernel as a flat arm64 Image.
+pub const IMAGE_PATH: &str = "target/vm/guest-kernel.bin";
+
+/// Which file `-kernel` gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kernel {
+    /// The ELF: QEMU starts it at its entry point with x0 = 0 (at EL3 with
+    /// `secure=on`).
+    Elf,
+    /// The flat arm64 Image: QEMU boots it as Linux (never at EL3), x0 =
+    /// the device tree.
+    Image,
+    /// Another file (a test's deliberately broken Image, say).
+    Other(String),
+}
 
 /// The GIC version of the `virt` board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,10 +45,22 @@ pub struct VmConfig {
     pub gic: Option<Gic>,
     /// Start at EL2 (`virtualization=on`).
     pub el2: bool,
+    /// Give the board EL3 and TrustZone (`secure=on`): the ELF then starts
+    /// at Secure EL3.
+    pub secure: bool,
+    /// What `-kernel` loads.
+    pub kernel: Kernel,
+    /// Semihosting on (the guest can exit QEMU with a status).
+    pub semihosting: bool,
     /// Add one `-device stopwatch`.
     pub device: bool,
     /// Kernel command line (`-append`).
     pub append: Option<String>,
+    /// The serial line on stdio alone, passing every byte to the guest;
+    /// else (`-nographic`) multiplexed with QEMU's monitor, where Ctrl-A
+    /// starts a QEMU command (Ctrl-A X quits). Tests that send arbitrary
+    /// bytes need it raw.
+    pub raw_serial: bool,
     /// Further QEMU arguments, last on the command line.
     pub extra: Vec<String>,
 }
@@ -44,8 +71,12 @@ impl Default for VmConfig {
             cpu: "cortex-a53".to_string(),
             gic: None,
             el2: false,
+            secure: false,
+            kernel: Kernel::Elf,
+            semihosting: true,
             device: true,
             append: None,
+            raw_serial: false,
             extra: Vec::new(),
         }
     }
@@ -60,6 +91,9 @@ impl VmConfig {
             Some(Gic::V3) => machine.push_str(",gic-version=3"),
             None => {}
         }
+        if self.secure {
+            machine.push_str(",secure=on");
+        }
         if self.el2 {
             machine.push_str(",virtualization=on");
         }
@@ -69,24 +103,26 @@ impl VmConfig {
     /// QEMU's arguments: the serial console on stdio, semihosting so the
     /// guest can exit QEMU with a status.
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "-M",
-            &self.machine(),
-            "-cpu",
-            &self.cpu,
-            "-m",
-            "128M",
-            "-nographic",
-            // The board would add a network card the build does not have.
-            "-nic",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-            KERNEL_PATH,
-        ]
-        .map(str::to_string)
-        .into();
+        let mut args: Vec<String> = ["-M", &self.machine(), "-cpu", &self.cpu, "-m", "128M"]
+            .map(str::to_string)
+            .into();
+        let serial: &[&str] = if self.raw_serial {
+            &["-display", "none", "-serial", "stdio", "-monitor", "none"]
+        } else {
+            &["-nographic"]
+        };
+        args.extend(serial.iter().map(|arg| arg.to_string()));
+        // The board would add a network card the build does not have.
+        args.extend(["-nic", "none"].map(str::to_string));
+        if self.semihosting {
+            args.extend(["-semihosting-config", "enable=on,target=native"].map(str::to_string));
+        }
+        let kernel = match &self.kernel {
+            Kernel::Elf => KERNEL_PATH,
+            Kernel::Image => IMAGE_PATH,
+            Kernel::Other(path) => path,
+        };
+        args.extend(["-kernel".to_string(), kernel.to_string()]);
         if let Some(append) = &self.append {
             args.extend(["-append".to_string(), append.clone()]);
         }
@@ -95,6 +131,17 @@ impl VmConfig {
         }
         args.extend(self.extra.iter().cloned());
         args
+    }
+
+    /// The EL the kernel must say it was entered at: QEMU starts an ELF at
+    /// EL3 on a `secure=on` board (an Image never: QEMU boots it as Linux,
+    /// Non-secure), else at EL2 with `virtualization=on`, else at EL1.
+    pub fn expected_entry_el(&self) -> u8 {
+        match (self.secure, &self.kernel, self.el2) {
+            (true, Kernel::Elf, _) => 3,
+            (_, _, true) => 2,
+            _ => 1,
+        }
     }
 
     /// The command, to be run in the repository root.
@@ -122,8 +169,19 @@ impl fmt::Display for VmConfig {
             _ => "gicv2",
         };
         write!(f, "{}+{gic}", self.cpu)?;
+        if self.secure {
+            write!(f, "+secure")?;
+        }
         if self.el2 {
             write!(f, "+el2")?;
+        }
+        match &self.kernel {
+            Kernel::Elf => {}
+            Kernel::Image => write!(f, " (Image)")?,
+            Kernel::Other(path) => write!(f, " (-kernel {path})")?,
+        }
+        if !self.semihosting {
+            write!(f, " (no semihosting)")?;
         }
         if !self.extra.is_empty() {
             write!(f, " {}", self.extra.join(" "))?;
@@ -158,6 +216,7 @@ mod tests {
             device: false,
             append: Some("test verbose".into()),
             extra: vec!["-d".into(), "int".into()],
+            ..VmConfig::default()
         };
         assert_eq!(config.machine(), "virt,gic-version=3,virtualization=on");
         let line = config.command_line();
@@ -165,5 +224,27 @@ mod tests {
         assert!(line.ends_with("-append 'test verbose' -d int"), "{line}");
         assert!(!line.contains("stopwatch"));
         assert_eq!(config.to_string(), "max+gicv3+el2 -d int (no device)");
+    }
+
+    #[test]
+    fn secure_board_and_the_image() {
+        let config = VmConfig {
+            secure: true,
+            el2: true,
+            kernel: Kernel::Image,
+            semihosting: false,
+            ..VmConfig::default()
+        };
+        assert_eq!(config.machine(), "virt,secure=on,virtualization=on");
+        let line = config.command_line();
+        assert!(
+            line.contains("-kernel target/vm/guest-kernel.bin"),
+            "{line}"
+        );
+        assert!(!line.contains("semihosting"), "{line}");
+        assert_eq!(
+            config.to_string(),
+            "cortex-a53+gicv2+secure+el2 (Image) (no semihosting)"
+        );
     }
 }

@@ -75,7 +75,7 @@ pub fn burst(rng: &mut TestRng) -> Vec<u8> {
                     b"\x1b\x1b[A",
                 ];
                 for _ in 0..rng.in_range(1..=6) {
-                    bytes.extend_from_slice(*rng.pick(SEQUENCES));
+                    bytes.extend_from_slice(rng.pick::<&[u8]>(SEQUENCES));
                     if rng.chance(1, 4) {
                         bytes.push(rng.in_range(0x20..=0x3f) as u8);
                     }
@@ -168,6 +168,9 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
             .into_iter()
             .chain([log.display().to_string()])
             .collect(),
+        // Every byte to the guest: with QEMU's monitor multiplexed in, a
+        // burst's Ctrl-A X would quit QEMU.
+        raw_serial: true,
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());

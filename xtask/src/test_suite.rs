@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::guest::{self, Demo};
 use crate::pipeline::Session;
 use crate::prereqs::cargo;
-use crate::run::{Gic, VmConfig};
+use crate::run::{Gic, Kernel, VmConfig};
 use crate::util::{format_duration, run};
 
 /// The device's qtest crate and the variable that tells it which QEMU to run.
@@ -36,7 +36,7 @@ fn guest_test_configs() -> Vec<VmConfig> {
         el2,
         device,
         append: Some("test".to_string()),
-        extra: Vec::new(),
+        ..VmConfig::default()
     };
     vec![
         with("cortex-a53", Gic::V2, false, true),
@@ -49,6 +49,21 @@ fn guest_test_configs() -> Vec<VmConfig> {
         // Without the device the guest runs what does not need it (the
         // shell must answer "no stopwatch device") and skips the rest.
         with("cortex-a53", Gic::V2, false, false),
+        // secure=on: the ELF starts at Secure EL3 and drops to Non-secure
+        // EL1 (no EL2), or to EL2 with virtualization=on.
+        VmConfig {
+            secure: true,
+            ..with("cortex-a53", Gic::V2, false, true)
+        },
+        VmConfig {
+            secure: true,
+            ..with("max", Gic::V3, true, true)
+        },
+        // The flat Image, booted as Linux: the device tree comes in x0.
+        VmConfig {
+            kernel: Kernel::Image,
+            ..with("cortex-a53", Gic::V2, false, true)
+        },
     ]
 }
 
@@ -113,6 +128,38 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         }
         guest::run_fault_report(repo, guest_timeout).map(Verdict::Pass)
     }));
+
+    outcomes.push(step(
+        "guest start-up failures end with their status",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            let failures = guest::startup_failures(repo)?;
+            let mut failed = Vec::new();
+            for failure in &failures {
+                match guest::run_startup_failure(repo, failure, guest_timeout) {
+                    Ok(line) => eprintln!("    ok: {line}"),
+                    Err(error) => {
+                        eprintln!("    FAILED: {error:#}");
+                        failed.push(failure.name);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                bail!(
+                    "{} of {} failed: {}",
+                    failed.len(),
+                    failures.len(),
+                    failed.join("; ")
+                );
+            }
+            Ok(Verdict::Pass(format!(
+                "{} cases: statuses 11, 12, 15, 16 and PSCI off",
+                failures.len()
+            )))
+        },
+    ));
 
     for gic in [Gic::V2, Gic::V3] {
         let config = VmConfig {

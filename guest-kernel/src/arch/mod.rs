@@ -1,7 +1,8 @@
-//! Architecture support: boot, exception vectors, MMU and the generic
-//! timer.
+//! Architecture support: boot (and what it does at EL3), exception
+//! vectors, MMU and the generic timer.
 
 pub mod boot;
+mod el3;
 pub mod exceptions;
 pub mod mmu;
 pub mod timer;
