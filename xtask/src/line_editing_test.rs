@@ -16,6 +16,8 @@ const UP: &[u8] = b"\x1b[A";
 const LEFT: &[u8] = b"\x1b[D";
 const RIGHT: &[u8] = b"\x1bOC";
 const HOME: &[u8] = b"\x1b[1~";
+const CTRL_A: &[u8] = b"\x01";
+const CTRL_E: &[u8] = b"\x05";
 const END: &[u8] = b"\x1b[F";
 const BACKSPACE: &[u8] = b"\x08";
 const DEL: &[u8] = b"\x7f";
@@ -75,6 +77,10 @@ pub fn run_editing(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
         b"x",
         DEL, // still "pause now"
         END,
+        CTRL_A,
+        b"y",
+        DEL,
+        CTRL_E,
         b"\r",
     ]
     .concat();
@@ -126,7 +132,7 @@ pub fn run_editing(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
         "the Tab-completed `status` answered {status:?} (RESET: the abandoned `reset` ran)"
     );
     Ok(
-        "Ctrl-U/Ctrl-W/Left/Right/Home/End/Backspace/DEL ran `pause now`; \
+        "Ctrl-U/Ctrl-W/Left/Right/Home/End/Ctrl-A/Ctrl-E/Backspace/DEL ran `pause now`; \
         Tab listed and completed `status`; Ctrl-C ran nothing"
             .to_string(),
     )

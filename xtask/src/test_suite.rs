@@ -223,13 +223,19 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         },
     ));
 
+    // The editing keys include Ctrl-A, which QEMU's multiplexed console
+    // would take for itself.
+    let editing_config = VmConfig {
+        raw_serial: true,
+        ..VmConfig::default()
+    };
     outcomes.push(step(
         "serial line editing: history recalls and runs",
         || {
             if !runnable {
                 bail!("not run: QEMU or the guest kernel did not build");
             }
-            crate::line_editing_test::run_history(repo, &VmConfig::default(), guest_timeout)
+            crate::line_editing_test::run_history(repo, &editing_config, guest_timeout)
                 .map(Verdict::Pass)
         },
     ));
@@ -240,7 +246,7 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
             if !runnable {
                 bail!("not run: QEMU or the guest kernel did not build");
             }
-            crate::line_editing_test::run_editing(repo, &VmConfig::default(), guest_timeout)
+            crate::line_editing_test::run_editing(repo, &editing_config, guest_timeout)
                 .map(Verdict::Pass)
         },
     ));
