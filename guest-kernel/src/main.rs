@@ -22,6 +22,7 @@ mod drivers;
 mod fixed_vec;
 mod interrupts;
 mod power;
+#[cfg(feature = "selftest")]
 mod selftest;
 mod shell;
 mod sync;
@@ -209,8 +210,17 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     interrupts::enable_cpu_irqs();
 
     match BootMode::from_bootargs(board.bootargs) {
+        #[cfg(feature = "selftest")]
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
+        #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
+        #[cfg(not(feature = "selftest"))]
+        BootMode::Test(_) | BootMode::Fault => power::fatal_with_status(
+            power::EXIT_NO_TESTS,
+            format_args!(
+                "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
+            ),
+        ),
         BootMode::Bench => {
             bench::run_and_print();
             power::exit(0)

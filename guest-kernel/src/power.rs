@@ -41,6 +41,9 @@ pub const EXIT_NO_MEMORY: i32 = 14;
 pub const EXIT_NO_CONSOLE: i32 = 15;
 /// Start-up: no GICv2 or GICv3 in the device tree.
 pub const EXIT_NO_GIC: i32 = 16;
+/// The boot arguments ask for the in-guest tests (`test`, `fault`), but
+/// this kernel was built without them (the `selftest` feature).
+pub const EXIT_NO_TESTS: i32 = 17;
 
 /// How to reach PSCI, from the device tree: [`PSCI_NONE`], [`PSCI_HVC`]
 /// or [`PSCI_SMC`]. Only loaded and stored: it is set with the MMU off.

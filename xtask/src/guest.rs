@@ -1,7 +1,7 @@
 //! Runs the guest non-interactively through its serial console: the
 //! in-guest test suite (`-append test`) and the scripted stopwatch demo.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -319,6 +319,7 @@ const FAULT_EXIT_CODE: i32 = 3;
 pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
     let config = VmConfig {
         append: Some("fault".to_string()),
+        tests: true,
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
@@ -345,6 +346,48 @@ pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
     }
     Ok(format!(
         "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
+    ))
+}
+
+/// The exit status of the shipped kernel asked for its tests (`power.rs`).
+const NO_TESTS_EXIT_CODE: i32 = 17;
+
+/// The shipped kernel (no in-guest tests), as ELF and as Image: each boots
+/// to the shell's prompt; asked for `-append test`, it says which kernel
+/// has them and exits with its status.
+pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<String> {
+    for kernel in [Kernel::Elf, Kernel::Image] {
+        let config = VmConfig {
+            kernel: kernel.clone(),
+            ..VmConfig::default()
+        };
+        eprintln!("    {}", config.command_line());
+        let mut console = SerialConsole::spawn(repo, &config, None)?;
+        console
+            .expect(PROMPT, timeout)
+            .with_context(|| format!("{kernel:?}: no shell prompt"))?;
+    }
+    let config = VmConfig {
+        append: Some("test".to_string()),
+        ..VmConfig::default()
+    };
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    let Some(status) = console.wait_exit(timeout)? else {
+        bail!("the shipped kernel hung on `-append test`");
+    };
+    ensure!(
+        status.code() == Some(NO_TESTS_EXIT_CODE),
+        "the shipped kernel ended `-append test` with {status}, not {NO_TESTS_EXIT_CODE}"
+    );
+    ensure!(
+        console
+            .transcript()
+            .contains("boot target/vm/guest-kernel-test"),
+        "the shipped kernel did not say which kernel has the tests"
+    );
+    Ok(format!(
+        "ELF and Image reach the prompt; `test` refused with status {NO_TESTS_EXIT_CODE}"
     ))
 }
 

@@ -5,15 +5,15 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::process::Command;
 
+use crate::kernel::Flavor;
 use crate::repo::Repo;
 use crate::util::shell_quote;
 
 /// Where `cargo xtask build` leaves the two artifacts, relative to the
 /// repository root (QEMU runs there, so printed lines can be pasted).
 pub const QEMU_PATH: &str = "target/vm/qemu-system-aarch64";
-pub const KERNEL_PATH: &str = "target/vm/guest-kernel";
-/// The same kernel as a flat arm64 Image.
-pub const IMAGE_PATH: &str = "target/vm/guest-kernel.bin";
+/// The directory of the kernels (see [`crate::kernel::Flavor`]).
+const VM_DIR: &str = "target/vm";
 
 /// Which file `-kernel` gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub struct VmConfig {
     pub secure: bool,
     /// What `-kernel` loads.
     pub kernel: Kernel,
+    /// Boot the kernel built with the in-guest tests (`guest-kernel-test`,
+    /// for `-append test` or `fault`) instead of the shipped one.
+    pub tests: bool,
     /// Semihosting on (the guest can exit QEMU with a status).
     pub semihosting: bool,
     /// Add one `-device stopwatch`.
@@ -73,6 +76,7 @@ impl Default for VmConfig {
             el2: false,
             secure: false,
             kernel: Kernel::Elf,
+            tests: false,
             semihosting: true,
             device: true,
             append: None,
@@ -117,12 +121,17 @@ impl VmConfig {
         if self.semihosting {
             args.extend(["-semihosting-config", "enable=on,target=native"].map(str::to_string));
         }
-        let kernel = match &self.kernel {
-            Kernel::Elf => KERNEL_PATH,
-            Kernel::Image => IMAGE_PATH,
-            Kernel::Other(path) => path,
+        let flavor = if self.tests {
+            Flavor::WithTests
+        } else {
+            Flavor::Shipped
         };
-        args.extend(["-kernel".to_string(), kernel.to_string()]);
+        let kernel = match &self.kernel {
+            Kernel::Elf => format!("{VM_DIR}/{}", flavor.file_name()),
+            Kernel::Image => format!("{VM_DIR}/{}.bin", flavor.file_name()),
+            Kernel::Other(path) => path.clone(),
+        };
+        args.extend(["-kernel".to_string(), kernel]);
         if let Some(append) = &self.append {
             args.extend(["-append".to_string(), append.clone()]);
         }

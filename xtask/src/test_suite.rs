@@ -36,6 +36,7 @@ fn guest_test_configs() -> Vec<VmConfig> {
         el2,
         device,
         append: Some("test".to_string()),
+        tests: true,
         ..VmConfig::default()
     };
     vec![
@@ -121,6 +122,16 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
             Ok(Verdict::Pass(summary))
         }));
     }
+
+    outcomes.push(step(
+        "shipped kernel: ELF and Image boot, carry no tests",
+        || {
+            if !runnable {
+                bail!("not run: QEMU or the guest kernel did not build");
+            }
+            guest::run_shipped_kernel_checks(repo, guest_timeout).map(Verdict::Pass)
+        },
+    ));
 
     outcomes.push(step("guest fatal exception report (-append fault)", || {
         if !runnable {

@@ -18,10 +18,6 @@ use terminal::{Outcome, Session};
 struct Random(TestRng);
 
 impl Random {
-    fn next(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-
     fn below(&mut self, n: u64) -> u64 {
         self.0.below(n)
     }
