@@ -310,16 +310,15 @@ impl LineEditor {
     }
 
     /// Shows the line again, with the cursor in its place, after a prompt
-    /// the caller has just printed at the start of a terminal line; what
-    /// was on that line after them is cleared. (The prompt is the caller's
-    /// because it can change, e.g. with the selected stopwatch.)
+    /// the caller has just printed on a fresh (or erased) terminal line.
+    /// (The prompt is the caller's because it changes, e.g. with the
+    /// selected stopwatch.) An empty line writes nothing.
     ///
     /// To print something while a line is being typed (a notice), write
     /// `"\r\x1b[K"` (erase the terminal line), the text and `"\r\n"`, then
     /// the prompt, then call `redraw`.
     pub fn redraw(&self, out: &mut dyn FnMut(&[u8])) {
         out(part(&self.buffer, 0, self.len));
-        out(CLEAR_TO_END);
         move_left(self.len - self.cursor, out);
     }
 

@@ -465,16 +465,28 @@ fn redraw_reprints_prompt_and_line_after_a_notice() {
         session.terminal.row_above(1),
         "[timeout] stopwatch[0] fired"
     );
-    // Over a longer, stale line too, with another prompt.
+    // Over a longer, stale line once erased, with another prompt.
     session
         .terminal
-        .apply(b"\rsome much longer text than the prompt and line\rother> ");
+        .apply(b"\rsome much longer text than the prompt and line\r\x1b[Kother> ");
     let terminal = &mut session.terminal;
     session
         .editor
         .redraw(&mut |bytes: &[u8]| terminal.apply(bytes));
     assert_eq!(session.terminal.current_row(), "other> timeout 5");
     assert_eq!(session.terminal.column, "other> timeout ".len());
+}
+
+#[test]
+fn redraw_of_an_empty_line_writes_nothing() {
+    // What lets the shell redraw after every notice without changing its
+    // output when nothing is being typed.
+    let session = typed(b"read\r");
+    let mut written = Vec::new();
+    session
+        .editor
+        .redraw(&mut |bytes: &[u8]| written.extend_from_slice(bytes));
+    assert!(written.is_empty(), "{written:?}");
 }
 
 #[test]
