@@ -13,6 +13,7 @@ use embedded_io::{ErrorType, Read, ReadReady, Write};
 
 use stopwatch_shell::receive::ReceiveRing;
 
+use crate::arch::mmio;
 use crate::drivers::uart::Pl011;
 use crate::sync::{IrqMutex, SetOnce};
 
@@ -64,8 +65,8 @@ const UARTFR_BUSY: u32 = 1 << 3;
 
 /// The console UART's transmit side, for the paths that must not take the
 /// console lock (it may be held by the code a panic or an exception
-/// interrupted): [`emergency_print`] and [`flush`]. Plain volatile
-/// accesses to two registers; no second [`Pl011`] driver instance.
+/// interrupted): [`emergency_print`] and [`flush`]. Direct accesses to two
+/// registers through [`mmio`]; no second [`Pl011`] driver instance.
 #[derive(Clone, Copy)]
 struct EmergencyUart(usize);
 
@@ -81,7 +82,7 @@ impl EmergencyUart {
         // aligned 32-bit register inside its block. Reading it has no side
         // effect. The console's `Pl011` claims the block as its own, but
         // this raw access forms no reference and changes nothing it keeps.
-        unsafe { ((self.0 + UARTFR_OFFSET) as *const u32).read_volatile() }
+        unsafe { mmio::read_u32((self.0 + UARTFR_OFFSET) as *const u32) }
     }
 
     fn write_bytes(self, bytes: &[u8]) {
@@ -94,7 +95,7 @@ impl EmergencyUart {
             // state about the transmit FIFO (it polls the flags too), so
             // the worst this does to an interrupted print is interleave
             // its output with ours.
-            unsafe { ((self.0 + UARTDR_OFFSET) as *mut u32).write_volatile(u32::from(byte)) }
+            unsafe { mmio::write_u32((self.0 + UARTDR_OFFSET) as *mut u32, u32::from(byte)) }
         }
     }
 

@@ -114,11 +114,13 @@ pub fn routes() -> &'static RouteTable {
     ROUTES.get().unwrap_or(&NONE)
 }
 
+#[cfg(feature = "selftest")]
 /// The route of `source`, if it has one.
 pub fn route_of(source: Source) -> Option<&'static Route> {
     routes().iter().find(|route| route.source == source)
 }
 
+#[cfg(feature = "selftest")]
 /// Interrupts handled so far from `source` (0 if it has no route).
 pub fn count(source: Source) -> u64 {
     route_of(source).map_or(0, |route| route.count.load(Ordering::Relaxed))

@@ -8,7 +8,9 @@
 //! 4. runs what the boot arguments (`-append`) ask for: `test[=NAME]` runs
 //!    the in-guest tests and exits QEMU with 0 or 1, `fault` makes a data
 //!    abort on purpose (the fatal report, then exit status 3), `bench`
-//!    measures and exits, anything else starts the interactive shell.
+//!    measures and exits, `kvm-negative-control` does one MMIO access that
+//!    KVM could not emulate (for `cargo xtask kvm-check`), anything else
+//!    starts the interactive shell.
 
 #![no_std]
 #![no_main]
@@ -214,8 +216,27 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
         #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
+        #[cfg(feature = "selftest")]
+        BootMode::Overflow => selftest::overflow_the_stack(),
+        #[cfg(feature = "selftest")]
+        BootMode::HoldTimeout => selftest::hold_timeout(),
+        #[cfg(feature = "selftest")]
+        BootMode::KvmNegativeControl => {
+            // UARTFR: a read-only register whose read changes nothing.
+            let flags = (uart.region.base + 0x18) as *const u32;
+            // SAFETY: The UART is mapped as Device memory above; UARTFR is
+            // an aligned 32-bit register, and reading it has no effect
+            // (the console's driver polls it too).
+            let value = unsafe { arch::mmio::writeback_negative_control(flags) };
+            println!("kvm-negative-control: one writeback load of UARTFR = {value:#x}");
+            power::exit(0)
+        }
         #[cfg(not(feature = "selftest"))]
-        BootMode::Test(_) | BootMode::Fault => power::fatal_with_status(
+        BootMode::Test(_)
+        | BootMode::Fault
+        | BootMode::Overflow
+        | BootMode::HoldTimeout
+        | BootMode::KvmNegativeControl => power::fatal_with_status(
             power::EXIT_NO_TESTS,
             format_args!(
                 "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
@@ -236,8 +257,15 @@ enum BootMode<'a> {
     Test(Option<&'a str>),
     /// `fault`: a data abort on purpose, to test the fatal report.
     Fault,
+    /// `overflow`: unbounded recursion on purpose, to test the stack guard.
+    Overflow,
+    /// `hold-timeout`: a timeout interrupt held pending, for a snapshot.
+    HoldTimeout,
     /// `bench`.
     Bench,
+    /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
+    /// which `cargo xtask kvm-check` must catch (test kernel only).
+    KvmNegativeControl,
     /// Anything else: the interactive shell.
     Shell,
 }
@@ -249,7 +277,10 @@ impl<'a> BootMode<'a> {
                 None if word == "test" => return BootMode::Test(None),
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,
+                None if word == "overflow" => return BootMode::Overflow,
+                None if word == "hold-timeout" => return BootMode::HoldTimeout,
                 None if word == "bench" => return BootMode::Bench,
+                None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}
             }
         }
@@ -267,7 +298,7 @@ pub(crate) fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
             let header = address as *const u32;
             // SAFETY: Both candidates are RAM addresses on `virt` (the
             // loader's x0, or RAM's base), readable with the MMU off; the
-            // header is 8-byte aligned.
+            // header is 8-byte aligned. (RAM, not MMIO.)
             let (magic, total_size) = unsafe {
                 (
                     u32::from_be(header.read_volatile()),

@@ -41,6 +41,7 @@ pub const EXIT_NO_MEMORY: i32 = 14;
 pub const EXIT_NO_CONSOLE: i32 = 15;
 /// Start-up: no GICv2 or GICv3 in the device tree.
 pub const EXIT_NO_GIC: i32 = 16;
+#[cfg(not(feature = "selftest"))]
 /// The boot arguments ask for the in-guest tests (`test`, `fault`), but
 /// this kernel was built without them (the `selftest` feature).
 pub const EXIT_NO_TESTS: i32 = 17;

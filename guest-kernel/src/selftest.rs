@@ -529,6 +529,60 @@ pub fn provoke_data_abort() -> ! {
     power::exit(1)
 }
 
+/// How long boot mode `hold-timeout` keeps IRQs masked.
+const HOLD_NS: u64 = 3 * NANOS_PER_SEC;
+
+/// Boot mode `hold-timeout`, for the snapshot of a machine whose device
+/// interrupt is raised and not yet acknowledged: arms a 100 ms timeout on
+/// the stopwatch, then keeps IRQs masked for 3 s of guest time (the line
+/// stays high, pending at the GIC) while the host takes its snapshot; then
+/// lets the interrupt in. Exits with 0 if exactly one timeout interrupt
+/// arrived, else 1.
+pub fn hold_timeout() -> ! {
+    let Some(stopwatch) = crate::stopwatch() else {
+        println!("hold-timeout: no stopwatch device");
+        power::exit(1)
+    };
+    stopwatch.reset();
+    let before = stopwatch.timeouts();
+    {
+        let _masked = IrqsMasked::new();
+        stopwatch.timeout_ns(100_000_000);
+        println!("hold-timeout: timeout armed, IRQs masked for 3 s");
+        let deadline = timer::counter() + timer::clock().ns_to_ticks(HOLD_NS);
+        while timer::counter() < deadline {
+            core::hint::spin_loop();
+        }
+    }
+    // Unmasked: the pending interrupt is taken at once; give it time.
+    timer::wait_ns(100_000_000);
+    let arrived = stopwatch.timeouts() - before;
+    println!("hold-timeout: {arrived} timeout interrupt(s) after unmasking");
+    power::exit(if arrived == 1 { 0 } else { 1 })
+}
+
+/// Boot mode `overflow`: recursion without end, to test that a kernel stack
+/// overflow faults in the guard page below the stack and is reported as
+/// such (with [`power::EXIT_FATAL`]) instead of silently overwriting what
+/// lies below. Exits with 1 if it ever returns.
+pub fn overflow_the_stack() -> ! {
+    println!("overflow: recursing until the stack runs out");
+    let depth = recurse(0);
+    println!("overflow: no fault after {depth} frames");
+    power::exit(1)
+}
+
+/// One 512-byte frame more per call; `black_box` keeps the frame and the
+/// addition after the call keeps it from being a tail call.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 64]);
+    if depth == u64::MAX {
+        return depth;
+    }
+    recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
+
 fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {
     t.check(
         stopwatch.has_time_page(),

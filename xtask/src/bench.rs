@@ -365,7 +365,7 @@ fn parse_read_ns(answer: &str) -> Option<f64> {
 
 /// The bytes QEMU loads from the kernel ELF: the sum of its `PT_LOAD`
 /// segments' file sizes.
-fn loadable_size(elf: &Path) -> Result<u64> {
+pub fn loadable_size(elf: &Path) -> Result<u64> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());

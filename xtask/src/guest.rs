@@ -317,36 +317,68 @@ const FAULT_EXIT_CODE: i32 = 3;
 /// fault address and return address, and end the run with its status
 /// (never hang).
 pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
+    run_fatal_mode(
+        repo,
+        "fault",
+        &[
+            "data abort",
+            "ESR_EL1=0x",
+            "FAR_EL1=0x0000007fdead0000",
+            "ELR_EL1=0x",
+        ],
+        timeout,
+    )?;
+    Ok(format!(
+        "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
+    ))
+}
+
+/// Boots `-append overflow`, in which the kernel recurses without end: the
+/// stack must run into its unmapped guard page, and the fault be reported
+/// as a stack overflow with its status (never silent corruption, never a
+/// hang).
+pub fn run_stack_overflow(repo: &Repo, timeout: Duration) -> Result<String> {
+    run_fatal_mode(
+        repo,
+        "overflow",
+        &[
+            "data abort",
+            "FAR_EL1=0x",
+            "stack overflow: the kernel stack ran into its guard page",
+        ],
+        timeout,
+    )?;
+    Ok(format!(
+        "reported as a stack overflow in the guard page, exit status {FAULT_EXIT_CODE}"
+    ))
+}
+
+/// Boots the test kernel with `-append MODE`, which must end the run with
+/// [`FAULT_EXIT_CODE`] after printing every one of `needles`.
+fn run_fatal_mode(repo: &Repo, mode: &str, needles: &[&str], timeout: Duration) -> Result<()> {
     let config = VmConfig {
-        append: Some("fault".to_string()),
+        append: Some(mode.to_string()),
         tests: true,
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, &config, Some("    [fault] ".to_string()))?;
+    let mut console = SerialConsole::spawn(repo, &config, Some(format!("    [{mode}] ")))?;
     let Some(status) = console.wait_exit(timeout)? else {
         bail!(
-            "QEMU hung after the deliberate fault: killed after {}s",
+            "QEMU hung in `-append {mode}`: killed after {}s",
             timeout.as_secs()
         );
     };
     let transcript = console.transcript();
-    for needle in [
-        "data abort",
-        "ESR_EL1=0x",
-        "FAR_EL1=0x0000007fdead0000",
-        "ELR_EL1=0x",
-    ] {
+    for needle in needles {
         if !transcript.contains(needle) {
-            bail!("the fault report lacks {needle:?}:\n{transcript}");
+            bail!("the report of `-append {mode}` lacks {needle:?}:\n{transcript}");
         }
     }
     if status.code() != Some(FAULT_EXIT_CODE) {
-        bail!("the fault ended with {status}, not exit status {FAULT_EXIT_CODE}");
+        bail!("`-append {mode}` ended with {status}, not exit status {FAULT_EXIT_CODE}");
     }
-    Ok(format!(
-        "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
-    ))
+    Ok(())
 }
 
 /// The exit status of the shipped kernel asked for its tests (`power.rs`).
@@ -433,6 +465,36 @@ pub fn demo_commands() -> impl Iterator<Item = &'static str> {
     })
 }
 
+/// Every start-up failure of [`startup_failures`]: each must end with its
+/// status; `Ok` holds a one-line result.
+pub fn run_startup_failures(repo: &Repo, timeout: Duration) -> Result<String> {
+    let failures = startup_failures(repo)?;
+    let mut failed = Vec::new();
+    for failure in &failures {
+        match run_startup_failure(repo, failure, timeout) {
+            Ok(line) => eprintln!("    ok: {line}"),
+            Err(error) => {
+                eprintln!("    FAILED: {error:#}");
+                failed.push(failure.name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} failed: {}",
+            failed.len(),
+            failures.len(),
+            failed.join("; ")
+        );
+    }
+    let statuses: Vec<String> = failures.iter().map(|f| f.status.to_string()).collect();
+    Ok(format!(
+        "{} cases, statuses {}",
+        failures.len(),
+        statuses.join(", ")
+    ))
+}
+
 /// A way the kernel cannot start, produced for real, and how the run must
 /// end: with the kernel's exit status for it (`power.rs`), never a hang.
 pub struct StartupFailure {
@@ -460,7 +522,7 @@ pub struct StartupFailure {
 /// (14); nor entry at EL0 (10).
 pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
     let base = VmConfig {
-        device: false,
+        devices: 0,
         ..VmConfig::default()
     };
     let padded_dtb = dump_dtb(repo, &base)?;

@@ -21,6 +21,9 @@ use crate::util::{self, stdout_of};
 
 pub const PACKAGE: &str = "guest-kernel";
 pub const TARGET: &str = "aarch64-unknown-none";
+/// The kernel's debug info: file and line of every instruction, no types
+/// or variables.
+const LINE_TABLES: &str = "line-tables-only";
 
 /// The kernel's compiler flags: the tiny code model, and panic messages'
 /// source paths shortened to what a reader needs (the image must stay
@@ -91,7 +94,10 @@ fn build_flavor(repo: &Repo, flavor: Flavor) -> Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.args(&args)
         .current_dir(&repo.root)
-        .env("CARGO_ENCODED_RUSTFLAGS", kernel_rustflags(repo));
+        .env("CARGO_ENCODED_RUSTFLAGS", kernel_rustflags(repo))
+        // Source lines for `cargo xtask gdb`, in non-allocated .debug_*
+        // sections: the loaded image is the same size as without them.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", LINE_TABLES);
     let status = cmd.status().context("could not run cargo")?;
     if !status.success() {
         bail!(

@@ -1,8 +1,10 @@
 //! QEMU command lines for the guest: one place that knows the board,
 //! CPU, GIC, EL2 and device options, used by `qemu`, `test` and `demo`.
 
+use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::fmt;
+use std::path::Path;
 use std::process::Command;
 
 use crate::kernel::Flavor;
@@ -55,8 +57,8 @@ pub struct VmConfig {
     pub tests: bool,
     /// Semihosting on (the guest can exit QEMU with a status).
     pub semihosting: bool,
-    /// Add one `-device stopwatch`.
-    pub device: bool,
+    /// How many `-device stopwatch,id=swN` (N from 0).
+    pub devices: usize,
     /// Kernel command line (`-append`).
     pub append: Option<String>,
     /// The serial line on stdio alone, passing every byte to the guest;
@@ -78,7 +80,7 @@ impl Default for VmConfig {
             kernel: Kernel::Elf,
             tests: false,
             semihosting: true,
-            device: true,
+            devices: 1,
             append: None,
             raw_serial: false,
             extra: Vec::new(),
@@ -135,8 +137,9 @@ impl VmConfig {
         if let Some(append) = &self.append {
             args.extend(["-append".to_string(), append.clone()]);
         }
-        if self.device {
-            args.extend(["-device".to_string(), "stopwatch".to_string()]);
+        for index in 0..self.devices {
+            // An id names the instance in trace events and guest errors.
+            args.extend(["-device".to_string(), format!("stopwatch,id=sw{index}")]);
         }
         args.extend(self.extra.iter().cloned());
         args
@@ -195,11 +198,89 @@ impl fmt::Display for VmConfig {
         if !self.extra.is_empty() {
             write!(f, " {}", self.extra.join(" "))?;
         }
-        if !self.device {
-            write!(f, " (no device)")?;
+        match self.devices {
+            0 => write!(f, " (no device)")?,
+            1 => {}
+            n => write!(f, " ({n} devices)")?,
         }
         Ok(())
     }
+}
+
+/// The machine options that `qemu`, `dtb` and `gdb` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MachineOptions {
+    /// GIC version of the virt board (default: the board's, 2).
+    #[arg(long)]
+    pub gic: Option<Gic>,
+    /// CPU model.
+    #[arg(long, default_value = "cortex-a53")]
+    pub cpu: String,
+    /// Start the guest at EL2 (virtualization=on).
+    #[arg(long)]
+    pub el2: bool,
+    /// Give the board TrustZone (secure=on): the ELF starts at EL3.
+    #[arg(long)]
+    pub secure: bool,
+    /// How many stopwatch devices (ids sw0, sw1, ...).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub devices: usize,
+    /// Boot without the stopwatch device (same as --devices 0).
+    #[arg(long, conflicts_with = "devices")]
+    pub no_device: bool,
+}
+
+impl MachineOptions {
+    /// The machine these options describe, booting the project's kernel.
+    pub fn vm_config(&self) -> VmConfig {
+        VmConfig {
+            cpu: self.cpu.clone(),
+            gic: self.gic,
+            el2: self.el2,
+            secure: self.secure,
+            devices: if self.no_device { 0 } else { self.devices },
+            ..VmConfig::default()
+        }
+    }
+}
+
+/// Which kind of kernel file `path` is, as QEMU's `-kernel` will see it;
+/// an error that says what is wrong for anything QEMU would not boot.
+pub fn check_kernel_file(path: &Path) -> Result<&'static str> {
+    let metadata = std::fs::metadata(path).with_context(|| {
+        format!(
+            "--kernel {}: no such file (give the path of an ELF or arm64 Image kernel)",
+            path.display()
+        )
+    })?;
+    if !metadata.is_file() {
+        bail!(
+            "--kernel {}: not a regular file (give the path of an ELF or arm64 Image kernel)",
+            path.display()
+        );
+    }
+    let mut header = [0u8; 64];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read(&mut file, &mut header))
+        .with_context(|| format!("--kernel {}: cannot read it", path.display()))?;
+    kernel_kind(&header[..read]).with_context(|| format!("--kernel {}", path.display()))
+}
+
+/// ELF, or the Linux arm64 `Image` header (magic `ARM\x64` at offset 56).
+fn kernel_kind(header: &[u8]) -> Result<&'static str> {
+    if header.starts_with(b"\x7fELF") {
+        if header.get(4) != Some(&2) || header.get(18..20) != Some(&183u16.to_le_bytes()[..]) {
+            bail!("an ELF file, but not a 64-bit aarch64 one (EM_AARCH64)");
+        }
+        return Ok("ELF");
+    }
+    if header.get(56..60) == Some(b"ARM\x64") {
+        return Ok("arm64 Image");
+    }
+    bail!(
+        "neither an ELF file nor an arm64 Image (no \"ARM\\x64\" magic at offset 56); \
+         QEMU would load it as raw bytes and the CPU would not start in it"
+    )
 }
 
 #[cfg(test)]
@@ -212,7 +293,7 @@ mod tests {
             VmConfig::default().command_line(),
             "target/vm/qemu-system-aarch64 -M virt -cpu cortex-a53 -m 128M -nographic -nic none \
              -semihosting-config enable=on,target=native -kernel target/vm/guest-kernel \
-             -device stopwatch"
+             -device stopwatch,id=sw0"
         );
     }
 
@@ -222,7 +303,7 @@ mod tests {
             cpu: "max".into(),
             gic: Some(Gic::V3),
             el2: true,
-            device: false,
+            devices: 0,
             append: Some("test verbose".into()),
             extra: vec!["-d".into(), "int".into()],
             ..VmConfig::default()
@@ -254,6 +335,58 @@ mod tests {
         assert_eq!(
             config.to_string(),
             "cortex-a53+gicv2+secure+el2 (Image) (no semihosting)"
+        );
+    }
+
+    #[test]
+    fn several_devices_and_another_kernel() {
+        let config = VmConfig {
+            devices: 3,
+            kernel: Kernel::Other("/tmp/Image".into()),
+            ..VmConfig::default()
+        };
+        let line = config.command_line();
+        assert!(line.contains("-kernel /tmp/Image "), "{line}");
+        assert!(
+            line.ends_with(
+                "-device stopwatch,id=sw0 -device stopwatch,id=sw1 -device stopwatch,id=sw2"
+            ),
+            "{line}"
+        );
+        assert_eq!(
+            config.to_string(),
+            "cortex-a53+gicv2 (-kernel /tmp/Image) (3 devices)"
+        );
+    }
+
+    #[test]
+    fn kernel_files_are_recognised_or_refused() {
+        let mut elf = vec![0u8; 64];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        elf[18..20].copy_from_slice(&183u16.to_le_bytes());
+        assert_eq!(kernel_kind(&elf).unwrap(), "ELF");
+        elf[18] = 62; // x86-64
+        assert!(kernel_kind(&elf)
+            .unwrap_err()
+            .to_string()
+            .contains("aarch64"));
+        let mut image = vec![0u8; 64];
+        image[56..60].copy_from_slice(b"ARM\x64");
+        assert_eq!(kernel_kind(&image).unwrap(), "arm64 Image");
+        let error = kernel_kind(b"#!/bin/sh\n").unwrap_err().to_string();
+        assert!(
+            error.contains("neither an ELF file nor an arm64 Image"),
+            "{error}"
+        );
+        let missing = check_kernel_file(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("no such file"),
+            "{missing:#}"
+        );
+        let directory = check_kernel_file(Path::new("/")).unwrap_err();
+        assert!(
+            format!("{directory:#}").contains("not a regular file"),
+            "{directory:#}"
         );
     }
 }

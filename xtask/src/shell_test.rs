@@ -39,11 +39,13 @@ impl Session {
             }
         }
         self.console.send_line(command)?;
+        let prompt = prompt(self.selected);
         let raw = self
             .console
-            .expect(&prompt(self.selected), ANSWER_TIMEOUT)
+            .expect(&prompt, ANSWER_TIMEOUT)
             .with_context(|| format!("no answer to `{command}`"))?;
-        Ok(clean_response(&raw, command))
+        let raw = raw.strip_suffix(&prompt).unwrap_or(&raw);
+        Ok(clean_response(raw, command))
     }
 
     /// `ask`, and the answer must contain `needle`.
@@ -78,7 +80,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     extra.extend(["-d".to_string(), "guest_errors".to_string()]);
     extra.extend(["-D".to_string(), log.display().to_string()]);
     let config = VmConfig {
-        device: false,
+        devices: 0,
         extra,
         ..VmConfig::default()
     };

@@ -110,7 +110,9 @@ primary_entry:
     b.ne    early_fail
 
     // A stack and a zeroed .bss (16-byte aligned by the linker script) for
-    // the Rust code, at EL3 already.
+    // the Rust code, at EL3 already. With the MMU off these stores go past
+    // the caches: `mmu::KernelMap::activate` invalidates the stale lines
+    // they may leave before the caches go on.
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
     mov     sp, x1
@@ -214,10 +216,17 @@ at_el1:
     mov     x1, #(3 << 20)
     msr     cpacr_el1, x1
     isb
-    // SP_EL1 (.bss was cleared at the entry EL).
+    // Two stacks (.bss was cleared at the entry EL): the kernel runs on
+    // SP_EL0 (EL1t), exceptions arrive on SP_EL1 (EL1h). An exception then
+    // always has a good stack, even when the kernel's overflowed into the
+    // guard page below it (linker/guest-kernel.ld).
+    adrp    x1, __exception_stack_top
+    add     x1, x1, :lo12:__exception_stack_top
+    mov     sp, x1
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
-    mov     sp, x1
+    msr     sp_el0, x1
+    msr     spsel, #0
     adrp    x1, exception_vectors
     add     x1, x1, :lo12:exception_vectors
     msr     vbar_el1, x1

@@ -174,10 +174,11 @@ exception_common:
     simd_offset = const SIMD_OFFSET,
 );
 
-/// Vector entry index of "IRQ, current EL, SP_ELx": the only expected one.
-const IRQ_CURRENT_EL_SPX: u64 = 5;
-/// Vector entry index of "synchronous, current EL, SP_ELx".
-const SYNC_CURRENT_EL_SPX: u64 = 4;
+/// Vector entry index of "IRQ, current EL, SP_EL0": the only expected one
+/// (the kernel runs on SP_EL0; exceptions run on SP_EL1).
+const IRQ_CURRENT_EL_SP0: u64 = 1;
+/// Vector entry index of "synchronous, current EL, SP_EL0".
+const SYNC_CURRENT_EL_SP0: u64 = 0;
 /// `HLT #0xf000`: a semihosting call. Without `-semihosting-config
 /// enable=on` QEMU treats it as an undefined instruction (ESR.EC = 0).
 const SEMIHOSTING_HLT: u32 = 0xd45e_0000;
@@ -186,6 +187,7 @@ const SEMIHOSTING_HLT: u32 = 0xd45e_0000;
 /// [`set_clobber_fp_simd_after_irq`]).
 static CLOBBER_FP_SIMD_AFTER_IRQ: AtomicBool = AtomicBool::new(false);
 
+#[cfg(feature = "selftest")]
 /// For the FP/SIMD test: while `on`, every IRQ ends by overwriting all 32
 /// vector registers and FPSR, as a handler using them freely could, so
 /// that only the vector code's save and restore keep the interrupted
@@ -218,7 +220,7 @@ fn clobber_fp_simd() {
 /// just saved on the stack.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn handle_exception(frame: &mut ExceptionFrame, entry: u64) {
-    if entry == IRQ_CURRENT_EL_SPX {
+    if entry == IRQ_CURRENT_EL_SP0 {
         crate::interrupts::handle_irq();
         if CLOBBER_FP_SIMD_AFTER_IRQ.load(Ordering::Acquire) {
             clobber_fp_simd();
@@ -238,7 +240,7 @@ unsafe extern "C" fn handle_exception(frame: &mut ExceptionFrame, entry: u64) {
     } else {
         FatalException::at_boot_el(el, entry)
     };
-    if entry == SYNC_CURRENT_EL_SPX && el == 1 && (report.esr >> 26) == 0 {
+    if entry == SYNC_CURRENT_EL_SP0 && el == 1 && (report.esr >> 26) == 0 {
         // SAFETY: ELR points at the instruction that was undefined: mapped
         // and readable kernel text, 4-byte aligned.
         let instruction = unsafe { (report.elr as *const u32).read() };
@@ -315,7 +317,14 @@ impl fmt::Display for FatalException {
             self.elr,
             self.spsr,
             el = self.el,
-        )
+        )?;
+        if let Some(stack) = crate::arch::mmu::stack_guard_hit(self.far) {
+            write!(
+                f,
+                "\n  stack overflow: the {stack} stack ran into its guard page (FAR)"
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,8 @@ use arm_gic::gicv3::{GicCpuInterface, GicV3};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
 
+use crate::arch::mmio;
+
 /// GICD_ITARGETSR<n>: one byte per interrupt, CPU target bit mask.
 const GICD_ITARGETSR: usize = 0x800;
 /// GICC_CTLR, at the start of the GICv2 CPU interface; bit 0 enables the
@@ -89,7 +91,7 @@ impl Gic {
                 // SAFETY: GICC_CTLR is the first register of the CPU
                 // interface, mapped per the caller's promise; `arm-gic` only
                 // writes it in `setup`, which is never called.
-                unsafe { cpu_interface.write_volatile(GICC_CTLR_ENABLE) };
+                unsafe { mmio::write_u32(cpu_interface, GICC_CTLR_ENABLE) };
                 Gic::V2 {
                     driver,
                     distributor,
@@ -149,8 +151,8 @@ impl Gic {
                     // read as this CPU's own bit mask, whatever it is.
                     unsafe {
                         let targets = distributor.as_ptr().add(GICD_ITARGETSR);
-                        let this_cpu = targets.read_volatile();
-                        targets.add(index).write_volatile(this_cpu);
+                        let this_cpu = mmio::read_u8(targets);
+                        mmio::write_u8(targets.add(index), this_cpu);
                     }
                 }
                 driver.set_trigger(intid, trigger);
