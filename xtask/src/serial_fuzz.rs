@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use stopwatch_shell::COMMAND_NAMES;
+use stopwatch_shell::command_names;
 use stopwatch_test_rng::TestRng;
 
 use crate::guest::{SerialConsole, PROMPT};
@@ -105,7 +105,8 @@ pub fn burst(rng: &mut TestRng) -> Vec<u8> {
             // A real command with a garbage argument: every command
             // rejects an argument that starts with `#`, so none runs.
             13..=16 => {
-                bytes.extend_from_slice(rng.pick(COMMAND_NAMES).as_bytes());
+                let names: Vec<&str> = command_names().collect();
+                bytes.extend_from_slice(rng.pick(&names).as_bytes());
                 bytes.extend_from_slice(b" #");
                 for _ in 0..rng.in_range(0..=12) {
                     bytes.push(rng.in_range(0x21..=0x7e) as u8);

@@ -21,7 +21,8 @@ pub mod line_editor;
 pub mod receive;
 
 pub use command::{
-    parse, Command, DeviceCommand, ParseError, ReadPath, Timeout, COMMAND_NAMES, HELP,
+    command_names, parse, Command, DeviceCommand, ParseError, ReadPath, Timeout, COMMAND_NAMES,
+    HELP,
 };
 pub use line_editor::{Event, LineEditor, HISTORY_LEN, MAX_LINE_LEN};
 

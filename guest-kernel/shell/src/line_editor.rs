@@ -165,8 +165,9 @@ pub struct LineEditor {
     /// second Tab lists the candidates.
     after_tab: bool,
     escape: Escape,
-    /// The words Tab completes (the first word of a line only).
-    completions: &'static [&'static str],
+    /// The words Tab completes (the first word of a line only), separated
+    /// by single spaces.
+    completions: &'static str,
     /// Past lines, a ring: `history_len` entries end before `history_next`.
     /// The slot at `history_next` keeps the line being typed while the
     /// history is browsed.
@@ -181,8 +182,9 @@ pub struct LineEditor {
 
 impl LineEditor {
     /// An empty line and history; Tab completes the first word of a line
-    /// to one of `completions`.
-    pub const fn new(completions: &'static [&'static str]) -> Self {
+    /// to one of the words of `completions` (separated by single spaces,
+    /// as in [`COMMAND_NAMES`](crate::COMMAND_NAMES)).
+    pub const fn new(completions: &'static str) -> Self {
         LineEditor {
             buffer: [0; MAX_LINE_LEN],
             len: 0,
@@ -398,8 +400,8 @@ impl LineEditor {
         let prefix = part(&self.buffer, start, cursor);
         let candidates = || {
             completions
-                .iter()
-                .map(|name| name.as_bytes())
+                .split(' ')
+                .map(str::as_bytes)
                 .filter(|name| name.starts_with(prefix))
         };
         // The first candidate, and how much of it all candidates share.
@@ -527,19 +529,29 @@ fn word_start(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
 }
 
-/// `bytes[from..to]`. The editor slices through this one function (and
-/// copies through [`copy`]) because in the kernel each slicing expression
-/// would get its own panic location: 600 bytes of image for checks that
-/// never fail (the host tests would catch one that did).
+/// `bytes[from..to]`, empty if out of range (a bug: the tests, built with
+/// debug assertions, fail on it). The editor slices through this one
+/// function (and copies through [`copy`]) because in the kernel each
+/// slicing expression would get its own panic location: 600 bytes of image
+/// for checks that never fail.
 #[inline(never)]
 fn part(bytes: &[u8], from: usize, to: usize) -> &[u8] {
-    &bytes[from..to]
+    debug_assert!(
+        from <= to && to <= bytes.len(),
+        "{from}..{to} of {}",
+        bytes.len()
+    );
+    bytes.get(from..to).unwrap_or_default()
 }
 
-/// Copies `source` into `bytes` at `at`.
+/// Copies `source` into `bytes` at `at` (nothing if it does not fit: a
+/// bug, as for [`part`]).
 #[inline(never)]
 fn copy(bytes: &mut [u8], at: usize, source: &[u8]) {
-    bytes[at..at + source.len()].copy_from_slice(source);
+    debug_assert!(at + source.len() <= bytes.len());
+    if let Some(target) = bytes.get_mut(at..at + source.len()) {
+        target.copy_from_slice(source);
+    }
 }
 
 fn text(bytes: &[u8]) -> &str {
