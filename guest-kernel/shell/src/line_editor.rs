@@ -259,6 +259,18 @@ impl LineEditor {
                 return self.key(arrow_or_home_end(byte), out);
             }
         }
+        // Printable characters before the control bytes: a `match` over
+        // both would compile to a 128-entry jump table in the kernel image.
+        if (b' '..=b'~').contains(&byte) {
+            if self.len == MAX_LINE_LEN {
+                self.overflowed = true;
+            } else if !self.overflowed {
+                self.edit(self.cursor, 0, &[byte], out);
+            }
+            return None;
+        }
+        // DEL is Backspace; the control bytes left are all below 0x20.
+        let byte = if byte == DELETE { BACKSPACE } else { byte };
         match byte {
             b'\n' if after_cr => None,
             b'\r' | b'\n' => {
@@ -286,7 +298,7 @@ impl LineEditor {
             _ if self.overflowed => None,
             CTRL_A => self.key(Some(Key::Home), out),
             CTRL_E => self.key(Some(Key::End), out),
-            BACKSPACE | DELETE if self.cursor > 0 => {
+            BACKSPACE if self.cursor > 0 => {
                 self.edit(self.cursor - 1, 1, &[], out);
                 None
             }
@@ -299,14 +311,6 @@ impl LineEditor {
                 None
             }
             TAB => self.complete(after_tab, out),
-            b' '..=b'~' => {
-                if self.len == MAX_LINE_LEN {
-                    self.overflowed = true;
-                } else {
-                    self.edit(self.cursor, 0, &[byte], out);
-                }
-                None
-            }
             _ => None,
         }
     }
