@@ -11,6 +11,7 @@ mod guest;
 mod inspect;
 mod kernel;
 mod kvm_check;
+mod line_editing_test;
 mod lint;
 mod meson_wrap;
 mod mmio_lint;

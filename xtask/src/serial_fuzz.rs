@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use stopwatch_shell::COMMAND_NAMES;
+use stopwatch_shell::command_names;
 use stopwatch_test_rng::TestRng;
 
 use crate::guest::{SerialConsole, PROMPT};
@@ -144,9 +144,7 @@ fn raw_burst(rng: &mut TestRng) -> Vec<u8> {
             // A real command with a garbage argument: every command
             // rejects an argument that starts with `#`, so none runs.
             13..=16 => {
-                let names: Vec<&str> = COMMAND_NAMES
-                    .iter()
-                    .copied()
+                let names: Vec<&str> = command_names()
                     .filter(|name| !NOT_NAMED.contains(name))
                     .collect();
                 bytes.extend_from_slice(rng.pick(&names).as_bytes());

@@ -16,7 +16,7 @@ use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::run::{Gic, Kernel, VmConfig};
 use crate::util::{self, format_duration};
-use crate::{paste_test, serial_fuzz, shell_test, snapshot_test};
+use crate::{line_editing_test, paste_test, serial_fuzz, shell_test, snapshot_test};
 
 /// The device's qtest crate and the variable that tells it which QEMU to run.
 const QTEST_PACKAGE: &str = "stopwatch-qtest";
@@ -304,6 +304,31 @@ pub fn tests() -> Vec<Test> {
         |cx| crate::kvm_check::run(&cx.session.repo, cx.guest_timeout * 2).map(Verdict::Pass),
     ));
     tests.extend(debug_tests::tests());
+    // The editing keys include Ctrl-A, which QEMU's multiplexed console
+    // would take for itself.
+    let editing = VmConfig {
+        raw_serial: true,
+        ..VmConfig::default()
+    };
+    let history_config = editing.clone();
+    tests.push(Test::new(
+        "serial",
+        "line editing: history recalls and runs",
+        Needs::QemuAndKernel,
+        move |cx| {
+            line_editing_test::run_history(&cx.session.repo, &history_config, cx.guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+    tests.push(Test::new(
+        "serial",
+        "line editing: an edited line runs as edited",
+        Needs::QemuAndKernel,
+        move |cx| {
+            line_editing_test::run_editing(&cx.session.repo, &editing, cx.guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
     tests.push(Test::new("demo", "demo", Needs::QemuAndKernel, |cx| {
         Demo::run(&cx.session.repo, &VmConfig::default(), cx.guest_timeout)?;
         Ok(Verdict::Pass("all checks passed".into()))
