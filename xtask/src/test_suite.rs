@@ -81,11 +81,19 @@ pub fn run_all(session: &Session, guest_timeout: Duration) -> bool {
         if !qemu_ok {
             bail!("not run: QEMU did not build");
         }
+        // The differential test writes its figures (operations, ops/s) here.
+        let report = repo.cargo_target_dir().join("differential-report.txt");
+        let _ = std::fs::remove_file(&report);
         run(Command::new(cargo())
             .args(["test", "-p", QTEST_PACKAGE, "--", "--include-ignored"])
             .env(QTEST_QEMU_ENV, repo.qemu_binary())
+            .env("STOPWATCH_DIFF_REPORT", &report)
             .current_dir(&repo.root))?;
-        Ok(Verdict::Pass("ok".into()))
+        let figures = std::fs::read_to_string(&report).unwrap_or_default();
+        Ok(Verdict::Pass(match figures.trim() {
+            "" => "ok".into(),
+            figures => format!("ok; differential: {figures}"),
+        }))
     }));
 
     outcomes.push(step("lint: fmt + clippy (host, kernel, device)", || {

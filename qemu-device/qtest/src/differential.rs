@@ -363,6 +363,18 @@ impl fmt::Display for Failure {
 /// Runs `ops` against a fresh QEMU (`qemu`, scratch files in `scratch`)
 /// and the model.
 pub fn run(qemu: &Path, scratch: &Path, ops: &[Op]) -> Result<Stats, Failure> {
+    run_with_progress(qemu, scratch, ops, &mut |_| {})
+}
+
+/// [`run`], calling `progress` with the figures so far about every
+/// 100,000 operations.
+pub fn run_with_progress(
+    qemu: &Path,
+    scratch: &Path,
+    ops: &[Op],
+    progress: &mut dyn FnMut(&Stats),
+) -> Result<Stats, Failure> {
+    const PROGRESS_EVERY: usize = 100_000;
     let started = Instant::now();
     let setup = |error: anyhow::Error| Failure {
         step: None,
@@ -370,6 +382,7 @@ pub fn run(qemu: &Path, scratch: &Path, ops: &[Op]) -> Result<Stats, Failure> {
     };
     let mut runner = Runner::start(qemu, scratch).map_err(setup)?;
     let mut batch_start = 0;
+    let mut next_progress = PROGRESS_EVERY;
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::SystemReset | Op::Migrate => {
@@ -388,6 +401,12 @@ pub fn run(qemu: &Path, scratch: &Path, ops: &[Op]) -> Result<Stats, Failure> {
         if runner.queued_ops >= BATCH_OPS {
             runner.flush(batch_start)?;
             batch_start = step + 1;
+            if batch_start >= next_progress {
+                next_progress += PROGRESS_EVERY;
+                runner.stats.ops = batch_start;
+                runner.stats.elapsed = started.elapsed();
+                progress(&runner.stats);
+            }
         }
     }
     runner.flush(batch_start)?;
@@ -1067,6 +1086,42 @@ pub fn shrink(
         }
         chunk = chunk.div_ceil(2);
     }
+}
+
+/// After a failed run: shrinks `ops`, writes the short script to
+/// `script_file` and returns the whole story as an error: what failed
+/// (`origin` says which stream), the script, and how to replay it
+/// (`replay`, a command line that takes the script file).
+pub fn report_failure(
+    qemu: &Path,
+    scratch: &Path,
+    ops: &[Op],
+    failure: &Failure,
+    origin: &str,
+    script_file: &Path,
+    replay: &str,
+) -> anyhow::Error {
+    eprintln!("differential run failed ({origin}): {failure}");
+    eprintln!("shrinking (replaying shorter operation lists)...");
+    let short = shrink(qemu, &scratch.join("shrink"), ops, failure, |note| {
+        eprintln!("  {note}")
+    });
+    let text = script(&short);
+    if let Err(error) = std::fs::write(script_file, &text) {
+        eprintln!("could not write {}: {error}", script_file.display());
+    }
+    let replayed = run(qemu, &scratch.join("replay"), &short)
+        .err()
+        .map_or("it passed when replayed: a flaky failure".to_owned(), |f| {
+            format!("replayed, it fails {f}")
+        });
+    anyhow!(
+        "the device and its model disagree ({origin}): {failure}\n\
+         Shortest failing script ({} operations; {replayed}):\n{text}\
+         (in {}) Replay it with: {replay}",
+        short.len(),
+        script_file.display(),
+    )
 }
 
 #[cfg(test)]

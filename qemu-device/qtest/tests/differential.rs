@@ -13,7 +13,7 @@
 //! On failure the test prints the seed and the shortest failing operation
 //! list it could find, and writes it to a file to replay.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use stopwatch_qtest::differential::{self, Rates};
 use stopwatch_qtest::{qemu_binary, scratch_dir};
 
@@ -49,26 +49,15 @@ fn device_and_model_agree_on_random_traffic() -> Result<()> {
             Ok(())
         }
         Err(failure) => {
-            eprintln!("differential run failed ({origin}): {failure}");
-            eprintln!("shrinking...");
-            let short =
-                differential::shrink(&qemu, &scratch.join("shrink"), &ops, &failure, |note| {
-                    eprintln!("  {note}")
-                });
             let file = scratch.join("failing.ops");
-            std::fs::write(&file, differential::script(&short))?;
-            let replayed = differential::run(&qemu, &scratch.join("replay"), &short)
-                .err()
-                .map_or("it passed when replayed".to_owned(), |f| f.to_string());
-            bail!(
-                "the device and its model disagree ({origin}): {failure}\n\
-                 Shortest failing script ({} operations; it fails {replayed}):\n{}\
-                 Replay it: STOPWATCH_DIFF_SCRIPT={} cargo xtask test \
-                 (or cargo xtask fuzz device --replay FILE)",
-                short.len(),
-                differential::script(&short),
+            let replay = format!(
+                "STOPWATCH_DIFF_SCRIPT={} cargo xtask test, or cargo xtask fuzz device --replay {}",
+                file.display(),
                 file.display()
-            )
+            );
+            Err(differential::report_failure(
+                &qemu, &scratch, &ops, &failure, &origin, &file, &replay,
+            ))
         }
     }
 }
