@@ -75,7 +75,8 @@ pub fn burst(rng: &mut TestRng) -> Vec<u8> {
                     b"\x1b\x1b[A",
                 ];
                 for _ in 0..rng.in_range(1..=6) {
-                    bytes.extend_from_slice(*rng.pick(SEQUENCES));
+                    let sequence: &&[u8] = rng.pick(SEQUENCES);
+                    bytes.extend_from_slice(sequence);
                     if rng.chance(1, 4) {
                         bytes.push(rng.in_range(0x20..=0x3f) as u8);
                     }
