@@ -57,7 +57,7 @@ pub fn build(repo: &Repo) -> Result<PathBuf> {
         .join(TARGET)
         .join("release")
         .join(PACKAGE);
-    util::copy_if_newer(&elf, &repo.kernel_binary())
+    util::install_copy(&elf, &repo.kernel_binary())
         .with_context(|| format!("cargo built, but {} is missing", elf.display()))?;
     Ok(repo.kernel_binary())
 }
