@@ -45,7 +45,8 @@ impl Guest {
             ..VmConfig::default()
         };
         eprintln!("    {}", config.command_line());
-        let console = SerialConsole::spawn(repo, &config, None)?;
+        let console =
+            SerialConsole::spawn(repo, &config, None)?.named(&format!("snapshot test ({name})"));
         let qmp = Qmp::connect(&socket)?;
         Ok(Guest { console, qmp })
     }
