@@ -1118,7 +1118,7 @@ pub fn report_failure(
     anyhow!(
         "the device and its model disagree ({origin}): {failure}\n\
          Shortest failing script ({} operations; {replayed}):\n{text}\
-         (in {}) Replay it with: {replay}",
+         Written to {}; replay it with: {replay}",
         short.len(),
         script_file.display(),
     )
