@@ -485,7 +485,10 @@ mod tests {
 }
 
 /// Faults of the pipeline, on fake stages in a temporary cache: every
-/// stage interrupted half-way, damaged downloads and binaries.
+/// stage interrupted half-way, damaged downloads and binaries. (The guest
+/// kernel's stage is cargo, which records a build only once it finished,
+/// then [`util::install_copy`], tested in `util`; the lock is tested there
+/// too.)
 #[cfg(test)]
 mod fault_tests {
     use super::*;
