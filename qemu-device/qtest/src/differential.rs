@@ -89,6 +89,10 @@ pub enum Op {
     },
     /// `clock_step`: the virtual clock moves by this many nanoseconds.
     ClockStep(u64),
+    /// `clock_step` onto the armed timeout's deadline plus this many
+    /// nanoseconds (-1, 0 or 1: the edges where a timer is most easily
+    /// wrong); 1 ns if no timeout is armed or the target is not ahead.
+    StepToDeadline(i8),
     /// QMP `system_reset`.
     SystemReset,
     /// The machine is saved to a file and a new QEMU continues from it.
@@ -112,6 +116,7 @@ impl fmt::Display for Op {
                 size,
             } => write!(f, "read {} {offset:#x} {size}", region.name()),
             Op::ClockStep(ns) => write!(f, "clock_step {ns}"),
+            Op::StepToDeadline(delta) => write!(f, "step_to_deadline {delta}"),
             Op::SystemReset => write!(f, "system_reset"),
             Op::Migrate => write!(f, "migrate"),
         }
@@ -148,11 +153,16 @@ impl std::str::FromStr for Op {
                 0 => bail!("clock_step 0: qtest refuses a step of 0"),
                 ns => Ok(Op::ClockStep(ns)),
             },
+            ["step_to_deadline", delta] => match delta.parse() {
+                Ok(delta @ -1..=1) => Ok(Op::StepToDeadline(delta)),
+                _ => bail!("step_to_deadline {delta}: give -1, 0 or 1"),
+            },
             ["system_reset"] => Ok(Op::SystemReset),
             ["migrate"] => Ok(Op::Migrate),
             _ => bail!(
                 "{line:?} is not an operation (write REGION OFFSET SIZE VALUE, \
-                 read REGION OFFSET SIZE, clock_step NS, system_reset, migrate)"
+                 read REGION OFFSET SIZE, clock_step NS, step_to_deadline -1|0|1, \
+                 system_reset, migrate)"
             ),
         }
     }
@@ -244,8 +254,10 @@ fn random_op(random: &mut TestRng, rates: Rates) -> Op {
                 value,
             }
         }
+        // Onto a deadline, or just before or after it.
+        45..=49 => Op::StepToDeadline(random.in_range(0..=2) as i8 - 1),
         // The clock: 1 ns to 11 s, every scale equally likely.
-        45..=69 => {
+        50..=69 => {
             let scale = *random.pick(&[
                 10,
                 1_000,
@@ -613,10 +625,18 @@ impl Runner {
                     Expect::Value(value),
                 );
             }
-            Op::ClockStep(ns) => {
-                self.env.advance(&mut self.model, ns);
+            Op::ClockStep(ns) => self.clock_step(step, ns),
+            Op::StepToDeadline(delta) => {
                 let now = self.env.now_ns;
-                self.send(step, format_args!("clock_step {ns}"), Expect::Clock(now));
+                let ns = match self.model.timeout() {
+                    Timeout::Armed { deadline_ns } => deadline_ns
+                        .saturating_add_signed(delta.into())
+                        .checked_sub(now)
+                        .filter(|&ns| ns > 0)
+                        .unwrap_or(1),
+                    Timeout::Idle | Timeout::Fired => 1,
+                };
+                self.clock_step(step, ns);
             }
             Op::SystemReset | Op::Migrate => unreachable!("run() handles {op}"),
         }
@@ -624,6 +644,12 @@ impl Runner {
             self.stats.timeouts_fired += 1;
         }
         self.queue_checks(step);
+    }
+
+    fn clock_step(&mut self, step: usize, ns: u64) {
+        self.env.advance(&mut self.model, ns);
+        let now = self.env.now_ns;
+        self.send(step, format_args!("clock_step {ns}"), Expect::Clock(now));
     }
 
     /// Queues the comparison of the whole observable state after `step`.
@@ -1136,6 +1162,8 @@ mod tests {
         assert_eq!(parse_script(&text).unwrap(), ops);
         assert!(parse_script("write shared 0x0 3 0x1").is_err());
         assert!(parse_script("clock_step 0").is_err());
+        assert!(parse_script("step_to_deadline 2").is_err());
+        assert!(ops.contains(&Op::StepToDeadline(-1)));
         assert!(parse_script("jump 3").is_err());
     }
 
