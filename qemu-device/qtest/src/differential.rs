@@ -307,8 +307,6 @@ fn random_op(random: &mut TestRng, rates: Rates) -> Op {
 pub struct Stats {
     /// Operations run.
     pub ops: usize,
-    /// qtest commands sent (operations and checks).
-    pub commands: u64,
     /// Timeouts that fired.
     pub timeouts_fired: u64,
     /// Guest mistakes the model reported (each also logged by QEMU).
@@ -588,7 +586,6 @@ impl Runner {
         use std::fmt::Write;
         let _ = writeln!(self.commands, "{command}");
         self.checks.push((step, Check::Answer(expect)));
-        self.stats.commands += 1;
     }
 
     /// Runs `op` on the model and queues it for QEMU, with the checks.
@@ -604,10 +601,10 @@ impl Runner {
                 let address = self.base(region) + offset;
                 let value = value & mask(size);
                 self.model_store(address, size, value);
-                let verb = ["writeb", "writew", "", "writel", "", "", "", "writeq"];
+                let verb = access_verb("write", size);
                 self.send(
                     step,
-                    format_args!("{} {address:#x} {value:#x}", verb[size as usize - 1]),
+                    format_args!("{verb} {address:#x} {value:#x}"),
                     Expect::Done,
                 );
             }
@@ -618,10 +615,10 @@ impl Runner {
             } => {
                 let address = self.base(region) + offset;
                 let value = self.model_load(address, size);
-                let verb = ["readb", "readw", "", "readl", "", "", "", "readq"];
+                let verb = access_verb("read", size);
                 self.send(
                     step,
-                    format_args!("{} {address:#x}", verb[size as usize - 1]),
+                    format_args!("{verb} {address:#x}"),
                     Expect::Value(value),
                 );
             }
@@ -953,6 +950,18 @@ enum Target {
     Ram(u64),
     Registers(u64),
     Unassigned,
+}
+
+/// The qtest command for a load or store of `size` bytes: `readb`,
+/// `writeq`...
+fn access_verb(kind: &str, size: u32) -> String {
+    let suffix = match size {
+        1 => 'b',
+        2 => 'w',
+        4 => 'l',
+        _ => 'q',
+    };
+    format!("{kind}{suffix}")
 }
 
 fn mask(size: u32) -> u64 {
