@@ -398,7 +398,8 @@ pub fn run_with_progress(
             Op::SystemReset | Op::Migrate => {
                 runner.flush(batch_start)?;
                 batch_start = step;
-                runner.full_check(step)?;
+                // What the operations so far stored anywhere.
+                runner.full_check(step.saturating_sub(1))?;
                 if *op == Op::SystemReset {
                     runner.system_reset(step)?;
                 } else {
