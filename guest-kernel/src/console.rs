@@ -13,6 +13,7 @@ use embedded_io::{ErrorType, Read, ReadReady, Write};
 
 use stopwatch_shell::receive::ReceiveRing;
 
+use crate::arch::mmio;
 use crate::drivers::uart::Pl011;
 use crate::sync::{IrqMutex, SetOnce};
 
@@ -22,7 +23,14 @@ struct ConsoleState {
     rx: ReceiveRing,
 }
 
-static CONSOLE: IrqMutex<Option<ConsoleState>> = IrqMutex::new(None);
+/// Set once by [`init`]. (A `SetOnce` is all zero bytes until then, so the
+/// console costs the image no `.data`: an `Option` with a niche would.)
+static CONSOLE: SetOnce<IrqMutex<ConsoleState>> = SetOnce::new();
+
+/// Runs `f` on the console with its lock held; `None` before [`init`].
+fn with_console<R>(f: impl FnOnce(&mut ConsoleState) -> R) -> Option<R> {
+    CONSOLE.get().map(|console| console.lock(f))
+}
 
 /// Base of the console UART, for the paths that must work without the
 /// console lock: [`emergency_print`] and [`flush`].
@@ -39,12 +47,13 @@ pub unsafe fn init(base: NonNull<arm_pl011_uart::PL011Registers>) {
     let mut uart = unsafe { Pl011::new(base) };
     uart.enable();
     let _ = UART_BASE.set(base.as_ptr() as usize);
-    CONSOLE.lock(|console| {
-        *console = Some(ConsoleState {
-            uart,
-            rx: ReceiveRing::new(),
-        })
-    });
+    let state = ConsoleState {
+        uart,
+        rx: ReceiveRing::new(),
+    };
+    if CONSOLE.set(IrqMutex::new(state)).is_err() {
+        panic!("console initialised twice");
+    }
 }
 
 /// PL011 data register: a write queues one byte for sending.
@@ -56,8 +65,8 @@ const UARTFR_BUSY: u32 = 1 << 3;
 
 /// The console UART's transmit side, for the paths that must not take the
 /// console lock (it may be held by the code a panic or an exception
-/// interrupted): [`emergency_print`] and [`flush`]. Plain volatile
-/// accesses to two registers; no second [`Pl011`] driver instance.
+/// interrupted): [`emergency_print`] and [`flush`]. Direct accesses to two
+/// registers through [`mmio`]; no second [`Pl011`] driver instance.
 #[derive(Clone, Copy)]
 struct EmergencyUart(usize);
 
@@ -73,7 +82,7 @@ impl EmergencyUart {
         // aligned 32-bit register inside its block. Reading it has no side
         // effect. The console's `Pl011` claims the block as its own, but
         // this raw access forms no reference and changes nothing it keeps.
-        unsafe { ((self.0 + UARTFR_OFFSET) as *const u32).read_volatile() }
+        unsafe { mmio::read_u32((self.0 + UARTFR_OFFSET) as *const u32) }
     }
 
     fn write_bytes(self, bytes: &[u8]) {
@@ -86,7 +95,7 @@ impl EmergencyUart {
             // state about the transmit FIFO (it polls the flags too), so
             // the worst this does to an interrupted print is interleave
             // its output with ours.
-            unsafe { ((self.0 + UARTDR_OFFSET) as *mut u32).write_volatile(u32::from(byte)) }
+            unsafe { mmio::write_u32((self.0 + UARTDR_OFFSET) as *mut u32, u32::from(byte)) }
         }
     }
 
@@ -100,39 +109,23 @@ impl EmergencyUart {
 /// Unmasks the UART's receive interrupt (the GIC side is set up by the
 /// caller) and collects input that arrived before.
 pub fn enable_receive_interrupt() {
-    CONSOLE.lock(|console| {
-        if let Some(ConsoleState { uart, rx }) = console {
-            uart.enable_receive_interrupt(rx);
-        }
-    });
+    with_console(|ConsoleState { uart, rx }| uart.enable_receive_interrupt(rx));
 }
 
 /// The UART interrupt handler.
 pub fn handle_interrupt() {
-    CONSOLE.lock(|console| {
-        if let Some(ConsoleState { uart, rx }) = console {
-            uart.handle_interrupt(rx);
-        }
-    });
+    with_console(|ConsoleState { uart, rx }| uart.handle_interrupt(rx));
 }
 
 /// Receive statistics: (receive errors the UART reported, times input was
 /// held back in the UART because the shell fell behind).
 pub fn receive_statistics() -> (u64, u64) {
-    CONSOLE.lock(|console| {
-        console
-            .as_ref()
-            .map_or((0, 0), |state| (state.rx.errors(), state.rx.hold_backs()))
-    })
+    with_console(|state| (state.rx.errors(), state.rx.hold_backs())).unwrap_or((0, 0))
 }
 
 /// Writes raw bytes (no newline translation).
 pub fn write_bytes(bytes: &[u8]) {
-    CONSOLE.lock(|console| {
-        if let Some(state) = console {
-            state.uart.write_bytes(bytes);
-        }
-    });
+    with_console(|state| state.uart.write_bytes(bytes));
 }
 
 /// Waits until all output has been sent. Takes no lock, so it also works
@@ -161,10 +154,8 @@ impl fmt::Write for LineWriter<'_> {
 
 /// Used by `print!` and `println!`.
 pub fn print(args: fmt::Arguments<'_>) {
-    CONSOLE.lock(|console| {
-        if let Some(state) = console {
-            let _ = LineWriter(&mut |bytes: &[u8]| state.uart.write_bytes(bytes)).write_fmt(args);
-        }
+    with_console(|state| {
+        let _ = LineWriter(&mut |bytes: &[u8]| state.uart.write_bytes(bytes)).write_fmt(args);
     });
 }
 
@@ -196,6 +187,11 @@ impl fmt::Write for SemihostingWriter {
     }
 }
 
+/// Whether received input waits in the ring.
+fn input_waiting() -> bool {
+    with_console(|state| !state.rx.is_empty()).unwrap_or(false)
+}
+
 /// The console as an `embedded-io` byte stream.
 pub struct Console;
 
@@ -210,10 +206,7 @@ impl Read for Console {
             return Ok(0);
         }
         loop {
-            let count = CONSOLE.lock(|console| {
-                let Some(ConsoleState { uart, rx }) = console else {
-                    return 0;
-                };
+            let count = with_console(|ConsoleState { uart, rx }| {
                 let mut count = 0;
                 while count < buf.len() {
                     let Some(byte) = rx.pop(uart) else { break };
@@ -221,20 +214,19 @@ impl Read for Console {
                     count += 1;
                 }
                 count
-            });
+            })
+            .unwrap_or(0);
             if count > 0 {
                 return Ok(count);
             }
-            crate::arch::timer::wait_for_interrupt_unless(|| {
-                CONSOLE.lock(|console| console.as_ref().is_some_and(|s| !s.rx.is_empty()))
-            });
+            crate::arch::timer::wait_for_interrupt_unless(input_waiting);
         }
     }
 }
 
 impl ReadReady for Console {
     fn read_ready(&mut self) -> Result<bool, Self::Error> {
-        Ok(CONSOLE.lock(|console| console.as_ref().is_some_and(|s| !s.rx.is_empty())))
+        Ok(input_waiting())
     }
 }
 
@@ -242,12 +234,10 @@ impl ReadReady for Console {
 /// writes to any [`fmt::Write`].
 impl fmt::Write for Console {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        CONSOLE.lock(|console| match console {
-            Some(state) => {
-                LineWriter(&mut |bytes: &[u8]| state.uart.write_bytes(bytes)).write_str(text)
-            }
-            None => Ok(()),
+        with_console(|state| {
+            LineWriter(&mut |bytes: &[u8]| state.uart.write_bytes(bytes)).write_str(text)
         })
+        .unwrap_or(Ok(()))
     }
 }
 

@@ -16,8 +16,10 @@ use crate::drivers::gic::Gic;
 use crate::fixed_vec::FixedVec;
 use crate::sync::{IrqMutex, SetOnce};
 
-/// The interrupt controller.
-static GIC: IrqMutex<Option<Gic>> = IrqMutex::new(None);
+/// The interrupt controller. (A `SetOnce` rather than an `Option`, which
+/// would start non-zero and so land in `.data`: the flat Image would grow
+/// by a page.)
+static GIC: SetOnce<IrqMutex<Gic>> = SetOnce::new();
 
 /// Something that raises interrupts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +81,16 @@ pub static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Takes over the GIC.
 pub fn init(gic: Gic) {
-    GIC.lock(|slot| *slot = Some(gic));
+    if GIC.set(IrqMutex::new(gic)).is_err() {
+        panic!("GIC initialised twice");
+    }
 }
 
 /// Enables `sources`' interrupts at the GIC and remembers who owns them.
 /// IRQs stay masked at the CPU until [`enable_cpu_irqs`].
 pub fn route(sources: impl IntoIterator<Item = (Interrupt, Source)>) {
     let mut table = RouteTable::new();
-    GIC.lock(|gic| {
-        let gic = gic.as_mut().expect("GIC not initialised");
+    GIC.get().expect("GIC not initialised").lock(|gic| {
         for (interrupt, source) in sources {
             gic.enable_interrupt(interrupt);
             let route = Route {
@@ -111,11 +114,13 @@ pub fn routes() -> &'static RouteTable {
     ROUTES.get().unwrap_or(&NONE)
 }
 
+#[cfg(feature = "selftest")]
 /// The route of `source`, if it has one.
 pub fn route_of(source: Source) -> Option<&'static Route> {
     routes().iter().find(|route| route.source == source)
 }
 
+#[cfg(feature = "selftest")]
 /// Interrupts handled so far from `source` (0 if it has no route).
 pub fn count(source: Source) -> u64 {
     route_of(source).map_or(0, |route| route.count.load(Ordering::Relaxed))
@@ -135,7 +140,8 @@ pub fn handle_irq() {
     // Stamped first, for the latency measurements.
     let entry_counter = timer::counter();
     let routes = routes();
-    while let Some(intid) = GIC.lock(|gic| gic.as_mut().and_then(Gic::acknowledge)) {
+    let Some(gic) = GIC.get() else { return };
+    while let Some(intid) = gic.lock(Gic::acknowledge) {
         match routes.iter().find(|route| route.intid == u32::from(intid)) {
             Some(route) => {
                 route.count.fetch_add(1, Ordering::Relaxed);
@@ -145,10 +151,6 @@ pub fn handle_irq() {
                 UNEXPECTED.fetch_add(1, Ordering::Relaxed);
             }
         }
-        GIC.lock(|gic| {
-            if let Some(gic) = gic {
-                gic.end_interrupt(intid);
-            }
-        });
+        gic.lock(|gic| gic.end_interrupt(intid));
     }
 }

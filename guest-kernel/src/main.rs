@@ -8,7 +8,9 @@
 //! 4. runs what the boot arguments (`-append`) ask for: `test[=NAME]` runs
 //!    the in-guest tests and exits QEMU with 0 or 1, `fault` makes a data
 //!    abort on purpose (the fatal report, then exit status 3), `bench`
-//!    measures and exits, anything else starts the interactive shell.
+//!    measures and exits, `kvm-negative-control` does one MMIO access that
+//!    KVM could not emulate (for `cargo xtask kvm-check`), anything else
+//!    starts the interactive shell.
 
 #![no_std]
 #![no_main]
@@ -22,6 +24,7 @@ mod drivers;
 mod fixed_vec;
 mod interrupts;
 mod power;
+#[cfg(feature = "selftest")]
 mod selftest;
 mod shell;
 mod sync;
@@ -39,6 +42,7 @@ use sync::SetOnce;
 
 /// Start of RAM on `virt`: where QEMU puts the device tree when it loads
 /// an ELF kernel (x0 is then 0), provided the DTB fits below the image.
+/// (With the flat Image, QEMU's boot stub is there and x0 has the DTB.)
 const VIRT_RAM_BASE: usize = 0x4000_0000;
 /// Big-endian magic at the start of every flattened device tree.
 const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -88,7 +92,7 @@ pub fn select_stopwatch(index: usize) -> Result<(), usize> {
     Ok(())
 }
 
-/// The exception level the kernel was entered at (1 or 2).
+/// The exception level the kernel was entered at (1, 2 or 3).
 pub fn entry_el() -> u64 {
     ENTRY_EL.get().copied().unwrap_or(0)
 }
@@ -99,25 +103,47 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     // --- MMU off: every access is Device memory. Only decode the tree
     // (the target is built with strict alignment, so no unaligned access
     // is generated) and build the page tables: no atomics, no console.
+    // A failure here ends the run with its own exit status (see `power`),
+    // its message going to semihosting as there is no console yet.
     let Some(dtb) = find_device_tree(loader_dtb) else {
-        power::fatal(format_args!(
-            "no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"
-        ));
+        power::fatal_with_status(
+            power::EXIT_NO_DEVICE_TREE,
+            format_args!("no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"),
+        );
     };
-    let board = BoardInfo::from_dtb(dtb)
-        .unwrap_or_else(|error| power::fatal(format_args!("bad device tree: {error:?}")));
+    let board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
+        power::fatal_with_status(
+            power::EXIT_BAD_DEVICE_TREE,
+            format_args!("bad device tree: {error:?}"),
+        )
+    });
+    // From here on a failure can power off through PSCI if semihosting is
+    // not there.
+    power::init(board.psci);
+    if board.memory.is_empty() {
+        power::fatal_with_status(
+            power::EXIT_NO_MEMORY,
+            format_args!("no memory node in the device tree"),
+        );
+    }
     let Some(uart) = board.uart else {
-        power::fatal(format_args!("no console UART in /chosen/stdout-path"));
+        power::fatal_with_status(
+            power::EXIT_NO_CONSOLE,
+            format_args!("no console UART in /chosen/stdout-path"),
+        );
     };
     if !uart.is_pl011 {
-        power::fatal(format_args!("console {} is not a PL011", uart.node_name));
+        power::fatal_with_status(
+            power::EXIT_NO_CONSOLE,
+            format_args!("console {} is not a PL011", uart.node_name),
+        );
     }
     let Some(gic) = board.gic else {
-        power::fatal(format_args!("no GICv2 or GICv3 in the device tree"));
+        power::fatal_with_status(
+            power::EXIT_NO_GIC,
+            format_args!("no GICv2 or GICv3 in the device tree"),
+        );
     };
-    if board.memory.is_empty() {
-        power::fatal(format_args!("no memory node in the device tree"));
-    }
 
     // SAFETY: Called once, here.
     let mut map = unsafe { KernelMap::new() };
@@ -141,7 +167,6 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     let _ = ENTRY_EL.set(entry_el);
     let board = BOARD.set(board).unwrap_or_else(|_| unreachable!());
     arch::timer::init();
-    power::init(board.psci);
     let uart_base = NonNull::new(uart.region.base as *mut _).expect("UART at address 0");
     // SAFETY: The UART region is mapped as Device memory above and only
     // the console uses it.
@@ -162,7 +187,10 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     }
     let stopwatches = STOPWATCHES.set(drivers).unwrap_or_else(|_| unreachable!());
     let Some(uart_interrupt) = uart.interrupt else {
-        power::fatal(format_args!("the console UART has no usable interrupt"));
+        power::fatal_with_status(
+            power::EXIT_NO_CONSOLE,
+            format_args!("the console UART has no usable interrupt"),
+        );
     };
     let stopwatch_routes = stopwatches
         .iter()
@@ -184,8 +212,36 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     interrupts::enable_cpu_irqs();
 
     match BootMode::from_bootargs(board.bootargs) {
+        #[cfg(feature = "selftest")]
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
+        #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
+        #[cfg(feature = "selftest")]
+        BootMode::Overflow => selftest::overflow_the_stack(),
+        #[cfg(feature = "selftest")]
+        BootMode::HoldTimeout => selftest::hold_timeout(),
+        #[cfg(feature = "selftest")]
+        BootMode::KvmNegativeControl => {
+            // UARTFR: a read-only register whose read changes nothing.
+            let flags = (uart.region.base + 0x18) as *const u32;
+            // SAFETY: The UART is mapped as Device memory above; UARTFR is
+            // an aligned 32-bit register, and reading it has no effect
+            // (the console's driver polls it too).
+            let value = unsafe { arch::mmio::writeback_negative_control(flags) };
+            println!("kvm-negative-control: one writeback load of UARTFR = {value:#x}");
+            power::exit(0)
+        }
+        #[cfg(not(feature = "selftest"))]
+        BootMode::Test(_)
+        | BootMode::Fault
+        | BootMode::Overflow
+        | BootMode::HoldTimeout
+        | BootMode::KvmNegativeControl => power::fatal_with_status(
+            power::EXIT_NO_TESTS,
+            format_args!(
+                "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
+            ),
+        ),
         BootMode::Bench => {
             bench::run_and_print();
             power::exit(0)
@@ -201,8 +257,15 @@ enum BootMode<'a> {
     Test(Option<&'a str>),
     /// `fault`: a data abort on purpose, to test the fatal report.
     Fault,
+    /// `overflow`: unbounded recursion on purpose, to test the stack guard.
+    Overflow,
+    /// `hold-timeout`: a timeout interrupt held pending, for a snapshot.
+    HoldTimeout,
     /// `bench`.
     Bench,
+    /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
+    /// which `cargo xtask kvm-check` must catch (test kernel only).
+    KvmNegativeControl,
     /// Anything else: the interactive shell.
     Shell,
 }
@@ -214,7 +277,10 @@ impl<'a> BootMode<'a> {
                 None if word == "test" => return BootMode::Test(None),
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,
+                None if word == "overflow" => return BootMode::Overflow,
+                None if word == "hold-timeout" => return BootMode::HoldTimeout,
                 None if word == "bench" => return BootMode::Bench,
+                None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}
             }
         }
@@ -223,8 +289,8 @@ impl<'a> BootMode<'a> {
 }
 
 /// The device tree: at the loader's x0 if that holds one, else at the
-/// start of RAM.
-fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
+/// start of RAM. (Also called at EL3, before .bss and the MMU: no statics.)
+pub(crate) fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
     [loader_dtb, VIRT_RAM_BASE]
         .into_iter()
         .filter(|&address| address != 0 && address.is_multiple_of(8))
@@ -232,7 +298,7 @@ fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
             let header = address as *const u32;
             // SAFETY: Both candidates are RAM addresses on `virt` (the
             // loader's x0, or RAM's base), readable with the MMU off; the
-            // header is 8-byte aligned.
+            // header is 8-byte aligned. (RAM, not MMIO.)
             let (magic, total_size) = unsafe {
                 (
                     u32::from_be(header.read_volatile()),

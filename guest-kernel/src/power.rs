@@ -1,27 +1,57 @@
 //! Ending the run: semihosting exit with a status (what tests use), PSCI
-//! SYSTEM_OFF (what a real machine does), and the fatal-error path.
+//! SYSTEM_OFF (what a real machine does), and the fatal-error paths.
 //!
 //! Semihosting needs QEMU's `-semihosting-config enable=on,target=native`;
 //! without it the `HLT #0xf000` it uses is an undefined instruction, which
-//! comes back here through the exception vectors: the run then powers off
-//! with PSCI instead (and the status is lost, but never silently: the
-//! reason is printed first).
+//! the exception handler skips (`arch::exceptions`): [`exit`] then powers
+//! off with PSCI instead (the status is lost, but never silently: the
+//! reason is printed first once there is a console), and parks the CPU in
+//! a WFI loop if there is no PSCI either.
+//!
+//! Exit statuses (also in the README): 0 and 1 are the in-guest tests'
+//! verdict; the rest are below. The start-up failures each have their own
+//! status so that a test (or a user) can tell them apart without a
+//! console; `arch::boot` uses the first two before any Rust code runs.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 use board_discovery::PsciConduit;
+use semihosting::sys::arm_compat::{sys_exit_extended, ExitReason};
 use smccc::{Hvc, Smc};
-
-use crate::sync::SetOnce;
 
 /// Exit status of a kernel panic.
 pub const EXIT_PANIC: i32 = 101;
 /// Exit status of an unexpected exception or other fatal error.
 pub const EXIT_FATAL: i32 = 3;
+/// Start-up: entered at an exception level the kernel cannot start from
+/// (EL0).
+pub const EXIT_UNSUPPORTED_ENTRY: i32 = 10;
+/// Start-up: the image is not where it is linked to run (a loader put the
+/// flat Image elsewhere than RAM base + `text_offset`).
+pub const EXIT_WRONG_ADDRESS: i32 = 11;
+/// Start-up: no device tree, neither at x0 nor at the start of RAM.
+pub const EXIT_NO_DEVICE_TREE: i32 = 12;
+/// Start-up: the device tree is not a valid flattened device tree.
+pub const EXIT_BAD_DEVICE_TREE: i32 = 13;
+/// Start-up: the device tree has no (enabled) memory node.
+pub const EXIT_NO_MEMORY: i32 = 14;
+/// Start-up: no usable console: `/chosen/stdout-path` names no UART, or
+/// one that is not a PL011, or one without a usable interrupt.
+pub const EXIT_NO_CONSOLE: i32 = 15;
+/// Start-up: no GICv2 or GICv3 in the device tree.
+pub const EXIT_NO_GIC: i32 = 16;
+#[cfg(not(feature = "selftest"))]
+/// The boot arguments ask for the in-guest tests (`test`, `fault`), but
+/// this kernel was built without them (the `selftest` feature).
+pub const EXIT_NO_TESTS: i32 = 17;
 
-/// How to reach PSCI, from the device tree.
-static PSCI: SetOnce<PsciConduit> = SetOnce::new();
+/// How to reach PSCI, from the device tree: [`PSCI_NONE`], [`PSCI_HVC`]
+/// or [`PSCI_SMC`]. Only loaded and stored: it is set with the MMU off.
+static PSCI: AtomicU8 = AtomicU8::new(PSCI_NONE);
+const PSCI_NONE: u8 = 0;
+const PSCI_HVC: u8 = 1;
+const PSCI_SMC: u8 = 2;
 /// Set once the run is ending, to catch a failing exit path. Only loaded
 /// and stored, never swapped, like [`FATAL_REPORTED`]: [`exit`] can run
 /// with the MMU off (a fatal error before it is on).
@@ -34,36 +64,36 @@ static EXIT_STATUS: AtomicI32 = AtomicI32::new(0);
 /// where exclusive accesses are best avoided.
 static FATAL_REPORTED: AtomicBool = AtomicBool::new(false);
 
-/// Records the PSCI conduit found in the device tree.
+/// Records the PSCI conduit found in the device tree; callable with the
+/// MMU off, so that a start-up failure can power off.
 pub fn init(psci: Option<PsciConduit>) {
-    if let Some(conduit) = psci {
-        let _ = PSCI.set(conduit);
-    }
+    let conduit = match psci {
+        None => PSCI_NONE,
+        Some(PsciConduit::Hvc) => PSCI_HVC,
+        Some(PsciConduit::Smc) => PSCI_SMC,
+    };
+    PSCI.store(conduit, Ordering::Relaxed);
 }
 
 /// Ends the run with `code` as QEMU's exit status (semihosting).
 pub fn exit(code: i32) -> ! {
     if EXITING.load(Ordering::Acquire) {
         // A fatal error while exiting: do not try semihosting again.
-        semihosting_unavailable();
+        system_off();
     }
     // Not atomic with the load, and need not be: there is one CPU, and an
     // exception taken from here on sees the store (program order).
     EXITING.store(true, Ordering::Release);
     EXIT_STATUS.store(code, Ordering::Relaxed);
     crate::console::flush();
-    semihosting::process::exit(code)
+    // Returns only if semihosting is not there (see the module's comment).
+    sys_exit_extended(ExitReason::ADP_Stopped_ApplicationExit, code as usize);
+    semihosting_unavailable()
 }
 
-/// Whether [`exit`] has started: an exception now most likely comes from
-/// its semihosting call.
-pub fn exiting() -> bool {
-    EXITING.load(Ordering::Acquire)
-}
-
-/// The semihosting call faulted (QEMU runs without semihosting): say so
-/// and power off instead.
-pub fn semihosting_unavailable() -> ! {
+/// Semihosting is not there (QEMU runs without it): say so and power off
+/// instead.
+fn semihosting_unavailable() -> ! {
     crate::console::emergency_print(format_args!(
         "\nsemihosting is not enabled (-semihosting-config enable=on,target=native): powering off instead of exiting with status {}\n",
         EXIT_STATUS.load(Ordering::Relaxed) as u32
@@ -76,10 +106,10 @@ pub fn semihosting_unavailable() -> ! {
 pub fn system_off() -> ! {
     crate::console::flush();
     // SYSTEM_OFF does not return when it works.
-    let _ = match PSCI.get() {
-        Some(PsciConduit::Hvc) => smccc::psci::system_off::<Hvc>(),
-        Some(PsciConduit::Smc) => smccc::psci::system_off::<Smc>(),
-        None => Ok(()),
+    let _ = match PSCI.load(Ordering::Relaxed) {
+        PSCI_HVC => smccc::psci::system_off::<Hvc>(),
+        PSCI_SMC => smccc::psci::system_off::<Smc>(),
+        _ => Ok(()),
     };
     crate::console::emergency_print(format_args!(
         "\nPSCI SYSTEM_OFF is not available or failed; halting\n"
@@ -97,12 +127,18 @@ pub fn park() -> ! {
 /// Reports a fatal error and ends the run with [`EXIT_FATAL`]; a second
 /// fatal error while doing so parks the CPU.
 pub fn fatal(message: fmt::Arguments<'_>) -> ! {
+    fatal_with_status(EXIT_FATAL, message)
+}
+
+/// Reports a fatal error (on the console, or before it exists through
+/// semihosting) and ends the run with `status`.
+pub fn fatal_with_status(status: i32, message: fmt::Arguments<'_>) -> ! {
     if FATAL_REPORTED.load(Ordering::Relaxed) {
         park();
     }
     FATAL_REPORTED.store(true, Ordering::Relaxed);
     crate::console::emergency_print(format_args!("\nFATAL: {message}\n"));
-    exit(EXIT_FATAL)
+    exit(status)
 }
 
 #[panic_handler]

@@ -306,8 +306,11 @@ const SHELL_ANSWERS_WITHOUT_DEVICE: &[(&str, &str)] = &[
     ("timeout 1", "error: no stopwatch device"),
     ("timeout", "error: no stopwatch device"),
     ("bench", "error: no stopwatch device"),
+    ("list", "error: no stopwatch device"),
+    ("use 0", "error: no stopwatch device"),
+    ("watch", "error: no stopwatch device"),
     ("info", "stopwatch:     none in the device tree"),
-    ("irqs", "stopwatch      (none)"),
+    ("irqs", "uart input: 0 receive errors"),
 ];
 
 /// ... with a (reset) stopwatch, in this order.
@@ -323,6 +326,16 @@ const SHELL_ANSWERS_WITH_DEVICE: &[(&str, &str)] = &[
     ("timeout 1", "timeout armed"),
     ("timeout 1", "already pending (TIMEOUT not sent)"),
     ("reset", "status: RESET"),
+    (
+        "timeout 0.5",
+        "timeout armed: interrupt in 0.500000000 s (TIMEOUT_NS)",
+    ),
+    ("timeout 250ms", "already pending (TIMEOUT not sent)"),
+    ("reset", "status: RESET"),
+    ("list", "* stopwatch[0]  RESET    0.000000000 s"),
+    ("use 1", "error: use: there is no stopwatch[1]: give 0..0"),
+    ("use 0", "using stopwatch[0]"),
+    ("irqs", "stopwatch[0]"),
     ("info", "time page:     present"),
 ];
 
@@ -514,6 +527,60 @@ pub fn provoke_data_abort() -> ! {
     }
     println!("fault: no exception: {UNMAPPED_ADDRESS:#x} is mapped");
     power::exit(1)
+}
+
+/// How long boot mode `hold-timeout` keeps IRQs masked.
+const HOLD_NS: u64 = 3 * NANOS_PER_SEC;
+
+/// Boot mode `hold-timeout`, for the snapshot of a machine whose device
+/// interrupt is raised and not yet acknowledged: arms a 100 ms timeout on
+/// the stopwatch, then keeps IRQs masked for 3 s of guest time (the line
+/// stays high, pending at the GIC) while the host takes its snapshot; then
+/// lets the interrupt in. Exits with 0 if exactly one timeout interrupt
+/// arrived, else 1.
+pub fn hold_timeout() -> ! {
+    let Some(stopwatch) = crate::stopwatch() else {
+        println!("hold-timeout: no stopwatch device");
+        power::exit(1)
+    };
+    stopwatch.reset();
+    let before = stopwatch.timeouts();
+    {
+        let _masked = IrqsMasked::new();
+        stopwatch.timeout_ns(100_000_000);
+        println!("hold-timeout: timeout armed, IRQs masked for 3 s");
+        let deadline = timer::counter() + timer::clock().ns_to_ticks(HOLD_NS);
+        while timer::counter() < deadline {
+            core::hint::spin_loop();
+        }
+    }
+    // Unmasked: the pending interrupt is taken at once; give it time.
+    timer::wait_ns(100_000_000);
+    let arrived = stopwatch.timeouts() - before;
+    println!("hold-timeout: {arrived} timeout interrupt(s) after unmasking");
+    power::exit(if arrived == 1 { 0 } else { 1 })
+}
+
+/// Boot mode `overflow`: recursion without end, to test that a kernel stack
+/// overflow faults in the guard page below the stack and is reported as
+/// such (with [`power::EXIT_FATAL`]) instead of silently overwriting what
+/// lies below. Exits with 1 if it ever returns.
+pub fn overflow_the_stack() -> ! {
+    println!("overflow: recursing until the stack runs out");
+    let depth = recurse(0);
+    println!("overflow: no fault after {depth} frames");
+    power::exit(1)
+}
+
+/// One 512-byte frame more per call; `black_box` keeps the frame and the
+/// addition after the call keeps it from being a tail call.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 64]);
+    if depth == u64::MAX {
+        return depth;
+    }
+    recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
 }
 
 fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {

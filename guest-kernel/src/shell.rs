@@ -307,7 +307,7 @@ fn print_list(out: &mut dyn fmt::Write) {
     }
     let selected = crate::selected_stopwatch();
     for (index, stopwatch) in stopwatches().iter().enumerate() {
-        let mark = if index == selected { '*' } else { ' ' };
+        let mark = if index == selected { "*" } else { " " };
         let (elapsed, status, _) = elapsed_and_status(stopwatch, ReadPath::TimePage);
         let elapsed = elapsed.map_or(Seconds(0), Seconds);
         say!(

@@ -1,6 +1,13 @@
 //! The QEMU side of the stopwatch: QOM type, memory regions, interrupt,
 //! timer, reset and migration, each forwarding to the state machine in
 //! [`stopwatch_model`]. Guest mistakes are logged, never fatal.
+//!
+//! Trace events (`trace-events` next to `src/`, `-trace 'stopwatch_*'`)
+//! report each register access, command, timer and interrupt change, time
+//! page write and guest mistake. Their arguments are built even when
+//! tracing is off (the generated "enabled" check is private to the
+//! generated module), so they are all borrowed: the instance id cached at
+//! realize and static names.
 
 use std::{
     ffi::{CStr, CString},
@@ -20,7 +27,7 @@ use migration::{
     VMStateDescriptionBuilder,
 };
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
-use stopwatch_abi::{regs, shared};
+use stopwatch_abi::{regs, shared, Command, Status, TimeSnapshot};
 use stopwatch_model::{Environment, GuestError, SavedState, SharedMemory, Stopwatch};
 use system::{hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
 use util::{
@@ -28,6 +35,9 @@ use util::{
     log_mask_ln,
     timer::{Timer, CLOCK_VIRTUAL},
 };
+
+// `mod trace`: a function per event of this directory's `trace-events`.
+::trace::include_trace!("rust_hw_misc_stopwatch");
 
 /// The stopwatch device.
 ///
@@ -54,6 +64,9 @@ pub struct StopwatchState {
     /// The state as the migration stream carries it, filled at pre-save and
     /// read back at post-load.
     migrated: BqlRefCell<MigratedState>,
+    /// The instance name that trace events and guest-error messages
+    /// start with; set at realize (empty before).
+    id: BqlRefCell<CString>,
     /// As in the original: at power-on, RESET then START.
     #[property(rename = "start_at_boot", default = true)]
     start_at_boot: bool,
@@ -123,6 +136,7 @@ impl StopwatchState {
         uninit_field_mut!(*this, timer).write(BqlRefCell::new(unsafe { Timer::new() }));
         uninit_field_mut!(*this, stopwatch).write(BqlRefCell::new(Stopwatch::new()));
         uninit_field_mut!(*this, migrated).write(BqlRefCell::new(MigratedState::default()));
+        uninit_field_mut!(*this, id).write(BqlRefCell::new(CString::default()));
     }
 
     fn post_init(&self) {
@@ -135,8 +149,9 @@ impl StopwatchState {
     }
 
     fn realize(&self) -> util::Result<()> {
-        let name = CString::new(format!("{}.shared", self.instance_name()))
-            .expect("QOM names contain no NUL");
+        let id = self.instance_name();
+        let name = CString::new(format!("{id}.shared")).expect("QOM names contain no NUL");
+        *self.id.borrow_mut() = CString::new(id).expect("QOM names contain no NUL");
         // SAFETY: `shared_memory` is a zeroed MemoryRegion owned by this
         // device; the name is copied by QEMU; the object pointer is live.
         unsafe {
@@ -192,10 +207,15 @@ impl StopwatchState {
     }
 
     fn read(&self, offset: hwaddr, size: u32) -> u64 {
-        self.with_stopwatch(|stopwatch, env| stopwatch.read(env, offset, size))
+        let value = self.with_stopwatch(|stopwatch, env| stopwatch.read(env, offset, size));
+        trace::trace_stopwatch_read(&self.id.borrow(), offset, size, value);
+        value
     }
 
     fn write(&self, offset: hwaddr, value: u64, size: u32) {
+        // Before the effects (command, timer, page), so the trace reads in
+        // order.
+        trace::trace_stopwatch_write(&self.id.borrow(), offset, size, value);
         self.with_stopwatch(|stopwatch, env| stopwatch.write(env, offset, value, size));
     }
 
@@ -230,7 +250,7 @@ impl StopwatchState {
                 // "error while loading state" line.
                 eprintln!(
                     "stopwatch {}: migration stream rejected: {error}",
-                    self.instance_name()
+                    self.id.borrow().to_string_lossy()
                 );
                 Err(migration::InvalidError)
             }
@@ -244,28 +264,61 @@ struct QemuEnvironment<'a> {
     memory: SharedRam,
 }
 
+impl QemuEnvironment<'_> {
+    fn id(&self) -> impl std::ops::Deref<Target = CString> + '_ {
+        self.device.id.borrow()
+    }
+}
+
 impl Environment for QemuEnvironment<'_> {
     fn now_ns(&self) -> u64 {
         CLOCK_VIRTUAL.get_ns()
     }
 
     fn set_irq(&mut self, level: bool) {
+        trace::trace_stopwatch_irq(&self.id(), level);
         self.device.timeout_irq.set(level);
     }
 
     fn arm_timer(&mut self, deadline_ns: u64) {
+        trace::trace_stopwatch_timeout_armed(&self.id(), deadline_ns);
         self.device.timer.borrow().modify(deadline_ns);
     }
 
     fn cancel_timer(&mut self) {
+        trace::trace_stopwatch_timeout_cancelled(&self.id());
         self.device.timer.borrow().delete();
     }
 
     fn guest_error(&mut self, error: GuestError) {
+        // Formatted (allocating) only on this slow path, for both outputs.
+        let id = self.id();
+        let message = CString::new(error.to_string()).unwrap_or_default();
+        trace::trace_stopwatch_guest_error(&id, &message);
         log_mask_ln!(
             Log::GuestError,
             "stopwatch {}: {error}",
-            self.device.instance_name()
+            id.to_string_lossy()
+        );
+    }
+
+    fn command_executed(&mut self, command: Option<Command>, before: Status, after: Status) {
+        let name = command.map_or(c"unknown", command_name);
+        trace::trace_stopwatch_command(&self.id(), name, status_name(before), status_name(after));
+    }
+
+    fn timeout_fired(&mut self, deadline_ns: u64) {
+        trace::trace_stopwatch_timeout_fired(&self.id(), deadline_ns);
+    }
+
+    fn time_page_published(&mut self, sequence: u32, snapshot: &TimeSnapshot) {
+        trace::trace_stopwatch_time_page(
+            &self.id(),
+            sequence,
+            status_name(snapshot.status),
+            snapshot.accumulated_ns,
+            snapshot.run_start_ns,
+            snapshot.timeout_deadline_ns,
         );
     }
 
@@ -273,6 +326,57 @@ impl Environment for QemuEnvironment<'_> {
         &mut self.memory
     }
 }
+
+/// [`Command::name`] as a static C string, for the trace events.
+const fn command_name(command: Command) -> &'static CStr {
+    match command {
+        Command::Reset => c"RESET",
+        Command::Start => c"START",
+        Command::Pause => c"PAUSE",
+        Command::Update => c"UPDATE",
+        Command::Timeout => c"TIMEOUT",
+        Command::TimeoutAck => c"TIMEOUT_ACK",
+        Command::TimeoutNs => c"TIMEOUT_NS",
+    }
+}
+
+/// [`Status::name`] as a static C string, for the trace events.
+const fn status_name(status: Status) -> &'static CStr {
+    match status {
+        Status::Running => c"RUNNING",
+        Status::Reset => c"RESET",
+        Status::Paused => c"PAUSED",
+    }
+}
+
+const fn same_name(c_name: &CStr, name: &str) -> bool {
+    let (a, b) = (c_name.to_bytes(), name.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < a.len() {
+        if a[index] != b[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+// The traced names are the interface's names, checked at compile time.
+const _: () = {
+    assert!(same_name(command_name(Command::Reset), Command::Reset.name()));
+    assert!(same_name(command_name(Command::Start), Command::Start.name()));
+    assert!(same_name(command_name(Command::Pause), Command::Pause.name()));
+    assert!(same_name(command_name(Command::Update), Command::Update.name()));
+    assert!(same_name(command_name(Command::Timeout), Command::Timeout.name()));
+    assert!(same_name(command_name(Command::TimeoutAck), Command::TimeoutAck.name()));
+    assert!(same_name(command_name(Command::TimeoutNs), Command::TimeoutNs.name()));
+    assert!(same_name(status_name(Status::Running), Status::Running.name()));
+    assert!(same_name(status_name(Status::Reset), Status::Reset.name()));
+    assert!(same_name(status_name(Status::Paused), Status::Paused.name()));
+};
 
 /// The pass-through RAM, written with atomic accesses: the guest's vCPU
 /// threads may read and write it at the same time as the device.

@@ -1,7 +1,7 @@
 //! Runs the guest non-interactively through its serial console: the
 //! in-guest test suite (`-append test`) and the scripted stopwatch demo.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
+use crate::run::{Kernel, VmConfig};
 
 /// What the guest shell prints when it waits for a command.
 pub use stopwatch_shell::PROMPT;
@@ -217,32 +217,39 @@ impl SerialConsole {
     /// to the last of them, or fails saying how many came.
     pub fn expect_many(&mut self, needle: &str, count: usize, timeout: Duration) -> Result<String> {
         let bytes = needle.as_bytes();
-        let end_of_nth = |text: &[u8]| -> Option<usize> {
-            let mut end = 0;
-            for _ in 0..count {
-                end += find(&text[end..], bytes)? + bytes.len();
+        // Scanned incrementally: a paste's answers arrive in many small
+        // chunks, and rescanning from the start each time is quadratic.
+        let scanned = std::cell::Cell::new((0usize, 0usize)); // (offset, found)
+        let progress = |text: &[u8]| {
+            let (mut offset, mut found) = scanned.get();
+            while found < count {
+                match find(&text[offset..], bytes) {
+                    Some(at) => {
+                        offset += at + bytes.len();
+                        found += 1;
+                    }
+                    None => break,
+                }
             }
-            Some(end)
+            scanned.set((offset, found));
+            found == count
         };
-        match self.wait_for(timeout, |text| end_of_nth(text).is_some()) {
+        let waited = self.wait_for(timeout, progress);
+        let (end, found) = scanned.get();
+        match waited {
             Waited::Matched => {
                 let unread = &self.output[self.consumed..];
-                let end = end_of_nth(unread).expect("matched");
                 let text = String::from_utf8_lossy(&unread[..end]).into_owned();
                 self.consumed += end;
                 Ok(text)
             }
-            outcome => {
-                let unread = &self.output[self.consumed..];
-                let seen = unread.windows(bytes.len()).filter(|w| *w == bytes).count();
-                if outcome == Waited::TimedOut {
-                    let what = format!("only {seen} of {count} {needle:?}");
-                    return Err(self.hung(&what, timeout));
-                }
-                bail!(
-                    "{}: QEMU exited after {seen} of {count} {needle:?}",
-                    self.name
-                )
+            Waited::Closed => bail!(
+                "{}: QEMU exited after {found} of {count} {needle:?}",
+                self.name
+            ),
+            Waited::TimedOut => {
+                let what = format!("only {found} of {count} {needle:?}");
+                Err(self.hung(&what, timeout))
             }
         }
     }
@@ -357,6 +364,10 @@ pub fn run_guest_tests(repo: &Repo, config: &VmConfig, timeout: Duration) -> Res
     let Some((passed, failed)) = parse_test_summary(&transcript) else {
         bail!("{config}: QEMU exited ({status}) without an `N passed, M failed` line");
     };
+    let entered = format!("entered at EL{}", config.expected_entry_el());
+    if !transcript.contains(&entered) {
+        bail!("{config}: the banner does not say {entered:?}");
+    }
     let exit_ok = status.success();
     let summary = format!("{passed} passed, {failed} failed, {status}");
     if exit_ok && failed == 0 && passed > 0 {
@@ -375,32 +386,109 @@ const FAULT_EXIT_CODE: i32 = 3;
 /// fault address and return address, and end the run with its status
 /// (never hang).
 pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
+    run_fatal_mode(
+        repo,
+        "fault",
+        &[
+            "data abort",
+            "ESR_EL1=0x",
+            "FAR_EL1=0x0000007fdead0000",
+            "ELR_EL1=0x",
+        ],
+        timeout,
+    )?;
+    Ok(format!(
+        "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
+    ))
+}
+
+/// Boots `-append overflow`, in which the kernel recurses without end: the
+/// stack must run into its unmapped guard page, and the fault be reported
+/// as a stack overflow with its status (never silent corruption, never a
+/// hang).
+pub fn run_stack_overflow(repo: &Repo, timeout: Duration) -> Result<String> {
+    run_fatal_mode(
+        repo,
+        "overflow",
+        &[
+            "data abort",
+            "FAR_EL1=0x",
+            "stack overflow: the kernel stack ran into its guard page",
+        ],
+        timeout,
+    )?;
+    Ok(format!(
+        "reported as a stack overflow in the guard page, exit status {FAULT_EXIT_CODE}"
+    ))
+}
+
+/// Boots the test kernel with `-append MODE`, which must end the run with
+/// [`FAULT_EXIT_CODE`] after printing every one of `needles`.
+fn run_fatal_mode(repo: &Repo, mode: &str, needles: &[&str], timeout: Duration) -> Result<()> {
     let config = VmConfig {
-        append: Some("fault".to_string()),
+        append: Some(mode.to_string()),
+        tests: true,
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, &config, Some("    [fault] ".to_string()))?
-        .named("guest fatal exception report (-append fault)");
+    let mut console = SerialConsole::spawn(repo, &config, Some(format!("    [{mode}] ")))?
+        .named(&format!("guest report of `-append {mode}`"));
     let Some(status) = console.wait_exit(timeout)? else {
-        return Err(console.hung("no exit after the deliberate fault", timeout));
+        return Err(console.hung(&format!("no exit in `-append {mode}`"), timeout));
     };
     let transcript = console.transcript();
-    for needle in [
-        "data abort",
-        "ESR_EL1=0x",
-        "FAR_EL1=0x0000007fdead0000",
-        "ELR_EL1=0x",
-    ] {
+    for needle in needles {
         if !transcript.contains(needle) {
-            bail!("the fault report lacks {needle:?}:\n{transcript}");
+            bail!("the report of `-append {mode}` lacks {needle:?}:\n{transcript}");
         }
     }
     if status.code() != Some(FAULT_EXIT_CODE) {
-        bail!("the fault ended with {status}, not exit status {FAULT_EXIT_CODE}");
+        bail!("`-append {mode}` ended with {status}, not exit status {FAULT_EXIT_CODE}");
     }
+    Ok(())
+}
+
+/// The exit status of the shipped kernel asked for its tests (`power.rs`).
+const NO_TESTS_EXIT_CODE: i32 = 17;
+
+/// The shipped kernel (no in-guest tests), as ELF and as Image: each boots
+/// to the shell's prompt; asked for `-append test`, it says which kernel
+/// has them and exits with its status.
+pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<String> {
+    for kernel in [Kernel::Elf, Kernel::Image] {
+        let config = VmConfig {
+            kernel: kernel.clone(),
+            ..VmConfig::default()
+        };
+        eprintln!("    {}", config.command_line());
+        let mut console = SerialConsole::spawn(repo, &config, None)?
+            .named(&format!("shipped kernel ({kernel:?})"));
+        console
+            .expect(PROMPT, timeout)
+            .with_context(|| format!("{kernel:?}: no shell prompt"))?;
+    }
+    let config = VmConfig {
+        append: Some("test".to_string()),
+        ..VmConfig::default()
+    };
+    eprintln!("    {}", config.command_line());
+    let mut console =
+        SerialConsole::spawn(repo, &config, None)?.named("shipped kernel, `-append test`");
+    let Some(status) = console.wait_exit(timeout)? else {
+        return Err(console.hung("no exit", timeout));
+    };
+    ensure!(
+        status.code() == Some(NO_TESTS_EXIT_CODE),
+        "the shipped kernel ended `-append test` with {status}, not {NO_TESTS_EXIT_CODE}"
+    );
+    ensure!(
+        console
+            .transcript()
+            .contains("boot target/vm/guest-kernel-test"),
+        "the shipped kernel did not say which kernel has the tests"
+    );
     Ok(format!(
-        "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
+        "ELF and Image reach the prompt; `test` refused with status {NO_TESTS_EXIT_CODE}"
     ))
 }
 
@@ -444,6 +532,228 @@ pub fn demo_commands() -> impl Iterator<Item = &'static str> {
         DemoStep::Type(command) => Some(*command),
         _ => None,
     })
+}
+
+/// Every start-up failure of [`startup_failures`]: each must end with its
+/// status; `Ok` holds a one-line result.
+pub fn run_startup_failures(repo: &Repo, timeout: Duration) -> Result<String> {
+    let failures = startup_failures(repo)?;
+    let mut failed = Vec::new();
+    for failure in &failures {
+        match run_startup_failure(repo, failure, timeout) {
+            Ok(line) => eprintln!("    ok: {line}"),
+            Err(error) => {
+                eprintln!("    FAILED: {error:#}");
+                failed.push(failure.name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} failed: {}",
+            failed.len(),
+            failures.len(),
+            failed.join("; ")
+        );
+    }
+    let statuses: Vec<String> = failures.iter().map(|f| f.status.to_string()).collect();
+    Ok(format!(
+        "{} cases, statuses {}",
+        failures.len(),
+        statuses.join(", ")
+    ))
+}
+
+/// A way the kernel cannot start, produced for real, and how the run must
+/// end: with the kernel's exit status for it (`power.rs`), never a hang.
+pub struct StartupFailure {
+    pub name: &'static str,
+    pub config: VmConfig,
+    /// The exit status; 0 where semihosting is off and PSCI powers off.
+    pub status: i32,
+    /// What the kernel must print first (through semihosting: there is no
+    /// console yet), if it can print at all.
+    pub message: Option<&'static str>,
+}
+
+/// Builds the start-up failure cases QEMU can produce: device trees given
+/// with `-dtb`, made from the one QEMU generates (`dumpdtb`) with a string
+/// spoiled in place, and an Image whose header sends it 2 MiB above where
+/// it is linked.
+///
+/// No device tree at all (12) comes from QEMU itself: it doubles a `-dtb`
+/// file's size for its edits, and a tree that then does not fit below the
+/// ELF (QEMU's own 1 MiB dump) is silently not loaded.
+///
+/// Not producible with this QEMU build (it has no generic `loader` device
+/// to overwrite the tree in guest RAM, and it always writes a valid tree
+/// and its own memory node): an invalid tree (13), one without memory
+/// (14); nor entry at EL0 (10).
+pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
+    let base = VmConfig {
+        devices: 0,
+        ..VmConfig::default()
+    };
+    let padded_dtb = dump_dtb(repo, &base)?;
+    let dtb = compact_dtb(&padded_dtb)?;
+    // `-dtb` with every copy of `text` in QEMU's tree made to start with
+    // 'x' (same length: the tree stays well-formed).
+    let spoiled = |text: &str, file: &str| -> Result<VmConfig> {
+        let needle = format!("{text}\0");
+        let mut spoiled = dtb.clone();
+        let offsets: Vec<usize> = dtb
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, window)| *window == needle.as_bytes())
+            .map(|(offset, _)| offset)
+            .collect();
+        if offsets.is_empty() {
+            bail!("QEMU's device tree has no {text:?}");
+        }
+        for offset in offsets {
+            spoiled[offset] = b'x';
+        }
+        let path = repo.vm_dir().join(file);
+        std::fs::write(&path, spoiled).with_context(|| format!("writing {}", path.display()))?;
+        Ok(VmConfig {
+            extra: vec![
+                "-dtb".to_string(),
+                repo.relative(&path).display().to_string(),
+            ],
+            ..base.clone()
+        })
+    };
+
+    let image = std::fs::read(repo.kernel_image())
+        .with_context(|| format!("reading {}", repo.kernel_image().display()))?;
+    let mut misplaced = image.clone();
+    // text_offset (header bytes 8..16): 4 MiB instead of 2.
+    misplaced[8..16].copy_from_slice(&0x40_0000u64.to_le_bytes());
+    let misplaced_path = repo.vm_dir().join("test-misplaced.bin");
+    std::fs::write(&misplaced_path, misplaced)
+        .with_context(|| format!("writing {}", misplaced_path.display()))?;
+
+    // The console's path, in /chosen/stdout-path and /aliases.
+    let no_uart = spoiled("/pl011@9000000", "test-no-uart.dtb")?;
+    let oversized = repo.vm_dir().join("test-virt.dtb");
+    Ok(vec![
+        StartupFailure {
+            name: "no device tree (QEMU's 1 MiB dump does not fit below the kernel)",
+            config: VmConfig {
+                extra: vec![
+                    "-dtb".to_string(),
+                    repo.relative(&oversized).display().to_string(),
+                ],
+                ..base.clone()
+            },
+            status: 12,
+            message: Some("no device tree at x0"),
+        },
+        StartupFailure {
+            name: "Image loaded 2 MiB above its link address",
+            config: VmConfig {
+                kernel: Kernel::Other(repo.relative(&misplaced_path).display().to_string()),
+                ..base.clone()
+            },
+            status: 11,
+            message: None,
+        },
+        StartupFailure {
+            name: "device tree without the console UART",
+            config: no_uart.clone(),
+            status: 15,
+            message: Some("no console UART"),
+        },
+        StartupFailure {
+            name: "device tree without a GIC",
+            config: spoiled("arm,cortex-a15-gic", "test-no-gic.dtb")?,
+            status: 16,
+            message: Some("no GICv2 or GICv3"),
+        },
+        StartupFailure {
+            name: "no console UART and no semihosting: PSCI SYSTEM_OFF",
+            config: VmConfig {
+                semihosting: false,
+                ..no_uart
+            },
+            status: 0,
+            message: None,
+        },
+    ])
+}
+
+/// `dtb` cut to its used size (QEMU's dump is padded to 1 MiB), its
+/// `totalsize` header field set to match.
+fn compact_dtb(dtb: &[u8]) -> Result<Vec<u8>> {
+    let be32 = |at: usize| -> Result<usize> {
+        let bytes = dtb
+            .get(at..at + 4)
+            .context("device tree header truncated")?;
+        Ok(u32::from_be_bytes(bytes.try_into().unwrap()) as usize)
+    };
+    if be32(0)? != 0xd00d_feed {
+        bail!("not a flattened device tree");
+    }
+    // off_dt_struct + size_dt_struct, off_dt_strings + size_dt_strings.
+    let used = (be32(8)? + be32(36)?).max(be32(12)? + be32(32)?);
+    if used > dtb.len() {
+        bail!("device tree blocks past its end");
+    }
+    let mut compact = dtb[..used].to_vec();
+    compact[4..8].copy_from_slice(&(used as u32).to_be_bytes());
+    Ok(compact)
+}
+
+/// The device tree QEMU makes for `config` (`-M ...,dumpdtb=FILE`).
+fn dump_dtb(repo: &Repo, config: &VmConfig) -> Result<Vec<u8>> {
+    let path = repo.vm_dir().join("test-virt.dtb");
+    let mut dump = config.clone();
+    dump.extra.extend([
+        "-machine".to_string(),
+        format!("dumpdtb={}", path.display()),
+    ]);
+    let output = dump
+        .command(repo)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("could not start QEMU")?;
+    if !output.status.success() {
+        bail!(
+            "QEMU could not dump its device tree: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs one start-up failure: QEMU must exit (not hang) with its status,
+/// after the message.
+pub fn run_startup_failure(
+    repo: &Repo,
+    failure: &StartupFailure,
+    timeout: Duration,
+) -> Result<String> {
+    let config = &failure.config;
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, config, Some("    [start-up] ".to_string()))?
+        .named(failure.name);
+    let Some(status) = console.wait_exit(timeout)? else {
+        let what = format!("no exit with status {}", failure.status);
+        return Err(console.hung(&what, timeout));
+    };
+    if status.code() != Some(failure.status) {
+        bail!(
+            "{}: QEMU ended with {status}, not exit status {}",
+            failure.name,
+            failure.status
+        );
+    }
+    if let Some(message) = failure.message {
+        if !console.transcript().contains(message) {
+            bail!("{}: the kernel did not print {message:?}", failure.name);
+        }
+    }
+    Ok(format!("{}: status {}", failure.name, failure.status))
 }
 
 /// One command of the demo and the guest's answer.

@@ -6,11 +6,15 @@
 mod bench;
 mod cache;
 mod debian_mirror;
+mod debug_tests;
 mod device_fuzz;
 mod guest;
+mod inspect;
 mod kernel;
+mod kvm_check;
 mod lint;
 mod meson_wrap;
+mod mmio_lint;
 mod paste_test;
 mod patches;
 mod pins;
@@ -32,7 +36,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use pipeline::{BuildOptions, Session};
-use run::{Gic, VmConfig};
+use run::{MachineOptions, VmConfig};
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,27 +69,85 @@ enum Cmd {
         /// Kernel command line (QEMU's -append).
         #[arg(long, value_name = "ARGS")]
         append: Option<String>,
-        /// GIC version of the virt board (default: the board's, 2).
-        #[arg(long)]
-        gic: Option<Gic>,
-        /// CPU model.
-        #[arg(long, default_value = "cortex-a53")]
-        cpu: String,
-        /// Start the guest at EL2 (virtualization=on).
-        #[arg(long)]
-        el2: bool,
-        /// Boot without the stopwatch device.
-        #[arg(long)]
-        no_device: bool,
+        #[command(flatten)]
+        machine: MachineOptions,
+        #[command(flatten)]
+        kernel: KernelOption,
+        /// Print the device's trace events matching PATTERN on stderr
+        /// (QEMU's -trace, e.g. 'stopwatch_*').
+        #[arg(long, value_name = "PATTERN")]
+        trace: Vec<String>,
+        /// Boot the flat arm64 Image (target/vm/guest-kernel.bin) instead
+        /// of the ELF.
+        #[arg(long, conflicts_with = "kernel")]
+        image: bool,
         /// Further QEMU arguments, after `--`.
         #[arg(last = true, value_name = "QEMU_ARGS")]
         extra: Vec<String>,
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Run all tests: host crates, device qtests, guest tests on several
-    /// machines, the demo; then a summary.
+    /// Print the device tree the board generates for these options
+    /// (decompiled with dtc), or write it with -o FILE.dts|FILE.dtb.
+    Dtb {
+        /// Write to FILE instead: .dts for the source, .dtb for the blob.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Kernel command line (lands in /chosen/bootargs).
+        #[arg(long, value_name = "ARGS")]
+        append: Option<String>,
+        #[command(flatten)]
+        machine: MachineOptions,
+        #[command(flatten)]
+        kernel: KernelOption,
+        /// Further QEMU arguments, after `--`.
+        #[arg(last = true, value_name = "QEMU_ARGS")]
+        extra: Vec<String>,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Start QEMU paused with its gdbstub and debug the kernel in
+    /// gdb-multiarch; the serial console is on a TCP port
+    /// (`cargo xtask serial`).
+    Gdb {
+        /// Run this gdb command file non-interactively, then stop QEMU.
+        #[arg(long, value_name = "FILE")]
+        batch: Option<PathBuf>,
+        /// Kernel command line (QEMU's -append).
+        #[arg(long, value_name = "ARGS")]
+        append: Option<String>,
+        /// TCP port of QEMU's gdbstub.
+        #[arg(long, value_name = "PORT", default_value_t = inspect::DEFAULT_GDB_PORT)]
+        gdb_port: u16,
+        /// TCP port of the guest's serial console.
+        #[arg(long, value_name = "PORT", default_value_t = inspect::DEFAULT_SERIAL_PORT)]
+        serial_port: u16,
+        #[command(flatten)]
+        machine: MachineOptions,
+        #[command(flatten)]
+        kernel: KernelOption,
+        /// Further QEMU arguments, after `--`.
+        #[arg(last = true, value_name = "QEMU_ARGS")]
+        extra: Vec<String>,
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Connect this terminal to the serial console of `cargo xtask gdb`
+    /// (quit with Ctrl-]).
+    Serial {
+        #[arg(long, value_name = "PORT", default_value_t = inspect::DEFAULT_SERIAL_PORT)]
+        port: u16,
+    },
+    /// Run the tests: all of them (the default), one STAGE, or the tests of
+    /// a stage whose names contain FILTER; then a summary.
     Test {
+        /// The stage to run (`--list` names them); default: all.
+        stage: Option<String>,
+        /// Only the stage's tests whose names contain this text.
+        filter: Option<String>,
+        /// List the stages and their named tests, and run nothing.
+        #[arg(long)]
+        list: bool,
         /// Seconds before a hung guest run is killed.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
@@ -102,6 +165,17 @@ enum Cmd {
     /// Measure the zero-exit read against the trapping one, interrupt
     /// latency, accuracy, start-up and kernel size (target/bench.json).
     Bench {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Check that every MMIO access of the guest tests, the demo and the
+    /// bench is one KVM could emulate (a QEMU plugin classifies each
+    /// instruction that touches an I/O region), and that a planted one is
+    /// caught.
+    KvmCheck {
+        /// Seconds before a hung guest run is killed.
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        timeout: u64,
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -177,6 +251,38 @@ fn parse_seed(text: &str) -> Result<u64, String> {
     parsed.map_err(|_| format!("'{text}' is not a seed: give a number, decimal or 0x hex"))
 }
 
+/// `--kernel`, shared by the commands that boot.
+#[derive(Debug, Clone, clap::Args)]
+struct KernelOption {
+    /// Boot this kernel (ELF or arm64 Image) instead of the project's.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+}
+
+impl KernelOption {
+    /// What `-kernel` gets: the given file (checked before anything is
+    /// built or started), else the project's kernel as ELF or, with
+    /// `image`, as flat Image.
+    fn checked(&self, image: bool) -> Result<run::Kernel> {
+        match &self.kernel {
+            Some(path) => {
+                let kind = run::check_kernel_file(path)?;
+                eprintln!("--kernel {}: {kind}", path.display());
+                Ok(run::Kernel::Other(path.display().to_string()))
+            }
+            None if image => Ok(run::Kernel::Image),
+            None => Ok(run::Kernel::Elf),
+        }
+    }
+}
+
+/// Builds what `config` boots: QEMU, and the project's kernel unless
+/// another one is given.
+fn build_for(session: &Session, config: &VmConfig) -> Result<()> {
+    let own_kernel = !matches!(config.kernel, run::Kernel::Other(_));
+    session.build_all(own_kernel, &mut Vec::new())
+}
+
 fn main() -> ExitCode {
     match dispatch(Cli::parse().command) {
         Ok(code) => code,
@@ -216,23 +322,23 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Qemu {
             append,
-            gic,
-            cpu,
-            el2,
-            no_device,
+            machine,
+            kernel,
+            image,
+            trace,
             extra,
             options,
         } => {
-            let session = Session::new(&options)?;
-            session.build_all(true, &mut Vec::new())?;
-            let config = VmConfig {
-                cpu,
-                gic,
-                el2,
-                device: !no_device,
+            let mut config = VmConfig {
+                kernel: kernel.checked(image)?,
                 append,
                 extra,
+                ..machine.vm_config()
             };
+            let trace = trace.iter().flat_map(|p| ["-trace".to_string(), p.clone()]);
+            config.extra.splice(0..0, trace);
+            let session = Session::new(&options)?;
+            build_for(&session, &config)?;
             eprintln!("\n{}", config.command_line());
             eprintln!("(quit QEMU with Ctrl-A X)\n");
             let status = config
@@ -243,9 +349,83 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
         }
-        Cmd::Test { timeout, options } => {
+        Cmd::Dtb {
+            output,
+            append,
+            machine,
+            kernel,
+            extra,
+            options,
+        } => {
+            if let Some(path) = &output {
+                inspect::DtbFormat::of_path(path)?;
+            }
+            let config = VmConfig {
+                kernel: kernel.checked(false)?,
+                append,
+                extra,
+                ..machine.vm_config()
+            };
             let session = Session::new(&options)?;
-            let passed = test_suite::run_all(&session, Duration::from_secs(timeout));
+            build_for(&session, &config)?;
+            inspect::dtb(&session.repo, &config, output.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Gdb {
+            batch,
+            append,
+            gdb_port,
+            serial_port,
+            machine,
+            kernel,
+            extra,
+            options,
+        } => {
+            if let Some(file) = &batch {
+                if !file.is_file() {
+                    anyhow::bail!(
+                        "--batch {}: no such gdb command file (one command per line)",
+                        file.display()
+                    );
+                }
+            }
+            let config = VmConfig {
+                kernel: kernel.checked(false)?,
+                append,
+                extra,
+                ..machine.vm_config()
+            };
+            let session = Session::new(&options)?;
+            build_for(&session, &config)?;
+            let status = inspect::gdb(
+                &session.repo,
+                &config,
+                batch.as_deref(),
+                gdb_port,
+                serial_port,
+            )?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
+        Cmd::Serial { port } => {
+            inspect::serial(port)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Test {
+            stage,
+            filter,
+            list,
+            timeout,
+            options,
+        } => {
+            if list {
+                test_suite::print_list();
+                return Ok(ExitCode::SUCCESS);
+            }
+            let selection = test_suite::Selection::new(stage.as_deref(), filter.as_deref())?;
+            let session = Session::new(&options)?;
+            let passed = test_suite::run(&session, &selection, Duration::from_secs(timeout));
             Ok(if passed {
                 ExitCode::SUCCESS
             } else {
@@ -266,6 +446,14 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench { options } => {
             bench::run(&Session::new(&options)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::KvmCheck { timeout, options } => {
+            let session = Session::new(&options)?;
+            session.build_all(true, &mut Vec::new())?;
+            eprintln!("\n==> kvm-check");
+            let summary = kvm_check::run(&session.repo, Duration::from_secs(timeout))?;
+            eprintln!("kvm-check: {summary}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Fuzz {

@@ -10,7 +10,8 @@ use std::process::Command;
 use crate::cache::Cache;
 use crate::util::{run, stdout_of};
 
-/// Debian packages QEMU's configure and build need, and why.
+/// Debian packages QEMU's configure and build (and the host tests) need,
+/// and why.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "C compiler"),
     ("ninja-build", "QEMU's build tool"),
@@ -28,10 +29,18 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "verifies the QEMU source download",
     ),
     ("xz-utils", "unpacks the QEMU tarball"),
-    ("device-tree-compiler", "dtc"),
+    (
+        "device-tree-compiler",
+        "dtc: cargo xtask dtb decompiles the board's device tree",
+    ),
+    ("gdb-multiarch", "cargo xtask gdb debugs the aarch64 guest"),
     ("python3-venv", "configure's Python venv"),
     ("bzip2", "firmware handling in QEMU's meson files"),
     ("git", "the patch queue in the QEMU source tree"),
+    (
+        "binutils-aarch64-linux-gnu",
+        "assembles the test vectors of kvm-check's instruction classifier",
+    ),
 ];
 
 /// Oldest bindgen QEMU's meson files accept.
@@ -212,7 +221,7 @@ pub fn cargo() -> std::ffi::OsString {
 
 /// Finds the missing Debian packages and installs them (as root, or with
 /// password-less sudo); otherwise stops with the command to run.
-fn ensure_debian_packages() -> Result<()> {
+pub fn ensure_debian_packages() -> Result<()> {
     let names: Vec<&str> = DEBIAN_PACKAGES.iter().map(|(name, _)| *name).collect();
     let missing = missing_debian_packages(&names)?;
     if missing.is_empty() {

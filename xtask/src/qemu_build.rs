@@ -20,7 +20,8 @@ use crate::repo::Repo;
 use crate::util::{self, format_duration, stdout_of, MirrorReport, Step, SummaryRow};
 
 /// QEMU's configure options: only aarch64, only the devices of the `virt`
-/// board, Rust on, nothing downloaded at build time.
+/// board, Rust on, nothing downloaded at build time; TCG plugins on, for
+/// the MMIO audit of `cargo xtask kvm-check`.
 pub const CONFIGURE_ARGS: &[&str] = &[
     "--target-list=aarch64-softmmu",
     "--without-default-features",
@@ -29,6 +30,7 @@ pub const CONFIGURE_ARGS: &[&str] = &[
     "--enable-rust",
     "--enable-fdt=system",
     "--enable-tcg",
+    "--enable-plugins",
     "--disable-docs",
     "--disable-install-blobs",
     "--disable-download",

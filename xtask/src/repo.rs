@@ -1,5 +1,6 @@
 //! Paths inside this repository.
 
+use crate::kernel::Flavor;
 use std::path::{Path, PathBuf};
 
 /// The repository checkout `cargo xtask` runs in.
@@ -25,8 +26,24 @@ impl Repo {
         self.vm_dir().join("qemu-system-aarch64")
     }
 
+    /// The shipped kernel's ELF.
     pub fn kernel_binary(&self) -> PathBuf {
-        self.vm_dir().join("guest-kernel")
+        self.kernel_elf(Flavor::Shipped)
+    }
+
+    /// The shipped kernel's flat arm64 Image.
+    pub fn kernel_image(&self) -> PathBuf {
+        self.kernel_image_of(Flavor::Shipped)
+    }
+
+    /// A kernel flavor's ELF.
+    pub fn kernel_elf(&self, flavor: Flavor) -> PathBuf {
+        self.vm_dir().join(flavor.file_name())
+    }
+
+    /// A kernel flavor's flat arm64 Image.
+    pub fn kernel_image_of(&self, flavor: Flavor) -> PathBuf {
+        self.vm_dir().join(format!("{}.bin", flavor.file_name()))
     }
 
     /// Cargo's target directory (honouring `CARGO_TARGET_DIR`).

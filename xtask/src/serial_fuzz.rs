@@ -19,6 +19,9 @@ pub const TEST_BURSTS: u64 = 2_000;
 /// The seed of `cargo xtask test`'s run.
 pub const TEST_SEED: u64 = 0x5e41_a1f0;
 
+/// Bursts sent in one write (each still followed by its probe).
+const BURSTS_PER_WRITE: u64 = 8;
+
 /// How long the guest may take to answer after one burst.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -75,8 +78,7 @@ pub fn burst(rng: &mut TestRng) -> Vec<u8> {
                     b"\x1b\x1b[A",
                 ];
                 for _ in 0..rng.in_range(1..=6) {
-                    let sequence: &&[u8] = rng.pick(SEQUENCES);
-                    bytes.extend_from_slice(sequence);
+                    bytes.extend_from_slice(rng.pick::<&[u8]>(SEQUENCES));
                     if rng.chance(1, 4) {
                         bytes.push(rng.in_range(0x20..=0x3f) as u8);
                     }
@@ -169,6 +171,9 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
             .into_iter()
             .chain([log.display().to_string()])
             .collect(),
+        // Every byte to the guest: with QEMU's monitor multiplexed in, a
+        // burst's Ctrl-A X would quit QEMU.
+        raw_serial: true,
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
@@ -180,28 +185,39 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
     let mut rng = TestRng::new(seed);
     let started = Instant::now();
     let mut sent = 0usize;
-    for index in 0..bursts {
-        let burst = burst(&mut rng);
-        let (command, answer) = probe(index);
-        let mut input = burst.clone();
-        input.extend_from_slice(RESYNC);
-        input.extend_from_slice(command.as_bytes());
-        sent += input.len();
-        let outcome = console
-            .send_bytes(&input)
-            .and_then(|()| console.expect(&answer, ANSWER_TIMEOUT).map(drop))
-            .and_then(|()| console.expect(PROMPT, ANSWER_TIMEOUT).map(drop));
-        if let Err(error) = outcome {
-            let tail: String = console.transcript().chars().rev().take(600).collect();
-            let tail: String = tail.chars().rev().collect();
-            bail!(
-                "burst {index} of seed {seed:#x}: {error:#}\n\
-                 replay: cargo xtask fuzz serial --seed {seed:#x} --bursts {}\n\
-                 the burst: {}\nthe console's last output:\n{tail}",
-                index + 1,
-                escaped(&burst)
-            );
+    let mut index = 0;
+    while index < bursts {
+        // A few bursts per write, each with its probe: the guest answers
+        // them in order, and the round trips overlap.
+        let group: Vec<(u64, Vec<u8>)> = (index..bursts.min(index + BURSTS_PER_WRITE))
+            .map(|i| (i, burst(&mut rng)))
+            .collect();
+        let mut input = Vec::new();
+        for (i, burst) in &group {
+            input.extend_from_slice(burst);
+            input.extend_from_slice(RESYNC);
+            input.extend_from_slice(probe(*i).0.as_bytes());
         }
+        sent += input.len();
+        console.send_bytes(&input)?;
+        for (i, burst) in &group {
+            let answer = probe(*i).1;
+            let outcome = console
+                .expect(&answer, ANSWER_TIMEOUT)
+                .and_then(|_| console.expect(PROMPT, ANSWER_TIMEOUT));
+            if let Err(error) = outcome {
+                let tail: String = console.transcript().chars().rev().take(600).collect();
+                let tail: String = tail.chars().rev().collect();
+                bail!(
+                    "burst {i} of seed {seed:#x}: {error:#}\n\
+                     replay: cargo xtask fuzz serial --seed {seed:#x} --bursts {}\n\
+                     the burst: {}\nthe console's last output:\n{tail}",
+                    i + 1,
+                    escaped(burst)
+                );
+            }
+        }
+        index += group.len() as u64;
     }
     let elapsed = started.elapsed();
     drop(console);

@@ -32,6 +32,17 @@ struct Guest {
 
 impl Guest {
     fn start(repo: &Repo, dir: &Path, name: &str, incoming: Option<&Path>) -> Result<Guest> {
+        Guest::start_with(repo, dir, name, incoming, VmConfig::default())
+    }
+
+    /// `base` with a QMP socket and, for the target, `-incoming`.
+    fn start_with(
+        repo: &Repo,
+        dir: &Path,
+        name: &str,
+        incoming: Option<&Path>,
+        base: VmConfig,
+    ) -> Result<Guest> {
         let socket = dir.join(format!("{name}.qmp"));
         let mut extra = vec!["-qmp".to_string(), Qmp::qemu_argument(&socket)];
         if let Some(snapshot) = incoming {
@@ -40,10 +51,7 @@ impl Guest {
                 format!("file:{}", snapshot.display()),
             ]);
         }
-        let config = VmConfig {
-            extra,
-            ..VmConfig::default()
-        };
+        let config = VmConfig { extra, ..base };
         eprintln!("    {}", config.command_line());
         let console =
             SerialConsole::spawn(repo, &config, None)?.named(&format!("snapshot test ({name})"));
@@ -67,6 +75,51 @@ impl Guest {
         ensure!(answer.contains("time page"), "`read` answered {answer:?}");
         parse_seconds(&answer).with_context(|| format!("no time in {answer:?}"))
     }
+}
+
+/// A snapshot while the device's interrupt is raised and not yet
+/// acknowledged: the test kernel's `hold-timeout` mode arms a 100 ms
+/// timeout and keeps IRQs masked for 3 s; the snapshot is taken inside
+/// that window, and the new QEMU must deliver exactly that one interrupt
+/// once the guest unmasks (the guest checks and exits 0).
+pub fn run_with_interrupt_pending(repo: &Repo, boot_timeout: Duration) -> Result<String> {
+    let dir = repo.root.join("target/vm/snapshot-test");
+    std::fs::create_dir_all(&dir)?;
+    let snapshot = dir.join("pending-interrupt.snapshot");
+    let base = VmConfig {
+        append: Some("hold-timeout".to_string()),
+        tests: true,
+        ..VmConfig::default()
+    };
+    let mut source = Guest::start_with(repo, &dir, "pending-source", None, base.clone())?;
+    source
+        .console
+        .expect("IRQs masked for 3 s", boot_timeout)
+        .context("the test kernel never armed its held timeout")?;
+    // Past the 100 ms deadline: the line is high, pending at the GIC.
+    thread::sleep(Duration::from_millis(500));
+    source.qmp.migrate_to_file(&snapshot)?;
+    drop(source);
+
+    let mut target = Guest::start_with(repo, &dir, "pending-target", Some(&snapshot), base)?;
+    target.qmp.wait_for_incoming()?;
+    let status = target.qmp.execute("query-status", json!({}))?;
+    if status.get("running") != Some(&json!(true)) {
+        target.qmp.execute("cont", json!({}))?;
+    }
+    let timeout = Duration::from_secs(20);
+    let Some(exit) = target.console.wait_exit(timeout)? else {
+        return Err(target.console.hung(
+            "the restored guest never finished its held timeout",
+            timeout,
+        ));
+    };
+    let transcript = target.console.transcript();
+    ensure!(
+        exit.success() && transcript.contains("1 timeout interrupt(s) after unmasking"),
+        "the restored guest ended with {exit}:\n{transcript}"
+    );
+    Ok("the raised, unacknowledged line survived: one interrupt after the restore".to_string())
 }
 
 /// Runs the test; `Ok` holds a one-line result.

@@ -346,6 +346,17 @@ impl<'a> BoardInfo<'a> {
     }
 }
 
+/// Whether a node is in use: no `status` property, or `"okay"` (`"ok"` in
+/// older trees). QEMU's `secure=on` tree has a disabled memory node
+/// (`secram`, RAM only the Secure world can reach) and a disabled Secure
+/// UART: neither may be used by a Non-secure kernel.
+fn is_enabled(node: FdtNode<'_, '_>) -> bool {
+    match node.property("status") {
+        None => true,
+        Some(status) => matches!(status.as_str(), Some("okay" | "ok")),
+    }
+}
+
 /// `stdout-path` may carry options after `:` and may name an alias.
 fn resolve_alias<'a>(aliases: Option<FdtNode<'_, 'a>>, stdout_path: &'a str) -> Option<&'a str> {
     let path = stdout_path.split(':').next()?;
@@ -483,6 +494,9 @@ impl<'a> Walker<'_, '_, 'a> {
     }
 
     fn visit(&mut self, node: FdtNode<'_, 'a>, context: &Context<'a>) {
+        if !is_enabled(node) {
+            return;
+        }
         match node.property("device_type").and_then(|p| p.as_str()) {
             Some("memory") => {
                 for region in regions(node, context).into_iter().flatten().flatten() {

@@ -7,6 +7,9 @@
 //!   -m 128M -device stopwatch -kernel <kernel> -append test=demo`;
 //! - `virt-gicv3-two-stopwatches.dtb`: `-M virt,gic-version=3 -cpu max
 //!   -m 128M -device stopwatch -device stopwatch,start_at_boot=off`;
+//! - `virt-secure.dtb`: `-M virt,secure=on -cpu cortex-a53 -m 128M
+//!   -kernel <kernel ELF>` (TrustZone: a disabled Secure-only `secram`
+//!   memory node and Secure UART, no `/psci` as QEMU starts the ELF at EL3);
 //! - `synthetic-two-stopwatches.dtb`: the GICv2 tree with two stopwatch
 //!   nodes added by hand (`dtc`) whose regions interleave, a layout the
 //!   platform bus may produce: nothing may assume a fixed offset between a
@@ -18,6 +21,7 @@ const GICV2: &[u8] = include_bytes!("fixtures/virt-gicv2.dtb");
 const GICV3_SMP2: &[u8] = include_bytes!("fixtures/virt-gicv3-smp2.dtb");
 const ONE_STOPWATCH: &[u8] = include_bytes!("fixtures/virt-stopwatch.dtb");
 const TWO_STOPWATCHES_GICV3: &[u8] = include_bytes!("fixtures/virt-gicv3-two-stopwatches.dtb");
+const SECURE: &[u8] = include_bytes!("fixtures/virt-secure.dtb");
 const TWO_STOPWATCHES_INTERLEAVED: &[u8] = include_bytes!("fixtures/synthetic-two-stopwatches.dtb");
 
 /// Where QEMU's platform bus starts: child address 0 of `platform-bus`.
@@ -63,6 +67,22 @@ fn gicv2_board_without_stopwatch() {
     assert!(info.stopwatches.is_empty());
     assert!(info.broken_stopwatches.is_empty());
     assert!(info.first_stopwatch().is_none());
+}
+
+/// `status = "disabled"` nodes are not used: the Secure-only RAM and UART
+/// of a `secure=on` board are not the Non-secure kernel's.
+#[test]
+fn secure_board_disabled_nodes_are_skipped() {
+    let info = BoardInfo::from_dtb(SECURE).unwrap();
+    assert_eq!(
+        info.memory.iter().copied().collect::<Vec<_>>(),
+        [Region::new(0x4000_0000, 128 << 20)]
+    );
+    let uart = info.uart.unwrap();
+    assert_eq!(uart.node_name, "pl011@9000000");
+    assert_eq!(uart.region, Region::new(0x0900_0000, 0x1000));
+    assert_eq!(info.psci, None);
+    assert!(info.gic.is_some());
 }
 
 #[test]

@@ -1,36 +1,184 @@
-//! The entry point: from QEMU's reset state to Rust at EL1.
+//! The entry point: from whatever state a loader leaves the CPU in to Rust
+//! at Non-secure EL1.
 //!
-//! QEMU starts an ELF given to `-kernel` at `_start` on every CPU that is
-//! powered on (only CPU 0: the others wait for PSCI CPU_ON), at EL2 with
-//! `-M virt,virtualization=on` and at EL1 otherwise, with the MMU off and
-//! x0 = 0 (the device tree is then at the start of RAM, see `main.rs`).
+//! The kernel is booted two ways, with the same code:
+//! - as an ELF (`target/vm/guest-kernel`): QEMU starts it at `_start` with
+//!   the MMU off and x0 = 0 (the device tree is then at the start of RAM,
+//!   see `main.rs`), at EL1, at EL2 with `-M virt,virtualization=on`, and
+//!   at Secure EL3 with `-M virt,secure=on` (as boards with TrustZone do:
+//!   no firmware, and with `-smp N` every CPU starts here);
+//! - as a flat arm64 Image (`target/vm/guest-kernel.bin`, the format of
+//!   Linux's `Documentation/arch/arm64/booting.rst`): a loader (QEMU, a VMM,
+//!   U-Boot, EDK2) reads the 64-byte header at `_start`, loads the file
+//!   `text_offset` bytes above a 2 MiB-aligned base near the start of RAM
+//!   and enters at its first byte at EL2 or Non-secure EL1, MMU off, with
+//!   the device tree's address in x0.
 //!
-//! At EL2 we configure the hypervisor controls so EL1 runs unhindered and
-//! drop to EL1: the kernel itself only ever runs at EL1.
+//! From EL3 we make the lower ELs Non-secure AArch64 and drop to EL2 if the
+//! CPU has it, else to EL1; from EL2 we set up EL1 and drop to it. The
+//! kernel itself only ever runs at EL1.
+//!
+//! Nothing here may fail silently: an entry the kernel cannot handle (EL0,
+//! or an image loaded somewhere else than where it is linked to run) ends
+//! the run through [`early_fail`](self) with its own exit status (see
+//! `power.rs`): semihosting if QEMU has it, else PSCI SYSTEM_OFF, else a
+//! WFI loop. A fault in this code or in Rust at EL2/EL3 goes through the
+//! kernel's exception vectors, which report it.
 
 use core::arch::global_asm;
+
+use crate::power::{EXIT_UNSUPPORTED_ENTRY, EXIT_WRONG_ADDRESS};
+
+/// The Image header's `text_offset`: where above a 2 MiB-aligned RAM base
+/// the loader must put the image. The kernel is linked at RAM base + 2 MiB
+/// on `virt` (see `linker/guest-kernel.ld`); a text_offset below 4 KiB
+/// would get 2 MiB added by QEMU, so say 2 MiB outright.
+const IMAGE_TEXT_OFFSET: u64 = 0x20_0000;
+/// The Image header's `flags`: bit 0 = 0, little-endian; bits 1-2 = 1,
+/// 4 KiB pages; bit 3 = 0, the 2 MiB-aligned base must be as close as
+/// possible to the start of RAM (the kernel is linked for one address, it
+/// cannot run "anywhere").
+const IMAGE_FLAGS: u64 = 0b0010;
+
+/// SCR_EL3 for the lower ELs, before HCE (set only if EL2 exists):
+/// - NS (bit 0): they run Non-secure, the world that QEMU's device tree
+///   describes to a kernel (Non-secure UART, the GIC's Non-secure view);
+///   an eret to EL2 with NS = 0 would need Secure EL2;
+/// - bits 4 and 5: RES1;
+/// - SMD (bit 7): SMC is undefined: no monitor stays at EL3 to answer it,
+///   so the kernel gets an undefined instruction it can report instead of
+///   a jump to an EL3 vector nobody set;
+/// - RW (bit 10): the next lower EL is AArch64.
+///
+/// IRQ, FIQ and EA (bits 1-3) stay 0: interrupts and SErrors are taken
+/// by the lower ELs, not routed to EL3.
+const SCR_EL3_LOWER_NON_SECURE: u64 = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 10);
+/// SCR_EL3.HCE: HVC is enabled, as EL2 needs it.
+const SCR_EL3_HCE: u64 = 1 << 8;
+/// SCTLR_EL2: MMU, caches and alignment checks off, little-endian; the
+/// RES1 bits (4, 5, 11, 16, 18, 22, 23, 28, 29) set. Reset value UNKNOWN
+/// on hardware.
+const SCTLR_EL2_MMU_OFF: u64 = 0x30c5_0830;
+/// SPSR for entering EL2h or EL1h (SP_ELx) with D, A, I and F masked.
+const SPSR_EL2H_MASKED: u64 = 0x3c9;
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// Semihosting SYS_EXIT, and its "application exit" reason that carries
+/// the exit status.
+const SEMIHOSTING_SYS_EXIT: u64 = 0x18;
+const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
+/// PSCI SYSTEM_OFF (SMC32 function ID).
+const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
 global_asm!(
     r#"
 .section .text.boot, "ax"
+// 2 KiB aligned: `early_fail` uses _start as an exception vector table.
+.balign 2048
 .global _start
 _start:
+    // --- The arm64 Image header, 64 bytes. For the ELF it is just a
+    // branch over data.
+    b       primary_entry           // code0 (0x14000010: 64 bytes ahead)
+    .long   0                       // code1
+    .quad   {text_offset}           // text_offset
+    .quad   __image_size            // image_size: file, .bss and stack
+    .quad   {flags}                 // flags
+    .quad   0, 0, 0                 // res2, res3, res4
+    .byte   0x41, 0x52, 0x4d, 0x64  // magic "ARM\x64"
+    .long   0                       // res5: no PE/COFF header
+
+primary_entry:
     // Keep the loader's x0 (device tree address, or 0) for kernel_main.
     mov     x19, x0
+    mrs     x20, CurrentEL
+    lsr     x20, x20, #2            // entry EL, reported by kernel_main
 
     // Only CPU 0 (affinity 0.0.0) runs the kernel.
     mrs     x1, mpidr_el1
     and     x1, x1, #0xffffff
     cbnz    x1, park
 
-    mrs     x1, CurrentEL
-    lsr     x20, x1, #2     // entry EL, reported by kernel_main
-    cmp     x20, #1
-    b.eq    at_el1
-    cmp     x20, #2
-    b.ne    park            // EL3 is not supported
+    // EL0 is no place to start a kernel.
+    mov     w0, #{exit_unsupported_entry}
+    cbz     x20, early_fail
+    // The kernel is linked for one address (absolute addresses in .rodata):
+    // the literal holds it, adr says where the image actually is.
+    adr     x1, _start
+    ldr     x2, =_start
+    cmp     x1, x2
+    mov     w0, #{exit_wrong_address}
+    b.ne    early_fail
 
-    // --- EL2: set up EL1 and drop to it. ---
+    // A stack and a zeroed .bss (16-byte aligned by the linker script) for
+    // the Rust code, at EL3 already. With the MMU off these stores go past
+    // the caches: `mmu::KernelMap::activate` invalidates the stale lines
+    // they may leave before the caches go on.
+    adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    stp     xzr, xzr, [x1], #16
+    b       1b
+2:
+    cmp     x20, #2
+    b.lo    at_el1
+    b.eq    at_el2
+
+    // --- EL3 (Secure): make the lower ELs Non-secure and drop to them.
+    // No FP/SIMD traps to EL3 (CPTR_EL3 = 0: the Rust code below and the
+    // kernel use those registers) and no debug or PMU traps to EL3
+    // (MDCR_EL3 = 0: nothing here would handle them); both reset to
+    // UNKNOWN values on hardware.
+    msr     cptr_el3, xzr
+    msr     mdcr_el3, xzr
+    // A fault at EL3 is reported instead of jumping to an unset vector.
+    adr     x1, exception_vectors
+    msr     vbar_el3, x1
+    isb
+    // The GIC resets with every interrupt Secure (Group 0): hand them to
+    // the Non-secure world (Rust: the GIC's address is in the device tree).
+    mov     x0, x19
+    bl      el3_hand_over_interrupts
+    // With a GICv3 CPU interface (ID_AA64PFR0_EL1.GIC != 0), let EL2 and
+    // EL1 use its system registers: ICC_SRE_EL3.Enable, DIB, DFB and SRE
+    // (UNKNOWN at reset on hardware).
+    mrs     x1, id_aa64pfr0_el1
+    ubfx    x1, x1, #24, #4
+    cbz     x1, 5f
+    mrs     x1, S3_6_C12_C12_5      // ICC_SRE_EL3
+    orr     x1, x1, #0xf
+    msr     S3_6_C12_C12_5, x1
+    isb
+5:
+    mov     x1, #{scr_el3}
+    // ID_AA64PFR0_EL1.EL2 (bits 11:8) is 0 when the CPU has no EL2.
+    mrs     x2, id_aa64pfr0_el1
+    ubfx    x2, x2, #8, #4
+    cbz     x2, 3f
+    orr     x1, x1, #{scr_el3_hce}
+    msr     scr_el3, x1
+    mov     x1, #{spsr_el2h}
+    adr     x2, at_el2
+    b       4f
+3:  msr     scr_el3, x1
+    mov     x1, #{spsr_el1h}
+    adr     x2, at_el1
+4:  msr     spsr_el3, x1
+    msr     elr_el3, x2
+    eret
+
+    // --- EL2: set up EL1 and drop to it.
+at_el2:
+    ldr     x1, ={sctlr_el2}
+    msr     sctlr_el2, x1
+    // A trap to EL2 (a fault here, an HVC from EL1) is reported.
+    adr     x1, exception_vectors
+    msr     vbar_el2, x1
     // HCR_EL2.RW: EL1 is AArch64. Nothing else: no stage 2, no traps.
     mov     x1, #(1 << 31)
     msr     hcr_el2, x1
@@ -54,7 +202,7 @@ _start:
     isb
 1:
     // Enter EL1h at at_el1 with all exceptions masked.
-    mov     x1, #0x3c5
+    mov     x1, #{spsr_el1h}
     msr     spsr_el2, x1
     adr     x1, at_el1
     msr     elr_el2, x1
@@ -68,21 +216,17 @@ at_el1:
     mov     x1, #(3 << 20)
     msr     cpacr_el1, x1
     isb
-
+    // Two stacks (.bss was cleared at the entry EL): the kernel runs on
+    // SP_EL0 (EL1t), exceptions arrive on SP_EL1 (EL1h). An exception then
+    // always has a good stack, even when the kernel's overflowed into the
+    // guard page below it (linker/guest-kernel.ld).
+    adrp    x1, __exception_stack_top
+    add     x1, x1, :lo12:__exception_stack_top
+    mov     sp, x1
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
-    mov     sp, x1
-
-    // Zero .bss (16-byte aligned by the linker script).
-    adrp    x1, __bss_start
-    add     x1, x1, :lo12:__bss_start
-    adrp    x2, __bss_end
-    add     x2, x2, :lo12:__bss_end
-2:  cmp     x1, x2
-    b.hs    3f
-    stp     xzr, xzr, [x1], #16
-    b       2b
-3:
+    msr     sp_el0, x1
+    msr     spsel, #0
     adrp    x1, exception_vectors
     add     x1, x1, :lo12:exception_vectors
     msr     vbar_el1, x1
@@ -91,9 +235,69 @@ at_el1:
     mov     x0, x19
     mov     x1, x20
     bl      kernel_main
-
 park:
-    wfe
+    wfi
     b       park
-"#
+
+// Filling what is left before the vector entry at 0x200: the SYS_EXIT
+// parameter block and the literals so far.
+.balign 8
+early_exit_block:
+    .quad   0, 0
+.ltorg
+
+// Fallbacks in `early_fail` that fault land here: _start + 0x200 is the
+// "synchronous, current EL with SP_ELx" entry of a vector table at _start
+// (the other entries cannot be taken: SP_ELx is in use and D, A, I, F are
+// masked). Carry on with the next fallback.
+.org 0x200
+    br      x22
+
+// Ends the run with exit status w0, before any Rust code can run (which
+// needs the image at its link address): semihosting SYS_EXIT, else PSCI
+// SYSTEM_OFF through SMC (firmware, or QEMU at EL2) then HVC (QEMU at
+// EL1), else WFI forever. A fallback that faults comes back through the
+// vector entry at _start + 0x200 to the next one, at x22. Only
+// PC-relative addresses: the image may be anywhere.
+early_fail:
+    mov     x21, x0
+    adr     x1, _start
+    cmp     x20, #2
+    b.lo    1f
+    b.eq    2f
+    msr     vbar_el3, x1
+    b       3f
+1:  cbz     x20, park               // EL0: nothing can be tried
+    msr     vbar_el1, x1
+    b       3f
+2:  msr     vbar_el2, x1
+3:  isb
+    // The SYS_EXIT parameter block goes into the image itself, the only
+    // memory known to be RAM.
+    adr     x1, early_exit_block
+    ldr     x2, ={adp_exit}
+    stp     x2, x21, [x1]
+    mov     x0, #{sys_exit}
+    adr     x22, 4f
+    hlt     #0xf000
+4:  ldr     x0, ={psci_system_off}
+    adr     x22, 5f
+    smc     #0
+5:  ldr     x0, ={psci_system_off}
+    adr     x22, park
+    hvc     #0
+    b       park
+"#,
+    text_offset = const IMAGE_TEXT_OFFSET,
+    flags = const IMAGE_FLAGS,
+    exit_unsupported_entry = const EXIT_UNSUPPORTED_ENTRY,
+    exit_wrong_address = const EXIT_WRONG_ADDRESS,
+    scr_el3 = const SCR_EL3_LOWER_NON_SECURE,
+    scr_el3_hce = const SCR_EL3_HCE,
+    sctlr_el2 = const SCTLR_EL2_MMU_OFF,
+    spsr_el2h = const SPSR_EL2H_MASKED,
+    spsr_el1h = const SPSR_EL1H_MASKED,
+    sys_exit = const SEMIHOSTING_SYS_EXIT,
+    adp_exit = const ADP_STOPPED_APPLICATION_EXIT,
+    psci_system_off = const PSCI_SYSTEM_OFF,
 );

@@ -1,6 +1,8 @@
-//! Exception vectors: IRQs go to the interrupt dispatcher, everything else
-//! is a bug, reported (ESR, FAR, ELR) before the run ends with a non-zero
-//! status.
+//! Exception vectors: IRQs go to the interrupt dispatcher, a semihosting
+//! call that QEMU does not implement is skipped, everything else is a bug,
+//! reported (ESR, FAR, ELR) before the run ends with a non-zero status.
+//! The boot code also points VBAR_EL2 and VBAR_EL3 here, so that a fault
+//! at those ELs is reported too, with that EL's syndrome registers.
 //!
 //! Every entry saves the complete interrupted state, including all 32
 //! FP/SIMD registers and FPSR/FPCR: Rust code on this target uses NEON
@@ -172,13 +174,20 @@ exception_common:
     simd_offset = const SIMD_OFFSET,
 );
 
-/// Vector entry index of "IRQ, current EL, SP_ELx": the only expected one.
-const IRQ_CURRENT_EL_SPX: u64 = 5;
+/// Vector entry index of "IRQ, current EL, SP_EL0": the only expected one
+/// (the kernel runs on SP_EL0; exceptions run on SP_EL1).
+const IRQ_CURRENT_EL_SP0: u64 = 1;
+/// Vector entry index of "synchronous, current EL, SP_EL0".
+const SYNC_CURRENT_EL_SP0: u64 = 0;
+/// `HLT #0xf000`: a semihosting call. Without `-semihosting-config
+/// enable=on` QEMU treats it as an undefined instruction (ESR.EC = 0).
+const SEMIHOSTING_HLT: u32 = 0xd45e_0000;
 
 /// Whether IRQ handling ends by overwriting the FP/SIMD state (see
 /// [`set_clobber_fp_simd_after_irq`]).
 static CLOBBER_FP_SIMD_AFTER_IRQ: AtomicBool = AtomicBool::new(false);
 
+#[cfg(feature = "selftest")]
 /// For the FP/SIMD test: while `on`, every IRQ ends by overwriting all 32
 /// vector registers and FPSR, as a handler using them freely could, so
 /// that only the vector code's save and restore keep the interrupted
@@ -211,33 +220,80 @@ fn clobber_fp_simd() {
 /// just saved on the stack.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn handle_exception(frame: &mut ExceptionFrame, entry: u64) {
-    if entry == IRQ_CURRENT_EL_SPX {
+    if entry == IRQ_CURRENT_EL_SP0 {
         crate::interrupts::handle_irq();
         if CLOBBER_FP_SIMD_AFTER_IRQ.load(Ordering::Acquire) {
             clobber_fp_simd();
         }
         return;
     }
-    if crate::power::exiting() {
-        crate::power::semihosting_unavailable();
-    }
-    let report = FatalException {
-        entry,
-        esr: ESR_EL1.get(),
-        far: FAR_EL1.get(),
-        elr: frame.elr,
-        spsr: frame.spsr,
+    let el = crate::arch::current_el();
+    let report = if el == 1 {
+        FatalException {
+            el,
+            entry,
+            esr: ESR_EL1.get(),
+            far: FAR_EL1.get(),
+            elr: frame.elr,
+            spsr: frame.spsr,
+        }
+    } else {
+        FatalException::at_boot_el(el, entry)
     };
+    if entry == SYNC_CURRENT_EL_SP0 && el == 1 && (report.esr >> 26) == 0 {
+        // SAFETY: ELR points at the instruction that was undefined: mapped
+        // and readable kernel text, 4-byte aligned.
+        let instruction = unsafe { (report.elr as *const u32).read() };
+        if instruction == SEMIHOSTING_HLT {
+            // No semihosting: carry on as if the call had done nothing
+            // (`power::exit` then powers off instead).
+            frame.elr += 4;
+            return;
+        }
+    }
     crate::power::fatal(format_args!("{report}"));
 }
 
 /// What is printed about an unexpected exception.
 struct FatalException {
+    /// The EL it was taken to: 1, or 2 or 3 during boot.
+    el: u64,
     entry: u64,
     esr: u64,
     far: u64,
     elr: u64,
     spsr: u64,
+}
+
+impl FatalException {
+    /// The syndrome registers of EL2 or EL3 (the vector code saved EL1's).
+    fn at_boot_el(el: u64, entry: u64) -> Self {
+        let (esr, far, elr, spsr): (u64, u64, u64, u64);
+        // SAFETY: Reads of the current EL's own syndrome registers.
+        unsafe {
+            if el == 2 {
+                core::arch::asm!(
+                    "mrs {}, esr_el2", "mrs {}, far_el2", "mrs {}, elr_el2", "mrs {}, spsr_el2",
+                    out(reg) esr, out(reg) far, out(reg) elr, out(reg) spsr,
+                    options(nomem, nostack, preserves_flags),
+                );
+            } else {
+                core::arch::asm!(
+                    "mrs {}, esr_el3", "mrs {}, far_el3", "mrs {}, elr_el3", "mrs {}, spsr_el3",
+                    out(reg) esr, out(reg) far, out(reg) elr, out(reg) spsr,
+                    options(nomem, nostack, preserves_flags),
+                );
+            }
+        }
+        FatalException {
+            el,
+            entry,
+            esr,
+            far,
+            elr,
+            spsr,
+        }
+    }
 }
 
 impl fmt::Display for FatalException {
@@ -252,7 +308,7 @@ impl fmt::Display for FatalException {
         let exception_class = (self.esr >> 26) & 0x3f;
         write!(
             f,
-            "unexpected {} exception ({}): {}\n  ESR_EL1={:#018x} FAR_EL1={:#018x}\n  ELR_EL1={:#018x} SPSR_EL1={:#018x}",
+            "unexpected {} exception ({}): {}\n  ESR_EL{el}={:#018x} FAR_EL{el}={:#018x}\n  ELR_EL{el}={:#018x} SPSR_EL{el}={:#018x}",
             KINDS[(self.entry % 4) as usize],
             ORIGINS[(self.entry / 4) as usize % 4],
             exception_class_name(exception_class),
@@ -260,7 +316,15 @@ impl fmt::Display for FatalException {
             self.far,
             self.elr,
             self.spsr,
-        )
+            el = self.el,
+        )?;
+        if let Some(stack) = crate::arch::mmu::stack_guard_hit(self.far) {
+            write!(
+                f,
+                "\n  stack overflow: the {stack} stack ran into its guard page (FAR)"
+            )?;
+        }
+        Ok(())
     }
 }
 

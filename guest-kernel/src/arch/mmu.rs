@@ -130,6 +130,25 @@ pub struct KernelMap {
 struct ImageLayout {
     text: Region,
     rodata: Region,
+    /// The unmapped pages below the kernel's stack and the exception stack.
+    stack_guards: [Region; 2],
+}
+
+/// The size of a stack guard page (`linker/guest-kernel.ld`).
+const GUARD_SIZE: u64 = 4096;
+
+/// Which stack's guard page `address` is in, if any: `"kernel"` or
+/// `"exception"`.
+pub fn stack_guard_hit(address: u64) -> Option<&'static str> {
+    let [kernel, exception] = image_layout().stack_guards;
+    let inside = |guard: Region| (guard.base..guard.end()).contains(&address);
+    if inside(kernel) {
+        Some("kernel")
+    } else if inside(exception) {
+        Some("exception")
+    } else {
+        None
+    }
 }
 
 fn image_layout() -> ImageLayout {
@@ -138,13 +157,20 @@ fn image_layout() -> ImageLayout {
         static __text_end: u8;
         static __rodata_start: u8;
         static __rodata_end: u8;
+        static __stack_guard: u8;
+        static __exception_stack_guard: u8;
     }
     // Only the symbols' addresses are used, never their contents.
     let region =
         |start: *const u8, end: *const u8| Region::new(start as u64, end as u64 - start as u64);
+    let guard = |start: *const u8| Region::new(start as u64, GUARD_SIZE);
     ImageLayout {
         text: region(&raw const __text_start, &raw const __text_end),
         rodata: region(&raw const __rodata_start, &raw const __rodata_end),
+        stack_guards: [
+            guard(&raw const __stack_guard),
+            guard(&raw const __exception_stack_guard),
+        ],
     }
 }
 
@@ -179,11 +205,16 @@ impl KernelMap {
     }
 
     /// Makes the kernel's text read-only and executable and its rodata
-    /// read-only, inside RAM already mapped by [`map`](Self::map).
+    /// read-only, inside RAM already mapped by [`map`](Self::map), and
+    /// unmaps the guard page below each stack.
     pub fn map_kernel_image(&mut self) {
         let image = image_layout();
         self.map(image.text, TEXT);
         self.map(image.rodata, RODATA);
+        for guard in image.stack_guards {
+            // Attributes without VALID: the entries are made invalid.
+            self.map(guard, El1Attributes::empty());
+        }
     }
 
     /// Turns the MMU (and the caches) on with this map; it stays active for
@@ -193,7 +224,36 @@ impl KernelMap {
     ///
     /// The map must cover everything the kernel uses from now on: its image
     /// and stack, the device tree, and every device it touches.
+    ///
+    /// The sequence is the one the Arm ARM requires (enabling stage 1
+    /// translation; data accessed with the caches off must not meet stale
+    /// cache lines once they are on) and that Linux (`arch/arm64/kernel/head.S`, `__cpu_setup`,
+    /// `__enable_mmu`) and `aarch64-rt` follow. TCG models no caches, so
+    /// QEMU runs the kernel correctly without any of it; KVM and hardware
+    /// do not.
     pub unsafe fn activate(self) {
+        // 1. Data written with the MMU off. Until SCTLR_EL1.M is set, every
+        //    data access is Device-nGnRnE: the page tables just built (in
+        //    .bss), the zeroed .bss, the stack and any static written so
+        //    far went straight to memory, past the caches. The caches may
+        //    still hold older lines of those addresses: the loader (or the
+        //    hypervisor that wrote the image through its cacheable
+        //    mapping) cleans the image to the point of coherency, but a
+        //    clean line stays valid. Once the caches are on, such a line
+        //    would hide our writes, from our loads and from the table
+        //    walker (TCR_EL1 below makes walks cacheable). So: order the
+        //    writes before the maintenance (DMB SY), invalidate those
+        //    lines to the point of coherency (DC IVAC), and wait for it
+        //    (DSB SY). Linux does the same to its early page tables
+        //    (`dcache_inval_poc` after `create_init_idmap`). The rest of
+        //    the image (text, rodata, data as loaded) is the loader's to
+        //    clean, as the arm64 boot protocol requires; the device tree
+        //    is only read.
+        barrier::dmb(barrier::SY);
+        invalidate_data_cache_to_poc(written_with_mmu_off());
+        barrier::dsb(barrier::SY);
+
+        // 2. Translation controls: attributes, granule, cacheable walks.
         MAIR_EL1.set(MAIR.0);
         let physical_address_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange);
         TCR_EL1.write(
@@ -205,25 +265,79 @@ impl KernelMap {
                 + TCR_EL1::EPD1::DisableTTBR1Walks
                 + TCR_EL1::IPS.val(physical_address_range),
         );
-        // The table writes must be complete before the walker can use them.
-        barrier::dsb(barrier::ISHST);
         // ASID 0 (bits 48..): the only address space.
         TTBR0_EL1.set(self.root.to_physical().0 as u64);
+        // The system register writes take effect before what follows.
         barrier::isb(barrier::SY);
-        // Nothing stale may stay in the TLBs (the firmware or a previous
-        // run may have left entries); then turn on translation and caches.
-        // QEMU does not model caches, and the kernel was entered with the
-        // data cache off, so the tables written so far are in memory.
-        // SAFETY: TLB maintenance only affects translation caching.
+
+        // 3. Stale translations and instructions. TLB entries may survive
+        //    from the firmware or a run before a reset (their contents
+        //    are UNKNOWN at reset), so invalidate this CPU's EL1&0 TLB
+        //    (TLBI VMALLE1, as Linux's `__cpu_setup`). The instruction
+        //    cache may hold lines from before the image was loaded; with
+        //    SCTLR_EL1.I set they could be fetched instead of the image
+        //    in memory, so invalidate it to the point of unification (IC
+        //    IALLU; Linux does it in `set_sctlr_el1`, aarch64-rt here).
+        //    DSB NSH waits for both (local, non-shareable maintenance);
+        //    ISB makes the instruction stream see the result.
+        // SAFETY: TLB and instruction-cache invalidation only drop cached
+        // copies; memory and the translation tables are unchanged.
         unsafe {
-            core::arch::asm!("tlbi vmalle1", options(nostack, preserves_flags));
+            core::arch::asm!(
+                "tlbi vmalle1",
+                "ic iallu",
+                options(nostack, preserves_flags)
+            );
         }
         barrier::dsb(barrier::NSH);
         barrier::isb(barrier::SY);
+
+        // 4. Translation and both caches on, and an ISB so that the next
+        //    instruction is fetched and executed with them on.
         SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
         barrier::isb(barrier::SY);
         // The page tables must outlive the run (dropping the root would
         // hand its tables back), and they are never changed again.
         core::mem::forget(self);
+    }
+}
+
+/// The part of the image the kernel may write before the MMU is on:
+/// everything after `.rodata` up to the end of the stack (`.data`, if
+/// any, `.bss` with the page-table pool, `.stack`; see
+/// `linker/guest-kernel.ld`, where `.data` has no symbol of its own).
+fn written_with_mmu_off() -> core::ops::Range<usize> {
+    extern "C" {
+        static __rodata_end: u8;
+        static __exception_stack_top: u8;
+    }
+    // Only the symbols' addresses are used, never their contents.
+    (&raw const __rodata_end) as usize..(&raw const __exception_stack_top) as usize
+}
+
+/// Invalidates the data and unified caches for `range` to the point of
+/// coherency, by virtual address (DC IVAC, one line at a time), without
+/// waiting for completion (the caller's DSB does).
+///
+/// Only for memory written with the data cache off: a dirty line in the
+/// range would be discarded. Here nothing can be dirty from this kernel,
+/// which has not turned its caches on yet.
+fn invalidate_data_cache_to_poc(range: core::ops::Range<usize>) {
+    // CTR_EL0.DminLine: log2 of the smallest data cache line, in words.
+    let ctr: u64;
+    // SAFETY: Reading CTR_EL0 has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags));
+    }
+    let line = 4usize << ((ctr >> 16) & 0xf);
+    let mut address = range.start & !(line - 1);
+    while address < range.end {
+        // SAFETY: Invalidation by VA of memory this kernel owns (its image,
+        // identity-mapped); with the data cache off there is no dirty data
+        // of ours to lose, only stale lines to drop.
+        unsafe {
+            core::arch::asm!("dc ivac, {}", in(reg) address, options(nostack, preserves_flags));
+        }
+        address += line;
     }
 }

@@ -1,8 +1,10 @@
-//! Architecture support: boot, exception vectors, MMU and the generic
-//! timer.
+//! Architecture support: boot (and what it does at EL3), exception
+//! vectors, MMU, device-memory accessors and the generic timer.
 
 pub mod boot;
+mod el3;
 pub mod exceptions;
+pub mod mmio;
 pub mod mmu;
 pub mod timer;
 

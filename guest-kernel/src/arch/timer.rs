@@ -53,6 +53,7 @@ impl CounterClock {
         seconds * self.frequency_hz + (rest * self.frequency_hz).div_ceil(NANOS_PER_SEC)
     }
 
+    #[cfg(feature = "selftest")]
     /// Length of one tick in nanoseconds, rounded up.
     pub fn tick_ns(&self) -> u64 {
         NANOS_PER_SEC.div_ceil(self.frequency_hz)
@@ -112,6 +113,7 @@ pub fn handle_timer_interrupt() {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::SET);
 }
 
+#[cfg(feature = "selftest")]
 /// Sleeps until the counter reaches `deadline` (in ticks).
 pub fn wait_until(deadline: u64) {
     wait_until_or(deadline, || false);
@@ -144,6 +146,7 @@ pub fn wait_until_or(deadline: u64, condition: impl Fn() -> bool) -> bool {
     met
 }
 
+#[cfg(feature = "selftest")]
 /// Sleeps for `ns` nanoseconds.
 pub fn wait_ns(ns: u64) {
     let deadline = counter() + clock().ns_to_ticks(ns);

@@ -1,7 +1,10 @@
 //! The interrupt controller, GICv2 or GICv3 as the device tree says,
 //! through the `arm-gic` crate.
 //!
-//! Four gaps in `arm-gic` 0.10 are filled here:
+//! The kernel runs Non-secure whenever the GIC has two security states
+//! (QEMU's `secure=on`; the boot code hands every interrupt to Group 1 when
+//! it starts at EL3, and QEMU does that itself for a Linux Image). Six gaps
+//! in `arm-gic` 0.10 are filled here:
 //! - its GICv2 `setup` writes all 32 GICD_IGROUPR registers, past the 9
 //!   that QEMU's GIC implements (288 interrupts), and QEMU logs each stray
 //!   byte as a guest error; so the GICv2 is set up here, and only the
@@ -13,7 +16,15 @@
 //!   and so resets three neighbouring interrupts' priorities; it is not
 //!   used: the reset priority (0, the highest) passes the priority mask
 //!   (0xff), which is all a kernel with no nesting needs;
-//! - its GICv3 `setup` leaves ICC_PMR_EL1 at 0 (everything masked).
+//! - its GICv3 `setup` leaves ICC_PMR_EL1 at 0 (everything masked);
+//! - its GICv2 Group 1 acknowledge and end go through GICC_AIAR/GICC_AEOIR,
+//!   which are for Secure software taking Group 1 interrupts (QEMU does not
+//!   even implement them: the read returns 0 and the handler loops). The
+//!   kernel's own group, whichever it is, is acknowledged through
+//!   GICC_IAR and ended through GICC_EOIR, in both security states;
+//! - its GICv2 `enable_group1` sets GICD_CTLR bit 1, which the Non-secure
+//!   view ignores (there, bit 0 enables Group 1): bit 0 enables "our"
+//!   group in both cases, so that is the one set.
 
 use core::ptr::NonNull;
 
@@ -21,6 +32,8 @@ use arm_gic::gicv2::GicV2;
 use arm_gic::gicv3::{GicCpuInterface, GicV3};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
+
+use crate::arch::mmio;
 
 /// GICD_ITARGETSR<n>: one byte per interrupt, CPU target bit mask.
 const GICD_ITARGETSR: usize = 0x800;
@@ -36,9 +49,6 @@ pub enum Gic {
         driver: GicV2<'static>,
         /// Distributor base, for GICD_ITARGETSR.
         distributor: NonNull<u8>,
-        /// The group our interrupts are in (0 unless the GIC has the
-        /// Security Extensions and we run Non-secure).
-        group: InterruptGroup,
     },
     /// GICv3: memory-mapped distributor and redistributors, system-register
     /// CPU interface.
@@ -70,23 +80,21 @@ impl Gic {
                 // mapped and unaliased.
                 let mut driver =
                     unsafe { GicV2::new(distributor.as_ptr().cast(), cpu_interface.cast()) };
-                // What `driver.setup()` does, minus its stray IGROUPR writes.
-                let group = if driver.typer().has_security_extension() {
-                    driver.enable_group1(true);
-                    InterruptGroup::Group1
-                } else {
-                    driver.enable_group0(true);
-                    InterruptGroup::Group0
-                };
+                // What `driver.setup()` does, minus its stray IGROUPR writes
+                // (interrupts keep their reset group: Group 0 without
+                // Security Extensions; with them, Group 1, which the
+                // Non-secure view cannot change anyway). GICD_CTLR bit 0
+                // enables that group in either case (see the module's
+                // comment; `enable_group0` sets bit 0).
+                driver.enable_group0(true);
                 driver.set_priority_mask(0xff);
                 // SAFETY: GICC_CTLR is the first register of the CPU
                 // interface, mapped per the caller's promise; `arm-gic` only
                 // writes it in `setup`, which is never called.
-                unsafe { cpu_interface.write_volatile(GICC_CTLR_ENABLE) };
+                unsafe { mmio::write_u32(cpu_interface, GICC_CTLR_ENABLE) };
                 Gic::V2 {
                     driver,
                     distributor,
-                    group,
                 }
             }
             GicInfo::V3 {
@@ -133,7 +141,6 @@ impl Gic {
             Gic::V2 {
                 driver,
                 distributor,
-                group,
             } => {
                 if intid.is_spi() {
                     let index = interrupt.intid as usize;
@@ -144,11 +151,10 @@ impl Gic {
                     // read as this CPU's own bit mask, whatever it is.
                     unsafe {
                         let targets = distributor.as_ptr().add(GICD_ITARGETSR);
-                        let this_cpu = targets.read_volatile();
-                        targets.add(index).write_volatile(this_cpu);
+                        let this_cpu = mmio::read_u8(targets);
+                        mmio::write_u8(targets.add(index), this_cpu);
                     }
                 }
-                driver.set_group(intid, *group);
                 driver.set_trigger(intid, trigger);
                 let enabled = driver.enable_interrupt(intid, true);
                 assert!(
@@ -176,7 +182,8 @@ impl Gic {
     /// Takes the highest-priority pending interrupt, if any.
     pub fn acknowledge(&mut self) -> Option<IntId> {
         match self {
-            Gic::V2 { driver, group, .. } => driver.get_and_acknowledge_interrupt(*group),
+            // GICC_IAR (see the module's comment: never GICC_AIAR).
+            Gic::V2 { driver, .. } => driver.get_and_acknowledge_interrupt(InterruptGroup::Group0),
             Gic::V3(_) => GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1),
         }
     }
@@ -184,7 +191,8 @@ impl Gic {
     /// Ends the handling of `intid` (priority drop and deactivation).
     pub fn end_interrupt(&mut self, intid: IntId) {
         match self {
-            Gic::V2 { driver, group, .. } => driver.end_interrupt(intid, *group),
+            // GICC_EOIR (never GICC_AEOIR).
+            Gic::V2 { driver, .. } => driver.end_interrupt(intid, InterruptGroup::Group0),
             Gic::V3(_) => GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1),
         }
     }

@@ -26,6 +26,8 @@ use arm_pl011_uart::{Interrupts, PL011Registers, Uart};
 use safe_mmio::UniqueMmioPointer;
 use stopwatch_shell::receive::{ReceiveError, ReceiveFifo, ReceiveRing};
 
+use crate::arch::mmio;
+
 /// Receive interrupts: FIFO level reached, and receive timeout (the FIFO
 /// holds fewer bytes than the level but nothing more came for a while).
 const RECEIVE_INTERRUPTS: Interrupts = Interrupts::RXI.union(Interrupts::RTI);
@@ -71,13 +73,14 @@ impl Pl011 {
     /// other bits; LCR_H (and so the FIFO setting) is left alone.
     pub fn enable(&mut self) {
         let wanted = UARTCR_UARTEN | UARTCR_TXE | UARTCR_RXE;
-        // SAFETY: UARTCR is a 32-bit register inside the block `new`'s
-        // caller gave us; `Uart` never touches it (only its `enable` and
-        // `disable` do, which are not called), so this does not conflict.
+        // SAFETY: UARTCR is an aligned 32-bit register inside the block
+        // `new`'s caller gave us, mapped as Device memory; `Uart` never
+        // touches it (only its `enable` and `disable` do, which are not
+        // called), so this does not conflict.
         unsafe {
-            let control = self.control.read_volatile();
+            let control = mmio::read_u32(self.control.as_ptr());
             if control & wanted != wanted {
-                self.control.write_volatile(control | wanted);
+                mmio::write_u32(self.control.as_ptr(), control | wanted);
             }
         }
     }

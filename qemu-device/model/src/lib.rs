@@ -92,6 +92,18 @@ pub trait Environment {
     fn guest_counter_offset_ns(&self) -> i64 {
         0
     }
+
+    // Observation only, for tracing (QEMU's trace events): the state
+    // machine reports what it did and ignores the answer.
+
+    /// A value was written to COMMAND: the command (`None` for an unknown
+    /// code) and the status before and after (equal when it was refused).
+    fn command_executed(&mut self, _command: Option<Command>, _before: Status, _after: Status) {}
+    /// The armed timeout expired at `deadline_ns`; the line goes high next.
+    fn timeout_fired(&mut self, _deadline_ns: u64) {}
+    /// The time page was rewritten with `snapshot`; `sequence` is the even
+    /// value it now holds.
+    fn time_page_published(&mut self, _sequence: u32, _snapshot: &TimeSnapshot) {}
 }
 
 /// Where the timeout is in its life.
@@ -284,7 +296,14 @@ impl Stopwatch {
 
     /// Executes a command code written to COMMAND.
     pub fn command(&mut self, env: &mut dyn Environment, code: u64) {
-        let Some(command) = Command::from_code(code) else {
+        let before = self.status;
+        let command = Command::from_code(code);
+        self.execute(env, code, command);
+        env.command_executed(command, before, self.status);
+    }
+
+    fn execute(&mut self, env: &mut dyn Environment, code: u64, command: Option<Command>) {
+        let Some(command) = command else {
             return env.guest_error(GuestError::UnknownCommand { code });
         };
         let result = match command {
@@ -319,6 +338,7 @@ impl Stopwatch {
             return env.arm_timer(deadline_ns);
         }
         self.timeout = Timeout::Fired;
+        env.timeout_fired(deadline_ns);
         env.set_irq(true);
         self.publish(env);
     }
@@ -498,6 +518,7 @@ impl Stopwatch {
         memory.write_barrier();
         self.sequence = self.sequence.wrapping_add(1);
         memory.write_u32(page(time_page::SEQUENCE), self.sequence);
+        env.time_page_published(self.sequence, &snapshot);
     }
 }
 

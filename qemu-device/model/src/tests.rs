@@ -759,3 +759,86 @@ fn random_accesses_keep_the_invariants() {
         assert!(sw.elapsed_ns(env.now_ns) <= env.now_ns);
     }
 }
+
+/// What the observation hooks reported, in order, for the trace events.
+#[derive(Debug, PartialEq, Eq)]
+enum Observed {
+    Executed(Option<Command>, Status, Status),
+    Fired(u64),
+    Published(u32, Status),
+}
+
+/// The simulated machine, recording the observation hooks.
+struct Observer {
+    machine: Simulation,
+    seen: Vec<Observed>,
+}
+
+impl Environment for Observer {
+    fn now_ns(&self) -> u64 {
+        self.machine.now_ns()
+    }
+    fn set_irq(&mut self, level: bool) {
+        self.machine.set_irq(level);
+    }
+    fn arm_timer(&mut self, deadline_ns: u64) {
+        self.machine.arm_timer(deadline_ns);
+    }
+    fn cancel_timer(&mut self) {
+        self.machine.cancel_timer();
+    }
+    fn guest_error(&mut self, error: GuestError) {
+        self.machine.guest_error(error);
+    }
+    fn shared_memory(&mut self) -> &mut dyn SharedMemory {
+        self.machine.shared_memory()
+    }
+    fn command_executed(&mut self, command: Option<Command>, before: Status, after: Status) {
+        self.seen.push(Observed::Executed(command, before, after));
+    }
+    fn timeout_fired(&mut self, deadline_ns: u64) {
+        self.seen.push(Observed::Fired(deadline_ns));
+    }
+    fn time_page_published(&mut self, sequence: u32, snapshot: &TimeSnapshot) {
+        self.seen
+            .push(Observed::Published(sequence, snapshot.status));
+    }
+}
+
+#[test]
+fn hooks_report_every_command_timeout_and_page_write() {
+    let mut env = Observer {
+        machine: Simulation::new(),
+        seen: Vec::new(),
+    };
+    env.machine.now_ns = 1_000;
+    let mut sw = Stopwatch::new();
+    sw.power_on_reset(&mut env, false);
+    sw.command(&mut env, Command::Start as u64);
+    // Refused: the status does not change and the page is not rewritten.
+    sw.command(&mut env, Command::Start as u64);
+    sw.command(&mut env, 99);
+    env.machine
+        .memory
+        .write_u64(shared::DATA_LEN, 1_000_000 /* ns */);
+    sw.command(&mut env, Command::TimeoutNs as u64);
+    let deadline_ns = 1_000 + 1_000_000;
+    env.machine.now_ns = deadline_ns;
+    sw.timer_expired(&mut env);
+    use Observed::*;
+    use Status::*;
+    assert_eq!(
+        env.seen,
+        [
+            Published(2, Reset),
+            Published(4, Running),
+            Executed(Some(Command::Start), Reset, Running),
+            Executed(Some(Command::Start), Running, Running),
+            Executed(None, Running, Running),
+            Published(6, Running),
+            Executed(Some(Command::TimeoutNs), Running, Running),
+            Fired(deadline_ns),
+            Published(8, Running),
+        ]
+    );
+}
