@@ -23,7 +23,7 @@ const OPS: u64 = 100_000;
 
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
-fn device_and_model_agree_on_random_traffic() -> Result<()> {
+fn differential_device_and_model_agree_on_random_traffic() -> Result<()> {
     let qemu = qemu_binary()?;
     let scratch = scratch_dir("differential")?;
     let (ops, origin) = match std::env::var_os("STOPWATCH_DIFF_SCRIPT") {
