@@ -107,13 +107,13 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     // its message going to semihosting as there is no console yet.
     let Some(dtb) = find_device_tree(loader_dtb) else {
         power::fatal_with_status(
-            power::EXIT_NO_DEVICE_TREE,
+            power::exit_status::NO_DEVICE_TREE,
             format_args!("no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"),
         );
     };
     let board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
         power::fatal_with_status(
-            power::EXIT_BAD_DEVICE_TREE,
+            power::exit_status::BAD_DEVICE_TREE,
             format_args!("bad device tree: {error:?}"),
         )
     });
@@ -122,25 +122,25 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     power::init(board.psci);
     if board.memory.is_empty() {
         power::fatal_with_status(
-            power::EXIT_NO_MEMORY,
+            power::exit_status::NO_MEMORY,
             format_args!("no memory node in the device tree"),
         );
     }
     let Some(uart) = board.uart else {
         power::fatal_with_status(
-            power::EXIT_NO_CONSOLE,
+            power::exit_status::NO_CONSOLE,
             format_args!("no console UART in /chosen/stdout-path"),
         );
     };
     if !uart.is_pl011 {
         power::fatal_with_status(
-            power::EXIT_NO_CONSOLE,
+            power::exit_status::NO_CONSOLE,
             format_args!("console {} is not a PL011", uart.node_name),
         );
     }
     let Some(gic) = board.gic else {
         power::fatal_with_status(
-            power::EXIT_NO_GIC,
+            power::exit_status::NO_GIC,
             format_args!("no GICv2 or GICv3 in the device tree"),
         );
     };
@@ -188,7 +188,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     let stopwatches = STOPWATCHES.set(drivers).unwrap_or_else(|_| unreachable!());
     let Some(uart_interrupt) = uart.interrupt else {
         power::fatal_with_status(
-            power::EXIT_NO_CONSOLE,
+            power::exit_status::NO_CONSOLE,
             format_args!("the console UART has no usable interrupt"),
         );
     };
@@ -237,7 +237,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         | BootMode::Overflow
         | BootMode::HoldTimeout
         | BootMode::KvmNegativeControl => power::fatal_with_status(
-            power::EXIT_NO_TESTS,
+            power::exit_status::NO_TESTS,
             format_args!(
                 "this kernel has no in-guest tests: boot target/vm/guest-kernel-test for them"
             ),

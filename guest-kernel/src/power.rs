@@ -20,31 +20,9 @@ use board_discovery::PsciConduit;
 use semihosting::sys::arm_compat::{sys_exit_extended, ExitReason};
 use smccc::{Hvc, Smc};
 
-/// Exit status of a kernel panic.
-pub const EXIT_PANIC: i32 = 101;
-/// Exit status of an unexpected exception or other fatal error.
-pub const EXIT_FATAL: i32 = 3;
-/// Start-up: entered at an exception level the kernel cannot start from
-/// (EL0).
-pub const EXIT_UNSUPPORTED_ENTRY: i32 = 10;
-/// Start-up: the image is not where it is linked to run (a loader put the
-/// flat Image elsewhere than RAM base + `text_offset`).
-pub const EXIT_WRONG_ADDRESS: i32 = 11;
-/// Start-up: no device tree, neither at x0 nor at the start of RAM.
-pub const EXIT_NO_DEVICE_TREE: i32 = 12;
-/// Start-up: the device tree is not a valid flattened device tree.
-pub const EXIT_BAD_DEVICE_TREE: i32 = 13;
-/// Start-up: the device tree has no (enabled) memory node.
-pub const EXIT_NO_MEMORY: i32 = 14;
-/// Start-up: no usable console: `/chosen/stdout-path` names no UART, or
-/// one that is not a PL011, or one without a usable interrupt.
-pub const EXIT_NO_CONSOLE: i32 = 15;
-/// Start-up: no GICv2 or GICv3 in the device tree.
-pub const EXIT_NO_GIC: i32 = 16;
-#[cfg(not(feature = "selftest"))]
-/// The boot arguments ask for the in-guest tests (`test`, `fault`), but
-/// this kernel was built without them (the `selftest` feature).
-pub const EXIT_NO_TESTS: i32 = 17;
+// The exit statuses are part of the guest-host protocol, defined once in
+// `stopwatch_shell::protocol::exit_status` for the kernel and xtask.
+pub use stopwatch_shell::protocol::exit_status;
 
 /// How to reach PSCI, from the device tree: [`PSCI_NONE`], [`PSCI_HVC`]
 /// or [`PSCI_SMC`]. Only loaded and stored: it is set with the MMU off.
@@ -124,10 +102,10 @@ pub fn park() -> ! {
     }
 }
 
-/// Reports a fatal error and ends the run with [`EXIT_FATAL`]; a second
+/// Reports a fatal error and ends the run with [`exit_status::FATAL`]; a second
 /// fatal error while doing so parks the CPU.
 pub fn fatal(message: fmt::Arguments<'_>) -> ! {
-    fatal_with_status(EXIT_FATAL, message)
+    fatal_with_status(exit_status::FATAL, message)
 }
 
 /// Reports a fatal error (on the console, or before it exists through
@@ -144,5 +122,5 @@ pub fn fatal_with_status(status: i32, message: fmt::Arguments<'_>) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     crate::console::emergency_print(format_args!("\nPANIC: {info}\n"));
-    exit(EXIT_PANIC)
+    exit(exit_status::PANIC)
 }

@@ -23,8 +23,10 @@ use stopwatch_abi::{Command, Status, TimeSnapshot, NANOS_PER_SEC};
 use crate::arch::{exceptions, timer};
 use crate::drivers::stopwatch::{device_time_ns, Stopwatch, TimePageError, ZeroExitReading};
 use crate::interrupts::{self, Source};
+use crate::power::exit_status;
 use crate::sync::IrqsMasked;
 use crate::{power, println};
+use stopwatch_shell::protocol::TestSummary;
 
 /// Tolerance between the time page and UPDATE's `%.2f` text: the text's
 /// 0.01 s resolution (its rounding) plus one counter tick, added at use.
@@ -140,12 +142,17 @@ pub fn run(filter: Option<&str>) -> i32 {
             None => println!("no test ran"),
         }
     }
-    if skipped > 0 {
-        println!("{passed} passed, {failed} failed ({skipped} skipped: {SKIP_REASON})");
+    let summary = TestSummary {
+        passed,
+        failed,
+        skipped: (skipped > 0).then_some((skipped, SKIP_REASON)),
+    };
+    println!("{summary}");
+    if failed == 0 && passed > 0 {
+        exit_status::TESTS_PASSED
     } else {
-        println!("{passed} passed, {failed} failed");
+        exit_status::TESTS_FAILED
     }
-    i32::from(failed != 0 || passed == 0)
 }
 
 /// Whether `text` contains `part`. (`str::contains` would bring in the
@@ -510,7 +517,7 @@ const UNMAPPED_ADDRESS: u64 = 0x7f_dead_0000;
 
 /// Boot mode `fault`: a load from an unmapped address, to test the fatal
 /// exception report (ESR, FAR, ELR), which ends the run with
-/// [`power::EXIT_FATAL`]. Exits with 1 if the load does not fault.
+/// [`power::exit_status::FATAL`]. Exits with 1 if the load does not fault.
 pub fn provoke_data_abort() -> ! {
     println!("fault: loading from unmapped address {UNMAPPED_ADDRESS:#x}");
     // SAFETY: A load from an address that no page table entry maps: it can
@@ -563,7 +570,7 @@ pub fn hold_timeout() -> ! {
 
 /// Boot mode `overflow`: recursion without end, to test that a kernel stack
 /// overflow faults in the guard page below the stack and is reported as
-/// such (with [`power::EXIT_FATAL`]) instead of silently overwriting what
+/// such (with [`power::exit_status::FATAL`]) instead of silently overwriting what
 /// lies below. Exits with 1 if it ever returns.
 pub fn overflow_the_stack() -> ! {
     println!("overflow: recursing until the stack runs out");

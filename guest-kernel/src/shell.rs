@@ -11,6 +11,7 @@ use core::sync::atomic::Ordering;
 use board_discovery::{PsciConduit, MAX_STOPWATCHES};
 use embedded_io::{Read, ReadReady, Write};
 use stopwatch_abi::Status;
+use stopwatch_shell::protocol::{Seconds, TimePageReading, TimeoutNotice, UartInput, WatchSummary};
 use stopwatch_shell::{
     parse, Action, Command, DeviceCommand, LineEditor, Prompt, ReadPath, Timeout, HELP,
     MAX_LINE_LEN,
@@ -130,14 +131,12 @@ impl Notices {
                 continue;
             }
             self.announced[index] = count;
-            match elapsed_at_last_timeout(stopwatch) {
-                Some(ns) => say!(
-                    out,
-                    "[timeout] stopwatch[{index}] fired at {} s ({count} so far)",
-                    Millis(ns)
-                ),
-                None => say!(out, "[timeout] stopwatch[{index}] fired ({count} so far)"),
-            }
+            let notice = TimeoutNotice {
+                stopwatch: index,
+                fired_at_ns: elapsed_at_last_timeout(stopwatch),
+                count,
+            };
+            say!(out, "{notice}");
         }
     }
 }
@@ -230,9 +229,11 @@ fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut d
         DeviceCommand::Read(ReadPath::TimePage) => match stopwatch.read_zero_exit() {
             Ok(reading) => say!(
                 out,
-                "{} seconds ({}, time page)",
-                Seconds(reading.elapsed_ns),
-                reading.snapshot.status.name()
+                "{}",
+                TimePageReading {
+                    elapsed_ns: reading.elapsed_ns,
+                    status: reading.snapshot.status.name(),
+                }
             ),
             Err(TimePageError::Absent) => say!(
                 out,
@@ -267,7 +268,7 @@ fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut d
                     say!(
                         out,
                         "timeout armed: interrupt in {} s (TIMEOUT_NS)",
-                        Seconds(ns)
+                        Seconds::nanos(ns)
                     );
                 }
             }
@@ -309,7 +310,7 @@ fn print_list(out: &mut dyn fmt::Write) {
     for (index, stopwatch) in stopwatches().iter().enumerate() {
         let mark = if index == selected { "*" } else { " " };
         let (elapsed, status, _) = elapsed_and_status(stopwatch, ReadPath::TimePage);
-        let elapsed = elapsed.map_or(Seconds(0), Seconds);
+        let elapsed = Seconds::nanos(elapsed.unwrap_or(0));
         say!(
             out,
             "{mark} stopwatch[{index}]  {status:<7}  {elapsed} s  {} timeouts",
@@ -327,7 +328,7 @@ const WATCH_REFRESH_NS: u64 = 100_000_000;
 fn watch(stopwatch: &Stopwatch, path: ReadPath, out: &mut dyn fmt::Write) {
     let index = crate::selected_stopwatch();
     let mut notices = Notices::new();
-    let (mut refreshes, mut exits) = (0u64, 0u64);
+    let mut refreshes = 0u64;
     let clock = timer::clock();
     let started = timer::counter();
     let how = match path {
@@ -338,12 +339,15 @@ fn watch(stopwatch: &Stopwatch, path: ReadPath, out: &mut dyn fmt::Write) {
         out,
         "watching stopwatch[{index}] ({how}); press any key to stop"
     );
-    loop {
-        let (elapsed, status, cost) = elapsed_and_status(stopwatch, path);
+    // Exits per refresh: the same for every refresh of one device and path.
+    let exits_per_refresh = loop {
+        let (elapsed, status, exits) = elapsed_and_status(stopwatch, path);
         refreshes += 1;
-        exits += cost;
         match elapsed {
-            Some(ns) => print!("{CLEAR_LINE}stopwatch[{index}]  {} s  {status}", Millis(ns)),
+            Some(ns) => print!(
+                "{CLEAR_LINE}stopwatch[{index}]  {} s  {status}",
+                Seconds::millis(ns)
+            ),
             None => print!("{CLEAR_LINE}stopwatch[{index}]  (unreadable)  {status}"),
         }
         let deadline = timer::counter() + clock.ns_to_ticks(WATCH_REFRESH_NS);
@@ -355,19 +359,16 @@ fn watch(stopwatch: &Stopwatch, path: ReadPath, out: &mut dyn fmt::Write) {
         if input_ready() {
             let mut key = [0u8; 1];
             let Ok(_) = Console.read(&mut key);
-            break;
+            break exits;
         }
-    }
-    let seconds = Seconds(clock.ticks_to_ns(timer::counter() - started));
+    };
     print!("\r\n");
-    say!(
-        out,
-        "watch: {refreshes} refreshes in {seconds} s, {exits} exits to QEMU ({} per refresh)",
-        match path {
-            ReadPath::TimePage => 0,
-            ReadPath::Trap => 2,
-        }
-    );
+    let summary = WatchSummary {
+        refreshes,
+        elapsed_ns: clock.ticks_to_ns(timer::counter() - started),
+        exits_per_refresh,
+    };
+    say!(out, "{summary}");
 }
 
 fn print_irqs(out: &mut dyn fmt::Write) {
@@ -390,11 +391,7 @@ fn print_irqs(out: &mut dyn fmt::Write) {
         UNEXPECTED.load(Ordering::Relaxed)
     );
     let (errors, hold_backs) = crate::console::receive_statistics();
-    say!(
-        out,
-        "uart input: {errors} receive errors (overrun, framing, parity, break), \
-         held back in the UART {hold_backs} times"
-    );
+    say!(out, "{}", UartInput { errors, hold_backs });
 }
 
 fn print_info(out: &mut dyn fmt::Write) {
@@ -511,25 +508,5 @@ impl fmt::Write for DisplayLen {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         self.0 += text.len();
         Ok(())
-    }
-}
-
-/// Nanoseconds shown as seconds with three decimals (rounded down).
-struct Millis(u64);
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = stopwatch_abi::NANOS_PER_SEC;
-        write!(f, "{}.{:03}", self.0 / ns, self.0 % ns / 1_000_000)
-    }
-}
-
-/// Nanoseconds shown as seconds with nine decimals.
-struct Seconds(u64);
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = stopwatch_abi::NANOS_PER_SEC;
-        write!(f, "{}.{:09}", self.0 / ns, self.0 % ns)
     }
 }

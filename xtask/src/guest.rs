@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::repo::Repo;
 use crate::run::{Kernel, VmConfig};
+use stopwatch_shell::protocol::{exit_status, TestSummary, TimePageReading};
 
 /// What the guest shell prints when it waits for a command.
 pub use stopwatch_shell::PROMPT;
@@ -331,22 +332,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// `N passed, M failed` from the last summary line the guest printed.
-pub fn parse_test_summary(transcript: &str) -> Option<(u64, u64)> {
-    transcript.lines().rev().find_map(|line| {
-        let words: Vec<&str> = line
-            .split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|w| !w.is_empty())
-            .collect();
-        words.windows(4).rev().find_map(|w| match w {
-            [passed, "passed", failed, "failed"] => {
-                Some((passed.parse().ok()?, failed.parse().ok()?))
-            }
-            _ => None,
-        })
-    })
-}
-
 /// Boots the guest with `-append test`, which must exit with status 0 and
 /// report `N passed, 0 failed` with N > 0. `Ok` holds a one-line result,
 /// `Err` why it failed.
@@ -361,14 +346,14 @@ pub fn run_guest_tests(repo: &Repo, config: &VmConfig, timeout: Duration) -> Res
         ));
     };
     let transcript = console.transcript();
-    let Some((passed, failed)) = parse_test_summary(&transcript) else {
+    let Some(TestSummary { passed, failed, .. }) = TestSummary::find_last(&transcript) else {
         bail!("{config}: QEMU exited ({status}) without an `N passed, M failed` line");
     };
     let entered = format!("entered at EL{}", config.expected_entry_el());
     if !transcript.contains(&entered) {
         bail!("{config}: the banner does not say {entered:?}");
     }
-    let exit_ok = status.success();
+    let exit_ok = status.code() == Some(exit_status::TESTS_PASSED);
     let summary = format!("{passed} passed, {failed} failed, {status}");
     if exit_ok && failed == 0 && passed > 0 {
         Ok(summary)
@@ -376,10 +361,6 @@ pub fn run_guest_tests(repo: &Repo, config: &VmConfig, timeout: Duration) -> Res
         bail!("{config}: {summary}")
     }
 }
-
-/// The status `-append fault` must exit with: the kernel's code for an
-/// unexpected exception.
-const FAULT_EXIT_CODE: i32 = 3;
 
 /// Boots `-append fault`, in which the kernel loads from an unmapped
 /// address on purpose: it must report the exception with its syndrome,
@@ -398,7 +379,8 @@ pub fn run_fault_report(repo: &Repo, timeout: Duration) -> Result<String> {
         timeout,
     )?;
     Ok(format!(
-        "ESR/FAR/ELR reported, exit status {FAULT_EXIT_CODE}"
+        "ESR/FAR/ELR reported, exit status {}",
+        exit_status::FATAL
     ))
 }
 
@@ -418,12 +400,13 @@ pub fn run_stack_overflow(repo: &Repo, timeout: Duration) -> Result<String> {
         timeout,
     )?;
     Ok(format!(
-        "reported as a stack overflow in the guard page, exit status {FAULT_EXIT_CODE}"
+        "reported as a stack overflow in the guard page, exit status {}",
+        exit_status::FATAL
     ))
 }
 
 /// Boots the test kernel with `-append MODE`, which must end the run with
-/// [`FAULT_EXIT_CODE`] after printing every one of `needles`.
+/// [`exit_status::FATAL`] after printing every one of `needles`.
 fn run_fatal_mode(repo: &Repo, mode: &str, needles: &[&str], timeout: Duration) -> Result<()> {
     let config = VmConfig {
         append: Some(mode.to_string()),
@@ -442,14 +425,14 @@ fn run_fatal_mode(repo: &Repo, mode: &str, needles: &[&str], timeout: Duration) 
             bail!("the report of `-append {mode}` lacks {needle:?}:\n{transcript}");
         }
     }
-    if status.code() != Some(FAULT_EXIT_CODE) {
-        bail!("`-append {mode}` ended with {status}, not exit status {FAULT_EXIT_CODE}");
+    if status.code() != Some(exit_status::FATAL) {
+        bail!(
+            "`-append {mode}` ended with {status}, not exit status {}",
+            exit_status::FATAL
+        );
     }
     Ok(())
 }
-
-/// The exit status of the shipped kernel asked for its tests (`power.rs`).
-const NO_TESTS_EXIT_CODE: i32 = 17;
 
 /// The shipped kernel (no in-guest tests), as ELF and as Image: each boots
 /// to the shell's prompt; asked for `-append test`, it says which kernel
@@ -478,8 +461,9 @@ pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<Strin
         return Err(console.hung("no exit", timeout));
     };
     ensure!(
-        status.code() == Some(NO_TESTS_EXIT_CODE),
-        "the shipped kernel ended `-append test` with {status}, not {NO_TESTS_EXIT_CODE}"
+        status.code() == Some(exit_status::NO_TESTS),
+        "the shipped kernel ended `-append test` with {status}, not {}",
+        exit_status::NO_TESTS
     );
     ensure!(
         console
@@ -488,7 +472,8 @@ pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<Strin
         "the shipped kernel did not say which kernel has the tests"
     );
     Ok(format!(
-        "ELF and Image reach the prompt; `test` refused with status {NO_TESTS_EXIT_CODE}"
+        "ELF and Image reach the prompt; `test` refused with status {}",
+        exit_status::NO_TESTS
     ))
 }
 
@@ -646,7 +631,7 @@ pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
                 ],
                 ..base.clone()
             },
-            status: 12,
+            status: exit_status::NO_DEVICE_TREE,
             message: Some("no device tree at x0"),
         },
         StartupFailure {
@@ -655,19 +640,19 @@ pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
                 kernel: Kernel::Other(repo.relative(&misplaced_path).display().to_string()),
                 ..base.clone()
             },
-            status: 11,
+            status: exit_status::WRONG_ADDRESS,
             message: None,
         },
         StartupFailure {
             name: "device tree without the console UART",
             config: no_uart.clone(),
-            status: 15,
+            status: exit_status::NO_CONSOLE,
             message: Some("no console UART"),
         },
         StartupFailure {
             name: "device tree without a GIC",
             config: spoiled("arm,cortex-a15-gic", "test-no-gic.dtb")?,
-            status: 16,
+            status: exit_status::NO_GIC,
             message: Some("no GICv2 or GICv3"),
         },
         StartupFailure {
@@ -817,7 +802,7 @@ impl Demo {
                 }
                 DemoStep::ExpectTimeouts(expected) => {
                     let answer = last.as_ref().expect("a check follows a command");
-                    let count = parse_interrupt_count(&answer.response);
+                    let count = answer.response.trim().parse::<u64>().ok();
                     self.check(
                         format!("`timeout` counts {expected} interrupts (got {count:?})"),
                         count == Some(*expected),
@@ -867,7 +852,8 @@ impl Demo {
     }
 
     fn check_seconds(&mut self, read: &Exchange, range: std::ops::RangeInclusive<f64>, what: &str) {
-        let value = parse_seconds(&read.response);
+        let value =
+            TimePageReading::parse(&read.response).map(|reading| reading.elapsed_ns as f64 / 1e9);
         let shown = value.map_or("no number".to_string(), |v| format!("{v:.2}"));
         self.check(
             format!(
@@ -927,46 +913,6 @@ pub fn clean_response(raw: &str, command: &str) -> String {
         lines.remove(0);
     }
     lines.join("\n").trim().to_string()
-}
-
-/// The number of seconds in an answer such as `1.00 seconds`: the first
-/// decimal number, else the first number.
-pub fn parse_seconds(response: &str) -> Option<f64> {
-    let numbers = numbers_in(response);
-    numbers
-        .iter()
-        .find(|n| n.contains('.'))
-        .or(numbers.first())
-        .and_then(|n| n.parse().ok())
-}
-
-/// The interrupt count in `timeout`'s answer: the whole number on the
-/// line that mentions interrupts, else the only whole number.
-pub fn parse_interrupt_count(response: &str) -> Option<u64> {
-    let whole = |line: &str| -> Vec<u64> {
-        numbers_in(line)
-            .iter()
-            .filter(|n| !n.contains('.'))
-            .filter_map(|n| n.parse().ok())
-            .collect()
-    };
-    let mentioning = response
-        .lines()
-        .filter(|line| line.to_ascii_lowercase().contains("interrupt"))
-        .find_map(|line| whole(line).first().copied());
-    mentioning.or_else(|| match whole(response)[..] {
-        [only] => Some(only),
-        _ => None,
-    })
-}
-
-/// The runs of digits and dots that hold a digit, in order.
-fn numbers_in(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map(|run| run.trim_matches('.'))
-        .filter(|run| run.chars().any(|c| c.is_ascii_digit()))
-        .map(str::to_string)
-        .collect()
 }
 
 #[cfg(test)]
@@ -1038,15 +984,6 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_last_test_summary() {
-        let log = "booting\r\r\n[test] regs ... ok\r\nresult: 3 passed, 1 failed\r\n\
-                   rerun\r\n12 passed, 0 failed, 2 skipped\r\n";
-        assert_eq!(parse_test_summary(log), Some((12, 0)));
-        assert_eq!(parse_test_summary("all good\n"), None);
-        assert_eq!(parse_test_summary("x passed, y failed\n"), None);
-    }
-
-    #[test]
     fn strips_echo_prompt_and_carriage_returns() {
         let raw = "read\r\r\n1.00 seconds\r\r\nstopwatch> ";
         assert_eq!(clean_response(raw, "read"), "1.00 seconds");
@@ -1056,26 +993,5 @@ mod tests {
             "0.00 seconds"
         );
         assert_eq!(clean_response("reset\r\nstopwatch> ", "reset"), "");
-    }
-
-    #[test]
-    fn reads_seconds_from_answers() {
-        assert_eq!(parse_seconds("1.00 seconds"), Some(1.0));
-        assert_eq!(parse_seconds("elapsed: 5.02 s (5020 ms)"), Some(5.02));
-        assert_eq!(parse_seconds("0 seconds"), Some(0.0));
-        assert_eq!(parse_seconds("stopped."), None);
-    }
-
-    #[test]
-    fn reads_interrupt_counts() {
-        assert_eq!(parse_interrupt_count("2 interrupts"), Some(2));
-        assert_eq!(
-            parse_interrupt_count("timeout: 1 s\ninterrupts: 2"),
-            Some(2)
-        );
-        assert_eq!(parse_interrupt_count("Interrupts received: 2\n"), Some(2));
-        assert_eq!(parse_interrupt_count("2"), Some(2));
-        assert_eq!(parse_interrupt_count("1 s, 2 fired"), None);
-        assert_eq!(parse_interrupt_count("none yet"), None);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::guest::{clean_response, demo_commands, SerialConsole, PROMPT};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use stopwatch_shell::protocol::UartInput;
 
 /// Commands pasted in one write by [`run_paste`].
 pub const PASTED_COMMANDS: usize = 1_000;
@@ -44,7 +45,9 @@ pub fn run_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Resu
     // The paste must have been more than the receive ring holds, or
     // nothing was tested; and nothing may have been lost in the UART.
     let irqs = ask(&mut console, "irqs")?;
-    let (errors, hold_backs) = parse_uart_input(&irqs)
+    let UartInput { errors, hold_backs } = irqs
+        .lines()
+        .find_map(UartInput::parse)
         .with_context(|| format!("`irqs` shows no `uart input:` line:\n{irqs}"))?;
     ensure!(
         errors == 0,
@@ -122,20 +125,6 @@ fn collect_answers(console: &mut SerialConsole, commands: &[&str]) -> Result<Vec
     Ok(answers)
 }
 
-/// The numbers in `irqs`' line `uart input: E receive errors (...), held
-/// back in the UART H times`.
-fn parse_uart_input(irqs: &str) -> Option<(u64, u64)> {
-    let line = irqs.lines().find(|l| l.starts_with("uart input:"))?;
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|run| run.parse().ok())
-        .collect();
-    match numbers[..] {
-        [errors, hold_backs] => Some((errors, hold_backs)),
-        _ => None,
-    }
-}
-
 /// `text` with every run of digits replaced by `#`.
 fn digits_masked(text: &str) -> String {
     let mut masked = String::with_capacity(text.len());
@@ -152,15 +141,6 @@ fn digits_masked(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_uart_input_line() {
-        let irqs = "interrupts handled:\n  uart receive   INTID 33   7\n\
-                    uart input: 0 receive errors (overrun, framing, parity, break), \
-                    held back in the UART 12 times";
-        assert_eq!(parse_uart_input(irqs), Some((0, 12)));
-        assert_eq!(parse_uart_input("interrupts handled:\n"), None);
-    }
 
     #[test]
     fn masks_digit_runs() {

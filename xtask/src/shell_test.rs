@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::guest::{clean_response, SerialConsole};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use stopwatch_shell::protocol::{TimeoutNotice, WatchSummary};
 
 /// Stopwatches in the session.
 const STOPWATCHES: usize = 3;
@@ -190,12 +191,13 @@ fn notice_over_a_partial_line(session: &mut Session) -> Result<f64> {
         .console
         .expect(" so far)", ANSWER_TIMEOUT)
         .context("no timeout notice while a line was half typed")?;
-    let fired_at: f64 = notice
-        .split("fired at ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|seconds| seconds.parse().ok())
-        .with_context(|| format!("no time in the notice {notice:?}"))?;
+    let fired_at = notice
+        .lines()
+        .find_map(TimeoutNotice::parse)
+        .and_then(|notice| notice.fired_at_ns)
+        .with_context(|| format!("no timeout notice with a time in {notice:?}"))?
+        as f64
+        / 1e9;
     ensure!(
         (0.250..=0.400).contains(&fired_at),
         "`timeout 250ms` fired at {fired_at} s of stopwatch time, not in 0.250..0.400"
@@ -227,8 +229,12 @@ fn watch(session: &mut Session) -> Result<f64> {
         .console
         .expect(&prompt(1), ANSWER_TIMEOUT)
         .context("`watch` did not stop on a key")?;
-    let (refreshes, seconds, exits) = parse_watch_summary(&output)
-        .with_context(|| format!("no `watch:` summary in {output:?}"))?;
+    let summary = watch_summary(&output)?;
+    let (refreshes, seconds, exits) = (
+        summary.refreshes,
+        summary.elapsed_ns as f64 / 1e9,
+        summary.exits(),
+    );
     let redraws = output.matches("\r\x1b[Kstopwatch[1]  ").count() as u64;
     ensure!(
         redraws == refreshes,
@@ -252,8 +258,8 @@ fn watch(session: &mut Session) -> Result<f64> {
     thread::sleep(Duration::from_millis(300));
     session.console.send_bytes(b" ")?;
     let output = session.console.expect(&prompt(1), ANSWER_TIMEOUT)?;
-    let (refreshes, _, exits) = parse_watch_summary(&output)
-        .with_context(|| format!("no `watch:` summary in {output:?}"))?;
+    let summary = watch_summary(&output)?;
+    let (refreshes, exits) = (summary.refreshes, summary.exits());
     ensure!(
         refreshes > 0 && exits == 2 * refreshes,
         "`watch trap`: {exits} exits for {refreshes} refreshes (expected 2 each)"
@@ -261,29 +267,10 @@ fn watch(session: &mut Session) -> Result<f64> {
     Ok(rate)
 }
 
-/// `watch: N refreshes in S s, E exits to QEMU (...)`.
-fn parse_watch_summary(output: &str) -> Option<(u64, f64, u64)> {
-    let line = output.lines().find_map(|l| l.split("watch: ").nth(1))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words[..] {
-        [refreshes, "refreshes", "in", seconds, "s,", exits, "exits", ..] => Some((
-            refreshes.parse().ok()?,
-            seconds.parse().ok()?,
-            exits.parse().ok()?,
-        )),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_watch_summary() {
-        let output = "\r\x1b[Kstopwatch[0]  1.000 s  RUNNING\r\n\
-                      watch: 11 refreshes in 1.047000000 s, 0 exits to QEMU (0 per refresh)\r\n";
-        assert_eq!(parse_watch_summary(output), Some((11, 1.047, 0)));
-        assert_eq!(parse_watch_summary("watching stopwatch[0]"), None);
-    }
+/// The `watch:` summary line in `output`.
+fn watch_summary(output: &str) -> Result<WatchSummary> {
+    output
+        .lines()
+        .find_map(WatchSummary::parse)
+        .with_context(|| format!("no `watch:` summary in {output:?}"))
 }

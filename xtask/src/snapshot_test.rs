@@ -13,9 +13,10 @@ use std::thread;
 use std::time::Duration;
 use stopwatch_qtest::Qmp;
 
-use crate::guest::{clean_response, parse_seconds, SerialConsole, PROMPT};
+use crate::guest::{clean_response, SerialConsole, PROMPT};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use stopwatch_shell::protocol::{parse_update_text, TimePageReading, TimeoutNotice};
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The timeout armed before the snapshot, in seconds.
@@ -73,7 +74,9 @@ impl Guest {
     fn read(&mut self) -> Result<f64> {
         let answer = self.ask("read")?;
         ensure!(answer.contains("time page"), "`read` answered {answer:?}");
-        parse_seconds(&answer).with_context(|| format!("no time in {answer:?}"))
+        TimePageReading::parse(&answer)
+            .map(|reading| reading.elapsed_ns as f64 / 1e9)
+            .with_context(|| format!("`read` answered {answer:?}"))
     }
 }
 
@@ -168,12 +171,13 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
         .console
         .expect(" so far)", Duration::from_secs(10))
         .context("the timeout armed before the snapshot never fired")?;
-    let fired_at: f64 = notice
-        .split("fired at ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|seconds| seconds.parse().ok())
-        .with_context(|| format!("no time in the notice {notice:?}"))?;
+    let fired_at = notice
+        .lines()
+        .find_map(TimeoutNotice::parse)
+        .and_then(|notice| notice.fired_at_ns)
+        .with_context(|| format!("no timeout notice with a time in {notice:?}"))?
+        as f64
+        / 1e9;
     let earliest = read_before_arming + TIMEOUT_SECS;
     let latest = read_after_arming + TIMEOUT_SECS + LATENESS_SECS;
     ensure!(
@@ -192,7 +196,9 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     target.ask("pause")?;
     let zero_exit = target.read()?;
     let trap = target.ask("read trap")?;
-    let trap = parse_seconds(&trap).with_context(|| format!("`read trap` answered {trap:?}"))?;
+    let trap = parse_update_text(&trap).with_context(|| format!("`read trap` answered {trap:?}"))?
+        as f64
+        / 1e9;
     ensure!(
         (zero_exit - trap).abs() < 0.01,
         "zero-exit read {zero_exit:.3} s, UPDATE {trap:.2} s"

@@ -18,6 +18,7 @@
 
 pub mod command;
 pub mod line_editor;
+pub mod protocol;
 pub mod receive;
 
 pub use command::{

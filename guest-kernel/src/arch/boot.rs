@@ -27,7 +27,7 @@
 
 use core::arch::global_asm;
 
-use crate::power::{EXIT_UNSUPPORTED_ENTRY, EXIT_WRONG_ADDRESS};
+use crate::power::exit_status;
 
 /// The Image header's `text_offset`: where above a 2 MiB-aligned RAM base
 /// the loader must put the image. The kernel is linked at RAM base + 2 MiB
@@ -290,8 +290,8 @@ early_fail:
 "#,
     text_offset = const IMAGE_TEXT_OFFSET,
     flags = const IMAGE_FLAGS,
-    exit_unsupported_entry = const EXIT_UNSUPPORTED_ENTRY,
-    exit_wrong_address = const EXIT_WRONG_ADDRESS,
+    exit_unsupported_entry = const exit_status::UNSUPPORTED_ENTRY,
+    exit_wrong_address = const exit_status::WRONG_ADDRESS,
     scr_el3 = const SCR_EL3_LOWER_NON_SECURE,
     scr_el3_hce = const SCR_EL3_HCE,
     sctlr_el2 = const SCTLR_EL2_MMU_OFF,
