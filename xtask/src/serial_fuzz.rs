@@ -218,7 +218,7 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
     };
     eprintln!("    {}", config.command_line());
     eprintln!("    seed {seed:#x}, {bursts} bursts");
-    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    let mut console = SerialConsole::spawn(repo, &config, None)?.named("serial fuzz");
     console
         .expect(PROMPT, boot_timeout)
         .context("the guest shell never showed its prompt")?;

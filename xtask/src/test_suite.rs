@@ -183,14 +183,22 @@ pub fn tests() -> Vec<Test> {
         .taking_filter(),
         Test::new("qtest", "device qtests", Needs::Qemu, |cx| {
             let repo = &cx.session.repo;
+            // The differential test writes its figures (operations, ops/s) here.
+            let report = repo.cargo_target_dir().join("differential-report.txt");
+            let _ = std::fs::remove_file(&report);
             let mut cmd = Command::new(cargo());
             cmd.args(["test", "-p", QTEST_PACKAGE, "--"])
                 .args(cx.filter)
                 .arg("--include-ignored")
                 .env(QTEST_QEMU_ENV, repo.qemu_binary())
+                .env("STOPWATCH_DIFF_REPORT", &report)
                 .current_dir(&repo.root);
             util::run(&mut cmd)?;
-            Ok(Verdict::Pass("ok".into()))
+            let figures = std::fs::read_to_string(&report).unwrap_or_default();
+            Ok(Verdict::Pass(match figures.trim() {
+                "" => "ok".into(),
+                figures => format!("ok; differential: {figures}"),
+            }))
         })
         .taking_filter(),
         Test::new(
