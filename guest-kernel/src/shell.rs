@@ -15,8 +15,8 @@ use stopwatch_shell::protocol::{
     LapLine, Seconds, TimePageReading, TimeoutNotice, UartInput, WatchSummary,
 };
 use stopwatch_shell::{
-    parse, Action, Command, DeviceCommand, LineEditor, Prompt, ReadPath, Timeout, HELP,
-    MAX_LINE_LEN,
+    parse, Command, DeviceCommand, Event, LineEditor, Prompt, ReadPath, Timeout, COMMAND_NAMES,
+    HELP, MAX_LINE_LEN,
 };
 
 use crate::arch::timer;
@@ -33,16 +33,17 @@ macro_rules! say {
     }};
 }
 
-/// Erases the character left of the cursor on a terminal.
-const ERASE_CHAR: &[u8] = b"\x08 \x08";
 /// Moves to the start of the line and clears it.
 const CLEAR_LINE: &str = "\r\x1b[K";
 
 /// Reads and runs commands forever (until `exit` or `poweroff`).
 pub fn run() -> ! {
-    let mut console = Console;
-    let mut editor = LineEditor::new();
+    let mut editor = LineEditor::new(COMMAND_NAMES);
     let mut notices = Notices::new();
+    // The editor's echo, cursor moves and redraws go straight out.
+    let mut show = |bytes: &[u8]| {
+        let Ok(()) = Console.write_all(bytes);
+    };
     println!("type 'help' for the commands");
     print!("{}", prompt());
     let mut input = [0u8; 32];
@@ -50,42 +51,35 @@ pub fn run() -> ! {
         timer::wait_for_interrupt_unless(|| input_ready() || notices.pending());
         if notices.pending() {
             // The notice goes above the line being typed, which is then
-            // drawn again as it was.
+            // drawn again as it was, cursor included.
             print!("{CLEAR_LINE}");
-            notices.print(&mut console);
-            print!("{}{}", prompt(), editor.current());
+            notices.print(&mut Console);
+            print!("{}", prompt());
+            editor.redraw(&mut show);
         }
         if !input_ready() {
             continue;
         }
-        let Ok(count) = console.read(&mut input);
+        let Ok(count) = Console.read(&mut input);
         for &byte in &input[..count] {
-            match editor.feed(byte) {
-                Action::Nothing => {}
-                Action::Echo(byte) => write(&mut console, &[byte]),
-                Action::EraseChar => write(&mut console, ERASE_CHAR),
-                Action::EraseLine(count) => {
-                    for _ in 0..count {
-                        write(&mut console, ERASE_CHAR);
-                    }
-                }
-                Action::Line(line) => {
-                    write(&mut console, b"\r\n");
-                    execute(line, &mut console);
+            match editor.feed(byte, &mut show) {
+                None => {}
+                Some(Event::Line(line)) => {
+                    execute(line, &mut Console);
                     print!("{}", prompt());
                 }
-                Action::Overlong => {
-                    write(&mut console, b"\r\n");
+                Some(Event::Overlong) => {
                     println!("error: line too long (at most {MAX_LINE_LEN} characters); ignored");
                     print!("{}", prompt());
+                }
+                Some(Event::Cancelled) => print!("{}", prompt()),
+                Some(Event::Redraw) => {
+                    print!("{}", prompt());
+                    editor.redraw(&mut show);
                 }
             }
         }
     }
-}
-
-fn write(console: &mut Console, bytes: &[u8]) {
-    let Ok(()) = console.write_all(bytes);
 }
 
 fn input_ready() -> bool {

@@ -119,6 +119,9 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// In pipeline order: each stage builds on the ones before it.
+    pub const ALL: [Stage; 3] = [Stage::SourcePrepared, Stage::Configured, Stage::Built];
+
     fn file_name(self) -> &'static str {
         match self {
             Stage::SourcePrepared => "source-prepared",
@@ -182,6 +185,32 @@ impl QemuDirs {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Runs `stage` unless its stamp says it finished. Before `body`, the
+    /// stamps of this and every later stage go (their work builds on this
+    /// one) and so do the `half_done` paths an interrupted run may have
+    /// left; the stamp is written only once `body` succeeded. So a stage
+    /// interrupted anywhere (error, Ctrl-C, power cut) is redone from
+    /// scratch by the next run. Returns whether it ran.
+    pub fn run_stage(
+        &self,
+        stage: Stage,
+        half_done: &[&Path],
+        body: impl FnOnce() -> Result<()>,
+    ) -> Result<bool> {
+        if self.is_done(stage) {
+            return Ok(false);
+        }
+        for later in Stage::ALL.iter().skip_while(|s| **s != stage) {
+            self.mark_undone(*later)?;
+        }
+        for path in half_done {
+            crate::util::remove_dir_all_if_exists(path)?;
+        }
+        body()?;
+        self.mark_done(stage)?;
+        Ok(true)
     }
 
     pub fn log_file(&self, name: &str) -> Result<PathBuf> {

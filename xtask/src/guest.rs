@@ -1,9 +1,9 @@
 //! Runs the guest non-interactively through its serial console: the
 //! in-guest test suite (`-append test`) and the scripted stopwatch demo.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,7 +30,12 @@ pub struct SerialConsole {
     /// When set, output is echoed to our stderr as lines with this prefix.
     live_prefix: Option<String>,
     live_pending: Vec<u8>,
+    /// The test or run this QEMU serves, for messages.
+    name: String,
 }
+
+/// How many console lines a hang report shows.
+const HANG_REPORT_LINES: usize = 12;
 
 /// How waiting for output ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,14 +47,24 @@ enum Waited {
 
 impl SerialConsole {
     /// Starts QEMU for `config` with piped stdio.
+    /// Its messages name it after `config` until [`SerialConsole::named`].
     pub fn spawn(repo: &Repo, config: &VmConfig, live_prefix: Option<String>) -> Result<Self> {
-        let mut child = config
-            .command(repo)
+        Self::spawn_command(config.command(repo), &format!("QEMU {config}"), live_prefix)
+    }
+
+    /// Starts `command` (a QEMU, or in tests a stand-in) with piped stdio;
+    /// `name` says what it is for in messages.
+    pub fn spawn_command(
+        mut command: Command,
+        name: &str,
+        live_prefix: Option<String>,
+    ) -> Result<Self> {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("could not start {}", repo.qemu_binary().display()))?;
+            .with_context(|| format!("could not start {}", command.get_program().display()))?;
         let (sender, chunks) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -73,7 +88,58 @@ impl SerialConsole {
             closed: false,
             live_prefix,
             live_pending: Vec::new(),
+            name: name.to_string(),
         })
+    }
+
+    /// Names the test this QEMU runs, for the messages of its failures.
+    pub fn named(mut self, test: &str) -> Self {
+        self.name = test.to_string();
+        self
+    }
+
+    /// The last `count` non-empty lines the console printed, cleaned of
+    /// carriage returns and escape sequences' control bytes.
+    pub fn last_lines(&self, count: usize) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.output);
+        let lines: Vec<String> = text
+            .split('\n')
+            .map(|line| {
+                line.chars()
+                    .filter(|c| !c.is_control() || *c == '\t')
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            })
+            .filter(|line| !line.is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(count)..].to_vec()
+    }
+
+    /// Kills a QEMU that did not do `what` within `timeout`, and returns
+    /// the error that says so: the test, the wait, the last console lines.
+    pub fn hung(&mut self, what: &str, timeout: Duration) -> anyhow::Error {
+        if let Ok(None) = self.child.try_wait() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+        // Whatever QEMU printed before it died.
+        self.take_unread();
+        let lines = self.last_lines(HANG_REPORT_LINES);
+        let shown = if lines.is_empty() {
+            "    (nothing)".to_string()
+        } else {
+            lines
+                .iter()
+                .map(|line| format!("    | {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        anyhow!(
+            "{}: QEMU hung: {what} within {}s; killed it. Its last console lines:\n{shown}",
+            self.name,
+            timeout.as_secs_f64()
+        )
     }
 
     /// Everything printed so far, as text.
@@ -143,8 +209,8 @@ impl SerialConsole {
                 self.consumed += end;
                 Ok(text)
             }
-            Waited::Closed => bail!("QEMU exited before printing {needle:?}"),
-            Waited::TimedOut => bail!("no {needle:?} within {}s", timeout.as_secs()),
+            Waited::Closed => bail!("{}: QEMU exited before printing {needle:?}", self.name),
+            Waited::TimedOut => Err(self.hung(&format!("no {needle:?}"), timeout)),
         }
     }
 
@@ -178,11 +244,14 @@ impl SerialConsole {
                 self.consumed += end;
                 Ok(text)
             }
-            Waited::Closed => bail!("QEMU exited after {found} of {count} {needle:?}"),
-            Waited::TimedOut => bail!(
-                "{}s passed after {found} of {count} {needle:?}",
-                timeout.as_secs()
+            Waited::Closed => bail!(
+                "{}: QEMU exited after {found} of {count} {needle:?}",
+                self.name
             ),
+            Waited::TimedOut => {
+                let what = format!("only {found} of {count} {needle:?}");
+                Err(self.hung(&what, timeout))
+            }
         }
     }
 
@@ -268,13 +337,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// `Err` why it failed.
 pub fn run_guest_tests(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> {
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, config, Some(format!("    [{config}] ")))?;
+    let mut console = SerialConsole::spawn(repo, config, Some(format!("    [{config}] ")))?
+        .named(&format!("guest tests {config}"));
     let Some(status) = console.wait_exit(timeout)? else {
-        bail!(
-            "QEMU hung in configuration {config}: no exit after {}s, killed it \
-             (the guest tests must end with a semihosting exit)",
-            timeout.as_secs()
-        );
+        return Err(console.hung(
+            "no semihosting exit (the guest tests must end with one)",
+            timeout,
+        ));
     };
     let transcript = console.transcript();
     let Some(TestSummary { passed, failed, .. }) = TestSummary::find_last(&transcript) else {
@@ -345,12 +414,10 @@ fn run_fatal_mode(repo: &Repo, mode: &str, needles: &[&str], timeout: Duration) 
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, &config, Some(format!("    [{mode}] ")))?;
+    let mut console = SerialConsole::spawn(repo, &config, Some(format!("    [{mode}] ")))?
+        .named(&format!("guest report of `-append {mode}`"));
     let Some(status) = console.wait_exit(timeout)? else {
-        bail!(
-            "QEMU hung in `-append {mode}`: killed after {}s",
-            timeout.as_secs()
-        );
+        return Err(console.hung(&format!("no exit in `-append {mode}`"), timeout));
     };
     let transcript = console.transcript();
     for needle in needles {
@@ -377,7 +444,8 @@ pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<Strin
             ..VmConfig::default()
         };
         eprintln!("    {}", config.command_line());
-        let mut console = SerialConsole::spawn(repo, &config, None)?;
+        let mut console = SerialConsole::spawn(repo, &config, None)?
+            .named(&format!("shipped kernel ({kernel:?})"));
         console
             .expect(PROMPT, timeout)
             .with_context(|| format!("{kernel:?}: no shell prompt"))?;
@@ -387,9 +455,10 @@ pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<Strin
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    let mut console =
+        SerialConsole::spawn(repo, &config, None)?.named("shipped kernel, `-append test`");
     let Some(status) = console.wait_exit(timeout)? else {
-        bail!("the shipped kernel hung on `-append test`");
+        return Err(console.hung("no exit", timeout));
     };
     ensure!(
         status.code() == Some(exit_status::NO_TESTS),
@@ -651,13 +720,11 @@ pub fn run_startup_failure(
 ) -> Result<String> {
     let config = &failure.config;
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, config, Some("    [start-up] ".to_string()))?;
+    let mut console = SerialConsole::spawn(repo, config, Some("    [start-up] ".to_string()))?
+        .named(failure.name);
     let Some(status) = console.wait_exit(timeout)? else {
-        bail!(
-            "{}: QEMU hung, killed after {}s",
-            failure.name,
-            timeout.as_secs()
-        );
+        let what = format!("no exit with status {}", failure.status);
+        return Err(console.hung(&what, timeout));
     };
     if status.code() != Some(failure.status) {
         bail!(
@@ -698,7 +765,7 @@ impl Demo {
     pub fn run(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<()> {
         eprintln!("    {}", config.command_line());
         let mut demo = Demo {
-            console: SerialConsole::spawn(repo, config, None)?,
+            console: SerialConsole::spawn(repo, config, None)?.named("demo"),
             transcript: Vec::new(),
             checks: Vec::new(),
         };
@@ -851,6 +918,70 @@ pub fn clean_response(raw: &str, command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for a QEMU that prints `script`'s output, then hangs.
+    fn hanging(script: &str) -> SerialConsole {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("{script}; exec sleep 600")]);
+        SerialConsole::spawn_command(command, "a stand-in QEMU", None).unwrap()
+    }
+
+    #[test]
+    fn a_hung_qemu_is_killed_and_reported_with_its_test_and_last_lines() {
+        let mut console = hanging(
+            "printf 'booting\\r\\n'; for i in $(seq 1 14); do echo \"line $i\"; done; \
+             printf 'stopwatch> '",
+        )
+        .named("guest tests cortex-a53+gicv2");
+        let timeout = Duration::from_millis(500);
+        assert!(console.wait_exit(timeout).unwrap().is_none(), "it hangs");
+        let message = format!("{:#}", console.hung("no semihosting exit", timeout));
+        assert!(
+            message.starts_with(
+                "guest tests cortex-a53+gicv2: QEMU hung: no semihosting exit within 0.5s; \
+                 killed it. Its last console lines:\n"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("    | line 4\n"), "{message}");
+        assert!(
+            message.ends_with("    | line 14\n    | stopwatch>"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("| line 3\n"),
+            "only the last lines: {message}"
+        );
+        assert!(console.child.try_wait().unwrap().is_some(), "killed");
+    }
+
+    #[test]
+    fn output_that_never_comes_kills_qemu_and_says_what_was_awaited() {
+        let mut console = hanging("echo 'stopwatch> start'").named("serial fuzz");
+        let error = console
+            .expect("1.00 seconds", Duration::from_millis(300))
+            .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.starts_with("serial fuzz: QEMU hung: no \"1.00 seconds\" within 0.3s"),
+            "{message}"
+        );
+        assert!(message.ends_with("    | stopwatch> start"), "{message}");
+        assert!(console.child.try_wait().unwrap().is_some(), "killed");
+
+        let mut console = hanging("echo 'stopwatch> '").named("serial paste");
+        let message = format!(
+            "{:#}",
+            console
+                .expect_many(PROMPT, 3, Duration::from_millis(300))
+                .unwrap_err()
+        );
+        assert!(
+            message.starts_with("serial paste: QEMU hung: only 1 of 3 \"stopwatch> \""),
+            "{message}"
+        );
+        assert!(console.child.try_wait().unwrap().is_some(), "killed");
+    }
 
     #[test]
     fn strips_echo_prompt_and_carriage_returns() {

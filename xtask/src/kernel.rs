@@ -112,7 +112,7 @@ fn build_flavor(repo: &Repo, flavor: Flavor) -> Result<()> {
         .join("release")
         .join(PACKAGE);
     let installed = repo.kernel_elf(flavor);
-    util::copy_if_newer(&elf, &installed)
+    util::install_copy(&elf, &installed)
         .with_context(|| format!("cargo built, but {} is missing", elf.display()))?;
     write_image(&installed, &repo.kernel_image_of(flavor), flavor)
 }

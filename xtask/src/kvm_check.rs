@@ -214,10 +214,11 @@ fn audit_run(
 /// A guest run that must exit with status 0 after printing `marker`.
 fn run_to_exit(repo: &Repo, config: &VmConfig, marker: &str, timeout: Duration) -> Result<()> {
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, config, None)?;
-    let status = console
-        .wait_exit(timeout)?
-        .with_context(|| format!("no exit within {}s", timeout.as_secs()))?;
+    let mut console =
+        SerialConsole::spawn(repo, config, None)?.named(&format!("kvm-check ({config})"));
+    let Some(status) = console.wait_exit(timeout)? else {
+        return Err(console.hung(&format!("no exit after {marker:?}"), timeout));
+    };
     let transcript = console.transcript();
     ensure!(
         status.success() && transcript.contains(marker),

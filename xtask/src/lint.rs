@@ -66,7 +66,9 @@ fn device_clippy(session: &Session) -> Result<()> {
     // The tree is shared by every checkout with the same build inputs:
     // hold the build lock, or another checkout's build could compile
     // half of this sync and half of its own.
-    let _lock = crate::qemu_build::lock_build_dir(&dirs)?;
+    let _lock = crate::util::lock_file(&dirs.lock_path(), "linting the device", |message| {
+        eprintln!("{message}")
+    })?;
     // Lint the device as it is now, not as the last build copied it.
     crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
     eprintln!("    ninja clippy   (device crates, QEMU's lint set)");

@@ -7,11 +7,13 @@ mod bench;
 mod cache;
 mod debian_mirror;
 mod debug_tests;
+mod device_fuzz;
 mod doc_excerpts;
 mod guest;
 mod inspect;
 mod kernel;
 mod kvm_check;
+mod line_editing_test;
 mod lint;
 mod meson_wrap;
 mod mmio_lint;
@@ -189,16 +191,25 @@ enum Cmd {
     },
     /// Fuzz at length: `serial` sends bursts of hostile bytes to the guest
     /// shell, each followed by a command whose answer must come back right
-    /// (`cargo xtask test` runs 2,000 bursts of a fixed seed).
+    /// (`cargo xtask test` runs 2,000 bursts of a fixed seed); `device`
+    /// runs random guest accesses, clock steps, resets and migrations on
+    /// the real device over qtest and on its model, which must agree
+    /// (`cargo xtask test` runs 100,000 operations of a fixed seed).
     Fuzz {
         /// What to fuzz.
         target: FuzzTarget,
         /// Seed (decimal or 0x hex); default: a new one, printed.
         #[arg(long, value_parser = parse_seed)]
         seed: Option<u64>,
-        /// Bursts (serial) to send.
-        #[arg(long, default_value_t = 20_000)]
-        bursts: u64,
+        /// Bursts to send (serial; default 20,000).
+        #[arg(long)]
+        bursts: Option<u64>,
+        /// Operations to run (device; default 1,000,000).
+        #[arg(long)]
+        ops: Option<u64>,
+        /// Replay the operations in FILE, as a failure writes them (device).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["seed", "ops"])]
+        replay: Option<std::path::PathBuf>,
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -228,6 +239,17 @@ enum Cmd {
 enum FuzzTarget {
     /// The guest shell's serial input.
     Serial,
+    /// The device against its model, over qtest.
+    Device,
+}
+
+impl FuzzTarget {
+    fn name(self) -> &'static str {
+        match self {
+            FuzzTarget::Serial => "serial",
+            FuzzTarget::Device => "device",
+        }
+    }
 }
 
 /// A seed in decimal or `0x` hex.
@@ -455,20 +477,48 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Fuzz {
-            target: FuzzTarget::Serial,
+            target,
             seed,
             bursts,
+            ops,
+            replay,
             options,
         } => {
+            let wrong = match target {
+                FuzzTarget::Serial if ops.is_some() => Some("--ops"),
+                FuzzTarget::Serial if replay.is_some() => Some("--replay"),
+                FuzzTarget::Device if bursts.is_some() => Some("--bursts"),
+                _ => None,
+            };
+            if let Some(option) = wrong {
+                anyhow::bail!(
+                    "{option} does not apply to `fuzz {}`: --bursts is for serial, \
+                     --ops and --replay for device",
+                    target.name()
+                );
+            }
             let session = Session::new(&options)?;
-            session.build_all(true, &mut Vec::new())?;
+            session.build_all(matches!(target, FuzzTarget::Serial), &mut Vec::new())?;
             let seed = seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |t| t.as_nanos() as u64)
             });
-            let result = serial_fuzz::run(&session.repo, seed, bursts, Duration::from_secs(60))?;
-            eprintln!("fuzz serial: {result}");
+            let result = match target {
+                FuzzTarget::Serial => serial_fuzz::run(
+                    &session.repo,
+                    seed,
+                    bursts.unwrap_or(20_000),
+                    Duration::from_secs(60),
+                )?,
+                FuzzTarget::Device => device_fuzz::run(
+                    &session.repo,
+                    seed,
+                    ops.unwrap_or(1_000_000),
+                    replay.as_deref(),
+                )?,
+            };
+            eprintln!("fuzz {}: {result}", target.name());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint { options } => {

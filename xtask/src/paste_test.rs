@@ -92,7 +92,7 @@ pub fn run_demo_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) ->
 
 fn start(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<SerialConsole> {
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, config, None)?;
+    let mut console = SerialConsole::spawn(repo, config, None)?.named("serial paste");
     console
         .expect(PROMPT, boot_timeout)
         .context("the guest shell never showed its prompt")?;

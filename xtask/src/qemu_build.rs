@@ -17,7 +17,7 @@ use crate::pins;
 use crate::prereqs::HostTools;
 use crate::qemu_source::{self, QemuTarball};
 use crate::repo::Repo;
-use crate::util::{self, format_duration, stdout_of, Step, SummaryRow};
+use crate::util::{self, format_duration, stdout_of, MirrorReport, Step, SummaryRow};
 
 /// QEMU's configure options: only aarch64, only the devices of the `virt`
 /// board, Rust on, nothing downloaded at build time; TCG plugins on, for
@@ -80,23 +80,64 @@ pub fn build(
 ) -> Result<PathBuf> {
     let key = cache_key(repo, tarball, tools)?;
     let dirs = QemuDirs::new(cache, pins::QEMU_VERSION, &key);
-    let _lock = lock_build_dir(&dirs)?;
+    let _lock = util::lock_file(&dirs.lock_path(), "building QEMU", |message| {
+        eprintln!("{message}")
+    })?;
+    let mut stages = RealStages {
+        repo,
+        cache,
+        tarball,
+        tools,
+    };
+    run_stages(&dirs, &mut stages, &repo.qemu_binary(), summary)?;
+    note_old_builds(cache, &dirs);
+    Ok(repo.qemu_binary())
+}
 
+/// The work of each stage of a QEMU build. [`RealStages`] does it; the
+/// tests fake it to interrupt the pipeline anywhere.
+trait Stages {
+    /// The tarball, downloaded if needed and verified.
+    fn fetch(&mut self) -> Result<PathBuf>;
+    /// A patched source tree in `dirs.src` (which is empty).
+    fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()>;
+    /// `qemu-device/` into the source tree, changed files only.
+    fn sync_device(&mut self, dirs: &QemuDirs) -> Result<MirrorReport>;
+    /// configure into `dirs.build` (which is empty).
+    fn configure(&mut self, dirs: &QemuDirs) -> Result<()>;
+    /// ninja, incremental; returns what it did.
+    fn ninja(&mut self, dirs: &QemuDirs) -> Result<String>;
+    /// The built binary runs and is the right one.
+    fn check(&mut self, dirs: &QemuDirs, binary: &Path) -> Result<()>;
+}
+
+/// The pipeline: each stamped stage runs only if its stamp is missing, and
+/// stamps only once it succeeded ([`QemuDirs::run_stage`]), so a run
+/// interrupted anywhere is picked up where it stopped; ninja always runs
+/// (it is incremental and recovers from interruption itself); a built
+/// binary that fails its check gets one rebuild from scratch; the result
+/// is installed at `install_to` unless an untouched copy is there.
+fn run_stages(
+    dirs: &QemuDirs,
+    stages: &mut dyn Stages,
+    install_to: &Path,
+    summary: &mut Vec<SummaryRow>,
+) -> Result<()> {
     if dirs.is_done(Stage::SourcePrepared) {
         summary.push(up_to_date("QEMU source"));
     } else {
         let step = Step::start("QEMU source");
         eprintln!("    preparing {}", dirs.src.display());
-        // No stamp: new key, or an interrupted run left a partial tree.
-        util::remove_dir_all_if_exists(&dirs.root)?;
-        let tarball_path = qemu_source::fetch_tarball(cache, tarball)?;
-        qemu_source::prepare(&repo.root, cache, &tarball_path, &dirs)?;
-        dirs.mark_done(Stage::SourcePrepared)?;
+        // No stamp: a new key, or an interrupted run left a partial tree.
+        dirs.run_stage(Stage::SourcePrepared, &[&dirs.root], || {
+            let tarball = stages.fetch()?;
+            stages.prepare(&tarball, dirs)
+        })?;
         summary.push(step.finish("prepared"));
     }
 
     let step = Step::start("Device sync (qemu-device/ into the QEMU tree)");
-    let synced = qemu_source::sync_device(&repo.root, &dirs.src)?;
+    let synced = stages.sync_device(dirs)?;
     for path in &synced.written {
         eprintln!("    updated {}", path.display());
     }
@@ -108,14 +149,23 @@ pub fn build(
 
     let binary = dirs.build.join(NINJA_TARGET);
     for attempt in 1..=2 {
-        configure(&dirs, tools, summary)?;
+        if dirs.is_done(Stage::Configured) {
+            summary.push(up_to_date("QEMU configure"));
+        } else {
+            let step = Step::start("QEMU: configure");
+            dirs.run_stage(Stage::Configured, &[&dirs.build], || {
+                fs::create_dir_all(&dirs.build)
+                    .with_context(|| format!("could not create {}", dirs.build.display()))?;
+                stages.configure(dirs)
+            })?;
+            summary.push(step.finish("configured"));
+        }
         let step = Step::start("QEMU: ninja");
-        let outcome = run_ninja(&dirs, tools)?;
-        match check_version(&binary) {
+        let outcome = stages.ninja(dirs)?;
+        match stages.check(dirs, &binary) {
             Ok(()) => {
-                // ninja runs every time (it is incremental and picks up
-                // device changes); this stamp only records that the
-                // directory produced a working QEMU.
+                // This stamp only records that the directory produced a
+                // working QEMU (ninja runs every time).
                 dirs.mark_done(Stage::Built)?;
                 summary.push(step.finish(&outcome));
                 break;
@@ -125,39 +175,48 @@ pub fn build(
                     "The QEMU build in {} looks corrupt ({error:#}): rebuilding it from scratch.",
                     dirs.build.display()
                 );
-                dirs.mark_undone(Stage::Built)?;
                 dirs.mark_undone(Stage::Configured)?;
             }
             Err(error) => return Err(error.context("QEMU built, but the binary is unusable")),
         }
     }
-
-    check_rust_devices(&dirs.build)?;
-    util::copy_if_newer(&binary, &repo.qemu_binary())?;
-    note_old_builds(cache, &dirs);
-    Ok(repo.qemu_binary())
+    util::install_copy(&binary, install_to)?;
+    Ok(())
 }
 
-/// Locks the keyed directory for as long as the returned file lives, so
-/// that two `cargo xtask` runs never build into the same tree at once (the
-/// second one waits).
-pub fn lock_build_dir(dirs: &QemuDirs) -> Result<fs::File> {
-    let path = dirs.lock_path();
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("could not create {}", parent.display()))?;
+/// The real work of each stage.
+struct RealStages<'a> {
+    repo: &'a Repo,
+    cache: &'a Cache,
+    tarball: &'a QemuTarball,
+    tools: &'a HostTools,
+}
+
+impl Stages for RealStages<'_> {
+    fn fetch(&mut self) -> Result<PathBuf> {
+        qemu_source::fetch_tarball(self.cache, self.tarball)
     }
-    let file =
-        fs::File::create(&path).with_context(|| format!("could not create {}", path.display()))?;
-    if file.try_lock().is_err() {
-        eprintln!(
-            "Waiting for another `cargo xtask` that is building in {}...",
-            dirs.root.display()
-        );
-        file.lock()
-            .with_context(|| format!("could not lock {}", path.display()))?;
+
+    fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()> {
+        qemu_source::prepare(&self.repo.root, self.cache, tarball, dirs)
     }
-    Ok(file)
+
+    fn sync_device(&mut self, dirs: &QemuDirs) -> Result<MirrorReport> {
+        qemu_source::sync_device(&self.repo.root, &dirs.src)
+    }
+
+    fn configure(&mut self, dirs: &QemuDirs) -> Result<()> {
+        configure(dirs, self.tools)
+    }
+
+    fn ninja(&mut self, dirs: &QemuDirs) -> Result<String> {
+        run_ninja(dirs, self.tools)
+    }
+
+    fn check(&mut self, dirs: &QemuDirs, binary: &Path) -> Result<()> {
+        check_version(binary)?;
+        check_rust_devices(&dirs.build)
+    }
 }
 
 fn up_to_date(name: &str) -> SummaryRow {
@@ -169,16 +228,8 @@ fn up_to_date(name: &str) -> SummaryRow {
     }
 }
 
-/// Runs configure into a fresh build directory unless already done.
-fn configure(dirs: &QemuDirs, tools: &HostTools, summary: &mut Vec<SummaryRow>) -> Result<()> {
-    if dirs.is_done(Stage::Configured) {
-        summary.push(up_to_date("QEMU configure"));
-        return Ok(());
-    }
-    let step = Step::start("QEMU: configure");
-    util::remove_dir_all_if_exists(&dirs.build)?;
-    fs::create_dir_all(&dirs.build)
-        .with_context(|| format!("could not create {}", dirs.build.display()))?;
+/// Runs QEMU's configure in the (empty) build directory.
+fn configure(dirs: &QemuDirs, tools: &HostTools) -> Result<()> {
     let log_path = dirs.log_file("configure.log")?;
     let log = fs::File::create(&log_path)
         .with_context(|| format!("could not create {}", log_path.display()))?;
@@ -202,8 +253,6 @@ fn configure(dirs: &QemuDirs, tools: &HostTools, summary: &mut Vec<SummaryRow>) 
             log_path.display()
         );
     }
-    dirs.mark_done(Stage::Configured)?;
-    summary.push(step.finish("configured"));
     Ok(())
 }
 
@@ -434,5 +483,268 @@ mod tests {
         ] {
             assert!(matches!(parse_ninja_line(other), NinjaLine::Other(_)));
         }
+    }
+}
+
+/// Faults of the pipeline, on fake stages in a temporary cache: every
+/// stage interrupted half-way, damaged downloads and binaries. (The guest
+/// kernel's stage is cargo, which records a build only once it finished,
+/// then [`util::install_copy`], tested in `util`; the lock is tested there
+/// too.)
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::util::{fetch_verified, sha256_hex, Pinned};
+
+    const TARBALL: &[u8] = b"qemu-10.2.2 source tarball";
+    const BINARY: &[u8] = b"QEMU emulator version 10.2.2";
+
+    /// Stages that write a few files each and can be interrupted in the
+    /// middle of one: what they wrote so far stays, as after a Ctrl-C.
+    struct FakeStages {
+        downloads: PathBuf,
+        interrupt: Option<&'static str>,
+        /// The stages that ran, in order.
+        ran: Vec<&'static str>,
+        downloaded: usize,
+    }
+
+    impl FakeStages {
+        fn new(scratch: &Path, interrupt: Option<&'static str>) -> FakeStages {
+            FakeStages {
+                downloads: scratch.join("downloads"),
+                interrupt,
+                ran: Vec::new(),
+                downloaded: 0,
+            }
+        }
+
+        fn enter(&mut self, stage: &'static str) {
+            self.ran.push(stage);
+        }
+
+        fn maybe_interrupt(&self, stage: &str) -> Result<()> {
+            if self.interrupt == Some(stage) {
+                bail!("interrupted during {stage}");
+            }
+            Ok(())
+        }
+    }
+
+    fn ensure_empty(dir: &Path) -> Result<()> {
+        let leftovers = fs::read_dir(dir).map_or(0, |entries| entries.count());
+        if leftovers > 0 {
+            bail!(
+                "{} holds {leftovers} entries of a half-done run",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    impl Stages for FakeStages {
+        fn fetch(&mut self) -> Result<PathBuf> {
+            self.enter("download");
+            fs::create_dir_all(&self.downloads)?;
+            let path = self.downloads.join("qemu.tar.xz");
+            let pinned = [Pinned {
+                path: path.clone(),
+                sha256: &sha256_hex(TARBALL),
+            }];
+            let interrupted = self.interrupt == Some("download");
+            fetch_verified(&pinned, || {
+                self.downloaded += 1;
+                if interrupted {
+                    // Half the file arrived.
+                    fs::write(&path, &TARBALL[..TARBALL.len() / 2])?;
+                    bail!("interrupted during download");
+                }
+                fs::write(&path, TARBALL)?;
+                Ok(())
+            })?;
+            Ok(path)
+        }
+
+        fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()> {
+            self.enter("prepare");
+            ensure_empty(&dirs.src)?;
+            fs::create_dir_all(&dirs.src)?;
+            fs::write(dirs.src.join("extracted"), fs::read(tarball)?)?;
+            self.maybe_interrupt("prepare")?;
+            fs::write(dirs.src.join("patched"), "all patches applied")?;
+            Ok(())
+        }
+
+        fn sync_device(&mut self, dirs: &QemuDirs) -> Result<MirrorReport> {
+            if !dirs.src.join("patched").is_file() {
+                bail!("syncing the device into an unpatched tree");
+            }
+            Ok(MirrorReport::default())
+        }
+
+        fn configure(&mut self, dirs: &QemuDirs) -> Result<()> {
+            self.enter("configure");
+            ensure_empty(&dirs.build)?;
+            fs::write(dirs.build.join("meson-private"), "half")?;
+            self.maybe_interrupt("configure")?;
+            fs::write(dirs.build.join("build.ninja"), "configured")?;
+            Ok(())
+        }
+
+        fn ninja(&mut self, dirs: &QemuDirs) -> Result<String> {
+            self.enter("ninja");
+            if !dirs.build.join("build.ninja").is_file() {
+                bail!("ninja: build.ninja missing");
+            }
+            // Like ninja, trust an existing output (even a damaged one).
+            let binary = dirs.build.join(NINJA_TARGET);
+            if !binary.exists() {
+                if self.interrupt == Some("ninja") {
+                    fs::write(&binary, &BINARY[..4])?;
+                    bail!("interrupted during ninja");
+                }
+                fs::write(&binary, BINARY)?;
+            }
+            Ok("ok".into())
+        }
+
+        fn check(&mut self, _dirs: &QemuDirs, binary: &Path) -> Result<()> {
+            self.enter("check");
+            if fs::read(binary)? != BINARY {
+                bail!("{} does not run", binary.display());
+            }
+            Ok(())
+        }
+    }
+
+    struct Scratch {
+        root: PathBuf,
+        dirs: QemuDirs,
+        installed: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let root = std::env::temp_dir()
+                .join(format!("xtask-faults-{}", std::process::id()))
+                .join(name);
+            let _ = fs::remove_dir_all(&root);
+            let cache = Cache {
+                root: root.join("cache"),
+            };
+            Scratch {
+                dirs: QemuDirs::new(&cache, "10.2.2", "0123456789abcdef"),
+                installed: root.join("vm/qemu-system-aarch64"),
+                root,
+            }
+        }
+
+        fn build(&self, stages: &mut FakeStages) -> Result<()> {
+            run_stages(&self.dirs, stages, &self.installed, &mut Vec::new())
+        }
+
+        fn assert_complete(&self) {
+            assert_eq!(fs::read(self.dirs.src.join("extracted")).unwrap(), TARBALL);
+            assert!(self.dirs.src.join("patched").is_file());
+            assert!(self.dirs.build.join("build.ninja").is_file());
+            assert_eq!(fs::read(&self.installed).unwrap(), BINARY);
+            assert!(Stage::ALL.iter().all(|stage| self.dirs.is_done(*stage)));
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    #[test]
+    fn a_build_interrupted_at_any_stage_recovers_on_the_next_run() {
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "download",
+                &["download", "prepare", "configure", "ninja", "check"],
+            ),
+            (
+                "prepare",
+                &["download", "prepare", "configure", "ninja", "check"],
+            ),
+            ("configure", &["configure", "ninja", "check"]),
+            // ninja trusts the half-written binary; the check catches it
+            // and the build directory is redone from configure on.
+            ("ninja", &["ninja", "check", "configure", "ninja", "check"]),
+        ];
+        for (stage, redone) in cases {
+            let scratch = Scratch::new(stage);
+            let error = scratch
+                .build(&mut FakeStages::new(&scratch.root, Some(stage)))
+                .unwrap_err();
+            assert!(format!("{error:#}").contains("interrupted"), "{error:#}");
+            assert!(!scratch.installed.exists(), "{stage}: nothing installed");
+
+            let mut second = FakeStages::new(&scratch.root, None);
+            scratch
+                .build(&mut second)
+                .unwrap_or_else(|e| panic!("after an interrupted {stage}: {e:#}"));
+            assert_eq!(second.ran, redone, "after an interrupted {stage}");
+            scratch.assert_complete();
+
+            let mut third = FakeStages::new(&scratch.root, None);
+            scratch.build(&mut third).unwrap();
+            assert_eq!(third.ran, ["ninja", "check"], "then all is done");
+        }
+    }
+
+    #[test]
+    fn a_damaged_download_is_fetched_again() {
+        let scratch = Scratch::new("damaged-download");
+        let mut stages = FakeStages::new(&scratch.root, None);
+        fs::create_dir_all(&stages.downloads).unwrap();
+        let tarball = stages.downloads.join("qemu.tar.xz");
+        fs::write(&tarball, b"qemu-10.2.2 source tarbalX").unwrap();
+        scratch.build(&mut stages).unwrap();
+        assert_eq!(stages.downloaded, 1, "downloaded again");
+        scratch.assert_complete();
+
+        // A good download is not fetched again.
+        let fresh = Scratch::new("good-download");
+        let mut stages = FakeStages::new(&scratch.root, None);
+        fresh.build(&mut stages).unwrap();
+        assert_eq!(stages.downloaded, 0);
+    }
+
+    #[test]
+    fn a_damaged_built_binary_is_rebuilt() {
+        let scratch = Scratch::new("damaged-binary");
+        scratch
+            .build(&mut FakeStages::new(&scratch.root, None))
+            .unwrap();
+        let built = scratch.dirs.build.join(NINJA_TARGET);
+        fs::write(&built, b"garbage of another length").unwrap();
+        let mut stages = FakeStages::new(&scratch.root, None);
+        scratch.build(&mut stages).unwrap();
+        assert_eq!(
+            stages.ran,
+            ["ninja", "check", "configure", "ninja", "check"]
+        );
+        scratch.assert_complete();
+    }
+
+    #[test]
+    fn a_damaged_installed_binary_is_installed_again() {
+        let scratch = Scratch::new("damaged-install");
+        scratch
+            .build(&mut FakeStages::new(&scratch.root, None))
+            .unwrap();
+        // Same size, written in place (as a bad copy or a stray write),
+        // later than the build (file times tick in milliseconds).
+        std::thread::sleep(Duration::from_millis(20));
+        let mut damaged = BINARY.to_vec();
+        damaged[0] ^= 0xff;
+        fs::write(&scratch.installed, &damaged).unwrap();
+        scratch
+            .build(&mut FakeStages::new(&scratch.root, None))
+            .unwrap();
+        scratch.assert_complete();
     }
 }

@@ -13,7 +13,9 @@ use crate::debian_mirror;
 use crate::meson_wrap::CrateWrap;
 use crate::pins;
 use crate::prereqs::cargo;
-use crate::util::{self, run_captured, sha256_file, verify_sha256, MirrorReport};
+use crate::util::{
+    self, fetch_verified, run_captured, sha256_file, verify_sha256, MirrorReport, Pinned,
+};
 
 /// Environment variable naming an upstream release tarball to build from.
 pub const TARBALL_ENV: &str = "STOPWATCH_QEMU_TARBALL";
@@ -60,15 +62,17 @@ pub fn fetch_tarball(cache: &Cache, tarball: &QemuTarball) -> Result<PathBuf> {
         QemuTarball::Debian => {
             let dir = cache.downloads().join("qemu");
             let orig = dir.join(pins::DEBIAN_ORIG_TARBALL.name);
-            if !orig.is_file() {
-                download_debian_source(cache, &dir)?;
-            }
-            for file in pins::DEBIAN_SOURCE_FILES {
-                let path = dir.join(file.name);
-                if path.is_file() || file.name == pins::DEBIAN_ORIG_TARBALL.name {
-                    verify_sha256(&path, file.sha256)?;
-                }
-            }
+            // The build needs the orig tarball; the other files of the
+            // source package are checked when they are there.
+            let files: Vec<Pinned> = pins::DEBIAN_SOURCE_FILES
+                .iter()
+                .map(|file| Pinned {
+                    path: dir.join(file.name),
+                    sha256: file.sha256,
+                })
+                .filter(|file| file.path == orig || file.path.is_file())
+                .collect();
+            fetch_verified(&files, || download_debian_source(cache, &dir))?;
             Ok(orig)
         }
     }
@@ -189,10 +193,14 @@ fn restore_python_wheels(cache: &Cache, src: &Path) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if missing
+    let files: Vec<Pinned> = missing
         .iter()
-        .any(|w| !downloads.join(w.file.name).is_file())
-    {
+        .map(|w| Pinned {
+            path: downloads.join(w.file.name),
+            sha256: w.file.sha256,
+        })
+        .collect();
+    fetch_verified(&files, || {
         eprintln!("Downloading Python wheels for QEMU's configure...");
         let python = python_venv(cache)?;
         run_captured(
@@ -202,12 +210,12 @@ fn restore_python_wheels(cache: &Cache, src: &Path) -> Result<()> {
                 .arg(&downloads)
                 .args(missing.iter().map(|w| w.requirement)),
         )
-        .context("could not download the Python wheels QEMU's configure needs")?;
-    }
+        .context("could not download the Python wheels QEMU's configure needs")
+        .map(drop)
+    })?;
     fs::create_dir_all(&in_tree)?;
     for wheel in missing {
         let downloaded = downloads.join(wheel.file.name);
-        verify_sha256(&downloaded, wheel.file.sha256)?;
         fs::copy(&downloaded, in_tree.join(wheel.file.name))
             .with_context(|| format!("could not copy {}", downloaded.display()))?;
     }

@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use stopwatch_shell::COMMAND_NAMES;
+use stopwatch_shell::command_names;
 use stopwatch_test_rng::TestRng;
 
 use crate::guest::{SerialConsole, PROMPT};
@@ -30,8 +30,45 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 /// `ESC x` pair), Ctrl-U then clears the line, overlong or not.
 const RESYNC: &[u8] = b"~\x15";
 
+/// Bytes a burst never sends: Tab (completion) and the history keys could
+/// turn the fuzz's own lines into a command that ends the session (`e` Tab
+/// Enter is `exit`; Up recalls an earlier line). The line editor's host
+/// tests feed those keys at random instead.
+const NEVER_SENT: &[u8] = b"\t";
+
+/// Commands that end the session or run for long: never named with a
+/// garbage argument (the editor's Ctrl-W could strip the argument).
+const NOT_NAMED: &[&str] = &["exit", "poweroff", "bench", "watch"];
+
 /// One burst of hostile input.
 pub fn burst(rng: &mut TestRng) -> Vec<u8> {
+    let mut bytes = raw_burst(rng);
+    for byte in &mut bytes {
+        if NEVER_SENT.contains(byte) {
+            *byte = b' ';
+        }
+    }
+    // History keys (Up, Down) are left out for the same reason as Tab, and
+    // random bytes can spell one too: any CSI or SS3 sequence
+    // whose final byte is A or B (Up, Down, with or without parameters)
+    // ends with `z` (an unknown key) instead.
+    let mut index = 0;
+    while index + 1 < bytes.len() {
+        if bytes[index] == 0x1b && matches!(bytes[index + 1], b'[' | b'O') {
+            let mut end = index + 2;
+            while end < bytes.len() && (0x20..=0x3f).contains(&bytes[end]) {
+                end += 1;
+            }
+            if end < bytes.len() && matches!(bytes[end], b'A' | b'B') {
+                bytes[end] = b'z';
+            }
+        }
+        index += 1;
+    }
+    bytes
+}
+
+fn raw_burst(rng: &mut TestRng) -> Vec<u8> {
     let mut bytes = Vec::new();
     let pieces = rng.in_range(1..=4);
     for _ in 0..pieces {
@@ -105,7 +142,10 @@ pub fn burst(rng: &mut TestRng) -> Vec<u8> {
             // A real command with a garbage argument: every command
             // rejects an argument that starts with `#`, so none runs.
             13..=16 => {
-                bytes.extend_from_slice(rng.pick(COMMAND_NAMES).as_bytes());
+                let names: Vec<&str> = command_names()
+                    .filter(|name| !NOT_NAMED.contains(name))
+                    .collect();
+                bytes.extend_from_slice(rng.pick(&names).as_bytes());
                 bytes.extend_from_slice(b" #");
                 for _ in 0..rng.in_range(0..=12) {
                     bytes.push(rng.in_range(0x21..=0x7e) as u8);
@@ -178,7 +218,7 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
     };
     eprintln!("    {}", config.command_line());
     eprintln!("    seed {seed:#x}, {bursts} bursts");
-    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    let mut console = SerialConsole::spawn(repo, &config, None)?.named("serial fuzz");
     console
         .expect(PROMPT, boot_timeout)
         .context("the guest shell never showed its prompt")?;
@@ -258,6 +298,30 @@ mod tests {
         assert!(bursts
             .iter()
             .any(|b| b.windows(3).any(|w| w == b" #x" || w.starts_with(b" #"))));
+    }
+
+    /// History keys, which no burst may contain.
+    const HISTORY_KEYS: &[&[u8]] = &[b"\x1b[A", b"\x1b[B", b"\x1bOA", b"\x1bOB"];
+
+    #[test]
+    fn no_burst_can_end_the_session() {
+        let mut rng = TestRng::new(TEST_SEED);
+        for index in 0..TEST_BURSTS {
+            let burst = burst(&mut rng);
+            assert!(!burst.contains(&b'\t'), "burst {index} has a Tab");
+            for key in HISTORY_KEYS {
+                assert!(
+                    !burst.windows(key.len()).any(|w| w == *key),
+                    "burst {index} has a history key"
+                );
+            }
+            for name in NOT_NAMED {
+                assert!(
+                    !burst.windows(name.len()).any(|w| w == name.as_bytes()),
+                    "burst {index} names `{name}`"
+                );
+            }
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
         ..VmConfig::default()
     };
     eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, &config, None)?;
+    let mut console = SerialConsole::spawn(repo, &config, None)?.named("shell test");
     console
         .expect(&prompt(0), boot_timeout)
         .context("the shell never showed the prompt `stopwatch[0]> ` of several stopwatches")?;

@@ -6,7 +6,7 @@
 //! timeout fire exactly once at its deadline, and the zero-exit and UPDATE
 //! readings agree.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::json;
 use std::path::Path;
 use std::thread;
@@ -54,7 +54,8 @@ impl Guest {
         }
         let config = VmConfig { extra, ..base };
         eprintln!("    {}", config.command_line());
-        let console = SerialConsole::spawn(repo, &config, None)?;
+        let console =
+            SerialConsole::spawn(repo, &config, None)?.named(&format!("snapshot test ({name})"));
         let qmp = Qmp::connect(&socket)?;
         Ok(Guest { console, qmp })
     }
@@ -109,8 +110,12 @@ pub fn run_with_interrupt_pending(repo: &Repo, boot_timeout: Duration) -> Result
     if status.get("running") != Some(&json!(true)) {
         target.qmp.execute("cont", json!({}))?;
     }
-    let Some(exit) = target.console.wait_exit(Duration::from_secs(20))? else {
-        bail!("the restored guest never finished its held timeout");
+    let timeout = Duration::from_secs(20);
+    let Some(exit) = target.console.wait_exit(timeout)? else {
+        return Err(target.console.hung(
+            "the restored guest never finished its held timeout",
+            timeout,
+        ));
     };
     let transcript = target.console.transcript();
     ensure!(

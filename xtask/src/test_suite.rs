@@ -16,7 +16,7 @@ use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::run::{Gic, Kernel, VmConfig};
 use crate::util::{self, format_duration};
-use crate::{paste_test, serial_fuzz, shell_test, snapshot_test};
+use crate::{line_editing_test, paste_test, serial_fuzz, shell_test, snapshot_test};
 
 /// The device's qtest crate and the variable that tells it which QEMU to run.
 const QTEST_PACKAGE: &str = "stopwatch-qtest";
@@ -183,14 +183,22 @@ pub fn tests() -> Vec<Test> {
         .taking_filter(),
         Test::new("qtest", "device qtests", Needs::Qemu, |cx| {
             let repo = &cx.session.repo;
+            // The differential test writes its figures (operations, ops/s) here.
+            let report = repo.cargo_target_dir().join("differential-report.txt");
+            let _ = std::fs::remove_file(&report);
             let mut cmd = Command::new(cargo());
             cmd.args(["test", "-p", QTEST_PACKAGE, "--"])
                 .args(cx.filter)
                 .arg("--include-ignored")
                 .env(QTEST_QEMU_ENV, repo.qemu_binary())
+                .env("STOPWATCH_DIFF_REPORT", &report)
                 .current_dir(&repo.root);
             util::run(&mut cmd)?;
-            Ok(Verdict::Pass("ok".into()))
+            let figures = std::fs::read_to_string(&report).unwrap_or_default();
+            Ok(Verdict::Pass(match figures.trim() {
+                "" => "ok".into(),
+                figures => format!("ok; differential: {figures}"),
+            }))
         })
         .taking_filter(),
         Test::new(
@@ -304,10 +312,43 @@ pub fn tests() -> Vec<Test> {
         |cx| crate::kvm_check::run(&cx.session.repo, cx.guest_timeout * 2).map(Verdict::Pass),
     ));
     tests.extend(debug_tests::tests());
+    // The editing keys include Ctrl-A, which QEMU's multiplexed console
+    // would take for itself.
+    let editing = VmConfig {
+        raw_serial: true,
+        ..VmConfig::default()
+    };
+    let history_config = editing.clone();
+    tests.push(Test::new(
+        "serial",
+        "line editing: history recalls and runs",
+        Needs::QemuAndKernel,
+        move |cx| {
+            line_editing_test::run_history(&cx.session.repo, &history_config, cx.guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
+    tests.push(Test::new(
+        "serial",
+        "line editing: an edited line runs as edited",
+        Needs::QemuAndKernel,
+        move |cx| {
+            line_editing_test::run_editing(&cx.session.repo, &editing, cx.guest_timeout)
+                .map(Verdict::Pass)
+        },
+    ));
     tests.push(Test::new("demo", "demo", Needs::QemuAndKernel, |cx| {
         Demo::run(&cx.session.repo, &VmConfig::default(), cx.guest_timeout)?;
         Ok(Verdict::Pass("all checks passed".into()))
     }));
+    // A full run goes stage by stage, whatever order the entries above
+    // were added in (the sort is stable within a stage).
+    tests.sort_by_key(|test| {
+        STAGES
+            .iter()
+            .position(|(stage, _)| *stage == test.stage)
+            .unwrap_or(STAGES.len())
+    });
     tests
 }
 

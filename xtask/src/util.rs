@@ -235,13 +235,16 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies `from` to `to` unless `to` already has the same size and is not
-/// older, which is enough for build outputs (and keeps warm builds fast).
-/// Returns whether it copied.
-pub fn copy_if_newer(from: &Path, to: &Path) -> Result<bool> {
+/// Installs `from` as `to` (a build output into `target/vm/`) unless `to`
+/// is already an untouched copy of it: same size and the same modification
+/// time, which the copy is given. Any later write to `to` (a corrupted or
+/// half-written copy) changes its time or size, so it is copied again; so
+/// is a source rebuilt, older or newer. Returns whether it copied.
+pub fn install_copy(from: &Path, to: &Path) -> Result<bool> {
     let source = fs::metadata(from).with_context(|| format!("{} is missing", from.display()))?;
+    let source_modified = source.modified()?;
     if let Ok(target) = fs::metadata(to) {
-        if target.len() == source.len() && target.modified()? >= source.modified()? {
+        if target.len() == source.len() && target.modified()? == source_modified {
             return Ok(false);
         }
     }
@@ -249,12 +252,83 @@ pub fn copy_if_newer(from: &Path, to: &Path) -> Result<bool> {
         fs::create_dir_all(parent)
             .with_context(|| format!("could not create {}", parent.display()))?;
     }
-    // Copy beside the target, then rename: a running QEMU keeps its binary.
-    let partial = to.with_extension("partial");
-    fs::copy(from, &partial)
-        .with_context(|| format!("could not copy {} to {}", from.display(), to.display()))?;
-    fs::rename(&partial, to).with_context(|| format!("could not write {}", to.display()))?;
+    // Copy beside the target, then rename: a running QEMU keeps its
+    // binary, and an interrupted copy never passes for a whole one. The
+    // process id keeps two concurrent installs apart.
+    let partial = to.with_extension(format!("partial-{}", std::process::id()));
+    let copied = fs::copy(from, &partial)
+        .and_then(|_| fs::File::options().write(true).open(&partial))
+        .and_then(|file| file.set_modified(source_modified))
+        .and_then(|()| fs::rename(&partial, to));
+    if let Err(error) = copied {
+        let _ = fs::remove_file(&partial);
+        return Err(error)
+            .with_context(|| format!("could not copy {} to {}", from.display(), to.display()));
+    }
     Ok(true)
+}
+
+/// A downloaded file and the SHA-256 it must have.
+pub struct Pinned<'a> {
+    pub path: PathBuf,
+    pub sha256: &'a str,
+}
+
+/// Makes sure every file of `files` is there with its pinned hash: runs
+/// `download` if one is missing or damaged (a damaged one, such as an
+/// interrupted download, is deleted first, and said so), then checks them
+/// all again; a second mismatch is an error that names both hashes.
+pub fn fetch_verified(files: &[Pinned], download: impl FnOnce() -> Result<()>) -> Result<()> {
+    let mut needed = false;
+    for file in files {
+        if !file.path.is_file() {
+            needed = true;
+            continue;
+        }
+        let actual = sha256_file(&file.path)?;
+        if actual != file.sha256 {
+            eprintln!(
+                "{} is damaged (sha256 {actual}, pinned {}): downloading it again",
+                file.path.display(),
+                file.sha256
+            );
+            fs::remove_file(&file.path)
+                .with_context(|| format!("could not delete {}", file.path.display()))?;
+            needed = true;
+        }
+    }
+    if needed {
+        download()?;
+    }
+    for file in files {
+        verify_sha256(&file.path, file.sha256)?;
+    }
+    Ok(())
+}
+
+/// Takes an exclusive lock on `path` (created if needed) for as long as
+/// the returned file lives. If another process holds it, `on_wait` hears
+/// a message naming the lock file, and the call waits.
+pub fn lock_file(path: &Path, what: &str, on_wait: impl FnOnce(&str)) -> Result<fs::File> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    if file.try_lock().is_err() {
+        on_wait(&format!(
+            "Waiting for another `cargo xtask` that is {what} (it holds the lock {})...",
+            path.display()
+        ));
+        file.lock()
+            .with_context(|| format!("could not lock {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 /// Deletes a directory tree if it exists.
@@ -362,6 +436,64 @@ mod tests {
         );
         verify_sha256(&path, &sha256_hex(b"not the pinned file")).unwrap();
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_second_locker_says_it_waits_names_the_lock_and_waits() {
+        let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        let path = dir.join("10.2.2-key.lock");
+        let first = lock_file(&path, "building QEMU", |message| {
+            panic!("nobody holds the lock yet, yet: {message}")
+        })
+        .unwrap();
+        let (sender, messages) = std::sync::mpsc::channel();
+        let second_path = path.clone();
+        let second = std::thread::spawn(move || {
+            let lock = lock_file(&second_path, "building QEMU", |message| {
+                sender.send(message.to_string()).unwrap()
+            });
+            (lock.map(drop), Instant::now())
+        });
+        let message = messages.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(message.starts_with("Waiting for another `cargo xtask`"));
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !second.is_finished(),
+            "the second waits while the first builds"
+        );
+        let released = Instant::now();
+        drop(first);
+        let (locked, acquired) = second.join().unwrap();
+        locked.unwrap();
+        assert!(acquired >= released);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn install_copies_only_what_is_not_an_untouched_copy() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
+        fs::create_dir_all(&dir)?;
+        let (built, installed) = (dir.join("built"), dir.join("vm/installed"));
+        fs::write(&built, b"kernel v1")?;
+        assert!(install_copy(&built, &installed)?);
+        assert!(!install_copy(&built, &installed)?, "untouched: kept");
+        // An interrupted earlier copy left its partial file behind, and
+        // the installed file is gone: installed again, leftovers ignored.
+        fs::write(installed.with_extension("partial-1"), b"kern")?;
+        fs::remove_file(&installed)?;
+        assert!(install_copy(&built, &installed)?);
+        // Truncated in place.
+        fs::write(&installed, b"kernel")?;
+        assert!(install_copy(&built, &installed)?);
+        assert_eq!(fs::read(&installed)?, b"kernel v1");
+        // Rebuilt with the same size: the time differs.
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(&built, b"kernel v2")?;
+        assert!(install_copy(&built, &installed)?);
+        assert_eq!(fs::read(&installed)?, b"kernel v2");
+        fs::remove_dir_all(dir)?;
+        Ok(())
     }
 
     #[test]

@@ -86,11 +86,22 @@ impl Timeout {
     }
 }
 
-/// Every command name (aliases included), for completion and `help`.
-pub const COMMAND_NAMES: &[&str] = &[
-    "help", "start", "pause", "stop", "reset", "read", "show", "status", "timeout", "lap", "laps",
-    "list", "use", "watch", "irqs", "info", "bench", "exit", "poweroff",
-];
+/// Every command name (aliases included, `?` aside): what Tab completes.
+///
+/// [`parse`] rejects any other first word, and the tests check that each of
+/// these parses and is in [`HELP`], and that [`HELP`] lists no other: a new
+/// command goes here, in the parser and in [`HELP`], or its tests fail.
+///
+/// One string, the names separated by single spaces, rather than a slice
+/// of strings: the slice's table would cost the kernel image 272 bytes of
+/// read-only data. [`command_names`] iterates over them.
+pub const COMMAND_NAMES: &str = "help start pause stop reset read show status timeout lap laps \
+                                 list use watch irqs info bench exit poweroff";
+
+/// The names of [`COMMAND_NAMES`].
+pub fn command_names() -> impl Iterator<Item = &'static str> + Clone {
+    COMMAND_NAMES.split(' ')
+}
 
 /// The `help` text, one command per line.
 // doc:shell-help begin
@@ -189,6 +200,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
     let Some(name) = words.next() else {
         return Ok(None);
     };
+    if name != "?" && !command_names().any(|known| known == name) {
+        return Err(ParseError::UnknownCommand(name));
+    }
     let argument = words.next();
     let extra = words.next();
     let device = |command| Some(Command::Device(command));
@@ -310,10 +324,52 @@ mod tests {
 
     use super::*;
     use std::format;
+    use std::vec::Vec;
     use stopwatch_abi::MAX_TIMEOUT_SECS;
 
     const fn device(command: DeviceCommand) -> Command {
         Command::Device(command)
+    }
+
+    /// The command names `HELP` lists: the first word of each alternative
+    /// in its first column (`pause | stop`, `read trap`, `timeout N`).
+    fn names_in_help() -> Vec<&'static str> {
+        let mut names = Vec::new();
+        // Command lines start with two spaces; headings with none, the
+        // continuations of a description with more.
+        let commands = HELP
+            .lines()
+            .filter_map(|line| line.strip_prefix("  "))
+            .filter(|line| !line.starts_with(' '));
+        for line in commands {
+            let column = line.split("  ").next().unwrap_or("");
+            for alternative in column.split(" | ") {
+                names.extend(alternative.split(' ').next());
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn command_names_are_what_parse_accepts_and_help_lists() {
+        let in_help = names_in_help();
+        assert!(in_help.len() > 10, "HELP's format changed: {in_help:?}");
+        for name in command_names() {
+            assert!(
+                !matches!(parse(name), Err(ParseError::UnknownCommand(_))),
+                "parse does not accept `{name}` from COMMAND_NAMES"
+            );
+            assert!(in_help.contains(&name), "HELP does not list `{name}`");
+        }
+        for name in in_help {
+            assert!(
+                command_names().any(|known| known == name),
+                "HELP lists `{name}`, COMMAND_NAMES does not (Tab cannot complete it)"
+            );
+        }
+        // Anything else is unknown, even with arguments.
+        assert_eq!(parse("helpme 1"), Err(ParseError::UnknownCommand("helpme")));
+        assert_eq!(parse("?"), Ok(Some(Command::Help)));
     }
 
     #[test]
@@ -349,13 +405,13 @@ mod tests {
 
     #[test]
     fn every_command_name_parses_and_is_in_help() {
-        for name in COMMAND_NAMES {
+        for name in command_names() {
             // `use` alone is missing its number; anything else parses.
-            let line = if *name == "use" { "use 0" } else { name };
+            let line = if name == "use" { "use 0" } else { name };
             assert!(parse(line).is_ok(), "{name} does not parse");
             assert!(
                 HELP.lines()
-                    .any(|l| l.split_ascii_whitespace().any(|w| w == *name)),
+                    .any(|l| l.split_ascii_whitespace().any(|w| w == name)),
                 "{name} is not in help"
             );
         }

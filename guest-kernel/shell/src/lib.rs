@@ -22,9 +22,10 @@ pub mod protocol;
 pub mod receive;
 
 pub use command::{
-    parse, Command, DeviceCommand, ParseError, ReadPath, Timeout, COMMAND_NAMES, HELP,
+    command_names, parse, Command, DeviceCommand, ParseError, ReadPath, Timeout, COMMAND_NAMES,
+    HELP,
 };
-pub use line_editor::{Action, LineEditor, MAX_LINE_LEN};
+pub use line_editor::{Event, LineEditor, HISTORY_LEN, MAX_LINE_LEN};
 
 /// The prompt printed before each line while there is at most one
 /// stopwatch.

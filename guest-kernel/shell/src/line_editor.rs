@@ -1,37 +1,119 @@
-//! A minimal line editor for a serial console.
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! A line editor for a serial console: cursor movement, history and
+//! command-name completion on a plain byte stream, in fixed-size buffers.
 //!
-//! Bytes go in one at a time ([`LineEditor::feed`]); each returns the
-//! [`Action`] the console should take (echo, erase, or handle a finished
-//! line). Editing keys: Backspace (0x08) and DEL (0x7f) erase one
-//! character, Ctrl-U erases the whole line. CR, LF and the pair CR LF each
-//! end exactly one line. Only printable ASCII is kept, so a finished line
-//! is always valid text; other control bytes and escape sequences (arrow
-//! keys and the like) are ignored.
+//! Bytes go in one at a time ([`LineEditor::feed`]). The editor keeps the
+//! line and writes what the terminal must show through the `out` callback:
+//! the echo, cursor moves (backspace to go left; rewriting the characters
+//! under the cursor to go right, so no number is ever formatted), the tail
+//! of the line redrawn after an edit in the middle, and `ESC [ K` (clear to
+//! the end of the line) when the line got shorter. After every byte, the
+//! terminal line shows the prompt and [`LineEditor::line`], with the cursor
+//! [`LineEditor::cursor`] characters after the prompt.
+//!
+//! Keys:
+//!
+//! | key                                  | effect                              |
+//! |--------------------------------------|-------------------------------------|
+//! | printable ASCII                      | inserted at the cursor              |
+//! | Left / Right                         | move the cursor                     |
+//! | Home / End, Ctrl-A / Ctrl-E          | cursor to the start / end           |
+//! | Backspace (0x08), DEL (0x7f)         | delete left of the cursor           |
+//! | Delete (`ESC [ 3 ~`)                 | delete under the cursor             |
+//! | Ctrl-U                               | clear the line                      |
+//! | Ctrl-W                               | delete the word left of the cursor  |
+//! | Up / Down                            | older / newer line from the history |
+//! | Tab                                  | complete the command name           |
+//! | Ctrl-C                               | abandon the line ([`Event::Cancelled`]) |
+//! | CR, LF, CR LF                        | end the line ([`Event::Line`])      |
+//!
+//! Arrows come as `ESC [ A`..`ESC [ D` or `ESC O A`..`ESC O D`; Home and End
+//! as `ESC [ H` / `ESC [ F`, `ESC O H` / `ESC O F`, `ESC [ 1 ~` / `ESC [ 4 ~`
+//! or `ESC [ 7 ~` / `ESC [ 8 ~`. Any other escape sequence (a CSI with other
+//! parameters, such as Ctrl-Right's `ESC [ 1 ; 5 C`, another SS3, or ESC and
+//! one character) is consumed whole and ignored; a control byte inside a
+//! sequence ends it and then acts as itself, so a stray ESC cannot swallow
+//! the Enter after it. Other control bytes are ignored, so a finished line
+//! is always printable ASCII.
+//!
+//! The line is limited to [`MAX_LINE_LEN`] characters: a character typed
+//! into a full line marks it overlong; it then ignores every key but Enter
+//! (which rejects it, [`Event::Overlong`]), Ctrl-U and Ctrl-C.
+//!
+//! How a shell drives it, and prints a notice while a line is typed:
+//!
+//! ```
+//! use stopwatch_shell::{Event, LineEditor, COMMAND_NAMES, PROMPT};
+//!
+//! let mut screen = Vec::new(); // the console
+//! let mut show = |bytes: &[u8]| screen.extend_from_slice(bytes);
+//! let mut editor = LineEditor::new(COMMAND_NAMES);
+//! show(PROMPT.as_bytes());
+//! for &byte in b"sta\x1b[Dtu\r" {
+//!     match editor.feed(byte, &mut show) {
+//!         None => {}
+//!         Some(Event::Line(line)) => {
+//!             assert_eq!(line, "sttua"); // run it, then:
+//!             show(PROMPT.as_bytes());
+//!         }
+//!         Some(Event::Overlong) => show(b"error: line too long\r\n"), // then the prompt
+//!         Some(Event::Cancelled) => show(PROMPT.as_bytes()),
+//!         Some(Event::Redraw) => {
+//!             show(PROMPT.as_bytes());
+//!             editor.redraw(&mut show);
+//!         }
+//!     }
+//! }
+//! // A notice: erase the terminal line, print it, show prompt and line again.
+//! editor.feed(b'r', &mut show);
+//! show(b"\r\x1b[K[timeout] stopwatch[0] fired\r\n");
+//! show(PROMPT.as_bytes());
+//! editor.redraw(&mut show);
+//! ```
+//!
+//! Moving left is done with backspaces, which do not go back across a
+//! terminal's line wrap: a prompt and line wider than the terminal are
+//! shown wrongly when edited before the wrap (the line itself stays right).
 
 /// Longest accepted line, in characters: a line of `MAX_LINE_LEN + 1` (128)
 /// characters or more is rejected when it ends.
 pub const MAX_LINE_LEN: usize = 127;
 
-const BACKSPACE: u8 = 0x08;
-const DELETE: u8 = 0x7f;
-const CTRL_U: u8 = 0x15;
-const ESCAPE: u8 = 0x1b;
+/// How many of the last lines [`LineEditor`] keeps for Up/Down.
+pub const HISTORY_LEN: usize = 16;
 
-/// What the console should do after a byte was fed in.
+/// The history's ring: one more slot for the line being typed.
+const HISTORY_SLOTS: usize = HISTORY_LEN + 1;
+
+const CTRL_A: u8 = 0x01;
+const CTRL_C: u8 = 0x03;
+const CTRL_E: u8 = 0x05;
+const BACKSPACE: u8 = 0x08;
+const TAB: u8 = 0x09;
+const CTRL_U: u8 = 0x15;
+const CTRL_W: u8 = 0x17;
+const ESCAPE: u8 = 0x1b;
+const DELETE: u8 = 0x7f;
+
+/// Clears from the cursor to the end of the terminal line.
+const CLEAR_TO_END: &[u8] = b"\x1b[K";
+
+/// What a byte fed in finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action<'a> {
-    /// Nothing to show.
-    Nothing,
-    /// A character was added to the line: echo it.
-    Echo(u8),
-    /// The last character was removed: move back, blank it, move back.
-    EraseChar,
-    /// The line was cleared: erase this many characters.
-    EraseLine(usize),
-    /// A line ended (its terminator is not included): run it.
+pub enum Event<'a> {
+    /// A line ended (its terminator is not included; the editor has moved
+    /// the terminal to a new line): run it, then print the prompt.
     Line(&'a str),
-    /// A line ended that was too long: report an error; it is discarded.
+    /// A line ended that was too long: it is discarded (the terminal is on
+    /// a new line). Report an error, then print the prompt.
     Overlong,
+    /// Ctrl-C abandoned the line (the editor printed `^C` and a newline):
+    /// print the prompt.
+    Cancelled,
+    /// The editor printed lines below the one being typed (the candidates
+    /// of a Tab completion) and the terminal is on a new line: print the
+    /// prompt and call [`LineEditor::redraw`] to show the line again.
+    Redraw,
 }
 
 /// Where the editor is in an escape sequence.
@@ -41,216 +123,442 @@ enum Escape {
     None,
     /// After ESC.
     Started,
-    /// After ESC [ or ESC O: parameters until a final byte (0x40..=0x7e).
-    Sequence,
+    /// After `ESC [`: the numeric parameter so far (0: none yet;
+    /// [`NOT_A_KEY`] once a byte no key of ours has was seen), until a
+    /// final byte (0x40..=0x7e).
+    Csi(u8),
+    /// After `ESC O`: one final byte.
+    Ss3,
 }
 
-/// The line being typed.
+/// A CSI parameter no key of ours uses (it saturates here, too).
+const NOT_A_KEY: u8 = u8::MAX;
+
+/// The keys that are more than one character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Up,
+    Down,
+    Left,
+    Right,
+    Home,
+    End,
+    Delete,
+}
+
+/// The line being typed, and the history.
+///
+/// Only fixed-size arrays, no allocation: its size is all the memory it
+/// ever uses (under 2.5 KiB).
 #[derive(Clone, Debug)]
 pub struct LineEditor {
     buffer: [u8; MAX_LINE_LEN],
     len: usize,
+    /// Where the next character goes, 0..=len.
+    cursor: usize,
     /// More characters were typed than fit: the line is rejected at its end.
     overflowed: bool,
     /// The previous byte was a CR that ended a line, so an LF now is the
     /// second half of a CR LF pair, not an empty line.
     after_cr: bool,
+    /// The previous byte was a Tab that could not complete anything: a
+    /// second Tab lists the candidates.
+    after_tab: bool,
     escape: Escape,
-}
-
-impl Default for LineEditor {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The words Tab completes (the first word of a line only), separated
+    /// by single spaces.
+    completions: &'static str,
+    /// Past lines, a ring: `history_len` entries end before `history_next`.
+    /// The slot at `history_next` keeps the line being typed while the
+    /// history is browsed.
+    history: [[u8; MAX_LINE_LEN]; HISTORY_SLOTS],
+    history_lens: [u8; HISTORY_SLOTS],
+    history_next: usize,
+    history_len: usize,
+    /// Which history entry the line shows: 0 the line being typed, 1 the
+    /// newest entry, and so on.
+    browsing: usize,
 }
 
 impl LineEditor {
-    /// An empty line.
-    pub const fn new() -> Self {
+    /// An empty line and history; Tab completes the first word of a line
+    /// to one of the words of `completions` (separated by single spaces,
+    /// as in [`COMMAND_NAMES`](crate::COMMAND_NAMES)).
+    pub const fn new(completions: &'static str) -> Self {
         LineEditor {
             buffer: [0; MAX_LINE_LEN],
             len: 0,
+            cursor: 0,
             overflowed: false,
             after_cr: false,
+            after_tab: false,
             escape: Escape::None,
+            completions,
+            history: [[0; MAX_LINE_LEN]; HISTORY_SLOTS],
+            history_lens: [0; HISTORY_SLOTS],
+            history_next: 0,
+            history_len: 0,
+            browsing: 0,
         }
     }
 
-    /// The characters typed so far on the current line.
-    pub fn current(&self) -> &str {
-        // Only printable ASCII is ever stored, so this cannot fail.
-        core::str::from_utf8(&self.buffer[..self.len]).unwrap_or("")
+    /// The characters of the current line.
+    pub fn line(&self) -> &str {
+        text(part(&self.buffer, 0, self.len))
     }
 
-    /// Feeds one input byte and says what to do about it.
+    /// Where the cursor is in [`line`](Self::line), in characters.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// Feeds one input byte, writing what the terminal must show to `out`.
     ///
-    /// The returned [`Action::Line`] borrows the editor; the next `feed`
-    /// starts a new line.
-    pub fn feed(&mut self, byte: u8) -> Action<'_> {
+    /// An [`Event::Line`] borrows the editor; the next `feed` starts a new
+    /// line.
+    pub fn feed(&mut self, byte: u8, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
         let after_cr = core::mem::replace(&mut self.after_cr, false);
+        let after_tab = core::mem::replace(&mut self.after_tab, false);
+        let in_sequence = (b' '..=b'~').contains(&byte);
         match self.escape {
-            Escape::Started => {
-                self.escape = if byte == b'[' || byte == b'O' {
-                    Escape::Sequence
-                } else {
-                    Escape::None
-                };
-                return Action::Nothing;
-            }
-            Escape::Sequence => {
-                if (0x40..=0x7e).contains(&byte) {
-                    self.escape = Escape::None;
-                }
-                return Action::Nothing;
-            }
             Escape::None => {}
+            // A control byte ends a sequence and then acts as itself.
+            _ if !in_sequence => self.escape = Escape::None,
+            Escape::Started => {
+                self.escape = match byte {
+                    b'[' => Escape::Csi(0),
+                    b'O' => Escape::Ss3,
+                    _ => Escape::None,
+                };
+                return None;
+            }
+            Escape::Csi(parameter) => {
+                let key = match (byte, parameter) {
+                    (b'0'..=b'9', _) => {
+                        let digit = byte - b'0';
+                        let value = parameter.saturating_mul(10).saturating_add(digit);
+                        self.escape = Escape::Csi(value);
+                        return None;
+                    }
+                    // Other parameter and intermediate bytes.
+                    (..=0x3f, _) => {
+                        self.escape = Escape::Csi(NOT_A_KEY);
+                        return None;
+                    }
+                    (b'~', 1 | 7) => Some(Key::Home),
+                    (b'~', 4 | 8) => Some(Key::End),
+                    (b'~', 3) => Some(Key::Delete),
+                    (_, 0) => arrow_or_home_end(byte),
+                    _ => None,
+                };
+                self.escape = Escape::None;
+                return self.key(key, out);
+            }
+            Escape::Ss3 => {
+                self.escape = Escape::None;
+                return self.key(arrow_or_home_end(byte), out);
+            }
         }
+        // Printable characters before the control bytes: a `match` over
+        // both would compile to a 128-entry jump table in the kernel image.
+        if (b' '..=b'~').contains(&byte) {
+            if self.len == MAX_LINE_LEN {
+                self.overflowed = true;
+            } else if !self.overflowed {
+                self.edit(self.cursor, 0, &[byte], out);
+            }
+            return None;
+        }
+        // DEL is Backspace; the control bytes left are all below 0x20.
+        let byte = if byte == DELETE { BACKSPACE } else { byte };
         match byte {
-            b'\n' if after_cr => Action::Nothing,
+            b'\n' if after_cr => None,
             b'\r' | b'\n' => {
                 self.after_cr = byte == b'\r';
+                out(b"\r\n");
                 self.finish_line()
             }
-            BACKSPACE | DELETE => {
-                if self.overflowed || self.len == 0 {
-                    Action::Nothing
-                } else {
-                    self.len -= 1;
-                    Action::EraseChar
-                }
+            CTRL_C => {
+                // After the whole line, so that it stays readable.
+                out(part(&self.buffer, self.cursor, self.len));
+                out(b"^C\r\n");
+                self.reset_line();
+                Some(Event::Cancelled)
             }
             CTRL_U => {
-                let erased = self.len;
-                self.clear();
-                Action::EraseLine(erased)
+                self.overflowed = false;
+                self.edit(0, self.len, &[], out);
+                None
             }
             ESCAPE => {
                 self.escape = Escape::Started;
-                Action::Nothing
+                None
             }
-            b' '..=b'~' => {
-                if self.overflowed {
-                    Action::Nothing
-                } else if self.len == MAX_LINE_LEN {
-                    self.overflowed = true;
-                    Action::Nothing
-                } else {
-                    self.buffer[self.len] = byte;
-                    self.len += 1;
-                    Action::Echo(byte)
+            // A line too long accepts nothing more but the keys above.
+            _ if self.overflowed => None,
+            CTRL_A => self.key(Some(Key::Home), out),
+            CTRL_E => self.key(Some(Key::End), out),
+            BACKSPACE if self.cursor > 0 => {
+                self.edit(self.cursor - 1, 1, &[], out);
+                None
+            }
+            CTRL_W => {
+                let before = part(&self.buffer, 0, self.cursor);
+                // The spaces left of the cursor go with the word.
+                let word_end = before.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+                let start = word_start(part(before, 0, word_end));
+                self.edit(start, self.cursor - start, &[], out);
+                None
+            }
+            TAB => self.complete(after_tab, out),
+            _ => None,
+        }
+    }
+
+    /// Shows the line again, with the cursor in its place, after a prompt
+    /// the caller has just printed on a fresh (or erased) terminal line.
+    /// (The prompt is the caller's because it changes, e.g. with the
+    /// selected stopwatch.) An empty line writes nothing.
+    ///
+    /// To print something while a line is being typed (a notice), write
+    /// `"\r\x1b[K"` (erase the terminal line), the text and `"\r\n"`, then
+    /// the prompt, then call `redraw`.
+    pub fn redraw(&self, out: &mut dyn FnMut(&[u8])) {
+        out(part(&self.buffer, 0, self.len));
+        move_left(self.len - self.cursor, out);
+    }
+
+    fn key(&mut self, key: Option<Key>, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
+        if self.overflowed {
+            return None;
+        }
+        let (cursor, len) = (self.cursor, self.len);
+        match key {
+            Some(Key::Left) if cursor > 0 => {
+                move_left(1, out);
+                self.cursor -= 1;
+            }
+            Some(Key::Right) if cursor < len => {
+                out(part(&self.buffer, cursor, cursor + 1));
+                self.cursor += 1;
+            }
+            Some(Key::Home) => {
+                move_left(cursor, out);
+                self.cursor = 0;
+            }
+            Some(Key::End) => {
+                out(part(&self.buffer, cursor, len));
+                self.cursor = len;
+            }
+            Some(Key::Delete) if cursor < len => self.edit(cursor, 1, &[], out),
+            Some(Key::Up) if self.browsing < self.history_len => {
+                if self.browsing == 0 {
+                    self.store(0);
+                }
+                self.browsing += 1;
+                self.show_history(out);
+            }
+            Some(Key::Down) if self.browsing > 0 => {
+                self.browsing -= 1;
+                self.show_history(out);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Replaces the line with the history entry `browsing` points at (the
+    /// line being typed for 0), cursor at its end.
+    fn show_history(&mut self, out: &mut dyn FnMut(&[u8])) {
+        let slot = self.slot(self.browsing);
+        let entry = self.history[slot];
+        let len = usize::from(self.history_lens[slot]);
+        self.edit(0, self.len, part(&entry, 0, len), out);
+    }
+
+    /// The ring slot of the history entry `back` lines ago (0: the slot
+    /// that keeps the line being typed).
+    fn slot(&self, back: usize) -> usize {
+        (self.history_next + HISTORY_SLOTS - back) % HISTORY_SLOTS
+    }
+
+    /// Copies the line into the history slot `back`.
+    fn store(&mut self, back: usize) {
+        let slot = self.slot(back);
+        copy(&mut self.history[slot], 0, part(&self.buffer, 0, self.len));
+        // MAX_LINE_LEN fits in a byte.
+        self.history_lens[slot] = self.len as u8;
+    }
+
+    /// Tab: completes the first word of the line, left of the cursor, to the
+    /// longest prefix its candidates share (a unique candidate: all of it
+    /// and a space). When there is nothing to add, a second Tab lists the
+    /// candidates.
+    fn complete(&mut self, after_tab: bool, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
+        let cursor = self.cursor;
+        let start = word_start(part(&self.buffer, 0, cursor));
+        if part(&self.buffer, 0, start).iter().any(|&b| b != b' ') {
+            return None; // not the first word
+        }
+        let completions = self.completions;
+        let prefix = part(&self.buffer, start, cursor);
+        let candidates = || {
+            completions
+                .split(' ')
+                .map(str::as_bytes)
+                .filter(|name| name.starts_with(prefix))
+        };
+        // The first candidate, and how much of it all candidates share.
+        let mut first: &'static [u8] = &[];
+        let mut shared = 0;
+        let mut matches = 0;
+        for name in candidates() {
+            if matches == 0 {
+                first = name;
+                shared = name.len();
+            }
+            shared = part(first, 0, shared)
+                .iter()
+                .zip(name)
+                .take_while(|(a, b)| a == b)
+                .count();
+            matches += 1;
+        }
+        if matches == 0 {
+            return None;
+        }
+        let unique = matches == 1;
+        let addition = part(first, cursor - start, shared);
+        if !addition.is_empty() || unique {
+            // A unique candidate gets a space after it.
+            if self.len + addition.len() < MAX_LINE_LEN {
+                self.edit(cursor, 0, addition, out);
+                if unique {
+                    self.edit(self.cursor, 0, b" ", out);
                 }
             }
-            _ => Action::Nothing,
-        }
-    }
-
-    fn finish_line(&mut self) -> Action<'_> {
-        let (len, overflowed) = (self.len, self.overflowed);
-        self.clear();
-        if overflowed {
-            Action::Overlong
+            None
+        } else if after_tab {
+            out(b"\r\n");
+            for name in candidates() {
+                out(name);
+                out(b"  ");
+            }
+            out(b"\r\n");
+            Some(Event::Redraw)
         } else {
-            // Only printable ASCII is ever stored, so this cannot fail.
-            Action::Line(core::str::from_utf8(&self.buffer[..len]).unwrap_or(""))
+            self.after_tab = true;
+            None
         }
     }
 
-    fn clear(&mut self) {
+    /// Replaces `removed` characters at `from` (at most the cursor) with
+    /// `inserted` and shows it: the cursor goes back to `from`, the rest of
+    /// the line is rewritten, the old end cleared if the line got shorter,
+    /// and the cursor goes back to just after `inserted`.
+    fn edit(&mut self, from: usize, removed: usize, inserted: &[u8], out: &mut dyn FnMut(&[u8])) {
+        let old_len = self.len;
+        let new_len = old_len - removed + inserted.len();
+        // Through a copy rather than with `copy_within`, whose `memmove`
+        // would add 1 KiB to the kernel image.
+        let old = self.buffer;
+        let tail = part(&old, from + removed, old_len);
+        copy(&mut self.buffer, from, inserted);
+        copy(&mut self.buffer, from + inserted.len(), tail);
+        self.len = new_len;
+        move_left(self.cursor - from, out);
+        self.cursor = from + inserted.len();
+        out(part(&self.buffer, from, new_len));
+        if new_len < old_len {
+            out(CLEAR_TO_END);
+        }
+        move_left(new_len - self.cursor, out);
+    }
+
+    fn finish_line(&mut self) -> Option<Event<'_>> {
+        let (len, overflowed) = (self.len, self.overflowed);
+        if !overflowed {
+            let line = part(&self.buffer, 0, len);
+            let newest = self.slot(1);
+            let repeat = self.history_len > 0
+                && part(
+                    &self.history[newest],
+                    0,
+                    usize::from(self.history_lens[newest]),
+                ) == line;
+            if line.iter().any(|&b| b != b' ') && !repeat {
+                self.store(0);
+                self.history_next = self.slot(HISTORY_SLOTS - 1);
+                self.history_len = HISTORY_LEN.min(self.history_len + 1);
+            }
+        }
+        self.reset_line();
+        if overflowed {
+            return Some(Event::Overlong);
+        }
+        Some(Event::Line(text(part(&self.buffer, 0, len))))
+    }
+
+    /// Empties the line (the history stays).
+    fn reset_line(&mut self) {
         self.len = 0;
+        self.cursor = 0;
         self.overflowed = false;
+        self.browsing = 0;
     }
 }
 
-#[cfg(test)]
-mod tests {
-    extern crate std;
-
-    use super::*;
-    use std::string::{String, ToString};
-    use std::vec::Vec;
-
-    /// Feeds `input` and collects the finished lines (`None`: overlong).
-    fn lines(editor: &mut LineEditor, input: &[u8]) -> Vec<Option<String>> {
-        let mut found = Vec::new();
-        for &byte in input {
-            match editor.feed(byte) {
-                Action::Line(line) => found.push(Some(line.to_string())),
-                Action::Overlong => found.push(None),
-                _ => {}
-            }
-        }
-        found
+/// The key an arrow, Home or End sequence's final byte names.
+fn arrow_or_home_end(final_byte: u8) -> Option<Key> {
+    match final_byte {
+        b'A' => Some(Key::Up),
+        b'B' => Some(Key::Down),
+        b'C' => Some(Key::Right),
+        b'D' => Some(Key::Left),
+        b'H' => Some(Key::Home),
+        b'F' => Some(Key::End),
+        _ => None,
     }
+}
 
-    fn text(lines: &[&str]) -> Vec<Option<String>> {
-        lines.iter().map(|line| Some(line.to_string())).collect()
+fn move_left(columns: usize, out: &mut dyn FnMut(&[u8])) {
+    for _ in 0..columns {
+        out(&[BACKSPACE]);
     }
+}
 
-    #[test]
-    fn cr_lf_and_crlf_each_end_one_line() {
-        let mut editor = LineEditor::new();
-        assert_eq!(lines(&mut editor, b"a\rb\nc\r\n"), text(&["a", "b", "c"]));
-        // LF LF is two lines; CR CR LF (a pty's CR LF) is two lines too.
-        assert_eq!(
-            lines(&mut editor, b"x\n\ny\r\r\n"),
-            text(&["x", "", "y", ""])
-        );
-    }
+/// Where the last word of `bytes` starts (`bytes.len()` if it ends with a
+/// space).
+fn word_start(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
+}
 
-    #[test]
-    fn backspace_delete_and_ctrl_u_edit() {
-        let mut editor = LineEditor::new();
-        assert_eq!(editor.feed(b'a'), Action::Echo(b'a'));
-        assert_eq!(editor.feed(b'b'), Action::Echo(b'b'));
-        assert_eq!(editor.feed(BACKSPACE), Action::EraseChar);
-        assert_eq!(editor.feed(b'c'), Action::Echo(b'c'));
-        assert_eq!(editor.feed(DELETE), Action::EraseChar);
-        assert_eq!(editor.current(), "a");
-        assert_eq!(editor.feed(DELETE), Action::EraseChar);
-        assert_eq!(editor.feed(DELETE), Action::Nothing);
-        editor.feed(b'x');
-        editor.feed(b'y');
-        assert_eq!(editor.feed(CTRL_U), Action::EraseLine(2));
-        assert_eq!(lines(&mut editor, b"ok\r"), text(&["ok"]));
-    }
+/// `bytes[from..to]`, empty if out of range (a bug: the tests, built with
+/// debug assertions, fail on it). The editor slices through this one
+/// function (and copies through [`copy`]) because in the kernel each
+/// slicing expression would get its own panic location: 600 bytes of image
+/// for checks that never fail.
+#[inline(never)]
+fn part(bytes: &[u8], from: usize, to: usize) -> &[u8] {
+    debug_assert!(
+        from <= to && to <= bytes.len(),
+        "{from}..{to} of {}",
+        bytes.len()
+    );
+    bytes.get(from..to).unwrap_or_default()
+}
 
-    #[test]
-    fn escape_sequences_and_control_bytes_are_ignored() {
-        let mut editor = LineEditor::new();
-        assert_eq!(
-            lines(&mut editor, b"s\x1b[At\x1bOBa\x1b[1;5Crt\x00\x07\xff\r"),
-            text(&["start"])
-        );
+/// Copies `source` into `bytes` at `at` (nothing if it does not fit: a
+/// bug, as for [`part`]).
+#[inline(never)]
+fn copy(bytes: &mut [u8], at: usize, source: &[u8]) {
+    debug_assert!(at + source.len() <= bytes.len());
+    if let Some(target) = bytes.get_mut(at..at + source.len()) {
+        target.copy_from_slice(source);
     }
+}
 
-    #[test]
-    fn overlong_line_is_rejected_and_the_next_is_intact() {
-        let mut editor = LineEditor::new();
-        for _ in 0..MAX_LINE_LEN {
-            assert_eq!(editor.feed(b'z'), Action::Echo(b'z'));
-        }
-        assert_eq!(editor.feed(b'z'), Action::Nothing);
-        assert_eq!(editor.feed(BACKSPACE), Action::Nothing);
-        assert_eq!(editor.feed(b'\r'), Action::Overlong);
-        assert_eq!(lines(&mut editor, b"\nhelp\r\n"), text(&["help"]));
-    }
-
-    #[test]
-    fn a_line_of_exactly_the_maximum_is_accepted() {
-        let mut editor = LineEditor::new();
-        let longest = [b'q'; MAX_LINE_LEN];
-        let found = lines(&mut editor, &[&longest[..], b"\n"].concat());
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].as_ref().map(String::len), Some(MAX_LINE_LEN));
-    }
-
-    #[test]
-    fn ctrl_u_recovers_from_an_overlong_line() {
-        let mut editor = LineEditor::new();
-        for _ in 0..200 {
-            editor.feed(b'z');
-        }
-        assert_eq!(editor.feed(CTRL_U), Action::EraseLine(MAX_LINE_LEN));
-        assert_eq!(lines(&mut editor, b"read\r"), text(&["read"]));
-    }
+fn text(bytes: &[u8]) -> &str {
+    // Only printable ASCII is ever stored, so this cannot fail.
+    core::str::from_utf8(bytes).unwrap_or("")
 }

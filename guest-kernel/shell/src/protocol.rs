@@ -164,8 +164,10 @@ impl TimeoutNotice {
     pub const PREFIX: &'static str = "[timeout] stopwatch[";
 
     /// The notice on `line`, if it is one (the time to the millisecond).
+    /// The line may start with the terminal controls that cleared it.
     pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.trim().strip_prefix(Self::PREFIX)?;
+        let start = line.find(Self::PREFIX)?;
+        let rest = line[start..].trim().strip_prefix(Self::PREFIX)?;
         let (index, rest) = rest.split_once("] fired")?;
         let (time, count) = rest.split_once(" (")?;
         let fired_at_ns = match time.strip_prefix(" at ") {
@@ -401,15 +403,19 @@ mod tests {
             let line = notice.to_string();
             assert_eq!(TimeoutNotice::parse(&line), Some(notice), "{line}");
         }
+        let notice = TimeoutNotice {
+            stopwatch: 0,
+            fired_at_ns: Some(250_999_999),
+            count: 1,
+        };
         assert_eq!(
-            TimeoutNotice {
-                stopwatch: 0,
-                fired_at_ns: Some(250_999_999),
-                count: 1
-            }
-            .to_string(),
+            notice.to_string(),
             "[timeout] stopwatch[0] fired at 0.250 s (1 so far)"
         );
+        // As the shell prints it: over a cleared line.
+        let shown =
+            TimeoutNotice::parse("\r\x1b[K[timeout] stopwatch[0] fired at 0.250 s (1 so far)");
+        assert_eq!(shown.map(|n| n.fired_at_ns), Some(Some(250_000_000)));
     }
 
     #[test]

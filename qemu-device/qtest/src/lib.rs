@@ -10,6 +10,7 @@
 //! The tests in `tests/` need the patched QEMU: `cargo xtask test` runs
 //! them with `STOPWATCH_QEMU` set.
 
+pub mod differential;
 mod layout;
 mod machine;
 mod qmp;
@@ -19,7 +20,7 @@ mod stopwatch;
 pub use layout::{DeviceNode, Layout};
 pub use machine::Machine;
 pub use qmp::Qmp;
-pub use qtest::{IrqEvent, Qtest};
+pub use qtest::{parse_number, IrqEvent, Qtest};
 pub use stopwatch::Stopwatch;
 
 use std::path::PathBuf;

@@ -19,6 +19,8 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// Events that arrived while a command waited for its answer.
+    events: Vec<Value>,
 }
 
 impl Qmp {
@@ -47,6 +49,7 @@ impl Qmp {
         let mut qmp = Qmp {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
+            events: Vec::new(),
         };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
@@ -57,7 +60,8 @@ impl Qmp {
     }
 
     /// Runs one command; returns its `return` value or fails with its
-    /// `error`. Events that arrive meanwhile are skipped.
+    /// `error`. Events that arrive meanwhile are kept for
+    /// [`Qmp::wait_for_event`].
     pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
         let request = json!({ "execute": command, "arguments": arguments });
         writeln!(self.writer, "{request}")?;
@@ -69,7 +73,35 @@ impl Qmp {
             if let Some(error) = message.get("error") {
                 bail!("QMP {command} failed: {error}");
             }
+            if message.get("event").is_some() {
+                self.events.push(message);
+            }
         }
+    }
+
+    /// Waits for the event `name` (e.g. `RESET`, which QEMU sends once the
+    /// reset is done), also taking one that came during a command.
+    pub fn wait_for_event(&mut self, name: &str) -> Result<Value> {
+        let is_it = |message: &Value| message.get("event").and_then(Value::as_str) == Some(name);
+        if let Some(at) = self.events.iter().position(is_it) {
+            return Ok(self.events.remove(at));
+        }
+        loop {
+            let message = self
+                .read_message()
+                .with_context(|| format!("waiting for QMP event {name}"))?;
+            if is_it(&message) {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Loads a migration stream from `file` into a QEMU started with
+    /// `-incoming defer`, and waits until it is loaded.
+    pub fn migrate_incoming_from_file(&mut self, file: &Path) -> Result<()> {
+        let uri = format!("file:{}", file.display());
+        self.execute("migrate-incoming", json!({ "uri": uri }))?;
+        self.wait_for_incoming()
     }
 
     /// Migrates the VM into `file` and waits until the stream is complete.

@@ -78,8 +78,24 @@ impl Qtest {
     /// Sends one command and returns its answer after `OK` (or fails on
     /// `FAIL`/`ERR`), collecting interrupt reports on the way.
     pub fn command(&mut self, command: &str) -> Result<String> {
-        writeln!(self.stdin, "{command}")
-            .with_context(|| format!("sending `{command}`: QEMU has exited"))?;
+        self.send(&format!("{command}\n"))?;
+        self.answer(command)
+    }
+
+    /// Writes `commands` (whole lines) without waiting for their answers:
+    /// QEMU handles them in order and [`Qtest::answer`] reads the answers
+    /// in the same order. Pipelining saves a round trip per command.
+    pub fn send(&mut self, commands: &str) -> Result<()> {
+        self.stdin
+            .write_all(commands.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .context("sending qtest commands: QEMU has exited")
+    }
+
+    /// The next answer, after its `OK` (fails on `FAIL`/`ERR`), collecting
+    /// the interrupt reports that came before it. `command` names what it
+    /// answers, for messages.
+    pub fn answer(&mut self, command: &str) -> Result<String> {
         loop {
             let line = match self.lines.recv_timeout(ANSWER_TIMEOUT) {
                 Ok(line) => line,
@@ -100,6 +116,11 @@ impl Qtest {
                 None => Err(anyhow!("`{command}` failed: {line}")),
             };
         }
+    }
+
+    /// Records the clock a pipelined `clock_step`/`clock_set` answered.
+    pub fn note_clock(&mut self, clock_ns: u64) {
+        self.clock_ns = clock_ns;
     }
 
     /// Interrupt changes reported since the last call.
@@ -207,7 +228,8 @@ fn parse_irq_event(line: &str) -> Option<IrqEvent> {
     }
 }
 
-fn parse_number(text: &str) -> Result<u64> {
+/// A number as qtest prints it: decimal or `0x` hex.
+pub fn parse_number(text: &str) -> Result<u64> {
     let parsed = match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),
