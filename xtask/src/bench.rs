@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::guest::{SerialConsole, PROMPT};
 use crate::pipeline::Session;
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{SerialConsole, PROMPT};
 
 /// Launches of each kind for the start-up comparison (alternated).
 const STARTUP_RUNS: usize = 15;

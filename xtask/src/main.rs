@@ -7,6 +7,7 @@ mod bench;
 mod cache;
 mod debian_mirror;
 mod debug_tests;
+mod demo;
 mod device_fuzz;
 mod guest;
 mod inspect;
@@ -25,6 +26,7 @@ mod qemu_build;
 mod qemu_source;
 mod repo;
 mod run;
+mod serial;
 mod serial_fuzz;
 mod shell_test;
 mod snapshot_test;
@@ -437,7 +439,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             let session = Session::new(&options)?;
             session.build_all(true, &mut Vec::new())?;
             eprintln!("\n==> Demo");
-            guest::Demo::run(
+            demo::Demo::run(
                 &session.repo,
                 &VmConfig::default(),
                 Duration::from_secs(timeout),

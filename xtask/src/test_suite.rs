@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::debug_tests;
-use crate::guest::{self, Demo};
+use crate::demo::Demo;
+use crate::guest;
 use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::run::{Gic, Kernel, VmConfig};
