@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The QEMU side of the stopwatch: QOM type, memory regions, interrupt,
 //! timer, reset and migration, each forwarding to the state machine in
 //! [`stopwatch_model`]. Guest mistakes are logged, never fatal.

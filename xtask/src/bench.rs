@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask bench`: what the pass-through region buys, measured in one
 //! run. The guest measures its own costs (`-append bench` prints one
 //! `BENCH {json}` line); the host measures start-up, accuracy against its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask`: builds the patched QEMU with the stopwatch device and
 //! the guest kernel, boots them, and runs every test of the project.
 //!
@@ -30,6 +31,8 @@ mod serial;
 mod serial_fuzz;
 mod shell_test;
 mod snapshot_test;
+#[cfg(test)]
+mod spdx_lint;
 mod test_suite;
 mod util;
 

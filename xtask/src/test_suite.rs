@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask test [STAGE] [FILTER]`: the project's tests, grouped in
 //! stages, with a summary table at the end. A failed test does not stop
 //! the ones that do not depend on it.

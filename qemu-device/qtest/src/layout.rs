@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Where the device is: read from the device tree that QEMU generates, as
 //! a guest would read it.
 
