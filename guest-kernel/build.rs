@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Links the kernel with `linker/guest-kernel.ld` (absolute path, so the
 //! build works from any directory), folding identical functions
 //! (`--icf=all`: the image must stay within 64 KiB, and nothing compares

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! In-guest measurements (boot argument `bench`, or the `bench` command),
 //! printed as one machine-readable line:
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The console: `print!`/`println!`, and [`Console`], the byte stream the
 //! shell reads and writes through the `embedded-io` traits.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A bare-metal kernel for QEMU's aarch64 `virt` board that drives the
 //! para-virtualized stopwatch device.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Ending the run: semihosting exit with a status (what tests use), PSCI
 //! SYSTEM_OFF (what a real machine does), and the fatal-error paths.
 //!

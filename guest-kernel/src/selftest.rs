@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! In-guest tests, chosen by the boot arguments: `test` runs them all,
 //! `test=NAME` those whose name contains NAME. Most need the stopwatch;
 //! on a machine without one they are skipped and the others still run.

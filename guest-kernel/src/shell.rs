@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The interactive shell: console bytes through the line editor, lines
 //! through the parser (both in the host-tested `stopwatch-shell` crate),
 //! commands run against the drivers here.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Sharing state between the main program and interrupt handlers.
 //!
 //! The kernel runs on one CPU (the others stay parked), so the only

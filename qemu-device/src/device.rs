@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The QEMU side of the stopwatch: QOM type, memory regions, interrupt,
 //! timer, reset and migration, each forwarding to the state machine in
 //! [`stopwatch_model`]. Guest mistakes are logged, never fatal.
@@ -192,13 +193,16 @@ impl StopwatchState {
             .into_owned()
     }
 
-    /// Runs `f` on the state machine with this device as its environment.
+    /// Runs `f` on the state machine with this device as its environment,
+    /// then applies the interrupt and timer changes it asked for, after the
+    /// state's `BqlRefCell` borrow is released (as PL011 does: raising the
+    /// line may call back into devices, the timer may fire, while no
+    /// borrow is held).
     fn with_stopwatch<R>(&self, f: impl FnOnce(&mut Stopwatch, &mut QemuEnvironment) -> R) -> R {
-        let mut env = QemuEnvironment {
-            device: self,
-            memory: self.shared_ram(),
-        };
-        f(&mut self.stopwatch.borrow_mut(), &mut env)
+        let mut env = QemuEnvironment::new(self);
+        let result = f(&mut self.stopwatch.borrow_mut(), &mut env);
+        env.effects.apply(self);
+        result
     }
 
     fn shared_ram(&self) -> SharedRam {
@@ -258,13 +262,11 @@ impl StopwatchState {
     fn post_load(&self, _version_id: u8) -> Result<(), migration::InvalidError> {
         let mut saved = SavedState::from(&*self.migrated.borrow());
         self.migrated_laps.borrow().restore_into(&mut saved);
-        let mut env = QemuEnvironment {
-            device: self,
-            memory: self.shared_ram(),
-        };
+        let mut env = QemuEnvironment::new(self);
         match Stopwatch::restore(&mut env, &saved) {
             Ok(restored) => {
                 *self.stopwatch.borrow_mut() = restored;
+                env.effects.apply(self);
                 Ok(())
             }
             Err(error) => {
@@ -285,11 +287,70 @@ impl StopwatchState {
 struct QemuEnvironment<'a> {
     device: &'a StopwatchState,
     memory: SharedRam,
+    /// Interrupt and timer changes, applied once the state is released.
+    effects: Effects,
 }
 
-impl QemuEnvironment<'_> {
+impl<'a> QemuEnvironment<'a> {
+    fn new(device: &'a StopwatchState) -> Self {
+        QemuEnvironment {
+            device,
+            memory: device.shared_ram(),
+            effects: Effects::default(),
+        }
+    }
+
     fn id(&self) -> impl std::ops::Deref<Target = CString> + '_ {
         self.device.id.borrow()
+    }
+}
+
+/// A change the state machine asks of the machine around it.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    Irq(bool),
+    ArmTimer(u64),
+    CancelTimer,
+}
+
+/// The changes of one call into the state machine, in order. One call
+/// makes at most three (RESET: cancel the timer, lower the line; restore:
+/// the line and the timer), so a small array does without allocating.
+#[derive(Default)]
+struct Effects {
+    list: [Option<Effect>; 8],
+    len: usize,
+}
+
+impl Effects {
+    fn push(&mut self, effect: Effect) {
+        let slot = self
+            .list
+            .get_mut(self.len)
+            .expect("the state machine made more than 8 changes in one call");
+        *slot = Some(effect);
+        self.len += 1;
+    }
+
+    /// Applies the changes in order, with no borrow of the state held.
+    fn apply(self, device: &StopwatchState) {
+        let id = device.id.borrow();
+        for effect in self.list.into_iter().flatten() {
+            match effect {
+                Effect::Irq(level) => {
+                    trace::trace_stopwatch_irq(&id, level);
+                    device.timeout_irq.set(level);
+                }
+                Effect::ArmTimer(deadline_ns) => {
+                    trace::trace_stopwatch_timeout_armed(&id, deadline_ns);
+                    device.timer.borrow().modify(deadline_ns);
+                }
+                Effect::CancelTimer => {
+                    trace::trace_stopwatch_timeout_cancelled(&id);
+                    device.timer.borrow().delete();
+                }
+            }
+        }
     }
 }
 
@@ -299,18 +360,15 @@ impl Environment for QemuEnvironment<'_> {
     }
 
     fn set_irq(&mut self, level: bool) {
-        trace::trace_stopwatch_irq(&self.id(), level);
-        self.device.timeout_irq.set(level);
+        self.effects.push(Effect::Irq(level));
     }
 
     fn arm_timer(&mut self, deadline_ns: u64) {
-        trace::trace_stopwatch_timeout_armed(&self.id(), deadline_ns);
-        self.device.timer.borrow().modify(deadline_ns);
+        self.effects.push(Effect::ArmTimer(deadline_ns));
     }
 
     fn cancel_timer(&mut self) {
-        trace::trace_stopwatch_timeout_cancelled(&self.id());
-        self.device.timer.borrow().delete();
+        self.effects.push(Effect::CancelTimer);
     }
 
     fn guest_error(&mut self, error: GuestError) {

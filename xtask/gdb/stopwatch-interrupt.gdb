@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Stops in the stopwatch driver's interrupt handler and shows where:
 #   cargo xtask gdb --batch xtask/gdb/stopwatch-interrupt.gdb
 # then type `timeout 1` in the guest shell (`cargo xtask serial`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask bench`: what the pass-through region buys, measured in one
 //! run. The guest measures its own costs (`-append bench` prints one
 //! `BENCH {json}` line); the host measures start-up, accuracy against its
@@ -10,10 +11,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::guest::{SerialConsole, PROMPT};
 use crate::pipeline::Session;
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{SerialConsole, PROMPT};
 
 /// Launches of each kind for the start-up comparison (alternated).
 const STARTUP_RUNS: usize = 15;

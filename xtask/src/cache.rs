@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Where downloads and QEMU builds are cached, how a build directory is
 //! keyed, and the stamps that say which stages of it have finished.
 //!

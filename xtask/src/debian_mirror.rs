@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Finds the Debian archive mirror this machine's apt already uses, so the
 //! QEMU source package is fetched through the same (possibly local or
 //! proxied) mirror, without naming any host in this repository.

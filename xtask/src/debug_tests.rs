@@ -264,7 +264,7 @@ fn type_into_console(port: u16, line: &str, deadline: Instant) -> Result<()> {
     let mut last_nudge = Instant::now() - Duration::from_secs(1);
     // The console was not connected while the banner went out: an empty
     // line makes the shell print its prompt again.
-    while !String::from_utf8_lossy(&seen).contains(guest::PROMPT) {
+    while !String::from_utf8_lossy(&seen).contains(crate::serial::PROMPT) {
         ensure!(
             Instant::now() < deadline,
             "no shell prompt on the console; it printed:\n{}",

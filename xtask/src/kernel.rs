@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Builds the bare-metal guest kernel in two flavors ([`Flavor`]: without
 //! and with the in-guest test suite) and installs each into `target/vm/`
 //! twice: the ELF (`guest-kernel`, `guest-kernel-test`), and the flat

@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::guest::{self, Demo, SerialConsole};
+use crate::demo::Demo;
+use crate::guest;
 use crate::prereqs::cargo;
 use crate::repo::Repo;
 use crate::run::{Gic, VmConfig};
+use crate::serial::SerialConsole;
 use crate::util::{self, format_duration};
 
 /// The plugin's package and the library cargo builds from it.

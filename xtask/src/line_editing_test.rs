@@ -8,9 +8,9 @@
 use anyhow::{ensure, Context, Result};
 use std::time::Duration;
 
-use crate::guest::{clean_response, SerialConsole, PROMPT};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{clean_response, SerialConsole, PROMPT};
 
 const UP: &[u8] = b"\x1b[A";
 const LEFT: &[u8] = b"\x1b[D";

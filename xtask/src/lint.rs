@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask lint`: formatting and clippy, with warnings as errors, for
 //! every crate of the project: the host crates, the guest kernel (for its
 //! target) and the device glue (under QEMU's own, stricter, lint set).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask`: builds the patched QEMU with the stopwatch device and
 //! the guest kernel, boots them, and runs every test of the project.
 //!
@@ -7,6 +8,7 @@ mod bench;
 mod cache;
 mod debian_mirror;
 mod debug_tests;
+mod demo;
 mod device_fuzz;
 mod doc_excerpts;
 mod guest;
@@ -26,9 +28,12 @@ mod qemu_build;
 mod qemu_source;
 mod repo;
 mod run;
+mod serial;
 mod serial_fuzz;
 mod shell_test;
 mod snapshot_test;
+#[cfg(test)]
+mod spdx_lint;
 mod test_suite;
 mod util;
 
@@ -456,7 +461,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             let session = Session::new(&options)?;
             session.build_all(true, &mut Vec::new())?;
             eprintln!("\n==> Demo");
-            guest::Demo::run(
+            demo::Demo::run(
                 &session.repo,
                 &VmConfig::default(),
                 Duration::from_secs(timeout),

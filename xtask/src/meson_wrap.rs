@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Reads meson `[wrap-file]` files, which name the Rust crates QEMU's Rust
 //! code depends on (`subprojects/*-rs.wrap`).
 

@@ -6,9 +6,10 @@
 use anyhow::{bail, ensure, Context, Result};
 use std::time::Duration;
 
-use crate::guest::{clean_response, demo_commands, SerialConsole, PROMPT};
+use crate::demo::demo_commands;
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{clean_response, SerialConsole, PROMPT};
 use stopwatch_shell::protocol::UartInput;
 
 /// Commands pasted in one write by [`run_paste`].

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask update-patches`: turns the commits made in the cached QEMU
 //! source tree (after the base tag) back into `patches/*.patch`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Every pinned version and checksum of what the QEMU build downloads.
 //!
 //! Downloads are verified against these hashes, and the hashes feed the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The build steps every command shares: prerequisites, QEMU, guest
 //! kernel. Each appends a row to a summary.
 

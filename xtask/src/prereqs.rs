@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Checks (and where it can, installs) what the builds need: the pinned
 //! Rust toolchain with the guest target, the Debian packages QEMU's build
 //! uses, bindgen and Python. Every failure says how to fix it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Builds `qemu-system-aarch64` with the stopwatch device: computes the
 //! cache key, then runs each stage (prepare source, sync device, configure,
 //! ninja) unless its stamp says it is done, and installs the binary into

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Gets QEMU's source into a keyed cache directory: download (Debian's
 //! source package through a private apt configuration, or an upstream
 //! tarball), extract, restore what Debian's `+ds` repack strips, commit it

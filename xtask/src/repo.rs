@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Paths inside this repository.
 
 use crate::kernel::Flavor;

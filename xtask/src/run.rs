@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! QEMU command lines for the guest: one place that knows the board,
 //! CPU, GIC, EL2 and device options, used by `qemu`, `test` and `demo`.
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use stopwatch_shell::command_names;
 use stopwatch_test_rng::TestRng;
 
-use crate::guest::{SerialConsole, PROMPT};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{SerialConsole, PROMPT};
 
 /// Bursts in `cargo xtask test`.
 pub const TEST_BURSTS: u64 = 2_000;

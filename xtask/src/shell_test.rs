@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use crate::guest::{clean_response, SerialConsole};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{clean_response, SerialConsole};
 use stopwatch_shell::protocol::{LapLine, TimeoutNotice, WatchSummary};
 
 /// Stopwatches in the session.

@@ -13,9 +13,9 @@ use std::thread;
 use std::time::Duration;
 use stopwatch_qtest::Qmp;
 
-use crate::guest::{clean_response, SerialConsole, PROMPT};
 use crate::repo::Repo;
 use crate::run::VmConfig;
+use crate::serial::{clean_response, SerialConsole, PROMPT};
 use stopwatch_shell::protocol::{parse_update_text, TimePageReading, TimeoutNotice};
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask test [STAGE] [FILTER]`: the project's tests, grouped in
 //! stages, with a summary table at the end. A failed test does not stop
 //! the ones that do not depend on it.
@@ -11,7 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::debug_tests;
-use crate::guest::{self, Demo};
+use crate::demo::Demo;
+use crate::guest;
 use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::run::{Gic, Kernel, VmConfig};

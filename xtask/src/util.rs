@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Helpers shared by the subcommands: running programs, hashing files,
 //! copying trees, and printing step banners and summary tables.
 

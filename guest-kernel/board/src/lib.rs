@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What the guest kernel learns from the device tree (DTB) that QEMU hands
 //! to it: memory, console UART, interrupt controller, PSCI conduit, boot
 //! arguments and every stopwatch device.

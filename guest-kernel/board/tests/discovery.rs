@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Discovery against device trees dumped from QEMU's `virt` board.
 //!
 //! Fixtures (`tests/fixtures/`, compacted with `dtc -I dtb -O dtb`):

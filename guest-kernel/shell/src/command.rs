@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Shell commands and their parser.
 //!
 //! Commands come in two kinds: [`DeviceCommand`]s act on the selected

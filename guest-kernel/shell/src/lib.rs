@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The guest kernel's shell, without any hardware: the console's receive
 //! ring (with back-pressure toward the UART), a line editor that turns
 //! input bytes into lines, and a parser that turns lines into commands.

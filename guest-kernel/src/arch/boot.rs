@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The entry point: from whatever state a loader leaves the CPU in to Rust
 //! at Non-secure EL1.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Exception vectors: IRQs go to the interrupt dispatcher, a semihosting
 //! call that QEMU does not implement is skipped, everything else is a bug,
 //! reported (ESR, FAR, ELR) before the run ends with a non-zero status.

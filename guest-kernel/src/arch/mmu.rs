@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The MMU: an identity map built with the `aarch64-paging` crate.
 //!
 //! With the MMU off every data access is Device-nGnRnE: slow, uncached,

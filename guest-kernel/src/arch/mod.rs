@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Architecture support: boot (and what it does at EL3), exception
 //! vectors, MMU, device-memory accessors and the generic timer.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The Arm generic timer: the virtual counter as a clock, and waiting.
 //!
 //! On QEMU's `virt` board the virtual counter (CNTVCT_EL0) counts QEMU's

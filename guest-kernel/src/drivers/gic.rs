@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The interrupt controller, GICv2 or GICv3 as the device tree says,
 //! through the `arm-gic` crate.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Driver of the para-virtualized stopwatch device.
 //!
 //! Every offset and code comes from the `stopwatch-abi` crate, which the

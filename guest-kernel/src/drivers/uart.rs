@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The PL011 console UART, through the `arm-pl011-uart` crate, with
 //! interrupt-driven input into the shell's receive ring
 //! ([`stopwatch_shell::receive`], which holds input back in the UART

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The stopwatch's hardware/software interface: the one source of truth.
 //!
 //! Both halves of the para-virtualized device build on this crate: the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Decoding a guest access to the register region.
 
 use stopwatch_abi::regs;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Guest mistakes: logged by the device, never fatal, never a state change.
 
 use core::fmt;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The stopwatch's behaviour as a plain state machine.
 //!
 //! Nothing here knows about QEMU. The device's environment (its clock, its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A machine for the model to run in without QEMU: a clock that only moves
 //! when told, a recorded interrupt line and timer, and plain memory. Host
 //! tests, the differential test against the real device and fuzzers drive

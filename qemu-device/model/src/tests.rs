@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Host tests of every rule of the device, with a fake environment.
 
 mod laps;

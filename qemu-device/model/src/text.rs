@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The elapsed time as the original's text: C's `%.2f seconds`.
 
 use core::fmt::{self, Write};

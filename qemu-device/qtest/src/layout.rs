@@ -1,11 +1,11 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Where the device is: read from the device tree that QEMU generates, as
 //! a guest would read it.
 
 use std::{path::Path, process::Command};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use fdt::{node::FdtNode, Fdt};
-use stopwatch_abi::COMPATIBLE;
+use board_discovery::{BoardInfo, Trigger};
 
 /// One stopwatch node of the device tree, with bus addresses translated to
 /// guest-physical ones.
@@ -47,72 +47,50 @@ impl Layout {
         Layout::parse(&std::fs::read(&dtb)?)
     }
 
-    /// Reads the stopwatch nodes of a flattened device tree.
+    /// Reads the stopwatch nodes of a flattened device tree with the guest
+    /// kernel's own, host-tested discovery (the `board-discovery` crate):
+    /// one device-tree walker for the guest and the tests.
     pub fn parse(blob: &[u8]) -> Result<Layout> {
-        let tree = Fdt::new(blob).map_err(|error| anyhow!("bad device tree: {error:?}"))?;
-        let mut devices = Vec::new();
-        for node in tree.all_nodes() {
-            let is_stopwatch = node
-                .compatible()
-                .is_some_and(|compatible| compatible.all().any(|c| c == COMPATIBLE));
-            if is_stopwatch {
-                devices.push(device_node(&tree, &node)?);
-            }
+        let board =
+            BoardInfo::from_dtb(blob).map_err(|error| anyhow!("bad device tree: {error:?}"))?;
+        if let Some(broken) = board.broken_stopwatches.iter().next() {
+            bail!(
+                "stopwatch node {} unusable: {}",
+                broken.node_name,
+                broken.error
+            );
         }
+        let devices = board
+            .stopwatches
+            .iter()
+            .map(|node| {
+                let interrupt = node.timeout_interrupt;
+                ensure!(interrupt.intid >= 32, "{}: not an SPI", node.node_name);
+                Ok(DeviceNode {
+                    name: node.node_name.to_owned(),
+                    shared_memory: (node.shared.base, node.shared.size),
+                    registers: (node.registers.base, node.registers.size),
+                    interrupt: (
+                        GIC_SPI,
+                        interrupt.intid - 32,
+                        trigger_flags(interrupt.trigger),
+                    ),
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Layout { devices })
     }
 }
 
-fn device_node(tree: &Fdt, node: &FdtNode) -> Result<DeviceNode> {
-    let cells = |name: &str| -> Result<Vec<u32>> {
-        let property = node
-            .property(name)
-            .ok_or_else(|| anyhow!("{} has no {name}", node.name))?;
-        Ok(property
-            .value
-            .chunks_exact(4)
-            .map(|cell| u32::from_be_bytes(cell.try_into().unwrap()))
-            .collect())
-    };
-    // Under the platform bus: one address cell, one size cell.
-    let reg = cells("reg")?;
-    ensure!(
-        reg.len() == 4,
-        "{}: reg has {} cells, not 4",
-        node.name,
-        reg.len()
-    );
-    let interrupts = cells("interrupts")?;
-    ensure!(
-        interrupts.len() == 3,
-        "{}: interrupts has {} cells",
-        node.name,
-        interrupts.len()
-    );
-    let bus_base = platform_bus_base(tree)?;
-    Ok(DeviceNode {
-        name: node.name.to_owned(),
-        shared_memory: (bus_base + u64::from(reg[0]), u64::from(reg[1])),
-        registers: (bus_base + u64::from(reg[2]), u64::from(reg[3])),
-        interrupt: (interrupts[0], interrupts[1], interrupts[2]),
-    })
-}
+/// The GIC binding's interrupt type cell for a shared peripheral interrupt.
+const GIC_SPI: u32 = 0;
 
-/// The physical address of the platform bus's address 0, from its
-/// `ranges = <child-address parent-address(2 cells) size>`.
-fn platform_bus_base(tree: &Fdt) -> Result<u64> {
-    let bus = tree
-        .all_nodes()
-        .find(|node| node.name.starts_with("platform-bus@"))
-        .ok_or_else(|| anyhow!("no platform-bus node"))?;
-    let ranges = bus
-        .property("ranges")
-        .ok_or_else(|| anyhow!("platform-bus has no ranges"))?
-        .value;
-    let cell =
-        |index: usize| u32::from_be_bytes(ranges[index * 4..index * 4 + 4].try_into().unwrap());
-    if ranges.len() != 16 || cell(0) != 0 {
-        bail!("unexpected platform-bus ranges {ranges:02x?}");
+/// The GIC binding's flags cell for a trigger type.
+fn trigger_flags(trigger: Trigger) -> u32 {
+    match trigger {
+        Trigger::EdgeRising => 1,
+        Trigger::EdgeFalling => 2,
+        Trigger::LevelHigh => 4,
+        Trigger::LevelLow => 8,
     }
-    Ok((u64::from(cell(1)) << 32) | u64::from(cell(2)))
 }

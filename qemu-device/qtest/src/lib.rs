@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Driving the real stopwatch device inside the patched QEMU from the host.
 //!
 //! [`Qtest`] speaks QEMU's qtest protocol (`-accel qtest -qtest stdio`):

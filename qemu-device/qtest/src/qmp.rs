@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A minimal QMP (QEMU Machine Protocol) client, for what qtest cannot do:
 //! migration and system reset.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A client of QEMU's qtest protocol over the child's stdin and stdout.
 
 use std::{

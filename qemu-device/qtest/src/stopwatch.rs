@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The stopwatch as a qtest sees it: register and shared-memory accesses
 //! at the addresses the device tree gives.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The real stopwatch inside the patched QEMU, driven over qtest with
 //! deterministic virtual time. Run by `cargo xtask test`, which sets
 //! `STOPWATCH_QEMU`; a plain `cargo test` skips them (ignored).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Differential test: the real device inside QEMU against its pure model,
 //! on 100,000 seeded random operations (see `stopwatch_qtest::differential`
 //! for what they are and what is compared after each).

@@ -91,15 +91,17 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
 
     let deadline_ns = armed_at + NANOS_PER_SEC;
     // The timeout's lines, in this order, from the TIMEOUT write to the ACK.
+    // A command's interrupt and timer changes are applied once the device
+    // state is released (as PL011 does), so they follow its command line.
     let timeout_lines = [
         "stopwatch_write sw0: write offset 0x00 size 8 value 0x4".to_string(),
-        format!("stopwatch_timeout_armed sw0: timeout armed deadline_ns {deadline_ns}"),
         "stopwatch_command sw0: TIMEOUT status PAUSED -> PAUSED".to_string(),
+        format!("stopwatch_timeout_armed sw0: timeout armed deadline_ns {deadline_ns}"),
         format!("stopwatch_timeout_fired sw0: timeout fired deadline_ns {deadline_ns}"),
         "stopwatch_irq sw0: irq level 1".to_string(),
         "stopwatch_write sw0: write offset 0x00 size 8 value 0x5".to_string(),
-        "stopwatch_irq sw0: irq level 0".to_string(),
         "stopwatch_command sw0: TIMEOUT_ACK status PAUSED -> PAUSED".to_string(),
+        "stopwatch_irq sw0: irq level 0".to_string(),
     ];
     let mut from = 0;
     for expected in &timeout_lines {

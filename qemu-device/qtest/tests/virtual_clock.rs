@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The device counts QEMU's virtual clock, which stops while the VM is
 //! stopped. Checked on a real (TCG) machine, with no guest code: a system
 //! reset makes the device (started at boot) publish the virtual time of
