@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::repo::Repo;
 use crate::run::VmConfig;
 
+use stopwatch_shell::protocol::TimeoutNotice;
 /// What the guest shell prints when it waits for a command.
 pub use stopwatch_shell::PROMPT;
 
@@ -331,6 +332,32 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
+}
+
+/// The lines the device logged in a QEMU `-d guest_errors -D FILE` log
+/// (the device's messages start with `stopwatch`): for the tests that
+/// promise the guest never makes it log one.
+pub fn device_guest_errors(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.starts_with("stopwatch"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits for a timeout notice (`[timeout] ... fired at S s (N so far)`)
+/// and returns the stopwatch time it names, in seconds.
+pub fn expect_notice_time(console: &mut SerialConsole, timeout: Duration) -> Result<f64> {
+    let text = console
+        .expect(" so far)", timeout)
+        .context("no timeout notice")?;
+    let ns = text
+        .lines()
+        .find_map(TimeoutNotice::parse)
+        .and_then(|notice| notice.fired_at_ns)
+        .with_context(|| format!("no timeout notice with a time in {text:?}"))?;
+    Ok(ns as f64 / 1e9)
 }
 
 /// Line endings as `\n` (serial output may say `\r\n` or `\r\r\n`).

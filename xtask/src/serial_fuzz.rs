@@ -12,7 +12,7 @@ use stopwatch_test_rng::TestRng;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{SerialConsole, PROMPT};
+use crate::serial::{device_guest_errors, SerialConsole, PROMPT};
 
 /// Bursts in `cargo xtask test`.
 pub const TEST_BURSTS: u64 = 2_000;
@@ -261,11 +261,7 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
     }
     let elapsed = started.elapsed();
     drop(console);
-    let errors = std::fs::read_to_string(&log).unwrap_or_default();
-    let device_errors: Vec<&str> = errors
-        .lines()
-        .filter(|line| line.starts_with("stopwatch"))
-        .collect();
+    let device_errors = device_guest_errors(&log);
     if !device_errors.is_empty() {
         bail!(
             "bursts of seed {seed:#x} made the device log guest errors:\n{}",

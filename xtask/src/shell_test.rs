@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{clean_response, SerialConsole};
-use stopwatch_shell::protocol::{LapLine, TimeoutNotice, WatchSummary};
+use crate::serial::{clean_response, device_guest_errors, expect_notice_time, SerialConsole};
+use stopwatch_shell::protocol::{LapLine, WatchSummary};
 
 /// Stopwatches in the session.
 const STOPWATCHES: usize = 3;
@@ -101,11 +101,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     let refreshes = watch(&mut session)?;
 
     drop(session);
-    let errors = std::fs::read_to_string(&log).unwrap_or_default();
-    let device_errors: Vec<&str> = errors
-        .lines()
-        .filter(|line| line.starts_with("stopwatch"))
-        .collect();
+    let device_errors = device_guest_errors(&log);
     if !device_errors.is_empty() {
         bail!(
             "the shell made the device log guest errors:\n{}",
@@ -219,17 +215,8 @@ fn notice_over_a_partial_line(session: &mut Session) -> Result<f64> {
     session.ask_expecting("start", "status: RUNNING")?;
     session.ask_expecting("timeout 250ms", "TIMEOUT_NS")?;
     session.console.send_bytes(b"rea")?;
-    let notice = session
-        .console
-        .expect(" so far)", ANSWER_TIMEOUT)
+    let fired_at = expect_notice_time(&mut session.console, ANSWER_TIMEOUT)
         .context("no timeout notice while a line was half typed")?;
-    let fired_at = notice
-        .lines()
-        .find_map(TimeoutNotice::parse)
-        .and_then(|notice| notice.fired_at_ns)
-        .with_context(|| format!("no timeout notice with a time in {notice:?}"))?
-        as f64
-        / 1e9;
     ensure!(
         (0.250..=0.400).contains(&fired_at),
         "`timeout 250ms` fired at {fired_at} s of stopwatch time, not in 0.250..0.400"

@@ -15,8 +15,8 @@ use stopwatch_qtest::Qmp;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{clean_response, SerialConsole, PROMPT};
-use stopwatch_shell::protocol::{parse_update_text, TimePageReading, TimeoutNotice};
+use crate::serial::{clean_response, expect_notice_time, SerialConsole, PROMPT};
+use stopwatch_shell::protocol::{parse_update_text, TimePageReading};
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The timeout armed before the snapshot, in seconds.
@@ -167,17 +167,8 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     );
 
     // The timeout armed before the snapshot fires once, at its deadline.
-    let notice = target
-        .console
-        .expect(" so far)", Duration::from_secs(10))
+    let fired_at = expect_notice_time(&mut target.console, Duration::from_secs(10))
         .context("the timeout armed before the snapshot never fired")?;
-    let fired_at = notice
-        .lines()
-        .find_map(TimeoutNotice::parse)
-        .and_then(|notice| notice.fired_at_ns)
-        .with_context(|| format!("no timeout notice with a time in {notice:?}"))?
-        as f64
-        / 1e9;
     let earliest = read_before_arming + TIMEOUT_SECS;
     let latest = read_after_arming + TIMEOUT_SECS + LATENESS_SECS;
     ensure!(
