@@ -238,17 +238,7 @@ fn notice_over_a_partial_line(session: &mut Session) -> Result<f64> {
 /// exit per refresh, and the key stops it without being run. `watch trap`
 /// makes its exits visible. Returns refreshes per second.
 fn watch(session: &mut Session) -> Result<f64> {
-    session.console.send_line("watch")?;
-    session
-        .console
-        .expect("press any key to stop", ANSWER_TIMEOUT)?;
-    thread::sleep(Duration::from_secs(1));
-    session.console.send_bytes(b"x")?;
-    let output = session
-        .console
-        .expect(&prompt(1), ANSWER_TIMEOUT)
-        .context("`watch` did not stop on a key")?;
-    let summary = watch_summary(&output)?;
+    let (output, summary) = watch_for(session, "watch", Duration::from_secs(1), b"x")?;
     let (refreshes, seconds, exits) = (
         summary.refreshes,
         summary.elapsed_ns as f64 / 1e9,
@@ -270,20 +260,35 @@ fn watch(session: &mut Session) -> Result<f64> {
         "the key that stopped `watch` ran as a command"
     );
 
-    session.console.send_line("watch trap")?;
-    session
-        .console
-        .expect("press any key to stop", ANSWER_TIMEOUT)?;
-    thread::sleep(Duration::from_millis(300));
-    session.console.send_bytes(b" ")?;
-    let output = session.console.expect(&prompt(1), ANSWER_TIMEOUT)?;
-    let summary = watch_summary(&output)?;
+    let (_, summary) = watch_for(session, "watch trap", Duration::from_millis(300), b" ")?;
     let (refreshes, exits) = (summary.refreshes, summary.exits());
     ensure!(
         refreshes > 0 && exits == 2 * refreshes,
         "`watch trap`: {exits} exits for {refreshes} refreshes (expected 2 each)"
     );
     Ok(rate)
+}
+
+/// Runs `command` (`watch` or `watch trap`) for `hold`, stops it with
+/// `key`, and returns its output and summary line.
+fn watch_for(
+    session: &mut Session,
+    command: &str,
+    hold: Duration,
+    key: &[u8],
+) -> Result<(String, WatchSummary)> {
+    session.console.send_line(command)?;
+    session
+        .console
+        .expect("press any key to stop", ANSWER_TIMEOUT)?;
+    thread::sleep(hold);
+    session.console.send_bytes(key)?;
+    let output = session
+        .console
+        .expect(&prompt(1), ANSWER_TIMEOUT)
+        .with_context(|| format!("`{command}` did not stop on a key"))?;
+    let summary = watch_summary(&output)?;
+    Ok((output, summary))
 }
 
 /// The `watch:` summary line in `output`.

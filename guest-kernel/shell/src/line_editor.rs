@@ -85,15 +85,19 @@ pub const HISTORY_LEN: usize = 16;
 /// The history's ring: one more slot for the line being typed.
 const HISTORY_SLOTS: usize = HISTORY_LEN + 1;
 
-const CTRL_A: u8 = 0x01;
-const CTRL_C: u8 = 0x03;
-const CTRL_E: u8 = 0x05;
-const BACKSPACE: u8 = 0x08;
-const TAB: u8 = 0x09;
-const CTRL_U: u8 = 0x15;
-const CTRL_W: u8 = 0x17;
-const ESCAPE: u8 = 0x1b;
-const DELETE: u8 = 0x7f;
+/// The control bytes the editor acts on (the tests type them too).
+pub mod keys {
+    pub const CTRL_A: u8 = 0x01;
+    pub const CTRL_C: u8 = 0x03;
+    pub const CTRL_E: u8 = 0x05;
+    pub const BACKSPACE: u8 = 0x08;
+    pub const TAB: u8 = 0x09;
+    pub const CTRL_U: u8 = 0x15;
+    pub const CTRL_W: u8 = 0x17;
+    pub const ESCAPE: u8 = 0x1b;
+    pub const DELETE: u8 = 0x7f;
+}
+use keys::*;
 
 /// Clears from the cursor to the end of the terminal line.
 const CLEAR_TO_END: &[u8] = b"\x1b[K";

@@ -5,6 +5,9 @@
 
 mod terminal;
 
+use stopwatch_shell::line_editor::keys::{
+    BACKSPACE, CTRL_A, CTRL_C, CTRL_E, CTRL_U, CTRL_W, DELETE as DEL, TAB,
+};
 use stopwatch_shell::{LineEditor, HISTORY_LEN, MAX_LINE_LEN, PROMPT};
 use terminal::{lines, Outcome, Session};
 
@@ -13,14 +16,6 @@ const DOWN: &[u8] = b"\x1b[B";
 const RIGHT: &[u8] = b"\x1b[C";
 const LEFT: &[u8] = b"\x1b[D";
 const DELETE_KEY: &[u8] = b"\x1b[3~";
-const CTRL_A: u8 = 0x01;
-const CTRL_C: u8 = 0x03;
-const CTRL_E: u8 = 0x05;
-const BACKSPACE: u8 = 0x08;
-const TAB: u8 = 0x09;
-const CTRL_U: u8 = 0x15;
-const CTRL_W: u8 = 0x17;
-const DEL: u8 = 0x7f;
 
 fn typed(input: &[u8]) -> Session {
     let mut session = Session::new();
