@@ -489,7 +489,7 @@ impl SharedRam {
         assert!(offset
             .checked_add(size)
             .is_some_and(|end| end <= shared::SIZE));
-        assert!(offset.is_multiple_of(std::mem::align_of::<T>() as u64));
+        assert!(offset % std::mem::align_of::<T>() as u64 == 0);
         // SAFETY: in bounds of the region's RAM block, checked above.
         unsafe { self.base.as_ptr().add(offset as usize).cast() }
     }

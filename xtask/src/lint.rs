@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask lint`: formatting and clippy, with warnings as errors, for
 //! every crate of the project: the host crates, the guest kernel (for its
-//! target) and the device glue (under QEMU's own, stricter, lint set).
+//! target) and the device's crates (inside QEMU's Rust workspace, under
+//! QEMU's own, stricter, lint set).
 
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -11,8 +12,17 @@ use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::util::run;
 
+/// The device's crates as members of QEMU's Rust workspace (patch 0003
+/// lists the glue; the others join as its path dependencies).
+const DEVICE_PACKAGES: [&str; 4] = [
+    "stopwatch",
+    "stopwatch-abi",
+    "stopwatch-model",
+    "stopwatch-test-rng",
+];
+
 /// Where the device's sources sit inside QEMU's tree.
-const DEVICE_IN_QEMU: &str = "rust/hw/misc/stopwatch/";
+const DEVICE_IN_QEMU: &str = "/rust/hw/misc/stopwatch/";
 
 pub fn run_all(session: &Session) -> Result<()> {
     let root = &session.repo.root;
@@ -56,9 +66,11 @@ pub fn run_all(session: &Session) -> Result<()> {
     device_clippy(session)
 }
 
-/// Runs QEMU's `clippy` target, which checks every Rust crate of the build
-/// with QEMU's lint set, and fails on findings in the stopwatch's crates.
-/// QEMU's own crates are not ours to fix: their findings are only counted.
+/// Runs `cargo clippy` on the device's crates inside QEMU's Rust workspace,
+/// as a QEMU developer would (and as rust-analyzer sees them): against
+/// QEMU's crates, with QEMU's workspace lints and its minimum Rust version.
+/// Fails on any finding in the device's crates; QEMU's own crates are not
+/// ours to fix, so their findings are only counted.
 fn device_clippy(session: &Session) -> Result<()> {
     let dirs = session.current_qemu_dirs()?;
     if !dirs.build.join("build.ninja").is_file() {
@@ -72,39 +84,72 @@ fn device_clippy(session: &Session) -> Result<()> {
     })?;
     // Lint the device as it is now, not as the last build copied it.
     crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
-    eprintln!("    ninja clippy   (device crates, QEMU's lint set)");
-    // Not `run_captured`: findings in QEMU's own crates fail the target,
-    // and only ours count.
-    let output = Command::new("ninja")
-        .arg("clippy")
-        .current_dir(&dirs.build)
+    eprintln!(
+        "    cargo clippy -p stopwatch ... --all-targets   (in QEMU's workspace, QEMU's lints)"
+    );
+    let mut command = Command::new(cargo());
+    command
+        .args(["clippy", "--all-targets", "--message-format", "json"])
+        .arg("--manifest-path")
+        .arg(dirs.src.join("rust/Cargo.toml"))
+        // QEMU's crates find their generated bindings through this, as
+        // under `meson devenv`.
+        .env("MESON_BUILD_ROOT", &dirs.build)
+        .env("CARGO_TARGET_DIR", dirs.build.join("cargo-target"));
+    for package in DEVICE_PACKAGES {
+        command.args(["-p", package]);
+    }
+    let output = command
         .output()
-        .context("could not run ninja (Debian package ninja-build)")?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    let (ours, others) = findings(&text);
+        .context("could not run cargo clippy in QEMU's tree")?;
+    let (ours, others) = findings(&String::from_utf8_lossy(&output.stdout));
     if others > 0 {
         eprintln!("    ({others} findings in QEMU's own crates, not checked here)");
     }
     if !ours.is_empty() {
         bail!("clippy findings in the device crates:\n{}", ours.join("\n"));
     }
-    if !output.status.success() && others == 0 {
-        // Failed without a finding to show for it: not a clean result.
-        bail!("`ninja clippy` failed ({}):\n{text}", output.status);
+    if !output.status.success() {
+        // Failed without a finding of ours: cargo itself (a manifest, the
+        // registry) or QEMU's crates did not build.
+        bail!(
+            "`cargo clippy` in QEMU's workspace failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
 }
 
-/// The `-->` locations of clippy's findings: those in the device's crates,
-/// and the number of the others.
-fn findings(output: &str) -> (Vec<String>, usize) {
-    let locations = output
-        .lines()
-        .filter_map(|line| line.trim_start().strip_prefix("--> "));
-    let (ours, others): (Vec<&str>, Vec<&str>) =
-        locations.partition(|location| location.contains(DEVICE_IN_QEMU));
-    (ours.into_iter().map(str::to_owned).collect(), others.len())
+/// Clippy's and rustc's messages from cargo's JSON output: those about the
+/// device's crates (rendered as the compiler shows them), and the number of
+/// the others.
+fn findings(json_lines: &str) -> (Vec<String>, usize) {
+    let mut ours = Vec::new();
+    let mut others = 0;
+    for line in json_lines.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-message" {
+            continue;
+        }
+        let rendered = message["message"]["rendered"].as_str().unwrap_or_default();
+        // The summary lines ("N warnings emitted") carry no location.
+        if message["message"]["spans"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
+            continue;
+        }
+        let package = message["package_id"].as_str().unwrap_or_default();
+        if package.contains(DEVICE_IN_QEMU.trim_end_matches('/')) {
+            ours.push(rendered.to_owned());
+        } else {
+            others += 1;
+        }
+    }
+    (ours, others)
 }
 
 #[cfg(test)]
@@ -113,10 +158,14 @@ mod tests {
 
     #[test]
     fn separates_the_device_findings() {
-        let output = "error: x\n   --> /c/src/rust/hw/misc/stopwatch/src/device.rs:3:1\n\
-                      error: y\n  --> /c/build/rust/hw/core/qdev.rs:422:12\n";
-        let (ours, others) = findings(output);
-        assert_eq!(ours, ["/c/src/rust/hw/misc/stopwatch/src/device.rs:3:1"]);
+        let ours = r#"{"reason":"compiler-message","package_id":"path+file:///c/src/rust/hw/misc/stopwatch/model#stopwatch-model@0.1.0","message":{"rendered":"warning: x\n --> hw/misc/stopwatch/model/src/lib.rs:3:1\n","spans":[{"file_name":"hw/misc/stopwatch/model/src/lib.rs"}]}}"#;
+        let theirs = r#"{"reason":"compiler-message","package_id":"path+file:///c/src/rust/hw/core#hwcore@0.1.0","message":{"rendered":"warning: y","spans":[{"file_name":"hw/core/src/qdev.rs"}]}}"#;
+        let summary = r#"{"reason":"compiler-message","package_id":"path+file:///c/src/rust/hw/misc/stopwatch#0.1.0","message":{"rendered":"warning: 1 warning emitted","spans":[]}}"#;
+        let artifact = r#"{"reason":"compiler-artifact","package_id":"path+file:///c/src/rust/hw/misc/stopwatch#0.1.0"}"#;
+        let output = [ours, theirs, summary, artifact, "not json"].join("\n");
+        let (found, others) = findings(&output);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("model/src/lib.rs:3:1"), "{found:?}");
         assert_eq!(others, 1);
     }
 }

@@ -155,7 +155,7 @@ const _: () = {
     assert!(shared::TIME_PAGE + time_page::SIZE <= shared::LAP_COUNT);
     assert!(shared::LAPS == shared::LAP_COUNT + 8 && shared::LAPS_END <= shared::SIZE);
     assert!(regs::STATUS + regs::WIDTH <= regs::SIZE);
-    assert!(shared::SIZE.is_multiple_of(4096) && regs::SIZE.is_multiple_of(4096));
+    assert!(shared::SIZE % 4096 == 0 && regs::SIZE % 4096 == 0);
 };
 
 /// A command code, written to [`regs::COMMAND`].

@@ -41,11 +41,11 @@ pub struct Access {
 pub fn decode(offset: u64, size: u32) -> Result<Access, GuestError> {
     let half = match size {
         8 => Half::Whole,
-        4 if offset.is_multiple_of(regs::WIDTH) => Half::Lower,
+        4 if offset % regs::WIDTH == 0 => Half::Lower,
         4 => Half::Upper,
         _ => return Err(GuestError::BadAccessSize { offset, size }),
     };
-    if !offset.is_multiple_of(u64::from(size)) {
+    if offset % u64::from(size) != 0 {
         return Err(GuestError::UnalignedAccess { offset, size });
     }
     let register = match offset - offset % regs::WIDTH {

@@ -414,7 +414,7 @@ impl Stopwatch {
             2 => Timeout::Fired,
             other => return Err(RestoreError::BadTimeoutState(other)),
         };
-        if !saved.sequence.is_multiple_of(2) {
+        if saved.sequence % 2 != 0 {
             return Err(RestoreError::OddSequence(saved.sequence));
         }
         if status == Status::Reset && (saved.accumulated_ns != 0 || saved.run_start_ns != 0) {
