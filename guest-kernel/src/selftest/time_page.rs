@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The time page: present and cleared after RESET, its zero-exit reads
+//! never go back in time, and they agree with UPDATE's text (the original
+//! interface) within the text's resolution.
+
+use stopwatch_abi::NANOS_PER_SEC;
+
+use super::{elapsed, page_reading, Checker};
+use crate::arch::timer;
+use crate::drivers::stopwatch::Stopwatch;
+
+/// Tolerance between the time page and UPDATE's `%.2f` text: the text's
+/// 0.01 s resolution (its rounding) plus one counter tick, added at use.
+const TEXT_RESOLUTION_NS: u64 = NANOS_PER_SEC / 100;
+
+/// The device has a time page, cleared by RESET, with no clock offset on
+/// `virt`.
+pub(super) fn time_page_present(t: &Checker, stopwatch: &Stopwatch) {
+    check!(t, stopwatch.has_time_page(), else "time page magic/version missing");
+    let Some(reading) = page_reading(t, stopwatch) else {
+        return;
+    };
+    let (accumulated, deadline) = (
+        reading.snapshot.accumulated_ns,
+        reading.snapshot.timeout_deadline_ns,
+    );
+    let cleared = accumulated == 0 && deadline == 0;
+    check!(t, cleared, else "after RESET: accumulated {accumulated} ns, deadline {deadline} ns");
+    let offset = reading.snapshot.clock_offset_ns;
+    check!(t, offset == 0, else "clock offset {:#x} ns on virt (expected 0)", offset as u64);
+}
+
+/// Checks that UPDATE's text lies between two zero-exit reads taken just
+/// before and just after it, within the text's resolution.
+pub(super) fn compare_text(t: &Checker, stopwatch: &Stopwatch, step: &str) {
+    let tolerance = TEXT_RESOLUTION_NS + timer::clock().tick_ns();
+    let before = elapsed(t, stopwatch);
+    let text = stopwatch.update_text();
+    let after = elapsed(t, stopwatch);
+    let Some(text_ns) = text.to_ns() else {
+        fail!(t, "{step}: text '{}' unreadable", text.as_str());
+        return;
+    };
+    let within = text_ns + tolerance >= before && text_ns <= after + tolerance;
+    let text = text.as_str();
+    check!(t, within, else "{step}: '{text}' outside [{before}, {after}] ns +- {tolerance} ns");
+}
+
+/// Zero-exit reads and UPDATE's text agree, whatever the state.
+pub(super) fn zero_exit_matches_text(t: &Checker, stopwatch: &Stopwatch) {
+    compare_text(t, stopwatch, "reset");
+    stopwatch.start();
+    for _ in 0..20 {
+        timer::wait_ns(23_000_000);
+        compare_text(t, stopwatch, "running");
+    }
+    stopwatch.pause();
+    for _ in 0..3 {
+        compare_text(t, stopwatch, "paused");
+        timer::wait_ns(10_000_000);
+    }
+    stopwatch.start();
+    timer::wait_ns(50_000_000);
+    compare_text(t, stopwatch, "running again");
+    stopwatch.reset();
+    compare_text(t, stopwatch, "reset again");
+    let text = stopwatch.update_text();
+    check!(t, text.as_str() == "0.00 seconds", else "after RESET the text is '{}'", text.as_str());
+}
+
+/// Zero-exit reads while running never go back, and time passes.
+pub(super) fn zero_exit_monotonic(t: &Checker, stopwatch: &Stopwatch) {
+    stopwatch.start();
+    let mut previous = 0;
+    for _ in 0..10_000 {
+        let now = elapsed(t, stopwatch);
+        if now < previous {
+            fail!(t, "time went back: {previous} -> {now} ns");
+            break;
+        }
+        previous = now;
+    }
+    check!(t, previous > 0, else "no time passed while running");
+}
