@@ -51,7 +51,43 @@ pub fn tests() -> Vec<Test> {
             Needs::QemuAndKernel,
             |cx| another_kernel_with_two_devices(&cx.session.repo, cx.guest_timeout),
         ),
+        Test::new(
+            "debug",
+            "boot-floor kernel: the prompt and nothing else",
+            Needs::QemuAndKernel,
+            |cx| boot_floor_kernel_prints_the_prompt(&cx.session.repo, cx.guest_timeout),
+        ),
     ]
+}
+
+/// The bench's boot floor (`guest-kernel/boot-floor`) boots on the bench's
+/// QEMU command line and prints exactly the shell's prompt, from a few
+/// instructions (else it would not be a floor).
+fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result<Verdict> {
+    let elf = repo.boot_floor_kernel();
+    let loadable = crate::bench::loadable_size(&elf)?;
+    ensure!(
+        loadable <= 256,
+        "{}: {loadable} loadable bytes, more than a floor needs",
+        elf.display()
+    );
+    let config = VmConfig {
+        kernel: crate::run::Kernel::Other(repo.relative(&elf).display().to_string()),
+        ..VmConfig::default()
+    };
+    let mut console = crate::serial::SerialConsole::spawn(repo, &config, None)?;
+    console.expect(crate::serial::PROMPT, timeout)?;
+    // Anything else would have come before the prompt.
+    let transcript = console.transcript();
+    ensure!(
+        transcript == crate::serial::PROMPT,
+        "expected exactly {:?}, got {transcript:?}",
+        crate::serial::PROMPT
+    );
+    Ok(Verdict::Pass(format!(
+        "{loadable} loadable bytes, printed {:?}",
+        crate::serial::PROMPT
+    )))
 }
 
 /// `cargo xtask dtb --gic 3 --devices 2 -o FILE.dts` and `-o FILE.dtb`: two
