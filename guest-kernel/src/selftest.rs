@@ -68,6 +68,10 @@ const TESTS: &[(&str, Test)] = &[
         "fp_simd_registers_survive_interrupts",
         Test::Any(fp_simd_survive_interrupts),
     ),
+    (
+        "virtual_timer_interrupt_entry_is_stamped",
+        Test::Any(virtual_timer_entry_stamped),
+    ),
     ("time_page_present", Test::Device(time_page_present)),
     ("status_transitions", Test::Device(status_transitions)),
     (
@@ -88,6 +92,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "zero_exit_read_is_monotonic",
         Test::Device(zero_exit_monotonic),
+    ),
+    (
+        "zero_exit_read_uses_the_counter_only_while_running",
+        Test::Device(zero_exit_counter_only_while_running),
     ),
     ("original_demo", Test::Device(original_demo)),
     (
@@ -223,7 +231,7 @@ fn reading(t: &Checker, stopwatch: &Stopwatch) -> ZeroExitReading {
             clock_offset_ns: 0,
             timeout_deadline_ns: 0,
         },
-        counter: 0,
+        counter: None,
     })
 }
 
@@ -836,6 +844,70 @@ fn zero_exit_monotonic(t: &Checker, stopwatch: &Stopwatch) {
     t.check(previous > 0, format_args!("no time passed while running"));
 }
 
+/// A stopwatch that is not running has its exact time on the page: the
+/// zero-exit read must not read the counter then (a PAUSED read costs the
+/// page alone), and must read it, inside the call, while running.
+fn zero_exit_counter_only_while_running(t: &Checker, stopwatch: &Stopwatch) {
+    stopwatch.reset();
+    let reset = reading(t, stopwatch);
+    t.check(
+        reset.counter.is_none() && reset.elapsed_ns == 0,
+        format_args!("RESET: {reset:?}"),
+    );
+    stopwatch.start();
+    timer::wait_ns(5_000_000);
+    let before = timer::counter();
+    let running = reading(t, stopwatch);
+    let after = timer::counter();
+    t.check(
+        running
+            .counter
+            .is_some_and(|counter| (before..=after).contains(&counter)),
+        format_args!(
+            "RUNNING: counter {:?}, expected {before}..={after}",
+            running.counter
+        ),
+    );
+    stopwatch.pause();
+    let paused = reading(t, stopwatch);
+    timer::wait_ns(2_000_000);
+    let later = reading(t, stopwatch);
+    t.check(
+        paused.counter.is_none()
+            && paused.elapsed_ns == paused.snapshot.accumulated_ns
+            && later.elapsed_ns == paused.elapsed_ns
+            && paused.elapsed_ns >= 5_000_000,
+        format_args!("PAUSED: {paused:?}, then {later:?}"),
+    );
+    stopwatch.reset();
+}
+
+/// The bench's interrupt latency floor: a virtual timer interrupt is
+/// counted once and its IRQ entry stamped at or after its deadline, within
+/// a bound (the floor must measure the interrupt, not something else).
+fn virtual_timer_entry_stamped(t: &Checker, _: Option<&Stopwatch>) {
+    if !timer::interrupt_routed() {
+        t.check(
+            false,
+            format_args!("the virtual timer interrupt is not routed"),
+        );
+        return;
+    }
+    let before = timer::interrupts();
+    let deadline = timer::counter() + timer::clock().ns_to_ticks(500_000);
+    timer::arm_interrupt(deadline);
+    let limit = deadline + timer::clock().ns_to_ticks(NANOS_PER_SEC);
+    while timer::interrupts() == before && timer::counter() < limit {
+        core::hint::spin_loop();
+    }
+    let taken = timer::interrupts() - before;
+    let entry = timer::last_interrupt_counter();
+    t.check(
+        taken == 1 && entry >= deadline && entry < limit,
+        format_args!("{taken} interrupts, entry at {entry}, deadline {deadline} (ticks)"),
+    );
+}
+
 /// The original project's demo, now with assertions.
 fn original_demo(t: &Checker, stopwatch: &Stopwatch) {
     let tick = timer::clock().tick_ns();
@@ -869,8 +941,14 @@ fn original_demo(t: &Checker, stopwatch: &Stopwatch) {
     stopwatch.timeout_secs(1);
     timer::wait_ns(2 * NANOS_PER_SEC);
     if let Some(reading) = page_reading(t, stopwatch) {
-        let shortest = first_run + ticks_to_ns(reading.counter - start_after);
-        let longest = first_run + ticks_to_ns(reading.counter - start_before);
+        // Running: the reading used the counter.
+        let counter = reading.counter.unwrap_or(0);
+        t.check(
+            reading.counter.is_some(),
+            format_args!("a running stopwatch read without the counter"),
+        );
+        let shortest = first_run + ticks_to_ns(counter.saturating_sub(start_after));
+        let longest = first_run + ticks_to_ns(counter.saturating_sub(start_before));
         let total = reading.elapsed_ns;
         t.check(
             total + tick >= shortest && total <= longest + tick && total >= 5 * NANOS_PER_SEC,
