@@ -296,6 +296,11 @@ impl<'a> BoardInfo<'a> {
     /// Only a structurally invalid blob is an error; missing pieces are left
     /// empty for the caller to judge (a kernel without a stopwatch still
     /// boots to its shell).
+    ///
+    /// The kernel runs this before its prompt, under TCG mostly as code
+    /// translated for the first time: the tree is walked once, each node's
+    /// properties read in one scan ([`NodeProperties`]), and the interrupt
+    /// parent looked up once ([`Walker::interrupt_parent_is_gic`]).
     pub fn from_dtb(dtb: &'a [u8]) -> Result<Self, FdtError> {
         let fdt = Fdt::new(dtb)?;
         let mut info = BoardInfo {
@@ -311,11 +316,18 @@ impl<'a> BoardInfo<'a> {
         };
 
         // The root is the first node; `/chosen` and `/aliases` are its
-        // children. (Looked up directly: `Fdt::find_node` would add a path
-        // parser the kernel does not otherwise need.)
+        // children, found in one pass over them. (Looked up directly:
+        // `Fdt::find_node` would add a path parser the kernel does not
+        // otherwise need.)
         let root = fdt.all_nodes().next().ok_or(FdtError::BadPtr)?;
-        let child = |name: &str| root.children().find(|node| node.name == name);
-        let chosen = child("chosen");
+        let (mut chosen, mut aliases) = (None, None);
+        for node in root.children() {
+            match node.name {
+                "chosen" => chosen = Some(node),
+                "aliases" => aliases = Some(node),
+                _ => {}
+            }
+        }
         info.bootargs = chosen
             .and_then(|node| node.property("bootargs"))
             .and_then(|prop| prop.as_str())
@@ -323,19 +335,21 @@ impl<'a> BoardInfo<'a> {
         let stdout_path = chosen
             .and_then(|node| node.property("stdout-path"))
             .and_then(|prop| prop.as_str())
-            .and_then(|path| resolve_alias(child("aliases"), path));
+            .and_then(|path| resolve_alias(aliases, path));
 
         let mut walker = Walker {
             fdt: &fdt,
             info: &mut info,
             stdout_path,
             path: NodePath::new(),
+            interrupt_parent: None,
         };
+        let root_properties = NodeProperties::of(root);
         let root_context = Context {
             buses: [None; MAX_BUS_DEPTH],
             depth: 0,
-            cells: root.cell_sizes(),
-            interrupt_parent: phandle_property(root, "interrupt-parent"),
+            cells: root_properties.cells,
+            interrupt_parent: root_properties.interrupt_parent,
         };
         walker.visit_children(root, &root_context);
         Ok(info)
@@ -347,14 +361,101 @@ impl<'a> BoardInfo<'a> {
     }
 }
 
-/// Whether a node is in use: no `status` property, or `"okay"` (`"ok"` in
-/// older trees). QEMU's `secure=on` tree has a disabled memory node
-/// (`secram`, RAM only the Secure world can reach) and a disabled Secure
-/// UART: neither may be used by a Non-secure kernel.
-fn is_enabled(node: FdtNode<'_, '_>) -> bool {
-    match node.property("status") {
-        None => true,
-        Some(status) => matches!(status.as_str(), Some("okay" | "ok")),
+/// What the walk uses of one node, read in a single scan of its properties
+/// (each `FdtNode::property` call is a scan of its own, with a string
+/// lookup and a UTF-8 check per property).
+#[derive(Clone, Copy, Default)]
+struct NodeProperties<'a> {
+    /// No `status` property, or `"okay"` (`"ok"` in older trees). QEMU's
+    /// `secure=on` tree has a disabled memory node (`secram`, RAM only the
+    /// Secure world can reach) and a disabled Secure UART: neither may be
+    /// used by a Non-secure kernel.
+    disabled: bool,
+    /// `device_type`, without its NUL (as are the other strings).
+    device_type: Option<&'a [u8]>,
+    compatible: Option<&'a [u8]>,
+    interrupt_controller: bool,
+    /// Raw `ranges`; `None` if absent.
+    ranges: Option<&'a [u8]>,
+    /// `#address-cells` / `#size-cells`: the cell sizes of the children.
+    cells: CellSizes,
+    interrupt_parent: Option<u32>,
+    interrupt_cells: Option<u32>,
+    reg: Option<&'a [u8]>,
+    interrupts: Option<&'a [u8]>,
+    phandle: Option<u32>,
+    /// `method` (of the PSCI node).
+    method: Option<&'a [u8]>,
+}
+
+impl<'a> NodeProperties<'a> {
+    fn of(node: FdtNode<'_, 'a>) -> Self {
+        let mut properties = NodeProperties::default();
+        for property in node.properties() {
+            let value = property.value;
+            match property.name {
+                "status" => properties.disabled = !matches!(text(value), b"okay" | b"ok"),
+                "device_type" => properties.device_type = Some(text(value)),
+                "compatible" => properties.compatible = Some(value),
+                "interrupt-controller" => properties.interrupt_controller = true,
+                "ranges" => properties.ranges = Some(value),
+                "#address-cells" => {
+                    if let Some(cells) = cell(value) {
+                        properties.cells.address_cells = cells as usize;
+                    }
+                }
+                "#size-cells" => {
+                    if let Some(cells) = cell(value) {
+                        properties.cells.size_cells = cells as usize;
+                    }
+                }
+                "#interrupt-cells" => properties.interrupt_cells = cell(value),
+                "interrupt-parent" => properties.interrupt_parent = cell(value),
+                "reg" => properties.reg = Some(value),
+                "interrupts" => properties.interrupts = Some(value),
+                "phandle" => properties.phandle = cell(value),
+                "method" => properties.method = Some(text(value)),
+                _ => {}
+            }
+        }
+        properties
+    }
+
+    fn kind(&self) -> NodeKind {
+        self.compatible.map_or(NodeKind::Other, |compatible| {
+            NodeKind::of(compatible, self.interrupt_controller)
+        })
+    }
+}
+
+/// A string property's bytes without its terminating NULs.
+fn text(value: &[u8]) -> &[u8] {
+    let end = value
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |last| last + 1);
+    &value[..end]
+}
+
+/// A property holding exactly one cell.
+fn cell(value: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(value.try_into().ok()?))
+}
+
+/// `#address-cells` / `#size-cells`, with the defaults of the devicetree
+/// specification (2 and 1) where a node does not say.
+#[derive(Clone, Copy)]
+struct CellSizes {
+    address_cells: usize,
+    size_cells: usize,
+}
+
+impl Default for CellSizes {
+    fn default() -> Self {
+        CellSizes {
+            address_cells: 2,
+            size_cells: 1,
+        }
     }
 }
 
@@ -373,7 +474,7 @@ struct Bus<'a> {
     /// Raw `ranges`; `None` if the property is absent (no translation).
     ranges: Option<&'a [u8]>,
     /// `#address-cells` / `#size-cells` of the bus's children.
-    child_cells: fdt::node::CellSizes,
+    child_cells: CellSizes,
     /// `#address-cells` of the bus's own parent.
     parent_address_cells: usize,
 }
@@ -385,7 +486,7 @@ struct Context<'a> {
     buses: [Option<Bus<'a>>; MAX_BUS_DEPTH],
     depth: usize,
     /// Cell sizes the node's `reg` is written in (its parent's).
-    cells: fdt::node::CellSizes,
+    cells: CellSizes,
     /// Phandle of the inherited `interrupt-parent`.
     interrupt_parent: Option<u32>,
 }
@@ -467,6 +568,10 @@ struct Walker<'w, 'b, 'a> {
     info: &'w mut BoardInfo<'a>,
     stdout_path: Option<&'a str>,
     path: NodePath,
+    /// The last interrupt parent looked up, and whether it is a GIC with
+    /// three-cell specifiers: on `virt` every interrupt the kernel decodes
+    /// has the same parent, and a lookup scans the whole tree.
+    interrupt_parent: Option<(u32, Result<(), StopwatchError>)>,
 }
 
 impl<'a> Walker<'_, '_, 'a> {
@@ -475,17 +580,18 @@ impl<'a> Walker<'_, '_, 'a> {
             let Some(previous_len) = self.path.push(child.name) else {
                 continue;
             };
-            self.visit(child, context);
+            let properties = NodeProperties::of(child);
+            self.visit(child.name, &properties, context);
             if context.depth < MAX_BUS_DEPTH {
                 let mut child_context = *context;
                 child_context.buses[context.depth] = Some(Bus {
-                    ranges: child.property("ranges").map(|prop| prop.value),
-                    child_cells: child.cell_sizes(),
+                    ranges: properties.ranges,
+                    child_cells: properties.cells,
                     parent_address_cells: context.cells.address_cells,
                 });
                 child_context.depth += 1;
-                child_context.cells = child.cell_sizes();
-                if let Some(phandle) = phandle_property(child, "interrupt-parent") {
+                child_context.cells = properties.cells;
+                if let Some(phandle) = properties.interrupt_parent {
                     child_context.interrupt_parent = Some(phandle);
                 }
                 self.visit_children(child, &child_context);
@@ -494,27 +600,28 @@ impl<'a> Walker<'_, '_, 'a> {
         }
     }
 
-    fn visit(&mut self, node: FdtNode<'_, 'a>, context: &Context<'a>) {
-        if !is_enabled(node) {
+    fn visit(&mut self, name: &'a str, node: &NodeProperties<'a>, context: &Context<'a>) {
+        if node.disabled {
             return;
         }
-        match node.property("device_type").and_then(|p| p.as_str()) {
-            Some("memory") => {
+        match node.device_type {
+            Some(b"memory") => {
                 for region in regions(node, context).into_iter().flatten().flatten() {
                     self.info.memory.push(region);
                 }
             }
-            Some("cpu") => self.info.cpu_count += 1,
+            Some(b"cpu") => self.info.cpu_count += 1,
             _ => {}
         }
+        let kind = node.kind();
         if self.stdout_path.is_some_and(|path| self.path.is(path)) {
-            self.info.uart = self.decode_uart(node, context);
+            self.info.uart = self.decode_uart(name, kind, node, context);
         }
-        match NodeKind::of(node) {
-            NodeKind::Stopwatch => match self.decode_stopwatch(node, context) {
+        match kind {
+            NodeKind::Stopwatch => match self.decode_stopwatch(name, node, context) {
                 Ok(stopwatch) => self.info.stopwatches.push(stopwatch),
                 Err(error) => self.info.broken_stopwatches.push(BrokenStopwatch {
-                    node_name: node.name,
+                    node_name: name,
                     error,
                 }),
             },
@@ -527,9 +634,9 @@ impl<'a> Walker<'_, '_, 'a> {
                 self.info.virtual_timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX).ok();
             }
             NodeKind::Psci => {
-                self.info.psci = match node.property("method").and_then(|p| p.as_str()) {
-                    Some("hvc") => Some(PsciConduit::Hvc),
-                    Some("smc") => Some(PsciConduit::Smc),
+                self.info.psci = match node.method {
+                    Some(b"hvc") => Some(PsciConduit::Hvc),
+                    Some(b"smc") => Some(PsciConduit::Smc),
                     _ => None,
                 };
             }
@@ -537,27 +644,33 @@ impl<'a> Walker<'_, '_, 'a> {
         }
     }
 
-    fn decode_uart(&self, node: FdtNode<'_, 'a>, context: &Context<'a>) -> Option<Uart<'a>> {
+    fn decode_uart(
+        &mut self,
+        name: &'a str,
+        kind: NodeKind,
+        node: &NodeProperties<'a>,
+        context: &Context<'a>,
+    ) -> Option<Uart<'a>> {
         let region = regions(node, context)?.next()??;
-        let is_pl011 = NodeKind::of(node) == NodeKind::Pl011;
         Some(Uart {
-            node_name: node.name,
-            is_pl011,
+            node_name: name,
+            is_pl011: kind == NodeKind::Pl011,
             region,
             interrupt: self.interrupt(node, context, 0).ok(),
         })
     }
 
     fn decode_stopwatch(
-        &self,
-        node: FdtNode<'_, 'a>,
+        &mut self,
+        name: &'a str,
+        node: &NodeProperties<'a>,
         context: &Context<'a>,
     ) -> Result<Stopwatch<'a>, StopwatchError> {
         let mut regions = regions(node, context).ok_or(StopwatchError::MissingReg)?;
         let shared = regions.next().ok_or(StopwatchError::TooFewRegions(0))?;
         let registers = regions.next().ok_or(StopwatchError::TooFewRegions(1))?;
         Ok(Stopwatch {
-            node_name: node.name,
+            node_name: name,
             shared: shared.ok_or(StopwatchError::Untranslatable)?,
             registers: registers.ok_or(StopwatchError::Untranslatable)?,
             timeout_interrupt: self.interrupt(node, context, 0)?,
@@ -567,31 +680,46 @@ impl<'a> Walker<'_, '_, 'a> {
     /// Decodes `interrupts` entry `index` through the interrupt parent,
     /// which must be a GIC with three-cell specifiers `<type number flags>`.
     fn interrupt(
-        &self,
-        node: FdtNode<'_, 'a>,
+        &mut self,
+        node: &NodeProperties<'a>,
         context: &Context<'a>,
         index: usize,
     ) -> Result<Interrupt, StopwatchError> {
-        let specifier = node
-            .property("interrupts")
-            .ok_or(StopwatchError::MissingInterrupt)?
-            .value;
-        let parent_phandle = phandle_property(node, "interrupt-parent")
+        let specifier = node.interrupts.ok_or(StopwatchError::MissingInterrupt)?;
+        let parent = node
+            .interrupt_parent
             .or(context.interrupt_parent)
             .ok_or(StopwatchError::MissingInterrupt)?;
-        let parent = self
-            .fdt
-            .find_phandle(parent_phandle)
-            .ok_or(StopwatchError::MissingInterrupt)?;
-        let parent_is_gic = matches!(NodeKind::of(parent), NodeKind::Gic(_));
-        if !parent_is_gic || parent.interrupt_cells() != Some(3) {
-            return Err(StopwatchError::BadInterrupt);
-        }
+        self.interrupt_parent_is_gic(parent)?;
         let specifier = specifier
             .chunks_exact(GIC_SPECIFIER_LEN)
             .nth(index)
             .ok_or(StopwatchError::MissingInterrupt)?;
         decode_gic_interrupt(specifier).ok_or(StopwatchError::BadInterrupt)
+    }
+
+    /// `Ok` if the node of `phandle` is a GIC with three-cell interrupt
+    /// specifiers; remembers the answer for the next interrupt.
+    fn interrupt_parent_is_gic(&mut self, phandle: u32) -> Result<(), StopwatchError> {
+        if let Some((known, answer)) = self.interrupt_parent {
+            if known == phandle {
+                return answer;
+            }
+        }
+        let answer = match self.fdt.find_phandle(phandle) {
+            None => Err(StopwatchError::MissingInterrupt),
+            Some(parent) => {
+                let parent = NodeProperties::of(parent);
+                let is_gic = matches!(parent.kind(), NodeKind::Gic(_));
+                if is_gic && parent.interrupt_cells == Some(3) {
+                    Ok(())
+                } else {
+                    Err(StopwatchError::BadInterrupt)
+                }
+            }
+        };
+        self.interrupt_parent = Some((phandle, answer));
+        answer
     }
 }
 
@@ -631,24 +759,23 @@ enum NodeKind {
 }
 
 impl NodeKind {
-    fn of(node: FdtNode<'_, '_>) -> Self {
-        let Some(compatible) = node.compatible() else {
-            return NodeKind::Other;
-        };
-        let is_interrupt_controller = node.property("interrupt-controller").is_some();
+    /// From the raw `compatible` list (NUL-terminated strings) and whether
+    /// the node is an interrupt controller. Compared as bytes: no UTF-8
+    /// check needed.
+    fn of(compatible: &[u8], is_interrupt_controller: bool) -> Self {
         compatible
-            .all()
+            .split(|&byte| byte == 0)
             .find_map(|name| match name {
-                stopwatch_abi::COMPATIBLE => Some(NodeKind::Stopwatch),
-                "arm,gic-v3" if is_interrupt_controller => Some(NodeKind::Gic(3)),
-                "arm,cortex-a15-gic" | "arm,gic-400" | "arm,cortex-a7-gic"
+                name if name == stopwatch_abi::COMPATIBLE.as_bytes() => Some(NodeKind::Stopwatch),
+                b"arm,gic-v3" if is_interrupt_controller => Some(NodeKind::Gic(3)),
+                b"arm,cortex-a15-gic" | b"arm,gic-400" | b"arm,cortex-a7-gic"
                     if is_interrupt_controller =>
                 {
                     Some(NodeKind::Gic(2))
                 }
-                "arm,armv8-timer" => Some(NodeKind::Timer),
-                "arm,pl011" => Some(NodeKind::Pl011),
-                _ if name.starts_with("arm,psci") => Some(NodeKind::Psci),
+                b"arm,armv8-timer" => Some(NodeKind::Timer),
+                b"arm,pl011" => Some(NodeKind::Pl011),
+                _ if name.starts_with(b"arm,psci") => Some(NodeKind::Psci),
                 _ => None,
             })
             .unwrap_or(NodeKind::Other)
@@ -656,7 +783,7 @@ impl NodeKind {
 }
 
 /// The GIC of `version` described by `node` (in its own context).
-fn decode_gic(node: FdtNode<'_, '_>, context: &Context<'_>, version: u8) -> Option<Gic> {
+fn decode_gic(node: &NodeProperties<'_>, context: &Context<'_>, version: u8) -> Option<Gic> {
     let mut regions = regions(node, context)?;
     let first = regions.next()??;
     let second = regions.next()??;
@@ -676,10 +803,10 @@ fn decode_gic(node: FdtNode<'_, '_>, context: &Context<'_>, version: u8) -> Opti
 /// The node's `reg` entries as CPU physical regions; an entry is `None` if
 /// it cannot be translated.
 fn regions<'a>(
-    node: FdtNode<'_, 'a>,
+    node: &NodeProperties<'a>,
     context: &Context<'a>,
 ) -> Option<impl Iterator<Item = Option<Region>> + 'a> {
-    let reg = node.property("reg")?.value;
+    let reg = node.reg?;
     let address_cells = context.cells.address_cells;
     let size_cells = context.cells.size_cells;
     let entry_len = (address_cells + size_cells) * 4;
@@ -706,11 +833,6 @@ fn read_cells(bytes: &[u8]) -> Option<u64> {
             .iter()
             .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)),
     )
-}
-
-fn phandle_property(node: FdtNode<'_, '_>, name: &str) -> Option<u32> {
-    let value = node.property(name)?.value;
-    Some(u32::from_be_bytes(value.try_into().ok()?))
 }
 
 #[cfg(test)]
