@@ -153,6 +153,60 @@ impl fmt::Write for LineWriter<'_> {
     }
 }
 
+/// One piece of a line printed by [`print_pieces`].
+#[derive(Clone, Copy)]
+pub enum Piece<'a> {
+    /// Text, `\n` becoming `\r\n` as with `print!`.
+    Text(&'a str),
+    /// A number in decimal, as `{}` prints it.
+    Decimal(u64),
+    /// A number in hexadecimal with `0x`, as `{:#x}` prints it.
+    Hex(u64),
+}
+
+/// Prints without `core::fmt`: the boot path up to the first prompt uses
+/// this, so that QEMU's TCG does not have to translate the formatting
+/// machinery before the prompt (code run for the first time is translated
+/// first; that is most of the time to the prompt). `print!` is for
+/// everything else.
+pub fn print_pieces(pieces: &[Piece<'_>]) {
+    with_console(|state| {
+        for piece in pieces {
+            let mut digits = [0; 20];
+            match *piece {
+                Piece::Text(text) => {
+                    let mut rest = text.as_bytes();
+                    while let Some(at) = rest.iter().position(|&byte| byte == b'\n') {
+                        state.uart.write_bytes(&rest[..at]);
+                        state.uart.write_bytes(b"\r\n");
+                        rest = &rest[at + 1..];
+                    }
+                    state.uart.write_bytes(rest);
+                }
+                Piece::Decimal(value) => state.uart.write_bytes(digits_of(value, 10, &mut digits)),
+                Piece::Hex(value) => {
+                    state.uart.write_bytes(b"0x");
+                    state.uart.write_bytes(digits_of(value, 16, &mut digits));
+                }
+            }
+        }
+    });
+}
+
+/// `value`'s digits in `radix` (at most 16; lowercase), written at the end
+/// of `buffer`: 20 digits hold any u64 in decimal.
+fn digits_of(mut value: u64, radix: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b"0123456789abcdef"[(value % radix) as usize];
+        value /= radix;
+        if value == 0 {
+            return &buffer[start..];
+        }
+    }
+}
+
 /// Used by `print!` and `println!`.
 pub fn print(args: fmt::Arguments<'_>) {
     with_console(|state| {

@@ -461,7 +461,10 @@ impl Default for CellSizes {
 
 /// `stdout-path` may carry options after `:` and may name an alias.
 fn resolve_alias<'a>(aliases: Option<FdtNode<'_, 'a>>, stdout_path: &'a str) -> Option<&'a str> {
-    let path = stdout_path.split(':').next()?;
+    // By byte, not `split(':')`: the kernel decodes the tree before its
+    // prompt, and the char searcher is more code to translate.
+    let end = stdout_path.bytes().position(|byte| byte == b':');
+    let path = &stdout_path[..end.unwrap_or(stdout_path.len())];
     if path.starts_with('/') {
         return Some(path);
     }
