@@ -143,14 +143,21 @@ struct LineWriter<'a>(&'a mut dyn FnMut(&[u8]));
 
 impl fmt::Write for LineWriter<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        for (index, line) in text.split('\n').enumerate() {
-            if index > 0 {
-                self.0(b"\r\n");
-            }
-            self.0(line.as_bytes());
-        }
+        write_lines(self.0, text.as_bytes());
         Ok(())
     }
+}
+
+/// Writes `text` to `sink`, `\n` becoming `\r\n`. By byte, not
+/// `str::split`: this is on the way to the prompt (see [`print_pieces`]).
+fn write_lines(sink: &mut dyn FnMut(&[u8]), text: &[u8]) {
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&byte| byte == b'\n') {
+        sink(&rest[..at]);
+        sink(b"\r\n");
+        rest = &rest[at + 1..];
+    }
+    sink(rest);
 }
 
 /// One piece of a line printed by [`print_pieces`].
@@ -171,22 +178,15 @@ pub enum Piece<'a> {
 /// everything else.
 pub fn print_pieces(pieces: &[Piece<'_>]) {
     with_console(|state| {
+        let sink = &mut |bytes: &[u8]| state.uart.write_bytes(bytes);
         for piece in pieces {
             let mut digits = [0; 20];
             match *piece {
-                Piece::Text(text) => {
-                    let mut rest = text.as_bytes();
-                    while let Some(at) = rest.iter().position(|&byte| byte == b'\n') {
-                        state.uart.write_bytes(&rest[..at]);
-                        state.uart.write_bytes(b"\r\n");
-                        rest = &rest[at + 1..];
-                    }
-                    state.uart.write_bytes(rest);
-                }
-                Piece::Decimal(value) => state.uart.write_bytes(digits_of(value, 10, &mut digits)),
+                Piece::Text(text) => write_lines(sink, text.as_bytes()),
+                Piece::Decimal(value) => sink(digits_of(value, 10, &mut digits)),
                 Piece::Hex(value) => {
-                    state.uart.write_bytes(b"0x");
-                    state.uart.write_bytes(digits_of(value, 16, &mut digits));
+                    sink(b"0x");
+                    sink(digits_of(value, 16, &mut digits));
                 }
             }
         }

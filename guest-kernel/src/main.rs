@@ -285,7 +285,9 @@ impl<'a> BootMode<'a> {
             // By byte, not `split_once('=')`: this runs before the prompt,
             // and the char searcher is more code to translate.
             let equals = word.bytes().position(|byte| byte == b'=');
-            match equals.map(|at| (&word[..at], &word[at + 1..])) {
+            // `get`, not slicing: no panic path (the image has a budget).
+            let split = equals.and_then(|at| Some((word.get(..at)?, word.get(at + 1..)?)));
+            match split {
                 None if word == "test" => return BootMode::Test(None),
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,

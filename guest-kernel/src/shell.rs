@@ -17,7 +17,7 @@ use stopwatch_shell::protocol::{
 };
 use stopwatch_shell::{
     parse, Command, DeviceCommand, Event, LineEditor, Prompt, ReadPath, Timeout, COMMAND_NAMES,
-    HELP, MAX_LINE_LEN,
+    HELP, MAX_LINE_LEN, PROMPT,
 };
 
 use crate::arch::timer;
@@ -99,13 +99,24 @@ fn input_ready() -> bool {
 }
 
 /// Prints the prompt, naming the selected stopwatch when there are
-/// several.
+/// several: [`Prompt`]'s text, printed without `core::fmt` (see
+/// [`greet`]; the serial stage's shell test expects `stopwatch[N]> ` as
+/// `Prompt` formats it).
 fn print_prompt() {
+    use crate::console::Piece::{Decimal, Text};
     let prompt = Prompt {
         selected: crate::selected_stopwatch(),
         count: stopwatches().len(),
     };
-    crate::console::write_bytes(prompt.render(&mut [0; Prompt::MAX_LEN]));
+    if prompt.count > 1 {
+        crate::console::print_pieces(&[
+            Text("stopwatch["),
+            Decimal(prompt.selected as u64),
+            Text("]> "),
+        ]);
+    } else {
+        crate::console::write_bytes(PROMPT.as_bytes());
+    }
 }
 
 /// Timeout interrupts not announced yet. The interrupt handler only counts

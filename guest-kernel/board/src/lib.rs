@@ -328,14 +328,9 @@ impl<'a> BoardInfo<'a> {
                 _ => {}
             }
         }
-        info.bootargs = chosen
-            .and_then(|node| node.property("bootargs"))
-            .and_then(|prop| prop.as_str())
-            .unwrap_or("");
-        let stdout_path = chosen
-            .and_then(|node| node.property("stdout-path"))
-            .and_then(|prop| prop.as_str())
-            .and_then(|path| resolve_alias(aliases, path));
+        info.bootargs = string_property(chosen, "bootargs").unwrap_or("");
+        let stdout_path =
+            string_property(chosen, "stdout-path").and_then(|path| resolve_alias(aliases, path));
 
         let mut walker = Walker {
             fdt: &fdt,
@@ -348,8 +343,8 @@ impl<'a> BoardInfo<'a> {
         let root_context = Context {
             buses: [None; MAX_BUS_DEPTH],
             depth: 0,
-            cells: root_properties.cells,
-            interrupt_parent: root_properties.interrupt_parent,
+            cells: root_properties.cells(),
+            interrupt_parent: root_properties.cell(Property::InterruptParent),
         };
         walker.visit_children(root, &root_context);
         Ok(info)
@@ -361,70 +356,106 @@ impl<'a> BoardInfo<'a> {
     }
 }
 
+/// The properties the walk reads; [`NodeProperties`] keeps their values in
+/// this order.
+#[derive(Clone, Copy)]
+enum Property {
+    /// No `status`, or `"okay"` (`"ok"` in older trees), means in use.
+    /// QEMU's `secure=on` tree has a disabled memory node (`secram`, RAM
+    /// only the Secure world can reach) and a disabled Secure UART: neither
+    /// may be used by a Non-secure kernel.
+    Status,
+    DeviceType,
+    Compatible,
+    InterruptController,
+    /// Raw `ranges` (absent: no translation; empty: one to one).
+    Ranges,
+    /// `#address-cells` / `#size-cells`: the cell sizes of the children.
+    AddressCells,
+    SizeCells,
+    InterruptCells,
+    InterruptParent,
+    Reg,
+    Interrupts,
+    /// `method` (of the PSCI node).
+    Method,
+}
+
+/// The names of the [`Property`] variants, in their order.
+const PROPERTY_NAMES: [&str; 12] = [
+    "status",
+    "device_type",
+    "compatible",
+    "interrupt-controller",
+    "ranges",
+    "#address-cells",
+    "#size-cells",
+    "#interrupt-cells",
+    "interrupt-parent",
+    "reg",
+    "interrupts",
+    "method",
+];
+
 /// What the walk uses of one node, read in a single scan of its properties
 /// (each `FdtNode::property` call is a scan of its own, with a string
-/// lookup and a UTF-8 check per property).
+/// lookup and a UTF-8 check per property). A table, not a `match` on the
+/// names: the kernel's image has a 64 KiB budget.
 #[derive(Clone, Copy, Default)]
 struct NodeProperties<'a> {
-    /// No `status` property, or `"okay"` (`"ok"` in older trees). QEMU's
-    /// `secure=on` tree has a disabled memory node (`secram`, RAM only the
-    /// Secure world can reach) and a disabled Secure UART: neither may be
-    /// used by a Non-secure kernel.
-    disabled: bool,
-    /// `device_type`, without its NUL (as are the other strings).
-    device_type: Option<&'a [u8]>,
-    compatible: Option<&'a [u8]>,
-    interrupt_controller: bool,
-    /// Raw `ranges`; `None` if absent.
-    ranges: Option<&'a [u8]>,
-    /// `#address-cells` / `#size-cells`: the cell sizes of the children.
-    cells: CellSizes,
-    interrupt_parent: Option<u32>,
-    interrupt_cells: Option<u32>,
-    reg: Option<&'a [u8]>,
-    interrupts: Option<&'a [u8]>,
-    phandle: Option<u32>,
-    /// `method` (of the PSCI node).
-    method: Option<&'a [u8]>,
+    values: [Option<&'a [u8]>; PROPERTY_NAMES.len()],
 }
 
 impl<'a> NodeProperties<'a> {
     fn of(node: FdtNode<'_, 'a>) -> Self {
         let mut properties = NodeProperties::default();
         for property in node.properties() {
-            let value = property.value;
-            match property.name {
-                "status" => properties.disabled = !matches!(text(value), b"okay" | b"ok"),
-                "device_type" => properties.device_type = Some(text(value)),
-                "compatible" => properties.compatible = Some(value),
-                "interrupt-controller" => properties.interrupt_controller = true,
-                "ranges" => properties.ranges = Some(value),
-                "#address-cells" => {
-                    if let Some(cells) = cell(value) {
-                        properties.cells.address_cells = cells as usize;
-                    }
-                }
-                "#size-cells" => {
-                    if let Some(cells) = cell(value) {
-                        properties.cells.size_cells = cells as usize;
-                    }
-                }
-                "#interrupt-cells" => properties.interrupt_cells = cell(value),
-                "interrupt-parent" => properties.interrupt_parent = cell(value),
-                "reg" => properties.reg = Some(value),
-                "interrupts" => properties.interrupts = Some(value),
-                "phandle" => properties.phandle = cell(value),
-                "method" => properties.method = Some(text(value)),
-                _ => {}
+            if let Some(index) = PROPERTY_NAMES
+                .iter()
+                .position(|&name| name == property.name)
+            {
+                properties.values[index] = Some(property.value);
             }
         }
         properties
     }
 
+    fn get(&self, property: Property) -> Option<&'a [u8]> {
+        self.values[property as usize]
+    }
+
+    /// A string property, without its terminating NULs.
+    fn text(&self, property: Property) -> Option<&'a [u8]> {
+        self.get(property).map(text)
+    }
+
+    /// A property holding exactly one cell.
+    fn cell(&self, property: Property) -> Option<u32> {
+        Some(u32::from_be_bytes(self.get(property)?.try_into().ok()?))
+    }
+
+    fn disabled(&self) -> bool {
+        self.text(Property::Status)
+            .is_some_and(|status| status != b"okay" && status != b"ok")
+    }
+
+    /// The cell sizes of the node's children, with the defaults of the
+    /// devicetree specification (2 and 1) where the node does not say.
+    fn cells(&self) -> CellSizes {
+        CellSizes {
+            address_cells: self.cell(Property::AddressCells).unwrap_or(2) as usize,
+            size_cells: self.cell(Property::SizeCells).unwrap_or(1) as usize,
+        }
+    }
+
     fn kind(&self) -> NodeKind {
-        self.compatible.map_or(NodeKind::Other, |compatible| {
-            NodeKind::of(compatible, self.interrupt_controller)
-        })
+        self.get(Property::Compatible)
+            .map_or(NodeKind::Other, |compatible| {
+                NodeKind::of(
+                    compatible,
+                    self.get(Property::InterruptController).is_some(),
+                )
+            })
     }
 }
 
@@ -437,26 +468,11 @@ fn text(value: &[u8]) -> &[u8] {
     &value[..end]
 }
 
-/// A property holding exactly one cell.
-fn cell(value: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(value.try_into().ok()?))
-}
-
-/// `#address-cells` / `#size-cells`, with the defaults of the devicetree
-/// specification (2 and 1) where a node does not say.
+/// `#address-cells` / `#size-cells` (see [`NodeProperties::cells`]).
 #[derive(Clone, Copy)]
 struct CellSizes {
     address_cells: usize,
     size_cells: usize,
-}
-
-impl Default for CellSizes {
-    fn default() -> Self {
-        CellSizes {
-            address_cells: 2,
-            size_cells: 1,
-        }
-    }
 }
 
 /// `stdout-path` may carry options after `:` and may name an alias.
@@ -464,11 +480,17 @@ fn resolve_alias<'a>(aliases: Option<FdtNode<'_, 'a>>, stdout_path: &'a str) -> 
     // By byte, not `split(':')`: the kernel decodes the tree before its
     // prompt, and the char searcher is more code to translate.
     let end = stdout_path.bytes().position(|byte| byte == b':');
-    let path = &stdout_path[..end.unwrap_or(stdout_path.len())];
+    // `get`, not slicing: no panic path (the image has a size budget).
+    let path = stdout_path.get(..end.unwrap_or(stdout_path.len()))?;
     if path.starts_with('/') {
         return Some(path);
     }
-    aliases?.property(path)?.as_str()
+    string_property(aliases, path)
+}
+
+/// A string property of `node`, if both exist.
+fn string_property<'a>(node: Option<FdtNode<'_, 'a>>, name: &str) -> Option<&'a str> {
+    node?.property(name)?.as_str()
 }
 
 /// A bus between a node and the root, as needed to translate addresses.
@@ -588,13 +610,13 @@ impl<'a> Walker<'_, '_, 'a> {
             if context.depth < MAX_BUS_DEPTH {
                 let mut child_context = *context;
                 child_context.buses[context.depth] = Some(Bus {
-                    ranges: properties.ranges,
-                    child_cells: properties.cells,
+                    ranges: properties.get(Property::Ranges),
+                    child_cells: properties.cells(),
                     parent_address_cells: context.cells.address_cells,
                 });
                 child_context.depth += 1;
-                child_context.cells = properties.cells;
-                if let Some(phandle) = properties.interrupt_parent {
+                child_context.cells = properties.cells();
+                if let Some(phandle) = properties.cell(Property::InterruptParent) {
                     child_context.interrupt_parent = Some(phandle);
                 }
                 self.visit_children(child, &child_context);
@@ -604,10 +626,10 @@ impl<'a> Walker<'_, '_, 'a> {
     }
 
     fn visit(&mut self, name: &'a str, node: &NodeProperties<'a>, context: &Context<'a>) {
-        if node.disabled {
+        if node.disabled() {
             return;
         }
-        match node.device_type {
+        match node.text(Property::DeviceType) {
             Some(b"memory") => {
                 for region in regions(node, context).into_iter().flatten().flatten() {
                     self.info.memory.push(region);
@@ -637,7 +659,7 @@ impl<'a> Walker<'_, '_, 'a> {
                 self.info.virtual_timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX).ok();
             }
             NodeKind::Psci => {
-                self.info.psci = match node.method {
+                self.info.psci = match node.text(Property::Method) {
                     Some(b"hvc") => Some(PsciConduit::Hvc),
                     Some(b"smc") => Some(PsciConduit::Smc),
                     _ => None,
@@ -688,15 +710,17 @@ impl<'a> Walker<'_, '_, 'a> {
         context: &Context<'a>,
         index: usize,
     ) -> Result<Interrupt, StopwatchError> {
-        let specifier = node.interrupts.ok_or(StopwatchError::MissingInterrupt)?;
+        let specifier = node
+            .get(Property::Interrupts)
+            .ok_or(StopwatchError::MissingInterrupt)?;
         let parent = node
-            .interrupt_parent
+            .cell(Property::InterruptParent)
             .or(context.interrupt_parent)
             .ok_or(StopwatchError::MissingInterrupt)?;
         self.interrupt_parent_is_gic(parent)?;
+        let start = index * GIC_SPECIFIER_LEN;
         let specifier = specifier
-            .chunks_exact(GIC_SPECIFIER_LEN)
-            .nth(index)
+            .get(start..start + GIC_SPECIFIER_LEN)
             .ok_or(StopwatchError::MissingInterrupt)?;
         decode_gic_interrupt(specifier).ok_or(StopwatchError::BadInterrupt)
     }
@@ -714,7 +738,7 @@ impl<'a> Walker<'_, '_, 'a> {
             Some(parent) => {
                 let parent = NodeProperties::of(parent);
                 let is_gic = matches!(parent.kind(), NodeKind::Gic(_));
-                if is_gic && parent.interrupt_cells == Some(3) {
+                if is_gic && parent.cell(Property::InterruptCells) == Some(3) {
                     Ok(())
                 } else {
                     Err(StopwatchError::BadInterrupt)
@@ -729,10 +753,11 @@ impl<'a> Walker<'_, '_, 'a> {
 /// Decodes one GIC interrupt specifier: `<type number flags>`, where type
 /// 0 is an SPI (INTID 32 + number) and 1 a PPI (INTID 16 + number).
 pub fn decode_gic_interrupt(specifier: &[u8]) -> Option<Interrupt> {
-    let mut cells = specifier
-        .chunks_exact(4)
-        .map(|cell| u32::from_be_bytes([cell[0], cell[1], cell[2], cell[3]]));
-    let (kind, number, flags) = (cells.next()?, cells.next()?, cells.next()?);
+    let cell = |index: usize| {
+        let bytes = specifier.get(index * 4..index * 4 + 4)?;
+        Some(u32::from_be_bytes(bytes.try_into().ok()?))
+    };
+    let (kind, number, flags) = (cell(0)?, cell(1)?, cell(2)?);
     let intid = match kind {
         0 if number < 988 => 32 + number,
         1 if number < 16 => 16 + number,
@@ -761,27 +786,42 @@ enum NodeKind {
     Other,
 }
 
+/// The `compatible` names the kernel knows, what they make a node, and
+/// whether that needs the node to be an interrupt controller. (PSCI's
+/// `arm,psci*` names are matched by prefix.)
+const KNOWN_COMPATIBLES: [(&[u8], NodeKind, bool); 7] = [
+    (
+        stopwatch_abi::COMPATIBLE.as_bytes(),
+        NodeKind::Stopwatch,
+        false,
+    ),
+    (b"arm,gic-v3", NodeKind::Gic(3), true),
+    (b"arm,cortex-a15-gic", NodeKind::Gic(2), true),
+    (b"arm,gic-400", NodeKind::Gic(2), true),
+    (b"arm,cortex-a7-gic", NodeKind::Gic(2), true),
+    (b"arm,armv8-timer", NodeKind::Timer, false),
+    (b"arm,pl011", NodeKind::Pl011, false),
+];
+
 impl NodeKind {
-    /// From the raw `compatible` list (NUL-terminated strings) and whether
-    /// the node is an interrupt controller. Compared as bytes: no UTF-8
-    /// check needed.
+    /// From the raw `compatible` list (NUL-terminated strings, the first
+    /// known one decides) and whether the node is an interrupt controller.
+    /// Compared as bytes: no UTF-8 check needed.
     fn of(compatible: &[u8], is_interrupt_controller: bool) -> Self {
-        compatible
-            .split(|&byte| byte == 0)
-            .find_map(|name| match name {
-                name if name == stopwatch_abi::COMPATIBLE.as_bytes() => Some(NodeKind::Stopwatch),
-                b"arm,gic-v3" if is_interrupt_controller => Some(NodeKind::Gic(3)),
-                b"arm,cortex-a15-gic" | b"arm,gic-400" | b"arm,cortex-a7-gic"
-                    if is_interrupt_controller =>
-                {
-                    Some(NodeKind::Gic(2))
-                }
-                b"arm,armv8-timer" => Some(NodeKind::Timer),
-                b"arm,pl011" => Some(NodeKind::Pl011),
-                _ if name.starts_with(b"arm,psci") => Some(NodeKind::Psci),
-                _ => None,
-            })
-            .unwrap_or(NodeKind::Other)
+        for name in compatible.split(|&byte| byte == 0) {
+            let known = KNOWN_COMPATIBLES
+                .iter()
+                .find(|(known, _, needs_controller)| {
+                    *known == name && (is_interrupt_controller || !needs_controller)
+                });
+            if let Some(&(_, kind, _)) = known {
+                return kind;
+            }
+            if name.starts_with(b"arm,psci") {
+                return NodeKind::Psci;
+            }
+        }
+        NodeKind::Other
     }
 }
 
@@ -809,7 +849,7 @@ fn regions<'a>(
     node: &NodeProperties<'a>,
     context: &Context<'a>,
 ) -> Option<impl Iterator<Item = Option<Region>> + 'a> {
-    let reg = node.reg?;
+    let reg = node.get(Property::Reg)?;
     let address_cells = context.cells.address_cells;
     let size_cells = context.cells.size_cells;
     let entry_len = (address_cells + size_cells) * 4;
