@@ -42,43 +42,13 @@ pub struct Prompt {
     pub count: usize,
 }
 
-impl Prompt {
-    /// Longest prompt: `stopwatch[` + a `usize` in decimal + `]> `.
-    pub const MAX_LEN: usize = 10 + 20 + 3;
-
-    /// The prompt's bytes, written into `buffer` without `core::fmt`: the
-    /// kernel prints its first prompt with this, before anything else needs
-    /// the formatting machinery (under TCG, code run for the first time is
-    /// translated first: that is most of the time to the prompt).
-    pub fn render(self, buffer: &mut [u8; Prompt::MAX_LEN]) -> &[u8] {
-        if self.count <= 1 {
-            return PROMPT.as_bytes();
-        }
-        let mut end = buffer.len();
-        for &byte in b"]> ".iter().rev() {
-            end -= 1;
-            buffer[end] = byte;
-        }
-        let mut value = self.selected;
-        loop {
-            end -= 1;
-            buffer[end] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        let start = end - 10;
-        buffer[start..end].copy_from_slice(b"stopwatch[");
-        &buffer[start..]
-    }
-}
-
 impl core::fmt::Display for Prompt {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let mut buffer = [0; Prompt::MAX_LEN];
-        // Only ASCII is written.
-        f.write_str(core::str::from_utf8(self.render(&mut buffer)).map_err(|_| core::fmt::Error)?)
+        if self.count > 1 {
+            write!(f, "stopwatch[{}]> ", self.selected)
+        } else {
+            f.write_str(PROMPT)
+        }
     }
 }
 
@@ -100,19 +70,5 @@ mod tests {
             count: 3,
         };
         assert_eq!(format!("{prompt}"), "stopwatch[2]> ");
-    }
-
-    #[test]
-    fn the_rendered_prompt_is_the_formatted_one() {
-        let mut buffer = [0; Prompt::MAX_LEN];
-        for (selected, count) in [(0, 0), (0, 1), (0, 2), (9, 10), (10, 64), (usize::MAX, 2)] {
-            let prompt = Prompt { selected, count };
-            let expected = if count > 1 {
-                format!("stopwatch[{selected}]> ")
-            } else {
-                PROMPT.into()
-            };
-            assert_eq!(prompt.render(&mut buffer), expected.as_bytes());
-        }
     }
 }
