@@ -143,13 +143,67 @@ struct LineWriter<'a>(&'a mut dyn FnMut(&[u8]));
 
 impl fmt::Write for LineWriter<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        for (index, line) in text.split('\n').enumerate() {
-            if index > 0 {
-                self.0(b"\r\n");
-            }
-            self.0(line.as_bytes());
-        }
+        write_lines(self.0, text.as_bytes());
         Ok(())
+    }
+}
+
+/// Writes `text` to `sink`, `\n` becoming `\r\n`. By byte, not
+/// `str::split`: this is on the way to the prompt (see [`print_pieces`]).
+fn write_lines(sink: &mut dyn FnMut(&[u8]), text: &[u8]) {
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&byte| byte == b'\n') {
+        sink(&rest[..at]);
+        sink(b"\r\n");
+        rest = &rest[at + 1..];
+    }
+    sink(rest);
+}
+
+/// One piece of a line printed by [`print_pieces`].
+#[derive(Clone, Copy)]
+pub enum Piece<'a> {
+    /// Text, `\n` becoming `\r\n` as with `print!`.
+    Text(&'a str),
+    /// A number in decimal, as `{}` prints it.
+    Decimal(u64),
+    /// A number in hexadecimal with `0x`, as `{:#x}` prints it.
+    Hex(u64),
+}
+
+/// Prints without `core::fmt`: the boot path up to the first prompt uses
+/// this, so that QEMU's TCG does not have to translate the formatting
+/// machinery before the prompt (code run for the first time is translated
+/// first; that is most of the time to the prompt). `print!` is for
+/// everything else.
+pub fn print_pieces(pieces: &[Piece<'_>]) {
+    with_console(|state| {
+        let sink = &mut |bytes: &[u8]| state.uart.write_bytes(bytes);
+        for piece in pieces {
+            let mut digits = [0; 20];
+            match *piece {
+                Piece::Text(text) => write_lines(sink, text.as_bytes()),
+                Piece::Decimal(value) => sink(digits_of(value, 10, &mut digits)),
+                Piece::Hex(value) => {
+                    sink(b"0x");
+                    sink(digits_of(value, 16, &mut digits));
+                }
+            }
+        }
+    });
+}
+
+/// `value`'s digits in `radix` (at most 16; lowercase), written at the end
+/// of `buffer`: 20 digits hold any u64 in decimal.
+fn digits_of(mut value: u64, radix: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b"0123456789abcdef"[(value % radix) as usize];
+        value /= radix;
+        if value == 0 {
+            return &buffer[start..];
+        }
     }
 }
 

@@ -38,7 +38,7 @@ impl Source {
     fn handle(self, entry_counter: u64) {
         match self {
             Source::ConsoleUart => crate::console::handle_interrupt(),
-            Source::VirtualTimer => timer::handle_timer_interrupt(),
+            Source::VirtualTimer => timer::handle_timer_interrupt(entry_counter),
             Source::Stopwatch(index) => {
                 if let Some(stopwatch) = crate::stopwatches().get(index) {
                     stopwatch.handle_interrupt(entry_counter);

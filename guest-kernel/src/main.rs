@@ -174,10 +174,6 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     unsafe { console::init(uart_base) };
     print_banner(board);
 
-    // SAFETY: The GIC's regions are mapped as Device memory above, and this
-    // is the only driver instance.
-    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
-    interrupts::init(gic);
     let mut drivers = Stopwatches::new();
     for info in board.stopwatches.iter() {
         // SAFETY: Its registers are mapped as Device memory and its shared
@@ -193,6 +189,18 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             format_args!("the console UART has no usable interrupt"),
         );
     };
+    let mode = BootMode::from_bootargs(board.bootargs);
+    // The prompt needs the stopwatches (it names the selection among
+    // several), not the interrupts: it goes out first, input typed
+    // meanwhile waits in the UART.
+    if mode == BootMode::Shell {
+        shell::greet();
+    }
+
+    // SAFETY: The GIC's regions are mapped as Device memory above, and this
+    // is the only driver instance.
+    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
+    interrupts::init(gic);
     let stopwatch_routes = stopwatches
         .iter()
         .enumerate()
@@ -212,7 +220,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     console::enable_receive_interrupt();
     interrupts::enable_cpu_irqs();
 
-    match BootMode::from_bootargs(board.bootargs) {
+    match mode {
         #[cfg(feature = "selftest")]
         BootMode::Test(filter) => power::exit(selftest::run(filter)),
         #[cfg(feature = "selftest")]
@@ -274,7 +282,12 @@ enum BootMode<'a> {
 impl<'a> BootMode<'a> {
     fn from_bootargs(bootargs: &'a str) -> Self {
         for word in bootargs.split_ascii_whitespace() {
-            match word.split_once('=') {
+            // By byte, not `split_once('=')`: this runs before the prompt,
+            // and the char searcher is more code to translate.
+            let equals = word.bytes().position(|byte| byte == b'=');
+            // `get`, not slicing: no panic path (the image has a budget).
+            let split = equals.and_then(|at| Some((word.get(..at)?, word.get(at + 1..)?)));
+            match split {
                 None if word == "test" => return BootMode::Test(None),
                 Some(("test", filter)) => return BootMode::Test(Some(filter)),
                 None if word == "fault" => return BootMode::Fault,
@@ -314,32 +327,43 @@ pub(crate) fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
         })
 }
 
+/// The banner, printed without `core::fmt` (see [`console::print_pieces`]):
+/// it is on the way to the prompt. The rare lines (nodes ignored) use
+/// `println!`.
 fn print_banner(board: &BoardInfo<'_>) {
-    println!();
-    println!(
-        "guest-kernel {}: stopwatch driver for QEMU virt",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "entered at EL{}, running at EL{}; counter {} Hz",
-        entry_el(),
-        arch::current_el(),
-        arch::timer::clock().frequency_hz
-    );
+    use console::Piece::{Decimal, Hex, Text};
     let ram_bytes: u64 = board.memory.iter().map(|region| region.size).sum();
-    println!(
-        "RAM: {} MiB; boot arguments: \"{}\"",
-        ram_bytes >> 20,
-        board.bootargs
-    );
+    console::print_pieces(&[
+        Text(concat!(
+            "\nguest-kernel ",
+            env!("CARGO_PKG_VERSION"),
+            ": stopwatch driver for QEMU virt\nentered at EL"
+        )),
+        Decimal(entry_el()),
+        Text(", running at EL"),
+        Decimal(arch::current_el()),
+        Text("; counter "),
+        Decimal(arch::timer::clock().frequency_hz),
+        Text(" Hz\nRAM: "),
+        Decimal(ram_bytes >> 20),
+        Text(" MiB; boot arguments: \""),
+        Text(board.bootargs),
+        Text("\"\n"),
+    ]);
     for (index, stopwatch) in board.stopwatches.iter().enumerate() {
-        println!(
-            "stopwatch[{index}]: {} registers {:#x} shared {:#x} INTID {}",
-            stopwatch.node_name,
-            stopwatch.registers.base,
-            stopwatch.shared.base,
-            stopwatch.timeout_interrupt.intid
-        );
+        console::print_pieces(&[
+            Text("stopwatch["),
+            Decimal(index as u64),
+            Text("]: "),
+            Text(stopwatch.node_name),
+            Text(" registers "),
+            Hex(stopwatch.registers.base),
+            Text(" shared "),
+            Hex(stopwatch.shared.base),
+            Text(" INTID "),
+            Decimal(u64::from(stopwatch.timeout_interrupt.intid)),
+            Text("\n"),
+        ]);
     }
     if board.stopwatches.is_empty() {
         println!(

@@ -17,7 +17,7 @@ use stopwatch_shell::protocol::{
 };
 use stopwatch_shell::{
     parse, Command, DeviceCommand, Event, LineEditor, Prompt, ReadPath, Timeout, COMMAND_NAMES,
-    HELP, MAX_LINE_LEN,
+    HELP, MAX_LINE_LEN, PROMPT,
 };
 
 use crate::arch::timer;
@@ -37,7 +37,19 @@ macro_rules! say {
 /// Moves to the start of the line and clears it.
 const CLEAR_LINE: &str = "\r\x1b[K";
 
-/// Reads and runs commands forever (until `exit` or `poweroff`).
+/// The help hint and the first prompt. `kernel_main` prints them as soon
+/// as the stopwatches are known (the prompt names the selection among
+/// several), before it sets up interrupts, then calls [`run`]; input typed
+/// meanwhile waits in the UART. Without `core::fmt`, as the banner.
+pub fn greet() {
+    crate::console::print_pieces(&[crate::console::Piece::Text(
+        "type 'help' for the commands\n",
+    )]);
+    print_prompt();
+}
+
+/// Reads and runs commands forever (until `exit` or `poweroff`), after
+/// [`greet`].
 pub fn run() -> ! {
     let mut editor = LineEditor::new(COMMAND_NAMES);
     let mut notices = Notices::new();
@@ -45,8 +57,6 @@ pub fn run() -> ! {
     let mut show = |bytes: &[u8]| {
         let Ok(()) = Console.write_all(bytes);
     };
-    println!("type 'help' for the commands");
-    print!("{}", prompt());
     let mut input = [0u8; 32];
     loop {
         timer::wait_for_interrupt_unless(|| input_ready() || notices.pending());
@@ -55,7 +65,7 @@ pub fn run() -> ! {
             // drawn again as it was, cursor included.
             print!("{CLEAR_LINE}");
             notices.print(&mut Console);
-            print!("{}", prompt());
+            print_prompt();
             editor.redraw(&mut show);
         }
         if !input_ready() {
@@ -67,15 +77,15 @@ pub fn run() -> ! {
                 None => {}
                 Some(Event::Line(line)) => {
                     execute(line, &mut Console);
-                    print!("{}", prompt());
+                    print_prompt();
                 }
                 Some(Event::Overlong) => {
                     println!("error: line too long (at most {MAX_LINE_LEN} characters); ignored");
-                    print!("{}", prompt());
+                    print_prompt();
                 }
-                Some(Event::Cancelled) => print!("{}", prompt()),
+                Some(Event::Cancelled) => print_prompt(),
                 Some(Event::Redraw) => {
-                    print!("{}", prompt());
+                    print_prompt();
                     editor.redraw(&mut show);
                 }
             }
@@ -88,11 +98,24 @@ fn input_ready() -> bool {
     ready
 }
 
-/// The prompt, naming the selected stopwatch when there are several.
-fn prompt() -> Prompt {
-    Prompt {
+/// Prints the prompt, naming the selected stopwatch when there are
+/// several: [`Prompt`]'s text, printed without `core::fmt` (see
+/// [`greet`]; the serial stage's shell test expects `stopwatch[N]> ` as
+/// `Prompt` formats it).
+fn print_prompt() {
+    use crate::console::Piece::{Decimal, Text};
+    let prompt = Prompt {
         selected: crate::selected_stopwatch(),
         count: stopwatches().len(),
+    };
+    if prompt.count > 1 {
+        crate::console::print_pieces(&[
+            Text("stopwatch["),
+            Decimal(prompt.selected as u64),
+            Text("]> "),
+        ]);
+    } else {
+        crate::console::write_bytes(PROMPT.as_bytes());
     }
 }
 

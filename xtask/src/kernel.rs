@@ -77,12 +77,50 @@ impl Flavor {
     }
 }
 
-/// Builds both flavors into `target/vm/`; returns the shipped ELF.
+/// Builds both flavors and the boot-floor kernel into `target/vm/`;
+/// returns the shipped ELF.
 pub fn build(repo: &Repo) -> Result<PathBuf> {
     for flavor in [Flavor::Shipped, Flavor::WithTests] {
         build_flavor(repo, flavor)?;
     }
+    build_boot_floor(repo)?;
     Ok(repo.kernel_binary())
+}
+
+/// The boot-floor kernel's package (`guest-kernel/boot-floor`): prints the
+/// shell's prompt and waits; `cargo xtask bench` times its boot as the
+/// floor of the real kernel's.
+pub const BOOT_FLOOR_PACKAGE: &str = "boot-floor-kernel";
+
+/// `cargo build --release -p boot-floor-kernel`, then its ELF into
+/// `target/vm/` (with the kernel's flags: same compiler, same code model).
+fn build_boot_floor(repo: &Repo) -> Result<()> {
+    let args = [
+        "build",
+        "--release",
+        "-p",
+        BOOT_FLOOR_PACKAGE,
+        "--target",
+        TARGET,
+    ];
+    eprintln!("    cargo {}", args.join(" "));
+    let status = Command::new(cargo())
+        .args(args)
+        .current_dir(&repo.root)
+        .env("CARGO_ENCODED_RUSTFLAGS", kernel_rustflags(repo))
+        .status()
+        .context("could not run cargo")?;
+    if !status.success() {
+        bail!("the boot-floor kernel does not compile (cargo's errors are above); fix guest-kernel/boot-floor/");
+    }
+    let elf = repo
+        .cargo_target_dir()
+        .join(TARGET)
+        .join("release")
+        .join(BOOT_FLOOR_PACKAGE);
+    util::install_copy(&elf, &repo.boot_floor_kernel())
+        .with_context(|| format!("cargo built, but {} is missing", elf.display()))?;
+    Ok(())
 }
 
 /// `cargo build --release -p guest-kernel --target aarch64-unknown-none`

@@ -57,6 +57,13 @@ pub fn run_all(session: &Session) -> Result<()> {
             .current_dir(root))?;
     }
 
+    let floor = crate::kernel::BOOT_FLOOR_PACKAGE;
+    eprintln!("    cargo clippy -p {floor} --target {TARGET} -- -D warnings");
+    run(Command::new(cargo())
+        .args(["clippy", "-p", floor, "--target", TARGET])
+        .args(["--", "-D", "warnings"])
+        .current_dir(root))?;
+
     eprintln!("    MMIO accesses of the guest kernel only through arch::mmio");
     crate::mmio_lint::check(root)?;
 

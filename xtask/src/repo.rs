@@ -37,6 +37,11 @@ impl Repo {
         self.kernel_image_of(Flavor::Shipped)
     }
 
+    /// The boot-floor kernel (`guest-kernel/boot-floor`), an ELF.
+    pub fn boot_floor_kernel(&self) -> PathBuf {
+        self.vm_dir().join(crate::kernel::BOOT_FLOOR_PACKAGE)
+    }
+
     /// A kernel flavor's ELF.
     pub fn kernel_elf(&self, flavor: Flavor) -> PathBuf {
         self.vm_dir().join(flavor.file_name())

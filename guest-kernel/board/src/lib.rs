@@ -296,6 +296,11 @@ impl<'a> BoardInfo<'a> {
     /// Only a structurally invalid blob is an error; missing pieces are left
     /// empty for the caller to judge (a kernel without a stopwatch still
     /// boots to its shell).
+    ///
+    /// The kernel runs this before its prompt, under TCG mostly as code
+    /// translated for the first time: the tree is walked once, each node's
+    /// properties read in one scan ([`NodeProperties`]), and the interrupt
+    /// parent looked up once ([`Walker::interrupt_parent_is_gic`]).
     pub fn from_dtb(dtb: &'a [u8]) -> Result<Self, FdtError> {
         let fdt = Fdt::new(dtb)?;
         let mut info = BoardInfo {
@@ -311,31 +316,35 @@ impl<'a> BoardInfo<'a> {
         };
 
         // The root is the first node; `/chosen` and `/aliases` are its
-        // children. (Looked up directly: `Fdt::find_node` would add a path
-        // parser the kernel does not otherwise need.)
+        // children, found in one pass over them. (Looked up directly:
+        // `Fdt::find_node` would add a path parser the kernel does not
+        // otherwise need.)
         let root = fdt.all_nodes().next().ok_or(FdtError::BadPtr)?;
-        let child = |name: &str| root.children().find(|node| node.name == name);
-        let chosen = child("chosen");
-        info.bootargs = chosen
-            .and_then(|node| node.property("bootargs"))
-            .and_then(|prop| prop.as_str())
-            .unwrap_or("");
-        let stdout_path = chosen
-            .and_then(|node| node.property("stdout-path"))
-            .and_then(|prop| prop.as_str())
-            .and_then(|path| resolve_alias(child("aliases"), path));
+        let (mut chosen, mut aliases) = (None, None);
+        for node in root.children() {
+            match node.name {
+                "chosen" => chosen = Some(node),
+                "aliases" => aliases = Some(node),
+                _ => {}
+            }
+        }
+        info.bootargs = string_property(chosen, "bootargs").unwrap_or("");
+        let stdout_path =
+            string_property(chosen, "stdout-path").and_then(|path| resolve_alias(aliases, path));
 
         let mut walker = Walker {
             fdt: &fdt,
             info: &mut info,
             stdout_path,
             path: NodePath::new(),
+            interrupt_parent: None,
         };
+        let root_properties = NodeProperties::of(root);
         let root_context = Context {
             buses: [None; MAX_BUS_DEPTH],
             depth: 0,
-            cells: root.cell_sizes(),
-            interrupt_parent: phandle_property(root, "interrupt-parent"),
+            cells: root_properties.cells(),
+            interrupt_parent: root_properties.cell(Property::InterruptParent),
         };
         walker.visit_children(root, &root_context);
         Ok(info)
@@ -347,24 +356,141 @@ impl<'a> BoardInfo<'a> {
     }
 }
 
-/// Whether a node is in use: no `status` property, or `"okay"` (`"ok"` in
-/// older trees). QEMU's `secure=on` tree has a disabled memory node
-/// (`secram`, RAM only the Secure world can reach) and a disabled Secure
-/// UART: neither may be used by a Non-secure kernel.
-fn is_enabled(node: FdtNode<'_, '_>) -> bool {
-    match node.property("status") {
-        None => true,
-        Some(status) => matches!(status.as_str(), Some("okay" | "ok")),
+/// The properties the walk reads; [`NodeProperties`] keeps their values in
+/// this order.
+#[derive(Clone, Copy)]
+enum Property {
+    /// No `status`, or `"okay"` (`"ok"` in older trees), means in use.
+    /// QEMU's `secure=on` tree has a disabled memory node (`secram`, RAM
+    /// only the Secure world can reach) and a disabled Secure UART: neither
+    /// may be used by a Non-secure kernel.
+    Status,
+    DeviceType,
+    Compatible,
+    InterruptController,
+    /// Raw `ranges` (absent: no translation; empty: one to one).
+    Ranges,
+    /// `#address-cells` / `#size-cells`: the cell sizes of the children.
+    AddressCells,
+    SizeCells,
+    InterruptCells,
+    InterruptParent,
+    Reg,
+    Interrupts,
+    /// `method` (of the PSCI node).
+    Method,
+}
+
+/// The names of the [`Property`] variants, in their order.
+const PROPERTY_NAMES: [&str; 12] = [
+    "status",
+    "device_type",
+    "compatible",
+    "interrupt-controller",
+    "ranges",
+    "#address-cells",
+    "#size-cells",
+    "#interrupt-cells",
+    "interrupt-parent",
+    "reg",
+    "interrupts",
+    "method",
+];
+
+/// What the walk uses of one node, read in a single scan of its properties
+/// (each `FdtNode::property` call is a scan of its own, with a string
+/// lookup and a UTF-8 check per property). A table, not a `match` on the
+/// names: the kernel's image has a 64 KiB budget.
+#[derive(Clone, Copy, Default)]
+struct NodeProperties<'a> {
+    values: [Option<&'a [u8]>; PROPERTY_NAMES.len()],
+}
+
+impl<'a> NodeProperties<'a> {
+    fn of(node: FdtNode<'_, 'a>) -> Self {
+        let mut properties = NodeProperties::default();
+        for property in node.properties() {
+            if let Some(index) = PROPERTY_NAMES
+                .iter()
+                .position(|&name| name == property.name)
+            {
+                properties.values[index] = Some(property.value);
+            }
+        }
+        properties
     }
+
+    fn get(&self, property: Property) -> Option<&'a [u8]> {
+        self.values[property as usize]
+    }
+
+    /// A string property, without its terminating NULs.
+    fn text(&self, property: Property) -> Option<&'a [u8]> {
+        self.get(property).map(text)
+    }
+
+    /// A property holding exactly one cell.
+    fn cell(&self, property: Property) -> Option<u32> {
+        Some(u32::from_be_bytes(self.get(property)?.try_into().ok()?))
+    }
+
+    fn disabled(&self) -> bool {
+        self.text(Property::Status)
+            .is_some_and(|status| status != b"okay" && status != b"ok")
+    }
+
+    /// The cell sizes of the node's children, with the defaults of the
+    /// devicetree specification (2 and 1) where the node does not say.
+    fn cells(&self) -> CellSizes {
+        CellSizes {
+            address_cells: self.cell(Property::AddressCells).unwrap_or(2) as usize,
+            size_cells: self.cell(Property::SizeCells).unwrap_or(1) as usize,
+        }
+    }
+
+    fn kind(&self) -> NodeKind {
+        self.get(Property::Compatible)
+            .map_or(NodeKind::Other, |compatible| {
+                NodeKind::of(
+                    compatible,
+                    self.get(Property::InterruptController).is_some(),
+                )
+            })
+    }
+}
+
+/// A string property's bytes without its terminating NULs.
+fn text(value: &[u8]) -> &[u8] {
+    let end = value
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |last| last + 1);
+    &value[..end]
+}
+
+/// `#address-cells` / `#size-cells` (see [`NodeProperties::cells`]).
+#[derive(Clone, Copy)]
+struct CellSizes {
+    address_cells: usize,
+    size_cells: usize,
 }
 
 /// `stdout-path` may carry options after `:` and may name an alias.
 fn resolve_alias<'a>(aliases: Option<FdtNode<'_, 'a>>, stdout_path: &'a str) -> Option<&'a str> {
-    let path = stdout_path.split(':').next()?;
+    // By byte, not `split(':')`: the kernel decodes the tree before its
+    // prompt, and the char searcher is more code to translate.
+    let end = stdout_path.bytes().position(|byte| byte == b':');
+    // `get`, not slicing: no panic path (the image has a size budget).
+    let path = stdout_path.get(..end.unwrap_or(stdout_path.len()))?;
     if path.starts_with('/') {
         return Some(path);
     }
-    aliases?.property(path)?.as_str()
+    string_property(aliases, path)
+}
+
+/// A string property of `node`, if both exist.
+fn string_property<'a>(node: Option<FdtNode<'_, 'a>>, name: &str) -> Option<&'a str> {
+    node?.property(name)?.as_str()
 }
 
 /// A bus between a node and the root, as needed to translate addresses.
@@ -373,7 +499,7 @@ struct Bus<'a> {
     /// Raw `ranges`; `None` if the property is absent (no translation).
     ranges: Option<&'a [u8]>,
     /// `#address-cells` / `#size-cells` of the bus's children.
-    child_cells: fdt::node::CellSizes,
+    child_cells: CellSizes,
     /// `#address-cells` of the bus's own parent.
     parent_address_cells: usize,
 }
@@ -385,7 +511,7 @@ struct Context<'a> {
     buses: [Option<Bus<'a>>; MAX_BUS_DEPTH],
     depth: usize,
     /// Cell sizes the node's `reg` is written in (its parent's).
-    cells: fdt::node::CellSizes,
+    cells: CellSizes,
     /// Phandle of the inherited `interrupt-parent`.
     interrupt_parent: Option<u32>,
 }
@@ -467,6 +593,10 @@ struct Walker<'w, 'b, 'a> {
     info: &'w mut BoardInfo<'a>,
     stdout_path: Option<&'a str>,
     path: NodePath,
+    /// The last interrupt parent looked up, and whether it is a GIC with
+    /// three-cell specifiers: on `virt` every interrupt the kernel decodes
+    /// has the same parent, and a lookup scans the whole tree.
+    interrupt_parent: Option<(u32, Result<(), StopwatchError>)>,
 }
 
 impl<'a> Walker<'_, '_, 'a> {
@@ -475,17 +605,18 @@ impl<'a> Walker<'_, '_, 'a> {
             let Some(previous_len) = self.path.push(child.name) else {
                 continue;
             };
-            self.visit(child, context);
+            let properties = NodeProperties::of(child);
+            self.visit(child.name, &properties, context);
             if context.depth < MAX_BUS_DEPTH {
                 let mut child_context = *context;
                 child_context.buses[context.depth] = Some(Bus {
-                    ranges: child.property("ranges").map(|prop| prop.value),
-                    child_cells: child.cell_sizes(),
+                    ranges: properties.get(Property::Ranges),
+                    child_cells: properties.cells(),
                     parent_address_cells: context.cells.address_cells,
                 });
                 child_context.depth += 1;
-                child_context.cells = child.cell_sizes();
-                if let Some(phandle) = phandle_property(child, "interrupt-parent") {
+                child_context.cells = properties.cells();
+                if let Some(phandle) = properties.cell(Property::InterruptParent) {
                     child_context.interrupt_parent = Some(phandle);
                 }
                 self.visit_children(child, &child_context);
@@ -494,27 +625,28 @@ impl<'a> Walker<'_, '_, 'a> {
         }
     }
 
-    fn visit(&mut self, node: FdtNode<'_, 'a>, context: &Context<'a>) {
-        if !is_enabled(node) {
+    fn visit(&mut self, name: &'a str, node: &NodeProperties<'a>, context: &Context<'a>) {
+        if node.disabled() {
             return;
         }
-        match node.property("device_type").and_then(|p| p.as_str()) {
-            Some("memory") => {
+        match node.text(Property::DeviceType) {
+            Some(b"memory") => {
                 for region in regions(node, context).into_iter().flatten().flatten() {
                     self.info.memory.push(region);
                 }
             }
-            Some("cpu") => self.info.cpu_count += 1,
+            Some(b"cpu") => self.info.cpu_count += 1,
             _ => {}
         }
+        let kind = node.kind();
         if self.stdout_path.is_some_and(|path| self.path.is(path)) {
-            self.info.uart = self.decode_uart(node, context);
+            self.info.uart = self.decode_uart(name, kind, node, context);
         }
-        match NodeKind::of(node) {
-            NodeKind::Stopwatch => match self.decode_stopwatch(node, context) {
+        match kind {
+            NodeKind::Stopwatch => match self.decode_stopwatch(name, node, context) {
                 Ok(stopwatch) => self.info.stopwatches.push(stopwatch),
                 Err(error) => self.info.broken_stopwatches.push(BrokenStopwatch {
-                    node_name: node.name,
+                    node_name: name,
                     error,
                 }),
             },
@@ -527,9 +659,9 @@ impl<'a> Walker<'_, '_, 'a> {
                 self.info.virtual_timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX).ok();
             }
             NodeKind::Psci => {
-                self.info.psci = match node.property("method").and_then(|p| p.as_str()) {
-                    Some("hvc") => Some(PsciConduit::Hvc),
-                    Some("smc") => Some(PsciConduit::Smc),
+                self.info.psci = match node.text(Property::Method) {
+                    Some(b"hvc") => Some(PsciConduit::Hvc),
+                    Some(b"smc") => Some(PsciConduit::Smc),
                     _ => None,
                 };
             }
@@ -537,27 +669,33 @@ impl<'a> Walker<'_, '_, 'a> {
         }
     }
 
-    fn decode_uart(&self, node: FdtNode<'_, 'a>, context: &Context<'a>) -> Option<Uart<'a>> {
+    fn decode_uart(
+        &mut self,
+        name: &'a str,
+        kind: NodeKind,
+        node: &NodeProperties<'a>,
+        context: &Context<'a>,
+    ) -> Option<Uart<'a>> {
         let region = regions(node, context)?.next()??;
-        let is_pl011 = NodeKind::of(node) == NodeKind::Pl011;
         Some(Uart {
-            node_name: node.name,
-            is_pl011,
+            node_name: name,
+            is_pl011: kind == NodeKind::Pl011,
             region,
             interrupt: self.interrupt(node, context, 0).ok(),
         })
     }
 
     fn decode_stopwatch(
-        &self,
-        node: FdtNode<'_, 'a>,
+        &mut self,
+        name: &'a str,
+        node: &NodeProperties<'a>,
         context: &Context<'a>,
     ) -> Result<Stopwatch<'a>, StopwatchError> {
         let mut regions = regions(node, context).ok_or(StopwatchError::MissingReg)?;
         let shared = regions.next().ok_or(StopwatchError::TooFewRegions(0))?;
         let registers = regions.next().ok_or(StopwatchError::TooFewRegions(1))?;
         Ok(Stopwatch {
-            node_name: node.name,
+            node_name: name,
             shared: shared.ok_or(StopwatchError::Untranslatable)?,
             registers: registers.ok_or(StopwatchError::Untranslatable)?,
             timeout_interrupt: self.interrupt(node, context, 0)?,
@@ -567,41 +705,59 @@ impl<'a> Walker<'_, '_, 'a> {
     /// Decodes `interrupts` entry `index` through the interrupt parent,
     /// which must be a GIC with three-cell specifiers `<type number flags>`.
     fn interrupt(
-        &self,
-        node: FdtNode<'_, 'a>,
+        &mut self,
+        node: &NodeProperties<'a>,
         context: &Context<'a>,
         index: usize,
     ) -> Result<Interrupt, StopwatchError> {
         let specifier = node
-            .property("interrupts")
-            .ok_or(StopwatchError::MissingInterrupt)?
-            .value;
-        let parent_phandle = phandle_property(node, "interrupt-parent")
+            .get(Property::Interrupts)
+            .ok_or(StopwatchError::MissingInterrupt)?;
+        let parent = node
+            .cell(Property::InterruptParent)
             .or(context.interrupt_parent)
             .ok_or(StopwatchError::MissingInterrupt)?;
-        let parent = self
-            .fdt
-            .find_phandle(parent_phandle)
-            .ok_or(StopwatchError::MissingInterrupt)?;
-        let parent_is_gic = matches!(NodeKind::of(parent), NodeKind::Gic(_));
-        if !parent_is_gic || parent.interrupt_cells() != Some(3) {
-            return Err(StopwatchError::BadInterrupt);
-        }
+        self.interrupt_parent_is_gic(parent)?;
+        let start = index * GIC_SPECIFIER_LEN;
         let specifier = specifier
-            .chunks_exact(GIC_SPECIFIER_LEN)
-            .nth(index)
+            .get(start..start + GIC_SPECIFIER_LEN)
             .ok_or(StopwatchError::MissingInterrupt)?;
         decode_gic_interrupt(specifier).ok_or(StopwatchError::BadInterrupt)
+    }
+
+    /// `Ok` if the node of `phandle` is a GIC with three-cell interrupt
+    /// specifiers; remembers the answer for the next interrupt.
+    fn interrupt_parent_is_gic(&mut self, phandle: u32) -> Result<(), StopwatchError> {
+        if let Some((known, answer)) = self.interrupt_parent {
+            if known == phandle {
+                return answer;
+            }
+        }
+        let answer = match self.fdt.find_phandle(phandle) {
+            None => Err(StopwatchError::MissingInterrupt),
+            Some(parent) => {
+                let parent = NodeProperties::of(parent);
+                let is_gic = matches!(parent.kind(), NodeKind::Gic(_));
+                if is_gic && parent.cell(Property::InterruptCells) == Some(3) {
+                    Ok(())
+                } else {
+                    Err(StopwatchError::BadInterrupt)
+                }
+            }
+        };
+        self.interrupt_parent = Some((phandle, answer));
+        answer
     }
 }
 
 /// Decodes one GIC interrupt specifier: `<type number flags>`, where type
 /// 0 is an SPI (INTID 32 + number) and 1 a PPI (INTID 16 + number).
 pub fn decode_gic_interrupt(specifier: &[u8]) -> Option<Interrupt> {
-    let mut cells = specifier
-        .chunks_exact(4)
-        .map(|cell| u32::from_be_bytes([cell[0], cell[1], cell[2], cell[3]]));
-    let (kind, number, flags) = (cells.next()?, cells.next()?, cells.next()?);
+    let cell = |index: usize| {
+        let bytes = specifier.get(index * 4..index * 4 + 4)?;
+        Some(u32::from_be_bytes(bytes.try_into().ok()?))
+    };
+    let (kind, number, flags) = (cell(0)?, cell(1)?, cell(2)?);
     let intid = match kind {
         0 if number < 988 => 32 + number,
         1 if number < 16 => 16 + number,
@@ -630,33 +786,47 @@ enum NodeKind {
     Other,
 }
 
+/// The `compatible` names the kernel knows, what they make a node, and
+/// whether that needs the node to be an interrupt controller. (PSCI's
+/// `arm,psci*` names are matched by prefix.)
+const KNOWN_COMPATIBLES: [(&[u8], NodeKind, bool); 7] = [
+    (
+        stopwatch_abi::COMPATIBLE.as_bytes(),
+        NodeKind::Stopwatch,
+        false,
+    ),
+    (b"arm,gic-v3", NodeKind::Gic(3), true),
+    (b"arm,cortex-a15-gic", NodeKind::Gic(2), true),
+    (b"arm,gic-400", NodeKind::Gic(2), true),
+    (b"arm,cortex-a7-gic", NodeKind::Gic(2), true),
+    (b"arm,armv8-timer", NodeKind::Timer, false),
+    (b"arm,pl011", NodeKind::Pl011, false),
+];
+
 impl NodeKind {
-    fn of(node: FdtNode<'_, '_>) -> Self {
-        let Some(compatible) = node.compatible() else {
-            return NodeKind::Other;
-        };
-        let is_interrupt_controller = node.property("interrupt-controller").is_some();
-        compatible
-            .all()
-            .find_map(|name| match name {
-                stopwatch_abi::COMPATIBLE => Some(NodeKind::Stopwatch),
-                "arm,gic-v3" if is_interrupt_controller => Some(NodeKind::Gic(3)),
-                "arm,cortex-a15-gic" | "arm,gic-400" | "arm,cortex-a7-gic"
-                    if is_interrupt_controller =>
-                {
-                    Some(NodeKind::Gic(2))
-                }
-                "arm,armv8-timer" => Some(NodeKind::Timer),
-                "arm,pl011" => Some(NodeKind::Pl011),
-                _ if name.starts_with("arm,psci") => Some(NodeKind::Psci),
-                _ => None,
-            })
-            .unwrap_or(NodeKind::Other)
+    /// From the raw `compatible` list (NUL-terminated strings, the first
+    /// known one decides) and whether the node is an interrupt controller.
+    /// Compared as bytes: no UTF-8 check needed.
+    fn of(compatible: &[u8], is_interrupt_controller: bool) -> Self {
+        for name in compatible.split(|&byte| byte == 0) {
+            let known = KNOWN_COMPATIBLES
+                .iter()
+                .find(|(known, _, needs_controller)| {
+                    *known == name && (is_interrupt_controller || !needs_controller)
+                });
+            if let Some(&(_, kind, _)) = known {
+                return kind;
+            }
+            if name.starts_with(b"arm,psci") {
+                return NodeKind::Psci;
+            }
+        }
+        NodeKind::Other
     }
 }
 
 /// The GIC of `version` described by `node` (in its own context).
-fn decode_gic(node: FdtNode<'_, '_>, context: &Context<'_>, version: u8) -> Option<Gic> {
+fn decode_gic(node: &NodeProperties<'_>, context: &Context<'_>, version: u8) -> Option<Gic> {
     let mut regions = regions(node, context)?;
     let first = regions.next()??;
     let second = regions.next()??;
@@ -676,10 +846,10 @@ fn decode_gic(node: FdtNode<'_, '_>, context: &Context<'_>, version: u8) -> Opti
 /// The node's `reg` entries as CPU physical regions; an entry is `None` if
 /// it cannot be translated.
 fn regions<'a>(
-    node: FdtNode<'_, 'a>,
+    node: &NodeProperties<'a>,
     context: &Context<'a>,
 ) -> Option<impl Iterator<Item = Option<Region>> + 'a> {
-    let reg = node.property("reg")?.value;
+    let reg = node.get(Property::Reg)?;
     let address_cells = context.cells.address_cells;
     let size_cells = context.cells.size_cells;
     let entry_len = (address_cells + size_cells) * 4;
@@ -706,11 +876,6 @@ fn read_cells(bytes: &[u8]) -> Option<u64> {
             .iter()
             .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)),
     )
-}
-
-fn phandle_property(node: FdtNode<'_, '_>, name: &str) -> Option<u32> {
-    let value = node.property(name)?.value;
-    Some(u32::from_be_bytes(value.try_into().ok()?))
 }
 
 #[cfg(test)]

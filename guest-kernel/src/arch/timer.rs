@@ -12,7 +12,7 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0,
 };
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stopwatch_abi::NANOS_PER_SEC;
 
 use crate::sync::{IrqsMasked, SetOnce};
@@ -108,10 +108,29 @@ pub fn arm_interrupt(deadline: u64) {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
 }
 
+/// Virtual timer interrupts handled so far.
+static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// Guest counter at the IRQ entry of the last virtual timer interrupt.
+static LAST_INTERRUPT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// The virtual timer's interrupt handler: the deadline passed; mask the
 /// (level) interrupt so it stops firing. The waiter sees the counter.
-pub fn handle_timer_interrupt() {
+/// `entry_counter` (the counter at the IRQ's entry) is kept for the
+/// bench's interrupt latency floor.
+pub fn handle_timer_interrupt(entry_counter: u64) {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::SET);
+    LAST_INTERRUPT_COUNTER.store(entry_counter, Ordering::Relaxed);
+    INTERRUPTS.fetch_add(1, Ordering::Release);
+}
+
+/// Virtual timer interrupts handled so far.
+pub fn interrupts() -> u64 {
+    INTERRUPTS.load(Ordering::Acquire)
+}
+
+/// Guest counter at the IRQ entry of the last virtual timer interrupt.
+pub fn last_interrupt_counter() -> u64 {
+    LAST_INTERRUPT_COUNTER.load(Ordering::Relaxed)
 }
 
 #[cfg(feature = "selftest")]

@@ -22,7 +22,8 @@ use stopwatch_abi::{
 };
 use tock_registers::register_structs;
 
-use crate::arch::{mmio, timer};
+use crate::arch::mmio;
+use crate::arch::timer::{self, CounterClock};
 
 register_structs! {
     /// Region 1: the trapping registers. Every access exits to QEMU.
@@ -105,8 +106,10 @@ pub struct ZeroExitReading {
     pub elapsed_ns: u64,
     /// The consistent snapshot it was computed from.
     pub snapshot: TimeSnapshot,
-    /// The guest counter value used, in ticks.
-    pub counter: u64,
+    /// The guest counter value used, in ticks; `None` when the stopwatch
+    /// was not running: its elapsed time is then the page's accumulated
+    /// time, exact, and no counter read is needed.
+    pub counter: Option<u64>,
 }
 
 /// The device-clock time (what the time page's fields count) at guest
@@ -167,20 +170,171 @@ fn patience_exhausted(first_failure: &mut Option<u64>) -> bool {
     now - since > timer::clock().frequency_hz * TIME_PAGE_PATIENCE_MS / 1000
 }
 
+/// What one pass over the time page's protected section loaded.
+struct PageSection {
+    sequence: u32,
+    status: u32,
+    accumulated_ns: u64,
+    run_start_ns: u64,
+    clock_offset_ns: u64,
+    timeout_deadline_ns: u64,
+    /// The guest counter, read inside the section; meaningful only if
+    /// asked for and `status` is RUNNING.
+    counter: u64,
+    sequence_after: u32,
+}
+
+// The section loads the page's fields in pairs, and tests RUNNING against 0.
+const _: () = {
+    assert!(time_page::RUN_START_NS == time_page::ACCUMULATED_NS + 8);
+    assert!(time_page::TIMEOUT_DEADLINE_NS == time_page::CLOCK_OFFSET_NS + 8);
+    assert!(time_page::ACCUMULATED_NS.is_multiple_of(8));
+    assert!(time_page::CLOCK_OFFSET_NS.is_multiple_of(8));
+    assert!(Status::Running.code() == 0);
+};
+
+/// The time page's protected section in one piece of assembly: SEQUENCE;
+/// `dmb ishld`; the fields; with `with_counter` and a RUNNING status the
+/// counter (`isb`, `mrs`, and Linux's arm64 `arch_counter_enforce_ordering`:
+/// a stack load whose address depends on the value, so the closing barrier
+/// orders the counter read before the re-check); `dmb ishld`; SEQUENCE
+/// again.
+///
+/// Assembly rather than Rust for two reasons: the order of the loads, the
+/// barriers and the counter read is the whole correctness argument of a
+/// seqlock reader, and here it is written down exactly; and LLVM's machine
+/// outliner cannot split it into calls (it moved the field loads of the
+/// compiled version into a shared function: a call and a return, each a
+/// translation-block lookup under TCG, on the hot path).
+///
+/// # Safety
+///
+/// `page` must point to a readable, 8-byte aligned time page (RAM).
+#[inline(always)]
+unsafe fn read_page_section(page: *const u8, with_counter: bool) -> PageSection {
+    let (sequence, status, sequence_after): (u32, u32, u32);
+    let (accumulated_ns, run_start_ns, clock_offset_ns, timeout_deadline_ns): (u64, u64, u64, u64);
+    let mut counter: u64 = 0;
+    // Both variants are one macro so that they cannot drift apart.
+    macro_rules! section {
+        ($($counter_read:literal),*; $($counter_operands:tt)*) => {
+            // SAFETY: The caller's promise: loads from the page, and (in
+            // the counter read) from the stack pointer, always readable.
+            unsafe {
+                core::arch::asm!(
+                    "ldr {sequence:w}, [{page}, #{SEQUENCE}]",
+                    "dmb ishld",
+                    "ldr {status:w}, [{page}, #{STATUS}]",
+                    "ldp {accumulated}, {run_start}, [{page}, #{ACCUMULATED}]",
+                    "ldp {offset}, {deadline}, [{page}, #{CLOCK_OFFSET}]",
+                    $($counter_read,)*
+                    "dmb ishld",
+                    "ldr {after:w}, [{page}, #{SEQUENCE}]",
+                    page = in(reg) page,
+                    sequence = out(reg) sequence,
+                    status = out(reg) status,
+                    accumulated = out(reg) accumulated_ns,
+                    run_start = out(reg) run_start_ns,
+                    offset = out(reg) clock_offset_ns,
+                    deadline = out(reg) timeout_deadline_ns,
+                    after = out(reg) sequence_after,
+                    $($counter_operands)*
+                    SEQUENCE = const time_page::SEQUENCE,
+                    STATUS = const time_page::STATUS,
+                    ACCUMULATED = const time_page::ACCUMULATED_NS,
+                    CLOCK_OFFSET = const time_page::CLOCK_OFFSET_NS,
+                    options(nostack, readonly, preserves_flags),
+                )
+            }
+        };
+    }
+    if with_counter {
+        section!(
+            // Not RUNNING (code 0): the page alone has the time.
+            "cbnz {status:w}, 2f",
+            "isb",
+            "mrs {counter}, cntvct_el0",
+            "eor {zero}, {counter}, {counter}",
+            "add {zero}, sp, {zero}",
+            "ldr xzr, [{zero}]",
+            "2:";
+            // Left at 0 when not running.
+            counter = inout(reg) counter,
+            zero = out(reg) _,
+        );
+    } else {
+        section!(;);
+    }
+    PageSection {
+        sequence,
+        status,
+        accumulated_ns,
+        run_start_ns,
+        clock_offset_ns,
+        timeout_deadline_ns,
+        counter,
+        sequence_after,
+    }
+}
+
+/// One attempt at reading the page, as the interface describes it;
+/// with `with_counter`, and if the page says RUNNING, also the guest
+/// counter, read inside the protected section (before the closing
+/// re-check of SEQUENCE, which validates the status it depends on).
+///
+/// # Safety
+///
+/// As [`read_page_section`].
+#[inline(always)]
+unsafe fn try_read_time_page(
+    page: *const u8,
+    with_counter: bool,
+) -> Result<(TimeSnapshot, Option<u64>), TimePageError> {
+    // SAFETY: The caller's promise.
+    let fields = unsafe { read_page_section(page, with_counter) };
+    if fields.sequence & 1 != 0 {
+        // The device was writing the page.
+        return Err(TimePageError::SequenceStuckOdd);
+    }
+    if fields.sequence_after != fields.sequence {
+        return Err(TimePageError::SequenceUnstable);
+    }
+    // The device only ever publishes valid status codes.
+    let status = Status::from_code(u64::from(fields.status)).ok_or(TimePageError::InvalidStatus)?;
+    let counter = (with_counter && status == Status::Running).then_some(fields.counter);
+    Ok((
+        TimeSnapshot {
+            status,
+            accumulated_ns: fields.accumulated_ns,
+            run_start_ns: fields.run_start_ns,
+            clock_offset_ns: fields.clock_offset_ns as i64,
+            timeout_deadline_ns: fields.timeout_deadline_ns,
+        },
+        counter,
+    ))
+}
+
 /// One stopwatch device.
 pub struct Stopwatch {
     registers: NonNull<Registers>,
     shared: NonNull<u8>,
     /// The timeout interrupt, from the device tree.
     interrupt: Interrupt,
-    /// Whether the shared region holds a time page (MAGIC and VERSION
+    /// The time page, if the shared region holds one (MAGIC and VERSION
     /// checked once, when the driver is created): the device writes it at
-    /// power-on and keeps it for good; an original device never does.
-    has_time_page: bool,
+    /// power-on and keeps it for good; an original device never does. (A
+    /// pointer rather than a flag: the hot read path tests and uses it in
+    /// one load.)
+    time_page: Option<NonNull<u8>>,
     /// Timeout interrupts handled so far.
     timeouts: AtomicU64,
     /// Guest counter at the last timeout interrupt's handler entry.
     last_interrupt_counter: AtomicU64,
+    /// A copy of the counter's clock ([`timer::clock`]), so that the hot
+    /// read path converts ticks inline instead of calling out to the
+    /// once-initialised global (a call and a return are each an indirect
+    /// jump under TCG: about as much as the page read itself).
+    clock: CounterClock,
 }
 
 // SAFETY: All accesses through the pointers are volatile register or
@@ -207,15 +361,19 @@ impl Stopwatch {
             shared: NonNull::new(info.shared.base as *mut u8)
                 .expect("stopwatch shared region at address 0"),
             interrupt: info.timeout_interrupt,
-            has_time_page: false,
+            time_page: None,
             timeouts: AtomicU64::new(0),
             last_interrupt_counter: AtomicU64::new(0),
+            clock: *timer::clock(),
         };
         let page = shared::TIME_PAGE;
         // The size is checked first: the page is only read inside the region.
-        stopwatch.has_time_page = info.shared.size >= page + time_page::SIZE
+        let has_time_page = info.shared.size >= page + time_page::SIZE
             && stopwatch.shared_u32(page + time_page::MAGIC_OFFSET) == time_page::MAGIC
             && stopwatch.shared_u32(page + time_page::VERSION_OFFSET) == time_page::VERSION;
+        if has_time_page {
+            stopwatch.time_page = NonNull::new(stopwatch.shared_ptr::<u8>(page));
+        }
         stopwatch
     }
 
@@ -235,7 +393,7 @@ impl Stopwatch {
     /// Whether the device has a time page (checked when the driver was
     /// created), i.e. whether the zero-exit reads work.
     pub fn has_time_page(&self) -> bool {
-        self.has_time_page
+        self.time_page.is_some()
     }
 
     /// Writes a command.
@@ -345,13 +503,24 @@ impl Stopwatch {
     }
 
     /// Reads the time page under its sequence counter and computes the
-    /// elapsed time from the guest counter: no exit to QEMU.
+    /// elapsed time from the guest counter: no exit to QEMU. The counter is
+    /// read inside the sequence's protected section (as Linux's arm64
+    /// vDSO does): a snapshot is only ever paired with a counter value read
+    /// while it was current. A stopwatch that is not running needs no
+    /// counter read at all.
+    ///
+    /// Always inlined, as are the helpers it uses: under TCG every call and
+    /// return is a translation-block lookup, and out of line this read cost
+    /// twice its floor (the page read plus one counter read).
+    #[inline(always)]
     pub fn read_zero_exit(&self) -> Result<ZeroExitReading, TimePageError> {
-        let snapshot = self.read_time_page()?;
-        let counter = timer::counter();
-        let counter_ns = timer::clock().ticks_to_ns(counter);
+        let (snapshot, counter) = self.read_consistently(true)?;
+        let elapsed_ns = match counter {
+            Some(counter) => snapshot.elapsed_ns_at_counter(self.clock.ticks_to_ns(counter)),
+            None => snapshot.accumulated_ns,
+        };
         Ok(ZeroExitReading {
-            elapsed_ns: snapshot.elapsed_ns_at_counter(counter_ns),
+            elapsed_ns,
             snapshot,
             counter,
         })
@@ -363,63 +532,43 @@ impl Stopwatch {
     /// always completes its updates, but whatever else wrote there (a stray
     /// store, another device at that address) may not have.
     ///
-    /// Always inlined: it is the hot path of
-    /// [`read_zero_exit`](Self::read_zero_exit), where a call and the
-    /// snapshot's return through memory cost as much as the page read.
-    /// Only a failed attempt calls out, to [`patience_exhausted`].
+    /// Always inlined: where it is used in a loop (the bench), a call and
+    /// the snapshot's return through memory cost as much as the page read.
     #[inline(always)]
     pub fn read_time_page(&self) -> Result<TimeSnapshot, TimePageError> {
-        if !self.has_time_page {
+        self.read_consistently(false).map(|(snapshot, _)| snapshot)
+    }
+
+    /// Attempts [`try_read_time_page`](Self::try_read_time_page) until one
+    /// succeeds or [`TIME_PAGE_PATIENCE_MS`] have passed since the first
+    /// failure. Only a failed attempt calls out, to [`patience_exhausted`].
+    /// (No closures on this path: they are not inlined as reliably.)
+    #[inline(always)]
+    fn read_consistently(
+        &self,
+        with_counter: bool,
+    ) -> Result<(TimeSnapshot, Option<u64>), TimePageError> {
+        let Some(page) = self.time_page else {
             return Err(TimePageError::Absent);
-        }
+        };
         let mut first_failure = None;
         loop {
-            match self.try_read_time_page() {
-                Ok(snapshot) => return Ok(snapshot),
+            // SAFETY: `page` is the time page `new` found, in the
+            // pass-through region (RAM, not MMIO): mapped, as long as the
+            // page, 8-byte aligned.
+            match unsafe { try_read_time_page(page.as_ptr(), with_counter) } {
+                Ok(value) => return Ok(value),
                 Err(error) if patience_exhausted(&mut first_failure) => return Err(error),
                 Err(_) => core::hint::spin_loop(),
             }
         }
     }
 
-    /// One attempt at reading the page, as the interface describes it.
-    #[inline(always)]
-    fn try_read_time_page(&self) -> Result<TimeSnapshot, TimePageError> {
-        let page = shared::TIME_PAGE;
-        let sequence = self.shared_u32(page + time_page::SEQUENCE);
-        if sequence & 1 != 0 {
-            // The device is writing the page right now.
-            return Err(TimePageError::SequenceStuckOdd);
-        }
-        // The fields must be read after the first SEQUENCE read...
-        barrier::dmb(barrier::ISHLD);
-        let status_code = self.shared_u32(page + time_page::STATUS);
-        let accumulated_ns = self.shared_u64(page + time_page::ACCUMULATED_NS);
-        let run_start_ns = self.shared_u64(page + time_page::RUN_START_NS);
-        let clock_offset_ns = self.shared_u64(page + time_page::CLOCK_OFFSET_NS) as i64;
-        let timeout_deadline_ns = self.shared_u64(page + time_page::TIMEOUT_DEADLINE_NS);
-        // ...and before the second one.
-        barrier::dmb(barrier::ISHLD);
-        if self.shared_u32(page + time_page::SEQUENCE) != sequence {
-            return Err(TimePageError::SequenceUnstable);
-        }
-        // The device only ever publishes valid status codes.
-        let status =
-            Status::from_code(u64::from(status_code)).ok_or(TimePageError::InvalidStatus)?;
-        Ok(TimeSnapshot {
-            status,
-            accumulated_ns,
-            run_start_ns,
-            clock_offset_ns,
-            timeout_deadline_ns,
-        })
-    }
-
     // tutorial:lap-driver-read begin
     /// The laps, read under the time page's sequence counter like the page
     /// itself, retrying for at most [`TIME_PAGE_PATIENCE_MS`].
     pub fn laps(&self) -> Result<Laps, TimePageError> {
-        if !self.has_time_page {
+        if self.time_page.is_none() {
             return Err(TimePageError::Absent);
         }
         let mut first_failure = None;

@@ -64,6 +64,7 @@ mod original_demo;
 mod shell_answers;
 mod time_page;
 mod timeouts;
+mod virtual_timer;
 
 pub use boot_modes::{hold_timeout, overflow_the_stack, provoke_data_abort};
 
@@ -89,6 +90,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "fp_simd_registers_survive_interrupts",
         Test::Any(fp_simd::fp_simd_survive_interrupts),
+    ),
+    (
+        "virtual_timer_interrupt_entry_is_stamped",
+        Test::Any(virtual_timer::entry_stamped),
     ),
     (
         "time_page_present",
@@ -125,6 +130,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "zero_exit_read_is_monotonic",
         Test::Device(time_page::zero_exit_monotonic),
+    ),
+    (
+        "zero_exit_read_uses_the_counter_only_while_running",
+        Test::Device(time_page::counter_only_while_running),
     ),
     ("original_demo", Test::Device(original_demo::original_demo)),
     (
@@ -265,7 +274,7 @@ fn reading(t: &Checker, stopwatch: &Stopwatch) -> ZeroExitReading {
             clock_offset_ns: 0,
             timeout_deadline_ns: 0,
         },
-        counter: 0,
+        counter: None,
     })
 }
 

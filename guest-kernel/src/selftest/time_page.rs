@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The time page: present and cleared after RESET, its zero-exit reads
-//! never go back in time, and they agree with UPDATE's text (the original
-//! interface) within the text's resolution.
+//! never go back in time, read the counter only while running, and agree
+//! with UPDATE's text (the original interface) within the text's
+//! resolution.
 
 use stopwatch_abi::NANOS_PER_SEC;
 
-use super::{elapsed, page_reading, Checker};
+use super::{elapsed, page_reading, reading, Checker};
 use crate::arch::timer;
 use crate::drivers::stopwatch::Stopwatch;
 
@@ -81,4 +82,31 @@ pub(super) fn zero_exit_monotonic(t: &Checker, stopwatch: &Stopwatch) {
         previous = now;
     }
     check!(t, previous > 0, else "no time passed while running");
+}
+
+/// A stopwatch that is not running has its exact time on the page: the
+/// zero-exit read must not read the counter then (a PAUSED read costs the
+/// page alone), and must read it, inside the call, while running.
+pub(super) fn counter_only_while_running(t: &Checker, stopwatch: &Stopwatch) {
+    stopwatch.reset();
+    let reset = reading(t, stopwatch);
+    check!(t, reset.counter.is_none() && reset.elapsed_ns == 0, else "RESET: {reset:?}");
+    stopwatch.start();
+    timer::wait_ns(5_000_000);
+    let before = timer::counter();
+    let running = reading(t, stopwatch);
+    let after = timer::counter();
+    let counter = running.counter;
+    let inside = counter.is_some_and(|counter| (before..=after).contains(&counter));
+    check!(t, inside, else "RUNNING: counter {counter:?}, expected {before}..={after}");
+    stopwatch.pause();
+    let paused = reading(t, stopwatch);
+    timer::wait_ns(2_000_000);
+    let later = reading(t, stopwatch);
+    let frozen = paused.counter.is_none()
+        && paused.elapsed_ns == paused.snapshot.accumulated_ns
+        && later.elapsed_ns == paused.elapsed_ns
+        && paused.elapsed_ns >= 5_000_000;
+    check!(t, frozen, else "PAUSED: {paused:?}, then {later:?}");
+    stopwatch.reset();
 }

@@ -293,6 +293,11 @@ impl TimeSnapshot {
     ///
     /// A `now_ns` before the run's start (a counter read that raced the
     /// START) counts as the start itself: elapsed time never goes negative.
+    ///
+    /// Always inlined: it is on the guest's zero-exit read path, where a
+    /// call and its return cost more than the arithmetic (under TCG each
+    /// is a translation-block lookup).
+    #[inline(always)]
     pub const fn elapsed_ns(&self, now_ns: u64) -> u64 {
         match self.status {
             // Saturating: a page the guest scribbled on must not overflow.
@@ -304,7 +309,8 @@ impl TimeSnapshot {
     }
 
     /// Elapsed nanoseconds given the guest's own counter, already converted
-    /// to nanoseconds.
+    /// to nanoseconds. Always inlined, as [`elapsed_ns`](Self::elapsed_ns).
+    #[inline(always)]
     pub const fn elapsed_ns_at_counter(&self, counter_ns: u64) -> u64 {
         self.elapsed_ns(counter_ns.saturating_add_signed(self.clock_offset_ns))
     }
