@@ -337,9 +337,11 @@ pub struct Stopwatch {
     clock: CounterClock,
 }
 
-// SAFETY: All accesses through the pointers are volatile register or
-// shared-memory accesses that the device tolerates from anywhere; the
-// counters are atomics. (Command sequences are not atomic: see each method.)
+// SAFETY: All accesses through the pointers are register accesses through
+// `mmio`, volatile accesses of the shared RAM region, or the loads of the
+// time page's assembly section, which the device tolerates from anywhere;
+// the counters are atomics. (Command sequences are not atomic: see each
+// method.)
 unsafe impl Send for Stopwatch {}
 // SAFETY: As for `Send`.
 unsafe impl Sync for Stopwatch {}
@@ -539,10 +541,10 @@ impl Stopwatch {
         self.read_consistently(false).map(|(snapshot, _)| snapshot)
     }
 
-    /// Attempts [`try_read_time_page`](Self::try_read_time_page) until one
-    /// succeeds or [`TIME_PAGE_PATIENCE_MS`] have passed since the first
-    /// failure. Only a failed attempt calls out, to [`patience_exhausted`].
-    /// (No closures on this path: they are not inlined as reliably.)
+    /// Attempts [`try_read_time_page`] until one succeeds or
+    /// [`TIME_PAGE_PATIENCE_MS`] have passed since the first failure. Only
+    /// a failed attempt calls out, to [`patience_exhausted`]. (No closures
+    /// on this path: they are not inlined as reliably.)
     #[inline(always)]
     fn read_consistently(
         &self,
