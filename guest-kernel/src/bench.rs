@@ -223,9 +223,10 @@ const INTERRUPT_PATIENCE_NS: u64 = 100_000_000;
 /// handler's entry, or `None` if it did not come.
 fn device_latency(stopwatch: &Stopwatch) -> Result<Option<u64>, TimePageError> {
     let before = stopwatch.timeouts();
-    // Armed and its deadline read with IRQs masked: on a busy host the
-    // vCPU may stall past the deadline in between, and a handler run
-    // before the read would leave the page's deadline at 0 (acknowledged).
+    // Armed and its deadline read at once, with IRQs masked (the handler
+    // cannot run in between). On a busy host the vCPU may still stall past
+    // the deadline in between: the device has then fired, and the page,
+    // which shows no deadline once fired, says 0.
     let reading = {
         let _masked = IrqsMasked::new();
         stopwatch.timeout_ns(SHORT_TIMEOUT_NS);
@@ -233,7 +234,9 @@ fn device_latency(stopwatch: &Stopwatch) -> Result<Option<u64>, TimePageError> {
     };
     let deadline_ns = reading.snapshot.timeout_deadline_ns;
     if deadline_ns == 0 {
-        // The device did not arm it (it was still busy with the last one).
+        // Fired before the read: no deadline to measure from, so this
+        // sample is lost (its interrupt, pending, is taken as IRQs are
+        // unmasked above). The virtual timer's samples keep such stalls.
         return Ok(None);
     }
     // Spin with IRQs unmasked, so the interrupt is taken at once (no
