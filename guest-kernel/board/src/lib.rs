@@ -303,6 +303,9 @@ impl<'a> BoardInfo<'a> {
     /// parent looked up once ([`Walker::interrupt_parent_is_gic`]).
     pub fn from_dtb(dtb: &'a [u8]) -> Result<Self, FdtError> {
         let fdt = Fdt::new(dtb)?;
+        if !blocks_inside(dtb) {
+            return Err(FdtError::BufferTooSmall);
+        }
         let mut info = BoardInfo {
             memory: FixedList::new(),
             uart: None,
@@ -354,6 +357,28 @@ impl<'a> BoardInfo<'a> {
     pub fn first_stopwatch(&self) -> Option<&Stopwatch<'a>> {
         self.stopwatches.get(0)
     }
+}
+
+/// Whether the header's structure and strings blocks lie inside `dtb`:
+/// `Fdt::new` checks only the magic and the total size, and the `fdt`
+/// crate slices the blocks where the header says (a panic on a corrupted
+/// offset or size). A corrupted block itself can still make it panic.
+fn blocks_inside(dtb: &[u8]) -> bool {
+    // The header's first ten words (`Fdt::new` parsed them: never `None`).
+    let Some(header) = dtb.first_chunk::<40>() else {
+        return false;
+    };
+    let word = |at: usize| {
+        u64::from(u32::from_be_bytes([
+            header[at],
+            header[at + 1],
+            header[at + 2],
+            header[at + 3],
+        ]))
+    };
+    let len = dtb.len() as u64;
+    // off_dt_struct + size_dt_struct, off_dt_strings + size_dt_strings.
+    word(8) + word(36) <= len && word(12) + word(32) <= len
 }
 
 /// The properties the walk reads; [`NodeProperties`] keeps their values in

@@ -167,3 +167,31 @@ fn garbage_is_an_error_not_a_panic() {
     truncated.truncate(100);
     assert!(BoardInfo::from_dtb(&truncated).is_err());
 }
+
+#[test]
+fn header_blocks_outside_the_blob_are_an_error_not_a_panic() {
+    // The `fdt` crate slices the structure and strings blocks where the
+    // header says, unchecked: a corrupted offset or size panicked there.
+    let header_fields = [
+        (8, "off_dt_struct"),
+        (12, "off_dt_strings"),
+        (32, "size_dt_strings"),
+        (36, "size_dt_struct"),
+    ];
+    for (offset, field) in header_fields {
+        for value in [GICV2.len() as u32, u32::MAX] {
+            let mut dtb = GICV2.to_vec();
+            dtb[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+            let decoded = std::panic::catch_unwind(|| BoardInfo::from_dtb(&dtb).is_err());
+            assert!(
+                matches!(decoded, Ok(true)),
+                "{field} = {value:#x}: {}",
+                if decoded.is_err() {
+                    "panicked"
+                } else {
+                    "accepted"
+                }
+            );
+        }
+    }
+}
