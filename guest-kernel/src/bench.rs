@@ -227,17 +227,21 @@ fn device_latency(stopwatch: &Stopwatch) -> Result<Option<u64>, TimePageError> {
     // cannot run in between). On a busy host the vCPU may still stall past
     // the deadline in between: the device has then fired, and the page,
     // which shows no deadline once fired, says 0.
-    let reading = {
+    let (armed_at, reading) = {
         let _masked = IrqsMasked::new();
+        let armed_at = timer::counter();
         stopwatch.timeout_ns(SHORT_TIMEOUT_NS);
-        stopwatch.read_zero_exit()?
+        (armed_at, stopwatch.read_zero_exit()?)
     };
-    let deadline_ns = reading.snapshot.timeout_deadline_ns;
+    let mut deadline_ns = reading.snapshot.timeout_deadline_ns;
     if deadline_ns == 0 {
-        // Fired before the read: no deadline to measure from, so this
-        // sample is lost (its interrupt, pending, is taken as IRQs are
-        // unmasked above). The virtual timer's samples keep such stalls.
-        return Ok(None);
+        // Fired before the read: the deadline is at least the device time
+        // of the counter read before arming, plus the timeout. Measuring
+        // from that bound overstates this sample's latency (by at most the
+        // command's own duration) and keeps the stall in it, as the
+        // virtual timer's samples keep theirs: dropping such samples would
+        // favour the device.
+        deadline_ns = device_time_ns(&reading.snapshot, armed_at) + SHORT_TIMEOUT_NS;
     }
     // Spin with IRQs unmasked, so the interrupt is taken at once (no
     // wake-up from WFI in the measurement).

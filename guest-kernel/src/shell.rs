@@ -17,7 +17,7 @@ use stopwatch_shell::protocol::{
 };
 use stopwatch_shell::{
     parse, Command, DeviceCommand, Event, LineEditor, Prompt, ReadPath, Timeout, COMMAND_NAMES,
-    HELP, MAX_LINE_LEN, PROMPT,
+    HELP, MAX_LINE_LEN,
 };
 
 use crate::arch::timer;
@@ -99,23 +99,19 @@ fn input_ready() -> bool {
 }
 
 /// Prints the prompt, naming the selected stopwatch when there are
-/// several: [`Prompt`]'s text, printed without `core::fmt` (see
-/// [`greet`]; the serial stage's shell test expects `stopwatch[N]> ` as
-/// `Prompt` formats it).
+/// several: [`Prompt::parts`], printed without `core::fmt` (see
+/// [`greet`]).
 fn print_prompt() {
     use crate::console::Piece::{Decimal, Text};
     let prompt = Prompt {
         selected: crate::selected_stopwatch(),
         count: stopwatches().len(),
     };
-    if prompt.count > 1 {
-        crate::console::print_pieces(&[
-            Text("stopwatch["),
-            Decimal(prompt.selected as u64),
-            Text("]> "),
-        ]);
-    } else {
-        crate::console::write_bytes(PROMPT.as_bytes());
+    match prompt.parts() {
+        (before, Some(number), after) => {
+            crate::console::print_pieces(&[Text(before), Decimal(number as u64), Text(after)]);
+        }
+        (text, None, _) => crate::console::write_bytes(text.as_bytes()),
     }
 }
 

@@ -42,13 +42,30 @@ pub struct Prompt {
     pub count: usize,
 }
 
+impl Prompt {
+    /// The prompt as the text before the selection's number, the number
+    /// (shown only among several stopwatches) and the text after it: the
+    /// one definition of its format, for a console that prints without
+    /// `core::fmt` (the kernel's, on its boot path) and for [`Display`].
+    ///
+    /// [`Display`]: core::fmt::Display
+    pub const fn parts(&self) -> (&'static str, Option<usize>, &'static str) {
+        if self.count > 1 {
+            ("stopwatch[", Some(self.selected), "]> ")
+        } else {
+            (PROMPT, None, "")
+        }
+    }
+}
+
 impl core::fmt::Display for Prompt {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        if self.count > 1 {
-            write!(f, "stopwatch[{}]> ", self.selected)
-        } else {
-            f.write_str(PROMPT)
+        let (before, number, after) = self.parts();
+        f.write_str(before)?;
+        if let Some(number) = number {
+            write!(f, "{number}")?;
         }
+        f.write_str(after)
     }
 }
 
