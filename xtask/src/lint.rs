@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! `cargo xtask lint`: formatting and clippy, with warnings as errors, for
-//! every crate of the project: the host crates, the guest kernel (for its
-//! target) and the device's crates (inside QEMU's Rust workspace, under
-//! QEMU's own, stricter, lint set).
+//! `cargo xtask lint`: formatting, clippy and rustdoc, with warnings as
+//! errors, for every crate of the project: the host crates, the guest
+//! kernel (for its target) and the device's crates (inside QEMU's Rust
+//! workspace, under QEMU's own, stricter, lint set).
 
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -63,6 +63,21 @@ pub fn run_all(session: &Session) -> Result<()> {
         .args(["clippy", "-p", floor, "--target", TARGET])
         .args(["--", "-D", "warnings"])
         .current_dir(root))?;
+
+    // Every intra-doc link resolves, in the host crates and both kernel
+    // flavors: a renamed item must not leave its documentation behind.
+    eprintln!("    cargo doc --no-deps (host crates, and the kernel for its target)   RUSTDOCFLAGS=-D warnings");
+    run(Command::new(cargo())
+        .args(["doc", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(root))?;
+    for features in [&[][..], &["--features", "selftest"][..]] {
+        run(Command::new(cargo())
+            .args(["doc", "--no-deps", "-p", PACKAGE, "--target", TARGET])
+            .args(features)
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .current_dir(root))?;
+    }
 
     eprintln!("    MMIO accesses of the guest kernel only through arch::mmio");
     crate::mmio_lint::check(root)?;

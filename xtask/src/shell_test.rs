@@ -176,7 +176,7 @@ fn independent_stopwatches(session: &mut Session) -> Result<()> {
 }
 
 // tutorial:lap-shell-test begin
-/// `lap` and `laps` on stopwatch[2]: laps numbered from 1, increasing;
+/// `lap` and `laps` on `stopwatch[2]`: laps numbered from 1, increasing;
 /// the ninth `lap` is not sent (the device would log a guest error);
 /// `reset` clears them. Returns how many laps were recorded.
 fn laps(session: &mut Session) -> Result<usize> {

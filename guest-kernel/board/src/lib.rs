@@ -299,8 +299,8 @@ impl<'a> BoardInfo<'a> {
     ///
     /// The kernel runs this before its prompt, under TCG mostly as code
     /// translated for the first time: the tree is walked once, each node's
-    /// properties read in one scan ([`NodeProperties`]), and the interrupt
-    /// parent looked up once ([`Walker::interrupt_parent_is_gic`]).
+    /// properties read in one scan (`NodeProperties`), and the interrupt
+    /// parent looked up once (`Walker::interrupt_parent_is_gic`).
     pub fn from_dtb(dtb: &'a [u8]) -> Result<Self, FdtError> {
         let fdt = Fdt::new(dtb)?;
         if !blocks_inside(dtb) {

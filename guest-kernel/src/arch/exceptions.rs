@@ -12,7 +12,7 @@
 //! makes the callee preserve the low 64 bits of v8-v15.) The handlers then
 //! run with FPCR at its default (0), whatever the interrupted code set.
 //! The in-guest test `fp_simd_registers_survive_interrupts` checks this
-//! with [`set_clobber_fp_simd_after_irq`].
+//! with `set_clobber_fp_simd_after_irq` (test kernel only).
 
 use core::arch::{asm, global_asm};
 use core::fmt;
@@ -185,7 +185,7 @@ const SYNC_CURRENT_EL_SP0: u64 = 0;
 const SEMIHOSTING_HLT: u32 = 0xd45e_0000;
 
 /// Whether IRQ handling ends by overwriting the FP/SIMD state (see
-/// [`set_clobber_fp_simd_after_irq`]).
+/// `set_clobber_fp_simd_after_irq`).
 static CLOBBER_FP_SIMD_AFTER_IRQ: AtomicBool = AtomicBool::new(false);
 
 #[cfg(feature = "selftest")]

@@ -36,7 +36,7 @@ use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
 
 use crate::arch::mmio;
 
-/// GICD_ITARGETSR<n>: one byte per interrupt, CPU target bit mask.
+/// `GICD_ITARGETSR<n>`: one byte per interrupt, CPU target bit mask.
 const GICD_ITARGETSR: usize = 0x800;
 /// GICC_CTLR, at the start of the GICv2 CPU interface; bit 0 enables the
 /// signalling of our group's interrupts to this CPU.

@@ -7,8 +7,8 @@
 //! 0 (all that ran passed) or 1 (a failure, or no test ran), through
 //! semihosting.
 //!
-//! This file is the runner: the [`TESTS`] table, [`run`], the [`check!`]
-//! and [`fail!`] macros every test states its expectations with, and the
+//! This file is the runner: the [`TESTS`] table, [`run`], the `check!`
+//! and `fail!` macros every test states its expectations with, and the
 //! readings of the device the tests share. The tests live in a module per
 //! topic; [`boot_modes`] holds the other boot modes of the test kernel
 //! (`fault`, `overflow`, `hold-timeout`).
@@ -213,8 +213,8 @@ struct Checker {
 
 impl Checker {
     /// Fails the test: prints where (`file:line`), what was found, and the
-    /// condition that did not hold if there is one. Called by [`check!`]
-    /// and [`fail!`].
+    /// condition that did not hold if there is one. Called by `check!`
+    /// and `fail!`.
     fn fail(&self, file: &str, line: u32, condition: Option<&str>, message: fmt::Arguments<'_>) {
         self.failures.set(self.failures.get() + 1);
         println!("    FAIL: {file}:{line}: {message}");
