@@ -205,7 +205,7 @@ pub fn tests() -> Vec<Test> {
         .taking_filter(),
         Test::new(
             "lint",
-            "fmt + clippy (host, kernel, device)",
+            "fmt + clippy + rustdoc (host, kernel, device)",
             Needs::Qemu,
             |cx| {
                 crate::lint::run_all(cx.session)?;
