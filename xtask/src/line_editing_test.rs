@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{clean_response, SerialConsole, PROMPT};
+use crate::serial::{boot_to_prompt, clean_response, SerialConsole, PROMPT};
 
 const UP: &[u8] = b"\x1b[A";
 const LEFT: &[u8] = b"\x1b[D";
@@ -32,7 +32,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Types two commands, then recalls them with Up: Up Enter runs the last
 /// one again, Up Up Enter the one before.
 pub fn run_history(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<String> {
-    let mut console = start(repo, config, boot_timeout)?;
+    let (mut console, guest_errors) = boot_to_prompt(repo, config, "history", boot_timeout)?;
     let status = answer(&mut console, b"status\r", "status")?;
     ensure!(
         status.starts_with("status: "),
@@ -51,6 +51,7 @@ pub fn run_history(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
         older == status,
         "Up Up Enter answered {older:?}, not `status`'s {status:?}"
     );
+    guest_errors.ensure_none("the history keys")?;
     Ok(format!(
         "Up Enter ran `timeout` again ({again:?}), Up Up Enter `status` ({older:?})"
     ))
@@ -59,7 +60,7 @@ pub fn run_history(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
 /// Edits lines in the middle and checks what ran: the answers of the
 /// edited lines must be those of the lines typed plainly.
 pub fn run_editing(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<String> {
-    let mut console = start(repo, config, boot_timeout)?;
+    let (mut console, guest_errors) = boot_to_prompt(repo, config, "editing", boot_timeout)?;
     // A line the parser rejects quoting it exactly: the error shows what
     // ran, character for character.
     let keys = [
@@ -131,20 +132,12 @@ pub fn run_editing(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Re
         status == "status: RUNNING",
         "the Tab-completed `status` answered {status:?} (RESET: the abandoned `reset` ran)"
     );
+    guest_errors.ensure_none("the edited lines")?;
     Ok(
         "Ctrl-U/Ctrl-W/Left/Right/Home/End/Ctrl-A/Ctrl-E/Backspace/DEL ran `pause now`; \
         Tab listed and completed `status`; Ctrl-C ran nothing"
             .to_string(),
     )
-}
-
-fn start(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<SerialConsole> {
-    eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, config, None)?;
-    console
-        .expect(PROMPT, boot_timeout)
-        .context("the guest shell never showed its prompt")?;
-    Ok(console)
 }
 
 /// Sends `keys` (ending with Enter) and returns the answer of the line

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::demo::demo_commands;
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{clean_response, SerialConsole, PROMPT};
+use crate::serial::{boot_to_prompt, clean_response, SerialConsole, PROMPT};
 use stopwatch_shell::protocol::UartInput;
 
 /// Commands pasted in one write by [`run_paste`].
@@ -34,7 +34,7 @@ pub fn run_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Resu
         .take(PASTED_COMMANDS)
         .collect();
     let script: String = commands.iter().map(|c| format!("{c}\r")).collect();
-    let mut console = start(repo, config, boot_timeout)?;
+    let (mut console, guest_errors) = boot_to_prompt(repo, config, "paste", boot_timeout)?;
     console.send_bytes(script.as_bytes())?;
     let answers = collect_answers(&mut console, &commands)?;
     for (index, (command, answer)) in commands.iter().zip(&answers).enumerate() {
@@ -58,6 +58,7 @@ pub fn run_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Resu
         hold_backs > 0,
         "the paste never filled the guest's receive ring (no hold-back): it tests nothing"
     );
+    guest_errors.ensure_none("the paste")?;
     Ok(format!(
         "{PASTED_COMMANDS} commands ({} bytes) in one write: all answered in order, \
          0 receive errors, input held back {hold_backs} times",
@@ -71,12 +72,12 @@ pub fn run_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Resu
 /// differ by microseconds).
 pub fn run_demo_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<String> {
     let commands: Vec<&str> = demo_commands().collect();
-    let mut typed = start(repo, config, boot_timeout)?;
+    let (mut typed, typed_errors) = boot_to_prompt(repo, config, "demo-typed", boot_timeout)?;
     let mut typed_answers = Vec::new();
     for command in &commands {
         typed_answers.push(ask(&mut typed, command)?);
     }
-    let mut pasted = start(repo, config, boot_timeout)?;
+    let (mut pasted, pasted_errors) = boot_to_prompt(repo, config, "demo-pasted", boot_timeout)?;
     let script: String = commands.iter().map(|c| format!("{c}\r")).collect();
     pasted.send_bytes(script.as_bytes())?;
     let pasted_answers = collect_answers(&mut pasted, &commands)?;
@@ -85,19 +86,12 @@ pub fn run_demo_paste(repo: &Repo, config: &VmConfig, boot_timeout: Duration) ->
             bail!("`{command}` answered {typed:?} when typed but {pasted:?} when pasted");
         }
     }
+    typed_errors.ensure_none("the demo typed")?;
+    pasted_errors.ensure_none("the demo pasted")?;
     Ok(format!(
         "{} demo commands: pasted transcript = typed transcript",
         commands.len()
     ))
-}
-
-fn start(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<SerialConsole> {
-    eprintln!("    {}", config.command_line());
-    let mut console = SerialConsole::spawn(repo, config, None)?.named("serial paste");
-    console
-        .expect(PROMPT, boot_timeout)
-        .context("the guest shell never showed its prompt")?;
-    Ok(console)
 }
 
 /// Types `command` and returns its answer.

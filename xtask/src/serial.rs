@@ -334,16 +334,79 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// The lines the device logged in a QEMU `-d guest_errors -D FILE` log
-/// (the device's messages start with `stopwatch`): for the tests that
-/// promise the guest never makes it log one.
-pub fn device_guest_errors(log: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|line| line.starts_with("stopwatch"))
-        .map(str::to_string)
-        .collect()
+/// QEMU's guest-error log of one run (`-d guest_errors -D FILE`), for the
+/// tests that promise the guest never makes the device log a mistake.
+pub struct GuestErrorLog {
+    path: std::path::PathBuf,
+}
+
+impl GuestErrorLog {
+    /// An empty log for the run `name`, in target/vm/guest-errors/.
+    pub fn new(repo: &Repo, name: &str) -> Result<Self> {
+        let dir = repo.root.join("target/vm/guest-errors");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+        let file: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = dir.join(format!("{file}.log"));
+        // A log left by an earlier run must not fail (or pass) this one.
+        let _ = std::fs::remove_file(&path);
+        Ok(GuestErrorLog { path })
+    }
+
+    /// The QEMU arguments that write this log.
+    pub fn qemu_args(&self) -> [String; 4] {
+        [
+            "-d".to_string(),
+            "guest_errors".to_string(),
+            "-D".to_string(),
+            self.path.display().to_string(),
+        ]
+    }
+
+    /// `config` with these arguments added.
+    pub fn added_to(&self, config: &VmConfig) -> VmConfig {
+        let mut config = config.clone();
+        config.extra.extend(self.qemu_args());
+        config
+    }
+
+    /// Fails, quoting them, if the device logged guest errors (its lines
+    /// start with `stopwatch`); `what` names what ran.
+    pub fn ensure_none(&self, what: &str) -> Result<()> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("stopwatch"))
+            .collect();
+        if !lines.is_empty() {
+            bail!(
+                "{what} made the device log guest errors:\n{}",
+                lines.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Boots `config` with its own guest-error log (named after `run` and the
+/// machine) and waits for the shell's prompt.
+pub fn boot_to_prompt(
+    repo: &Repo,
+    config: &VmConfig,
+    run: &str,
+    boot_timeout: Duration,
+) -> Result<(SerialConsole, GuestErrorLog)> {
+    let guest_errors = GuestErrorLog::new(repo, &format!("{run} {config}"))?;
+    let config = guest_errors.added_to(config);
+    eprintln!("    {}", config.command_line());
+    let mut console = SerialConsole::spawn(repo, &config, None)?.named(run);
+    console
+        .expect(PROMPT, boot_timeout)
+        .context("the guest shell never showed its prompt")?;
+    Ok((console, guest_errors))
 }
 
 /// Waits for a timeout notice (`[timeout] ... fired at S s (N so far)`)

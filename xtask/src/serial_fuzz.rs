@@ -12,7 +12,7 @@ use stopwatch_test_rng::TestRng;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{device_guest_errors, SerialConsole, PROMPT};
+use crate::serial::{GuestErrorLog, SerialConsole, PROMPT};
 
 /// Bursts in `cargo xtask test`.
 pub const TEST_BURSTS: u64 = 2_000;
@@ -195,22 +195,12 @@ pub fn escaped(bytes: &[u8]) -> String {
     text
 }
 
-/// Where QEMU writes its `-d guest_errors` log for this run.
-fn guest_error_log(repo: &Repo) -> std::path::PathBuf {
-    repo.root.join("target/vm/serial-fuzz-guest-errors.log")
-}
-
 /// Sends `bursts` bursts from `seed`; `Ok` holds a one-line result with
 /// the rate.
 pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Result<String> {
-    let log = guest_error_log(repo);
-    let _ = std::fs::remove_file(&log);
+    let guest_errors = GuestErrorLog::new(repo, "serial-fuzz")?;
     let config = VmConfig {
-        extra: ["-d", "guest_errors", "-D"]
-            .map(str::to_string)
-            .into_iter()
-            .chain([log.display().to_string()])
-            .collect(),
+        extra: guest_errors.qemu_args().into(),
         // Every byte to the guest: with QEMU's monitor multiplexed in, a
         // burst's Ctrl-A X would quit QEMU.
         raw_serial: true,
@@ -261,13 +251,7 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
     }
     let elapsed = started.elapsed();
     drop(console);
-    let device_errors = device_guest_errors(&log);
-    if !device_errors.is_empty() {
-        bail!(
-            "bursts of seed {seed:#x} made the device log guest errors:\n{}",
-            device_errors.join("\n")
-        );
-    }
+    guest_errors.ensure_none(&format!("bursts of seed {seed:#x}"))?;
     Ok(format!(
         "{bursts} bursts ({sent} bytes) answered right, no guest error; \
          {:.0} bursts/s",

@@ -4,14 +4,13 @@
 //! sub-second timeouts, `watch`, `lap` and `laps`; and no command may make
 //! the device log a guest error.
 
-use anyhow::{bail, ensure, Context, Result};
-use std::path::PathBuf;
+use anyhow::{ensure, Context, Result};
 use std::thread;
 use std::time::Duration;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{clean_response, device_guest_errors, expect_notice_time, SerialConsole};
+use crate::serial::{clean_response, expect_notice_time, GuestErrorLog, SerialConsole};
 use stopwatch_shell::protocol::{LapLine, WatchSummary};
 
 /// Stopwatches in the session.
@@ -60,15 +59,9 @@ impl Session {
     }
 }
 
-/// Where QEMU writes its `-d guest_errors` log for this test.
-fn guest_error_log(repo: &Repo) -> PathBuf {
-    repo.root.join("target/vm/shell-test-guest-errors.log")
-}
-
 /// Runs the whole session; `Ok` holds a one-line result.
 pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
-    let log = guest_error_log(repo);
-    let _ = std::fs::remove_file(&log);
+    let guest_errors = GuestErrorLog::new(repo, "shell-test")?;
     let mut extra = Vec::new();
     for _ in 0..STOPWATCHES {
         // Not started at power-on (the original's default), so each
@@ -78,8 +71,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
             "stopwatch,start_at_boot=false".to_string(),
         ]);
     }
-    extra.extend(["-d".to_string(), "guest_errors".to_string()]);
-    extra.extend(["-D".to_string(), log.display().to_string()]);
+    extra.extend(guest_errors.qemu_args());
     let config = VmConfig {
         devices: 0,
         extra,
@@ -101,13 +93,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     let refreshes = watch(&mut session)?;
 
     drop(session);
-    let device_errors = device_guest_errors(&log);
-    if !device_errors.is_empty() {
-        bail!(
-            "the shell made the device log guest errors:\n{}",
-            device_errors.join("\n")
-        );
-    }
+    guest_errors.ensure_none("the shell")?;
     Ok(format!(
         "{STOPWATCHES} stopwatches independent; {laps} laps, the ninth not sent; 250ms timeout \
          fired at {fired_at:.3} s; watch: {refreshes:.1} refreshes/s; no guest error"

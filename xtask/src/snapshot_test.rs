@@ -15,7 +15,7 @@ use stopwatch_qtest::Qmp;
 
 use crate::repo::Repo;
 use crate::run::VmConfig;
-use crate::serial::{clean_response, expect_notice_time, SerialConsole, PROMPT};
+use crate::serial::{clean_response, expect_notice_time, GuestErrorLog, SerialConsole, PROMPT};
 use stopwatch_shell::protocol::{parse_update_text, TimePageReading};
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,6 +29,7 @@ const LATENESS_SECS: f64 = 0.050;
 struct Guest {
     console: SerialConsole,
     qmp: Qmp,
+    guest_errors: GuestErrorLog,
 }
 
 impl Guest {
@@ -52,12 +53,30 @@ impl Guest {
                 format!("file:{}", snapshot.display()),
             ]);
         }
+        let guest_errors = GuestErrorLog::new(repo, &format!("snapshot {name}"))?;
+        extra.extend(guest_errors.qemu_args());
         let config = VmConfig { extra, ..base };
         eprintln!("    {}", config.command_line());
         let console =
             SerialConsole::spawn(repo, &config, None)?.named(&format!("snapshot test ({name})"));
         let qmp = Qmp::connect(&socket)?;
-        Ok(Guest { console, qmp })
+        Ok(Guest {
+            console,
+            qmp,
+            guest_errors,
+        })
+    }
+
+    /// Stops this QEMU (its snapshot is written); its guest-error log
+    /// stays to be checked.
+    fn stop(self) -> GuestErrorLog {
+        let Guest {
+            console,
+            qmp,
+            guest_errors,
+        } = self;
+        drop((console, qmp));
+        guest_errors
     }
 
     /// Types `command`; returns its answer.
@@ -102,7 +121,7 @@ pub fn run_with_interrupt_pending(repo: &Repo, boot_timeout: Duration) -> Result
     // Past the 100 ms deadline: the line is high, pending at the GIC.
     thread::sleep(Duration::from_millis(500));
     source.qmp.migrate_to_file(&snapshot)?;
-    drop(source);
+    let source_errors = source.stop();
 
     let mut target = Guest::start_with(repo, &dir, "pending-target", Some(&snapshot), base)?;
     target.qmp.wait_for_incoming()?;
@@ -122,6 +141,8 @@ pub fn run_with_interrupt_pending(repo: &Repo, boot_timeout: Duration) -> Result
         exit.success() && transcript.contains("1 timeout interrupt(s) after unmasking"),
         "the restored guest ended with {exit}:\n{transcript}"
     );
+    source_errors.ensure_none("the guest before the snapshot")?;
+    target.guest_errors.ensure_none("the restored guest")?;
     Ok("the raised, unacknowledged line survived: one interrupt after the restore".to_string())
 }
 
@@ -150,7 +171,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
     let before_snapshot = source.read()?;
 
     source.qmp.migrate_to_file(&snapshot)?;
-    drop(source);
+    let source_errors = source.stop();
 
     let mut target = Guest::start(repo, &dir, "target", Some(&snapshot))?;
     target.qmp.wait_for_incoming()?;
@@ -194,6 +215,8 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
         (zero_exit - trap).abs() < 0.01,
         "zero-exit read {zero_exit:.3} s, UPDATE {trap:.2} s"
     );
+    source_errors.ensure_none("the guest before the snapshot")?;
+    target.guest_errors.ensure_none("the restored guest")?;
     Ok(format!(
         "time went on ({before_snapshot:.3} -> {after_snapshot:.3} s), \
          timeout fired once at {fired_at:.3} s, time page = UPDATE"
