@@ -73,13 +73,8 @@ enum Cmd {
     /// Build what is needed, then boot the guest into its serial shell
     /// (quit QEMU with Ctrl-A X).
     Qemu {
-        /// Kernel command line (QEMU's -append).
-        #[arg(long, value_name = "ARGS")]
-        append: Option<String>,
         #[command(flatten)]
-        machine: MachineOptions,
-        #[command(flatten)]
-        kernel: KernelOption,
+        guest: GuestOptions,
         /// Print the device's trace events matching PATTERN on stderr
         /// (QEMU's -trace, e.g. 'stopwatch_*').
         #[arg(long, value_name = "PATTERN")]
@@ -88,9 +83,6 @@ enum Cmd {
         /// of the ELF.
         #[arg(long, conflicts_with = "kernel")]
         image: bool,
-        /// Further QEMU arguments, after `--`.
-        #[arg(last = true, value_name = "QEMU_ARGS")]
-        extra: Vec<String>,
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -100,16 +92,8 @@ enum Cmd {
         /// Write to FILE instead: .dts for the source, .dtb for the blob.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Kernel command line (lands in /chosen/bootargs).
-        #[arg(long, value_name = "ARGS")]
-        append: Option<String>,
         #[command(flatten)]
-        machine: MachineOptions,
-        #[command(flatten)]
-        kernel: KernelOption,
-        /// Further QEMU arguments, after `--`.
-        #[arg(last = true, value_name = "QEMU_ARGS")]
-        extra: Vec<String>,
+        guest: GuestOptions,
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -120,9 +104,6 @@ enum Cmd {
         /// Run this gdb command file non-interactively, then stop QEMU.
         #[arg(long, value_name = "FILE")]
         batch: Option<PathBuf>,
-        /// Kernel command line (QEMU's -append).
-        #[arg(long, value_name = "ARGS")]
-        append: Option<String>,
         /// TCP port of QEMU's gdbstub.
         #[arg(long, value_name = "PORT", default_value_t = inspect::DEFAULT_GDB_PORT)]
         gdb_port: u16,
@@ -130,12 +111,7 @@ enum Cmd {
         #[arg(long, value_name = "PORT", default_value_t = inspect::DEFAULT_SERIAL_PORT)]
         serial_port: u16,
         #[command(flatten)]
-        machine: MachineOptions,
-        #[command(flatten)]
-        kernel: KernelOption,
-        /// Further QEMU arguments, after `--`.
-        #[arg(last = true, value_name = "QEMU_ARGS")]
-        extra: Vec<String>,
+        guest: GuestOptions,
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -266,28 +242,44 @@ fn parse_seed(text: &str) -> Result<u64, String> {
     parsed.map_err(|_| format!("'{text}' is not a seed: give a number, decimal or 0x hex"))
 }
 
-/// `--kernel`, shared by the commands that boot.
+/// What to boot and how, shared by the commands that boot a guest
+/// (`qemu`, `dtb`, `gdb`).
 #[derive(Debug, Clone, clap::Args)]
-struct KernelOption {
+struct GuestOptions {
+    /// Kernel command line (QEMU's -append; the guest finds it in the
+    /// device tree's /chosen/bootargs).
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
+    #[command(flatten)]
+    machine: MachineOptions,
     /// Boot this kernel (ELF or arm64 Image) instead of the project's.
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
+    /// Further QEMU arguments, after `--`.
+    #[arg(last = true, value_name = "QEMU_ARGS")]
+    extra: Vec<String>,
 }
 
-impl KernelOption {
-    /// What `-kernel` gets: the given file (checked before anything is
-    /// built or started), else the project's kernel as ELF or, with
-    /// `image`, as flat Image.
-    fn checked(&self, image: bool) -> Result<run::Kernel> {
-        match &self.kernel {
+impl GuestOptions {
+    /// The machine to start. `-kernel` gets the given file (checked
+    /// before anything is built or started), else the project's kernel as
+    /// ELF or, with `image`, as flat Image.
+    fn vm_config(self, image: bool) -> Result<VmConfig> {
+        let kernel = match &self.kernel {
             Some(path) => {
                 let kind = run::check_kernel_file(path)?;
                 eprintln!("--kernel {}: {kind}", path.display());
-                Ok(run::Kernel::Other(path.display().to_string()))
+                run::Kernel::Other(path.display().to_string())
             }
-            None if image => Ok(run::Kernel::Image),
-            None => Ok(run::Kernel::Elf),
-        }
+            None if image => run::Kernel::Image,
+            None => run::Kernel::Elf,
+        };
+        Ok(VmConfig {
+            kernel,
+            append: self.append,
+            extra: self.extra,
+            ..self.machine.vm_config()
+        })
     }
 }
 
@@ -336,20 +328,12 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Qemu {
-            append,
-            machine,
-            kernel,
+            guest,
             image,
             trace,
-            extra,
             options,
         } => {
-            let mut config = VmConfig {
-                kernel: kernel.checked(image)?,
-                append,
-                extra,
-                ..machine.vm_config()
-            };
+            let mut config = guest.vm_config(image)?;
             let trace = trace.iter().flat_map(|p| ["-trace".to_string(), p.clone()]);
             config.extra.splice(0..0, trace);
             let session = Session::new(&options)?;
@@ -366,21 +350,13 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Dtb {
             output,
-            append,
-            machine,
-            kernel,
-            extra,
+            guest,
             options,
         } => {
             if let Some(path) = &output {
                 inspect::DtbFormat::of_path(path)?;
             }
-            let config = VmConfig {
-                kernel: kernel.checked(false)?,
-                append,
-                extra,
-                ..machine.vm_config()
-            };
+            let config = guest.vm_config(false)?;
             let session = Session::new(&options)?;
             build_for(&session, &config)?;
             inspect::dtb(&session.repo, &config, output.as_deref())?;
@@ -388,12 +364,9 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Gdb {
             batch,
-            append,
             gdb_port,
             serial_port,
-            machine,
-            kernel,
-            extra,
+            guest,
             options,
         } => {
             if let Some(file) = &batch {
@@ -404,12 +377,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                     );
                 }
             }
-            let config = VmConfig {
-                kernel: kernel.checked(false)?,
-                append,
-                extra,
-                ..machine.vm_config()
-            };
+            let config = guest.vm_config(false)?;
             let session = Session::new(&options)?;
             build_for(&session, &config)?;
             let status = inspect::gdb(
