@@ -12,15 +12,21 @@ use crate::repo::Repo;
 use crate::run::VmConfig;
 use crate::serial::{clean_response, expect_notice_time, GuestErrorLog, SerialConsole};
 use stopwatch_shell::protocol::{LapLine, WatchSummary};
+use stopwatch_shell::Prompt;
 
 /// Stopwatches in the session.
 const STOPWATCHES: usize = 3;
 /// How long one answer may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The prompt with stopwatch `index` selected among several.
+/// The prompt with stopwatch `index` selected among the session's
+/// stopwatches, as the shell's protocol defines it.
 fn prompt(index: usize) -> String {
-    format!("stopwatch[{index}]> ")
+    Prompt {
+        selected: index,
+        count: STOPWATCHES,
+    }
+    .to_string()
 }
 
 /// A shell session with the selected stopwatch tracked, so each answer is
