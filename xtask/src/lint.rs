@@ -21,9 +21,6 @@ const DEVICE_PACKAGES: [&str; 4] = [
     "stopwatch-test-rng",
 ];
 
-/// Where the device's sources sit inside QEMU's tree.
-const DEVICE_IN_QEMU: &str = "/rust/hw/misc/stopwatch/";
-
 pub fn run_all(session: &Session) -> Result<()> {
     let root = &session.repo.root;
     eprintln!("    cargo fmt --all -- --check");
@@ -124,7 +121,8 @@ fn device_clippy(session: &Session) -> Result<()> {
     let output = command
         .output()
         .context("could not run cargo clippy in QEMU's tree")?;
-    let (ours, others) = findings(&String::from_utf8_lossy(&output.stdout));
+    let device_dir = dirs.src.join(crate::qemu_source::DEVICE_DIR_IN_QEMU);
+    let (ours, others) = findings(&String::from_utf8_lossy(&output.stdout), &device_dir);
     if others > 0 {
         eprintln!("    ({others} findings in QEMU's own crates, not checked here)");
     }
@@ -144,9 +142,9 @@ fn device_clippy(session: &Session) -> Result<()> {
 }
 
 /// Clippy's and rustc's messages from cargo's JSON output: those about the
-/// device's crates (rendered as the compiler shows them), and the number of
-/// the others.
-fn findings(json_lines: &str) -> (Vec<String>, usize) {
+/// device's crates, whose manifests lie in `device_dir` (rendered as the
+/// compiler shows them), and the number of the others.
+fn findings(json_lines: &str, device_dir: &std::path::Path) -> (Vec<String>, usize) {
     let mut ours = Vec::new();
     let mut others = 0;
     for line in json_lines.lines() {
@@ -164,8 +162,8 @@ fn findings(json_lines: &str) -> (Vec<String>, usize) {
         {
             continue;
         }
-        let package = message["package_id"].as_str().unwrap_or_default();
-        if package.contains(DEVICE_IN_QEMU.trim_end_matches('/')) {
+        let manifest = message["manifest_path"].as_str().unwrap_or_default();
+        if std::path::Path::new(manifest).starts_with(device_dir) {
             ours.push(rendered.to_owned());
         } else {
             others += 1;
@@ -180,14 +178,19 @@ mod tests {
 
     #[test]
     fn separates_the_device_findings() {
-        let ours = r#"{"reason":"compiler-message","package_id":"path+file:///c/src/rust/hw/misc/stopwatch/model#stopwatch-model@0.1.0","message":{"rendered":"warning: x\n --> hw/misc/stopwatch/model/src/lib.rs:3:1\n","spans":[{"file_name":"hw/misc/stopwatch/model/src/lib.rs"}]}}"#;
-        let theirs = r#"{"reason":"compiler-message","package_id":"path+file:///c/src/rust/hw/core#hwcore@0.1.0","message":{"rendered":"warning: y","spans":[{"file_name":"hw/core/src/qdev.rs"}]}}"#;
-        let summary = r#"{"reason":"compiler-message","package_id":"path+file:///c/src/rust/hw/misc/stopwatch#0.1.0","message":{"rendered":"warning: 1 warning emitted","spans":[]}}"#;
-        let artifact = r#"{"reason":"compiler-artifact","package_id":"path+file:///c/src/rust/hw/misc/stopwatch#0.1.0"}"#;
-        let output = [ours, theirs, summary, artifact, "not json"].join("\n");
-        let (found, others) = findings(&output);
+        let ours = r#"{"reason":"compiler-message","manifest_path":"/c/src/rust/hw/misc/stopwatch/model/Cargo.toml","message":{"rendered":"warning: x\n --> hw/misc/stopwatch/model/src/lib.rs:3:1\n","spans":[{"file_name":"hw/misc/stopwatch/model/src/lib.rs"}]}}"#;
+        let theirs = r#"{"reason":"compiler-message","manifest_path":"/c/src/rust/hw/core/Cargo.toml","message":{"rendered":"warning: y","spans":[{"file_name":"hw/core/src/qdev.rs"}]}}"#;
+        // A sibling whose name only starts like ours is not ours.
+        let sibling = r#"{"reason":"compiler-message","manifest_path":"/c/src/rust/hw/misc/stopwatch2/Cargo.toml","message":{"rendered":"warning: z","spans":[{"file_name":"hw/misc/stopwatch2/src/lib.rs"}]}}"#;
+        let summary = r#"{"reason":"compiler-message","manifest_path":"/c/src/rust/hw/misc/stopwatch/Cargo.toml","message":{"rendered":"warning: 1 warning emitted","spans":[]}}"#;
+        let artifact = r#"{"reason":"compiler-artifact","manifest_path":"/c/src/rust/hw/misc/stopwatch/Cargo.toml"}"#;
+        let output = [ours, theirs, sibling, summary, artifact, "not json"].join("\n");
+        let (found, others) = findings(
+            &output,
+            std::path::Path::new("/c/src/rust/hw/misc/stopwatch"),
+        );
         assert_eq!(found.len(), 1);
         assert!(found[0].contains("model/src/lib.rs:3:1"), "{found:?}");
-        assert_eq!(others, 1);
+        assert_eq!(others, 2);
     }
 }
