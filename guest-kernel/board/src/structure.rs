@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The blob's structure, checked before the `fdt` crate reads it.
+//!
+//! `fdt` 0.1.5 trusts the blob: it slices and unwraps where the blob says,
+//! so a corrupted one panics inside it. These are the invariants its reads
+//! assume (its `lib.rs`, `node.rs` and `parsing.rs`), each checked here:
+//! - the header's structure and strings blocks lie inside the blob
+//!   (`structs_block`, `strings_block` slice unchecked);
+//! - every token is a whole word inside the structure block, and the
+//!   stream ends in `FDT_END` after exactly one root node
+//!   (`peek_u32().unwrap()` in `children` and `skip_current_node`);
+//! - every `FDT_BEGIN_NODE` has a matching `FDT_END_NODE`, never one too
+//!   many (`all_nodes` decrements its depth unchecked and asserts in
+//!   `skip_current_node`), and nodes nest at most [`MAX_NESTING`] deep
+//!   (`all_nodes` keeps 64 parents; `skip_current_node` recurses);
+//! - a node's properties all come before its children (`skip_current_node`
+//!   asserts `FDT_END_NODE` after the children);
+//! - no `FDT_NOP`: `skip_current_node` does not skip it between
+//!   properties or children (an assertion fails), and `all_nodes` stops at
+//!   one before `FDT_END_NODE`. QEMU's trees have none;
+//! - a node name is NUL-terminated inside the block and UTF-8 (`unwrap`s
+//!   on `CStr::new` and `as_str`): here, ASCII;
+//! - a property's length and value lie inside the block (`[..data_len]`);
+//! - a property's name offset is inside the strings block, with a NUL
+//!   after it, and the name is UTF-8 (`str_at_offset`'s `expect`s): here,
+//!   the strings block is ASCII and ends in a NUL, so every offset inside
+//!   it starts a terminated ASCII string.
+//!
+//! One pass over the structure block (no UTF-8 decoding): cheap enough to
+//! run on every boot.
+
+use fdt::FdtError;
+
+use crate::DtbError;
+
+/// Deepest node nesting accepted (QEMU's `virt` nests 4 deep).
+pub const MAX_NESTING: usize = 16;
+
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_END: u32 = 9;
+/// Bytes of the header's ten words.
+const HEADER_LEN: usize = 40;
+/// The newest format version whose readers can read the blob: 17.
+const LAST_COMPATIBLE_VERSION: u32 = 17;
+
+/// The big-endian word at `at`, if all four bytes are in `bytes`.
+fn word(bytes: &[u8], at: usize) -> Option<u32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([word[0], word[1], word[2], word[3]]))
+}
+
+/// The block of `dtb` (total size `total`) at header words `offset_at`
+/// (offset) and `size_at` (size), if it lies inside the blob.
+fn block(dtb: &[u8], total: usize, offset_at: usize, size_at: usize) -> Option<&[u8]> {
+    let start = word(dtb, offset_at)? as usize;
+    let end = start.checked_add(word(dtb, size_at)? as usize)?;
+    (end <= total).then_some(())?;
+    dtb.get(start..end)
+}
+
+/// Checks everything `fdt` 0.1.5 assumes of `dtb` (see the module's
+/// comment); an error says where the blob breaks the format.
+pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
+    let structure_error = |offset: usize, problem| Err(DtbError::Structure { offset, problem });
+    if dtb.len() < HEADER_LEN {
+        return Err(DtbError::Header(FdtError::BufferTooSmall));
+    }
+    if word(dtb, 0) != Some(FDT_MAGIC) {
+        return Err(DtbError::Header(FdtError::BadMagic));
+    }
+    let total = word(dtb, 4).unwrap_or(0) as usize;
+    if total > dtb.len() || total < HEADER_LEN {
+        return Err(DtbError::Header(FdtError::BufferTooSmall));
+    }
+    if word(dtb, 24).is_none_or(|version| version > LAST_COMPATIBLE_VERSION) {
+        return structure_error(24, "last_comp_version newer than 17");
+    }
+    // off_dt_struct / size_dt_struct, off_dt_strings / size_dt_strings.
+    let Some(structure) = block(dtb, total, 8, 36) else {
+        return structure_error(8, "structure block outside the blob");
+    };
+    let Some(strings) = block(dtb, total, 12, 32) else {
+        return structure_error(12, "strings block outside the blob");
+    };
+    let structure_start = word(dtb, 8).unwrap_or(0) as usize;
+    if !structure_start.is_multiple_of(4) {
+        return structure_error(8, "structure block not 4-byte aligned");
+    }
+    if strings.last().is_some_and(|&last| last != 0) || !strings.is_ascii() {
+        return structure_error(12, "strings block not NUL-terminated ASCII");
+    }
+
+    let mut at = 0;
+    let mut depth = 0;
+    let mut seen_root = false;
+    // Whether the current node has had a child (its properties are over).
+    let mut in_children = false;
+    loop {
+        let offset = structure_start + at;
+        let Some(token) = word(structure, at) else {
+            return structure_error(offset, "structure block ends before FDT_END");
+        };
+        at += 4;
+        match token {
+            FDT_BEGIN_NODE => {
+                if depth == 0 && seen_root {
+                    return structure_error(offset, "a second root node");
+                }
+                let name = structure.get(at..).unwrap_or_default();
+                let Some(name_len) = name.iter().position(|&byte| byte == 0) else {
+                    return structure_error(offset, "node name not terminated");
+                };
+                if !name[..name_len].is_ascii() {
+                    return structure_error(offset, "node name not ASCII");
+                }
+                at += (name_len + 1).next_multiple_of(4);
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return structure_error(offset, "nodes nested deeper than 16");
+                }
+                seen_root = true;
+                in_children = false;
+            }
+            FDT_END_NODE => {
+                if depth == 0 {
+                    return structure_error(offset, "FDT_END_NODE outside any node");
+                }
+                depth -= 1;
+                in_children = true;
+            }
+            FDT_PROP => {
+                if depth == 0 {
+                    return structure_error(offset, "property outside any node");
+                }
+                if in_children {
+                    return structure_error(offset, "property after a child node");
+                }
+                let (Some(len), Some(name_offset)) = (word(structure, at), word(structure, at + 4))
+                else {
+                    return structure_error(offset, "property header cut off");
+                };
+                let value_end = (at + 8).checked_add(len as usize);
+                if value_end.is_none_or(|end| end > structure.len()) {
+                    return structure_error(offset, "property value past the structure block");
+                }
+                if name_offset as usize >= strings.len() {
+                    return structure_error(offset, "property name outside the strings block");
+                }
+                at += 8 + (len as usize).next_multiple_of(4);
+            }
+            FDT_END => {
+                return if depth == 0 && seen_root {
+                    Ok(())
+                } else {
+                    structure_error(offset, "FDT_END inside a node or before the root")
+                };
+            }
+            _ => return structure_error(offset, "unknown token (FDT_NOP is refused too)"),
+        }
+    }
+}
