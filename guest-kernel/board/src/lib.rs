@@ -29,6 +29,8 @@ mod address;
 mod check;
 mod decode;
 mod fixed_list;
+#[cfg(feature = "mutations")]
+pub mod mutations;
 mod properties;
 mod structure;
 mod walk;
@@ -245,7 +247,7 @@ pub enum PsciConduit {
 }
 
 /// Everything the kernel needs from the device tree.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BoardInfo<'a> {
     /// RAM regions (`device_type = "memory"`), in tree order.
     pub memory: FixedList<Region, MAX_MEMORY_REGIONS>,

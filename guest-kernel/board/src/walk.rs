@@ -223,7 +223,14 @@ impl<'a> Walker<'_, '_, 'a> {
                 }
             }
             NodeKind::Timer => {
-                self.info.virtual_timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX)?;
+                let timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX)?;
+                if timer.is_some_and(|timer| !(16..32).contains(&timer.intid)) {
+                    return Err(PropertyError::new(
+                        "interrupts",
+                        "virtual timer's not a PPI",
+                    ));
+                }
+                self.info.virtual_timer = timer;
             }
             NodeKind::Psci => {
                 self.info.psci = match node.text(Property::Method) {
@@ -248,11 +255,15 @@ impl<'a> Walker<'_, '_, 'a> {
         let Some(region) = regions(node, context)?.and_then(|mut regions| regions.next()) else {
             return Ok(None);
         };
+        let interrupt = self.interrupt(node, context, 0)?;
+        if interrupt.is_some_and(|interrupt| interrupt.intid < 32) {
+            return Err(PropertyError::new("interrupts", "not an SPI"));
+        }
         Ok(Some(Uart {
             node_name: name,
             is_pl011: kind == NodeKind::Pl011,
             region: device_region(region?, UART_SIZE)?,
-            interrupt: self.interrupt(node, context, 0)?,
+            interrupt,
         }))
     }
 
