@@ -162,3 +162,111 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use super::*;
+
+    /// A blob: the header, an empty reservation map, `structure` and
+    /// `strings`.
+    fn blob(structure: &[u8], strings: &[u8]) -> Vec<u8> {
+        let structure_at = HEADER_LEN + 16;
+        let strings_at = structure_at + structure.len();
+        let total = strings_at + strings.len();
+        let header = [
+            FDT_MAGIC,
+            total as u32,
+            structure_at as u32,
+            strings_at as u32,
+            HEADER_LEN as u32,
+            17,
+            16,
+            0,
+            strings.len() as u32,
+            structure.len() as u32,
+        ];
+        let mut blob: Vec<u8> = header.iter().flat_map(|word| word.to_be_bytes()).collect();
+        blob.extend([0; 16]);
+        blob.extend(structure);
+        blob.extend(strings);
+        blob
+    }
+
+    /// A structure block from tokens: `B` begins a node named `n`, `P` a
+    /// property named by strings offset 0 with a 4-byte value, `E` ends a
+    /// node, `N` is a NOP, `.` is FDT_END.
+    fn structure(tokens: &str) -> Vec<u8> {
+        let mut block = Vec::new();
+        for token in tokens.bytes() {
+            let words: &[u32] = match token {
+                b'B' => &[FDT_BEGIN_NODE, u32::from_be_bytes(*b"n\0\0\0")],
+                b'P' => &[FDT_PROP, 4, 0, 7],
+                b'E' => &[FDT_END_NODE],
+                b'N' => &[4],
+                _ => &[FDT_END],
+            };
+            block.extend(words.iter().flat_map(|word| word.to_be_bytes()));
+        }
+        block
+    }
+
+    fn problem(tokens: &str) -> Option<&'static str> {
+        match check(&blob(&structure(tokens), b"reg\0")) {
+            Ok(()) => None,
+            Err(DtbError::Structure { problem, .. }) => Some(problem),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_tree_passes() {
+        assert_eq!(problem("BPBPEBEE."), None);
+        let mut deep = "B".repeat(MAX_NESTING);
+        deep.push_str(&"E".repeat(MAX_NESTING));
+        deep.push('.');
+        assert_eq!(problem(&deep), None);
+    }
+
+    /// What `fdt` 0.1.5 would panic on, or misread, refused.
+    #[test]
+    fn what_fdt_cannot_read_is_refused() {
+        assert_eq!(problem("BPBEPE."), Some("property after a child node"));
+        assert_eq!(
+            problem("BNPE."),
+            Some("unknown token (FDT_NOP is refused too)")
+        );
+        assert_eq!(problem("BPEE."), Some("FDT_END_NODE outside any node"));
+        assert_eq!(problem("BPE"), Some("structure block ends before FDT_END"));
+        assert_eq!(
+            problem("BPBE."),
+            Some("FDT_END inside a node or before the root")
+        );
+        assert_eq!(problem("BEBE."), Some("a second root node"));
+        assert_eq!(problem("P."), Some("property outside any node"));
+        let mut deep = "B".repeat(MAX_NESTING + 1);
+        deep.push_str(&"E".repeat(MAX_NESTING + 1));
+        deep.push('.');
+        assert_eq!(problem(&deep), Some("nodes nested deeper than 16"));
+
+        let tree = structure("BPE.");
+        // The name offset (word 4 of the block) past the strings.
+        let mut bad_name = tree.clone();
+        bad_name[16..20].copy_from_slice(&4u32.to_be_bytes());
+        let refused = check(&blob(&bad_name, b"reg\0"));
+        assert!(matches!(refused, Err(DtbError::Structure { problem, .. })
+            if problem == "property name outside the strings block"));
+        // The length (word 3) past the block's end.
+        let mut long_value = tree.clone();
+        long_value[12..16].copy_from_slice(&100u32.to_be_bytes());
+        let refused = check(&blob(&long_value, b"reg\0"));
+        assert!(matches!(refused, Err(DtbError::Structure { problem, .. })
+            if problem == "property value past the structure block"));
+        // Strings not terminated, or not ASCII.
+        assert!(check(&blob(&tree, b"reg")).is_err());
+        assert!(check(&blob(&tree, b"r\xffg\0")).is_err());
+    }
+}
