@@ -34,7 +34,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arch::mmu::{KernelMap, DEVICE, NORMAL};
-use board_discovery::{BoardInfo, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
+use board_discovery::{BoardInfo, PropertyError, Region, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
 use drivers::gic::Gic;
 use drivers::stopwatch::Stopwatch;
 use fixed_vec::FixedVec;
@@ -112,10 +112,10 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             format_args!("no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"),
         );
     };
-    let board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
+    let mut board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
         power::fatal_with_status(
             power::exit_status::BAD_DEVICE_TREE,
-            format_args!("bad device tree: {error:?}"),
+            format_args!("bad device tree: {error}"),
         )
     });
     // From here on a failure can power off through PSCI if semihosting is
@@ -146,6 +146,23 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         );
     };
 
+    // The map below must hold the kernel (image, stacks) and the tree.
+    for (what, held) in [
+        ("the kernel", kernel_region()),
+        ("the device tree", region_of(dtb)),
+    ] {
+        if !board
+            .memory
+            .iter()
+            .any(|ram| ram.base <= held.base && held.end() <= ram.end())
+        {
+            power::fatal_with_status(
+                power::exit_status::BAD_DEVICE_TREE,
+                format_args!("bad device tree: no memory node's reg holds {what}"),
+            );
+        }
+    }
+
     // SAFETY: Called once, here.
     let mut map = unsafe { KernelMap::new() };
     for ram in board.memory.iter() {
@@ -165,6 +182,13 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     unsafe { map.activate() };
 
     // --- MMU on.
+    // SAFETY: The GIC's regions are mapped as Device memory above, and this
+    // is the only driver instance.
+    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
+    board.set_apart_stopwatches(
+        |stopwatch| gic.implements(stopwatch.timeout_interrupt.intid),
+        PropertyError::new("interrupts", "an INTID the GIC does not implement"),
+    );
     let _ = ENTRY_EL.set(entry_el);
     let board = BOARD.set(board).unwrap_or_else(|_| unreachable!());
     arch::timer::init();
@@ -189,6 +213,15 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             format_args!("the console UART has no usable interrupt"),
         );
     };
+    if !gic.implements(uart_interrupt.intid) {
+        power::fatal_with_status(
+            power::exit_status::BAD_DEVICE_TREE,
+            format_args!(
+                "bad device tree: node {}: interrupts: an INTID the GIC does not implement",
+                uart.node_name
+            ),
+        );
+    }
     let mode = BootMode::from_bootargs(board.bootargs);
     // The prompt needs the stopwatches (it names the selection among
     // several), not the interrupts: it goes out first, input typed
@@ -197,9 +230,6 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         shell::greet();
     }
 
-    // SAFETY: The GIC's regions are mapped as Device memory above, and this
-    // is the only driver instance.
-    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
     interrupts::init(gic);
     let stopwatch_routes = stopwatches
         .iter()
@@ -257,6 +287,22 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         }
         BootMode::Shell => shell::run(),
     }
+}
+
+/// The kernel's image in memory, with its .bss and stacks.
+fn kernel_region() -> Region {
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+    // Only the symbols' addresses are used, never their contents.
+    let (start, end) = (&raw const __image_start, &raw const __image_end);
+    Region::new(start as u64, end as u64 - start as u64)
+}
+
+/// Where `bytes` are in memory.
+fn region_of(bytes: &[u8]) -> Region {
+    Region::new(bytes.as_ptr() as u64, bytes.len() as u64)
 }
 
 /// What the boot arguments ask for.

@@ -6,7 +6,7 @@
 use crate::walk::GICV3_REDISTRIBUTOR_SIZE;
 use crate::{
     BoardInfo, BrokenStopwatch, DtbError, FixedList, Gic, PropertyError, Region, ADDRESS_LIMIT,
-    PAGE_SIZE,
+    MAX_MEMORY_REGIONS, PAGE_SIZE,
 };
 
 /// The region, if the kernel's identity map can map it: it ends below
@@ -29,7 +29,9 @@ pub(crate) fn memory_region(region: Region) -> Result<Region, PropertyError> {
 /// A device's register region: page-aligned (each device has its pages
 /// and their attributes to itself), not at address 0 (the drivers hold
 /// non-null pointers), at least `min_size` bytes (what its driver reaches),
-/// mappable.
+/// mappable. (Not inlined: the walk checks five regions, and the kernel
+/// has a size budget.)
+#[inline(never)]
 pub(crate) fn device_region(region: Region, min_size: u64) -> Result<Region, PropertyError> {
     if region.base == 0 || !region.base.is_multiple_of(PAGE_SIZE) {
         return Err(PropertyError::new("reg", "not a 4 KiB page other than 0"));
@@ -49,66 +51,62 @@ pub(crate) fn device_region(region: Region, min_size: u64) -> Result<Region, Pro
 /// the kernel routes are one. A stopwatch that fails is set apart as
 /// broken; anything else is an error. `gic_node` names the GIC's node.
 pub(crate) fn board<'a>(info: &mut BoardInfo<'a>, gic_node: &'a str) -> Result<(), DtbError<'a>> {
-    let mut devices = FixedList::<(&'a str, Region), 3>::new();
-    if let Some(uart) = info.uart {
-        devices.push((uart.node_name, uart.region));
-    }
-    if let Some(gic) = info.gic {
-        let [first, second] = gic.regions();
-        let frames_needed = GICV3_REDISTRIBUTOR_SIZE.saturating_mul(info.cpu_count.max(1) as u64);
-        if matches!(gic, Gic::V3 { .. }) && second.size < frames_needed {
-            return Err(DtbError::Property {
-                node: gic_node,
-                error: PropertyError::new("reg", "fewer redistributor frames than CPUs"),
-            });
-        }
-        devices.push((gic_node, first));
-        devices.push((gic_node, second));
-    }
     let overlap = PropertyError::new("reg", "overlaps RAM or another device");
-    for (index, &(node, region)) in devices.iter().enumerate() {
-        let mut others = info
-            .memory
-            .iter()
-            .chain(devices.iter().skip(index + 1).map(|(_, other)| other));
-        if others.any(|other| region.overlaps(other)) {
+    let gic = info.gic.map(|gic| gic.regions());
+    let devices = [
+        info.uart.map(|uart| uart.region),
+        gic.map(|[first, _]| first),
+        gic.map(|[_, second]| second),
+    ];
+    for (index, device) in devices.iter().enumerate() {
+        if device.is_some_and(|device| clashes(&device, &info.memory, &devices[index + 1..])) {
+            let node = match (index, info.uart) {
+                (0, Some(uart)) => uart.node_name,
+                _ => gic_node,
+            };
             return Err(DtbError::Property {
                 node,
                 error: overlap,
             });
         }
     }
+    if let Some(Gic::V3 { redistributors, .. }) = info.gic {
+        if redistributors.size / GICV3_REDISTRIBUTOR_SIZE < info.cpu_count.max(1) as u64 {
+            return Err(DtbError::Property {
+                node: gic_node,
+                error: PropertyError::new("reg", "fewer redistributor frames than CPUs"),
+            });
+        }
+    }
 
+    let uart_intid = info.uart.and_then(|uart| uart.interrupt).map(|i| i.intid);
     let found = info.stopwatches;
     info.stopwatches = found.emptied();
     for stopwatch in found.iter() {
         let own = [stopwatch.shared, stopwatch.registers];
-        let overlaps = own[0].overlaps(&own[1])
-            || info
-                .memory
-                .iter()
-                .copied()
-                .chain(devices.iter().map(|&(_, region)| region))
-                .chain(
-                    info.stopwatches
-                        .iter()
-                        .flat_map(|other| [other.shared, other.registers]),
-                )
-                .any(|other| own.iter().any(|region| region.overlaps(&other)));
         let intid = stopwatch.timeout_interrupt.intid;
-        let uart_intid = info.uart.and_then(|uart| uart.interrupt).map(|i| i.intid);
-        let error = if overlaps {
-            Some(overlap)
-        } else if uart_intid == Some(intid)
-            || info
-                .stopwatches
+        let mut error = None;
+        if uart_intid == Some(intid) {
+            error = Some(PropertyError::new("interrupts", "already another device's"));
+        }
+        for other in info.stopwatches.iter() {
+            if other.timeout_interrupt.intid == intid {
+                error = Some(PropertyError::new("interrupts", "already another device's"));
+            }
+            if own
                 .iter()
-                .any(|other| other.timeout_interrupt.intid == intid)
+                .any(|region| region.overlaps(&other.shared) || region.overlaps(&other.registers))
+            {
+                error = Some(overlap);
+            }
+        }
+        if own[0].overlaps(&own[1])
+            || own
+                .iter()
+                .any(|region| clashes(region, &info.memory, &devices))
         {
-            Some(PropertyError::new("interrupts", "already another device's"))
-        } else {
-            None
-        };
+            error = Some(overlap);
+        }
         match error {
             None => info.stopwatches.push(*stopwatch),
             Some(error) => info.broken_stopwatches.push(BrokenStopwatch {
@@ -118,6 +116,18 @@ pub(crate) fn board<'a>(info: &mut BoardInfo<'a>, gic_node: &'a str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Whether `region` overlaps RAM or one of `devices`.
+fn clashes(
+    region: &Region,
+    memory: &FixedList<Region, MAX_MEMORY_REGIONS>,
+    devices: &[Option<Region>],
+) -> bool {
+    memory
+        .iter()
+        .chain(devices.iter().flatten())
+        .any(|other| region.overlaps(other))
 }
 
 #[cfg(test)]

@@ -183,7 +183,8 @@ pub struct PropertyError {
 }
 
 impl PropertyError {
-    pub(crate) const fn new(property: &'static str, problem: &'static str) -> Self {
+    /// `property`'s value has `problem`.
+    pub const fn new(property: &'static str, problem: &'static str) -> Self {
         PropertyError { property, problem }
     }
 }
@@ -293,6 +294,28 @@ impl<'a> BoardInfo<'a> {
         let gic_node = walk::walk(&fdt, &mut info)?;
         check::board(&mut info, gic_node)?;
         Ok(info)
+    }
+
+    /// Sets apart as broken, with `error`, every stopwatch that `usable`
+    /// refuses: the kernel's check of what only the hardware knows (the
+    /// interrupts its GIC implements).
+    pub fn set_apart_stopwatches(
+        &mut self,
+        usable: impl Fn(&Stopwatch<'a>) -> bool,
+        error: PropertyError,
+    ) {
+        let found = self.stopwatches;
+        self.stopwatches = found.emptied();
+        for stopwatch in found.iter() {
+            if usable(stopwatch) {
+                self.stopwatches.push(*stopwatch);
+            } else {
+                self.broken_stopwatches.push(BrokenStopwatch {
+                    node_name: stopwatch.node_name,
+                    error,
+                });
+            }
+        }
     }
 
     /// The stopwatch discovered first, if any.

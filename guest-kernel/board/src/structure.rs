@@ -52,6 +52,12 @@ fn word(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([word[0], word[1], word[2], word[3]]))
 }
 
+/// Whether `bytes` are ASCII (byte by byte: `<[u8]>::is_ascii` is
+/// word-at-a-time code, larger than the kernel needs).
+fn ascii(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&byte| byte < 0x80)
+}
+
 /// The block of `dtb` (total size `total`) at header words `offset_at`
 /// (offset) and `size_at` (size), if it lies inside the blob.
 fn block(dtb: &[u8], total: usize, offset_at: usize, size_at: usize) -> Option<&[u8]> {
@@ -89,7 +95,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
     if !structure_start.is_multiple_of(4) {
         return structure_error(8, "structure block not 4-byte aligned");
     }
-    if strings.last().is_some_and(|&last| last != 0) || !strings.is_ascii() {
+    if strings.last().is_some_and(|&last| last != 0) || !ascii(strings) {
         return structure_error(12, "strings block not NUL-terminated ASCII");
     }
 
@@ -113,7 +119,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                 let Some(name_len) = name.iter().position(|&byte| byte == 0) else {
                     return structure_error(offset, "node name not terminated");
                 };
-                if !name[..name_len].is_ascii() {
+                if !ascii(&name[..name_len]) {
                     return structure_error(offset, "node name not ASCII");
                 }
                 at += (name_len + 1).next_multiple_of(4);
