@@ -250,6 +250,12 @@ pub fn tests() -> Vec<Test> {
         Needs::QemuAndKernel,
         |cx| guest::run_startup_failures(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
     ));
+    tests.push(Test::new(
+        "guest",
+        "corrupted device trees end with status 13 or a prompt",
+        Needs::QemuAndKernel,
+        |cx| crate::dtb_boot_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
+    ));
     for gic in [Gic::V2, Gic::V3] {
         let config = VmConfig {
             gic: Some(gic),

@@ -15,9 +15,13 @@
 //!   (`all_nodes` keeps 64 parents; `skip_current_node` recurses);
 //! - a node's properties all come before its children (`skip_current_node`
 //!   asserts `FDT_END_NODE` after the children);
-//! - no `FDT_NOP`: `skip_current_node` does not skip it between
-//!   properties or children (an assertion fails), and `all_nodes` stops at
-//!   one before `FDT_END_NODE`. QEMU's trees have none;
+//! - `FDT_NOP` only among the root's children: `skip_current_node` does
+//!   not skip it between properties or children (an assertion fails; it is
+//!   never called on the root), `children` and `all_nodes` stop at one
+//!   between properties, and `all_nodes` at one before `FDT_END_NODE`
+//!   (harmless only at the root's end: every node was read). QEMU leaves
+//!   exactly such NOPs in a `-dtb` tree, where the memory nodes were (it
+//!   NOPs them out and adds its own);
 //! - a node name is NUL-terminated inside the block and UTF-8 (`unwrap`s
 //!   on `CStr::new` and `as_str`): here, ASCII;
 //! - a property's length and value lie inside the block (`[..data_len]`);
@@ -40,6 +44,7 @@ const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
 const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
 const FDT_END: u32 = 9;
 /// Bytes of the header's ten words.
 const HEADER_LEN: usize = 40;
@@ -142,7 +147,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                     return structure_error(offset, "property outside any node");
                 }
                 if in_children {
-                    return structure_error(offset, "property after a child node");
+                    return structure_error(offset, "property after a child node or FDT_NOP");
                 }
                 let (Some(len), Some(name_offset)) = (word(structure, at), word(structure, at + 4))
                 else {
@@ -157,6 +162,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                 }
                 at += 8 + (len as usize).next_multiple_of(4);
             }
+            FDT_NOP if depth == 1 => in_children = true,
             FDT_END => {
                 return if depth == 0 && seen_root {
                     Ok(())
@@ -164,7 +170,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                     structure_error(offset, "FDT_END inside a node or before the root")
                 };
             }
-            _ => return structure_error(offset, "unknown token (FDT_NOP is refused too)"),
+            _ => return structure_error(offset, "unknown token, or FDT_NOP below the root"),
         }
     }
 }
@@ -231,6 +237,8 @@ mod tests {
     #[test]
     fn a_well_formed_tree_passes() {
         assert_eq!(problem("BPBPEBEE."), None);
+        // QEMU's NOPs where the memory node was, among the root's children.
+        assert_eq!(problem("BPNNBPENBENE."), None);
         let mut deep = "B".repeat(MAX_NESTING);
         deep.push_str(&"E".repeat(MAX_NESTING));
         deep.push('.');
@@ -240,11 +248,12 @@ mod tests {
     /// What `fdt` 0.1.5 would panic on, or misread, refused.
     #[test]
     fn what_fdt_cannot_read_is_refused() {
-        assert_eq!(problem("BPBEPE."), Some("property after a child node"));
-        assert_eq!(
-            problem("BNPE."),
-            Some("unknown token (FDT_NOP is refused too)")
-        );
+        let after_child = Some("property after a child node or FDT_NOP");
+        assert_eq!(problem("BPBEPE."), after_child);
+        assert_eq!(problem("BNPE."), after_child);
+        let nop_below_root = Some("unknown token, or FDT_NOP below the root");
+        assert_eq!(problem("BBPNBEEE."), nop_below_root);
+        assert_eq!(problem("BBNEE."), nop_below_root);
         assert_eq!(problem("BPEE."), Some("FDT_END_NODE outside any node"));
         assert_eq!(problem("BPE"), Some("structure block ends before FDT_END"));
         assert_eq!(

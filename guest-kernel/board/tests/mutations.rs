@@ -8,7 +8,10 @@
 //!
 //! Fixtures: `cargo xtask dtb --devices N --gic V -o F.dtb` (N = 1 or 3,
 //! V = 2 or 3), compacted with `dtc -I dtb -O dtb` (QEMU's blob has 1 MiB
-//! of free space at its end, where a corruption changes nothing), and
+//! of free space at its end, where a corruption changes nothing); the
+//! three-stopwatch GICv3 tree as the kernel gets it when booted with it as
+//! `-dtb` (QEMU's `dumpdtb` then, cut to its used size: QEMU NOPs out the
+//! memory node and adds its own, and dtc would drop the NOPs); and
 //! `virt-secure.dtb` and `virt-gicv3-smp2.dtb` (see `discovery.rs`).
 //!
 //! 100,000 cases of a fixed seed by default; `DTB_MUTATION_CASES` and
@@ -20,7 +23,7 @@ use board_discovery::mutations::{Mutation, Mutator};
 use board_discovery::{BoardInfo, Interrupt, Region, ADDRESS_LIMIT, PAGE_SIZE};
 use stopwatch_test_rng::TestRng;
 
-const FIXTURES: [(&str, &[u8]); 6] = [
+const FIXTURES: [(&str, &[u8]); 7] = [
     (
         "virt-gicv2-one-stopwatch",
         include_bytes!("fixtures/virt-gicv2-one-stopwatch.dtb"),
@@ -36,6 +39,10 @@ const FIXTURES: [(&str, &[u8]); 6] = [
     (
         "virt-gicv3-three-stopwatches",
         include_bytes!("fixtures/virt-gicv3-three-stopwatches.dtb"),
+    ),
+    (
+        "virt-gicv3-three-stopwatches-as-booted-with-dtb",
+        include_bytes!("fixtures/virt-gicv3-three-stopwatches-as-booted-with-dtb.dtb"),
     ),
     ("virt-secure", include_bytes!("fixtures/virt-secure.dtb")),
     (
