@@ -165,6 +165,18 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
 
     // SAFETY: Called once, here.
     let mut map = unsafe { KernelMap::new() };
+    // A tree whose regions would take more page tables than the pool has is
+    // refused; a stopwatch that would is set apart.
+    let needed = (board.memory.iter().copied())
+        .chain(arch::mmu::kernel_image_regions())
+        .chain([uart.region])
+        .chain(gic.regions());
+    if !map.can_map(needed) {
+        power::fatal_with_status(
+            power::exit_status::BAD_DEVICE_TREE,
+            format_args!("bad device tree: its regions need too many page tables"),
+        );
+    }
     for ram in board.memory.iter() {
         map.map(*ram, NORMAL);
     }
@@ -173,10 +185,17 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     for region in gic.regions() {
         map.map(region, DEVICE);
     }
-    for stopwatch in board.stopwatches.iter() {
-        map.map(stopwatch.shared, NORMAL);
-        map.map(stopwatch.registers, DEVICE);
-    }
+    board.set_apart_stopwatches(
+        |stopwatch| {
+            let mappable = map.can_map([stopwatch.shared, stopwatch.registers]);
+            if mappable {
+                map.map(stopwatch.shared, NORMAL);
+                map.map(stopwatch.registers, DEVICE);
+            }
+            mappable
+        },
+        PropertyError::new("reg", "no page table left to map it"),
+    );
     // SAFETY: The map covers RAM (image, stack, device tree) and every
     // device used from here on.
     unsafe { map.activate() };

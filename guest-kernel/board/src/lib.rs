@@ -301,7 +301,7 @@ impl<'a> BoardInfo<'a> {
     /// interrupts its GIC implements).
     pub fn set_apart_stopwatches(
         &mut self,
-        usable: impl Fn(&Stopwatch<'a>) -> bool,
+        mut usable: impl FnMut(&Stopwatch<'a>) -> bool,
         error: PropertyError,
     ) {
         let found = self.stopwatches;

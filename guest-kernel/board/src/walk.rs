@@ -145,7 +145,7 @@ struct Walker<'w, 'b, 'a> {
     /// The last interrupt parent looked up, and whether it is a GIC with
     /// three-cell specifiers: on `virt` every interrupt the kernel decodes
     /// has the same parent, and a lookup scans the whole tree.
-    interrupt_parent: Option<(u32, Result<(), PropertyError>)>,
+    interrupt_parent: Option<(u32, bool)>,
     /// The node [`BoardInfo::gic`] comes from.
     gic_node: &'a str,
 }
@@ -279,7 +279,7 @@ impl<'a> Walker<'_, '_, 'a> {
         let registers = regions.next().ok_or(missing)??;
         let interrupt = self
             .interrupt(node, context, 0)?
-            .ok_or(PropertyError::new("interrupts", "missing"))?;
+            .ok_or(PropertyError::new("interrupts", "missing, or not a GIC's"))?;
         if interrupt.intid < 32 {
             return Err(PropertyError::new("interrupts", "not an SPI"));
         }
@@ -292,8 +292,11 @@ impl<'a> Walker<'_, '_, 'a> {
     }
 
     /// Decodes `interrupts` entry `index` through the interrupt parent,
-    /// which must be a GIC with three-cell specifiers `<type number flags>`;
-    /// `None` if the node has no `interrupts`.
+    /// which must be a GIC with three-cell specifiers `<type number flags>`.
+    /// `None` if the node has no `interrupts` or its interrupt parent is not
+    /// such a GIC (the kernel cannot use it: the caller says what that
+    /// means, e.g. status 16 for a tree without a GIC); an error if the
+    /// GIC's specifier is not one.
     fn interrupt(
         &mut self,
         node: &NodeProperties<'a>,
@@ -305,9 +308,10 @@ impl<'a> Walker<'_, '_, 'a> {
         };
         let parent = node
             .cell(Property::InterruptParent)
-            .or(context.interrupt_parent)
-            .ok_or(PropertyError::new("interrupt-parent", "missing"))?;
-        self.interrupt_parent_is_gic(parent)?;
+            .or(context.interrupt_parent);
+        if !parent.is_some_and(|parent| self.interrupt_parent_is_gic(parent)) {
+            return Ok(None);
+        }
         let start = index * GIC_SPECIFIER_LEN;
         let specifier = specifiers
             .get(start..start + GIC_SPECIFIER_LEN)
@@ -320,29 +324,19 @@ impl<'a> Walker<'_, '_, 'a> {
             ))
     }
 
-    /// `Ok` if the node of `phandle` is a GIC with three-cell interrupt
+    /// Whether the node of `phandle` is a GIC with three-cell interrupt
     /// specifiers; remembers the answer for the next interrupt.
-    fn interrupt_parent_is_gic(&mut self, phandle: u32) -> Result<(), PropertyError> {
+    fn interrupt_parent_is_gic(&mut self, phandle: u32) -> bool {
         if let Some((known, answer)) = self.interrupt_parent {
             if known == phandle {
                 return answer;
             }
         }
-        let answer = match self.fdt.find_phandle(phandle) {
-            None => Err(PropertyError::new("interrupt-parent", "no such phandle")),
-            Some(parent) => {
-                let parent = NodeProperties::of(parent);
-                let is_gic = matches!(parent.kind(), NodeKind::Gic(_));
-                if is_gic && parent.cell(Property::InterruptCells) == Some(3) {
-                    Ok(())
-                } else {
-                    Err(PropertyError::new(
-                        "interrupt-parent",
-                        "not a GIC with 3 #interrupt-cells",
-                    ))
-                }
-            }
-        };
+        let answer = self.fdt.find_phandle(phandle).is_some_and(|parent| {
+            let parent = NodeProperties::of(parent);
+            matches!(parent.kind(), NodeKind::Gic(_))
+                && parent.cell(Property::InterruptCells) == Some(3)
+        });
         self.interrupt_parent = Some((phandle, answer));
         answer
     }
