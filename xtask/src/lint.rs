@@ -91,13 +91,12 @@ pub fn run_all(session: &Session) -> Result<()> {
 /// Fails on any finding in the device's crates; QEMU's own crates are not
 /// ours to fix, so their findings are only counted.
 fn device_clippy(session: &Session) -> Result<()> {
-    let dirs = session.current_qemu_dirs()?;
+    let dirs = session.current_checkout_dirs()?;
     if !dirs.build.join("build.ninja").is_file() {
         bail!("QEMU is not configured yet: run `cargo xtask build` first");
     }
-    // The tree is shared by every checkout with the same build inputs:
-    // hold the build lock, or another checkout's build could compile
-    // half of this sync and half of its own.
+    // Hold this checkout's build lock, or a build running in it could
+    // compile half of this sync.
     let _lock = crate::util::lock_file(&dirs.lock_path(), "linting the device", |message| {
         eprintln!("{message}")
     })?;
