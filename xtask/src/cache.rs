@@ -10,7 +10,9 @@
 //! downloads/wheels/      meson and pycotap wheels
 //! downloads/crates-manifest/  throwaway Cargo project to fetch crates
 //! apt/                   private apt state (sources.list, lists, cache)
-//! tools/                 bindgen (if installed by us), a Python venv
+//! tools/                 bindgen (if installed by us), a Python venv,
+//!                        ccache-cc (QEMU's C compiler through ccache)
+//! ccache/                ccache's cache of QEMU's C compilations
 //! qemu/<version>-<key>/  one per cache key:
 //!   src/ stamps/ logs/     the prepared (patched) source, shared
 //!   checkouts/<id>/        one per checkout: src/ (its clone of the
@@ -62,6 +64,11 @@ impl Cache {
 
     pub fn tools(&self) -> PathBuf {
         self.root.join("tools")
+    }
+
+    /// ccache's cache of QEMU's C compilations, shared by all checkouts.
+    pub fn ccache(&self) -> PathBuf {
+        self.root.join("ccache")
     }
 
     /// The parent of all keyed QEMU directories.

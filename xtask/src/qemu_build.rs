@@ -244,7 +244,7 @@ impl Stages for RealStages<'_> {
     }
 
     fn configure(&mut self, checkout: &CheckoutDirs) -> Result<()> {
-        configure(checkout, self.tools)
+        configure(checkout, self.tools, self.cache)
     }
 
     fn ninja(&mut self, checkout: &CheckoutDirs) -> Result<String> {
@@ -266,13 +266,15 @@ fn up_to_date(name: &str) -> SummaryRow {
     }
 }
 
-/// Runs QEMU's configure in the checkout's (empty) build directory.
-fn configure(dirs: &CheckoutDirs, tools: &HostTools) -> Result<()> {
+/// Runs QEMU's configure in the checkout's (empty) build directory, with
+/// the C compiler through ccache.
+fn configure(dirs: &CheckoutDirs, tools: &HostTools, cache: &Cache) -> Result<()> {
     let log_path = dirs.log_file("configure.log")?;
     let log = fs::File::create(&log_path)
         .with_context(|| format!("could not create {}", log_path.display()))?;
     let mut cmd = Command::new("../src/configure");
     cmd.args(CONFIGURE_ARGS)
+        .env("CC", ccache_compiler(cache)?)
         .current_dir(&dirs.build)
         .env("PATH", tools.path_env()?)
         .stdin(Stdio::null())
@@ -292,6 +294,37 @@ fn configure(dirs: &CheckoutDirs, tools: &HostTools) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `tools/ccache-cc`, the C compiler QEMU is configured with: `cc`
+/// through ccache, with ccache's settings in the script so that a `ninja`
+/// run by hand in a build directory uses them too. Every checkout builds
+/// the same QEMU sources in its own directory: `base_dir` makes the
+/// absolute paths of their command lines relative, and `hash_dir` off
+/// keeps the build directory out of the hash (so the debug info of a
+/// cached object names the directory it was first compiled in), so a
+/// second checkout's first build reuses the first one's C objects.
+fn ccache_compiler(cache: &Cache) -> Result<PathBuf> {
+    let quote = |path: PathBuf| util::shell_quote(path.as_os_str());
+    let script = format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask`: QEMU's C compiler, through ccache (see\n\
+         # ccache_compiler in xtask/src/qemu_build.rs).\n\
+         CCACHE_DIR={}\n\
+         CCACHE_BASEDIR={}\n\
+         CCACHE_NOHASHDIR=1\n\
+         CCACHE_MAXSIZE=2G\n\
+         export CCACHE_DIR CCACHE_BASEDIR CCACHE_NOHASHDIR CCACHE_MAXSIZE\n\
+         exec ccache cc \"$@\"\n",
+        quote(cache.ccache()),
+        quote(cache.qemu_builds()),
+    );
+    let path = cache.tools().join("ccache-cc");
+    util::write_if_changed(&path, script.as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("could not make {} executable", path.display()))?;
+    Ok(path)
 }
 
 /// One line of ninja's output.
