@@ -272,15 +272,20 @@ fn configure(dirs: &CheckoutDirs, tools: &HostTools, cache: &Cache) -> Result<()
     let log_path = dirs.log_file("configure.log")?;
     let log = fs::File::create(&log_path)
         .with_context(|| format!("could not create {}", log_path.display()))?;
+    let compiler = ccache_compiler(cache)?;
     let mut cmd = Command::new("../src/configure");
     cmd.args(CONFIGURE_ARGS)
-        .env("CC", ccache_compiler(cache)?)
+        .env("CC", &compiler)
         .current_dir(&dirs.build)
         .env("PATH", tools.path_env()?)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    eprintln!("    {}", util::command_line(&cmd));
+    eprintln!(
+        "    CC={} {}",
+        util::shell_quote(compiler.as_os_str()),
+        util::command_line(&cmd)
+    );
     eprintln!("    (output in {})", log_path.display());
     let spinner = ProgressBar::new_spinner().with_message("configure");
     spinner.enable_steady_tick(Duration::from_millis(200));
