@@ -271,8 +271,8 @@ fn guest_mistakes_are_logged_and_change_nothing() -> Result<()> {
         ),
         (
             "unknown command",
-            |sw, q| q.writeq(sw.register(regs::COMMAND), 8),
-            "unknown command code 8",
+            |sw, q| q.writeq(sw.register(regs::COMMAND), 9),
+            "unknown command code 9",
         ),
         (
             "START while RUNNING",
