@@ -50,7 +50,7 @@ fn step_onto(q: &mut Qtest, deadline: u64, expected: &[IrqEvent]) -> Result<()> 
 // tutorial:periodic-qtest begin
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
-fn interrupts_at_every_period_exactly() -> Result<()> {
+fn periodic_interrupts_at_every_period_exactly() -> Result<()> {
     let mut machine = Machine::start_watching("periodic", "")?;
     let sw = machine.device(0);
     let q = &mut machine.qtest;
@@ -76,7 +76,7 @@ fn interrupts_at_every_period_exactly() -> Result<()> {
 /// simulated clock must do the same, or the differential test fails.
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
-fn one_clock_step_fires_every_period_on_the_way() -> Result<()> {
+fn periodic_one_clock_step_fires_every_period_on_the_way() -> Result<()> {
     let mut machine = Machine::start_watching("periodic-long-step", "")?;
     let sw = machine.device(0);
     let q = &mut machine.qtest;
@@ -92,7 +92,7 @@ fn one_clock_step_fires_every_period_on_the_way() -> Result<()> {
 
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
-fn pause_and_reset_end_it_timeout_replaces_it() -> Result<()> {
+fn periodic_ended_by_pause_and_reset_replaced_by_timeout() -> Result<()> {
     let mut machine = Machine::start_watching("periodic-end", "")?;
     let sw = machine.device(0);
     let q = &mut machine.qtest;
@@ -171,7 +171,7 @@ fn migrate(source: Machine, test: &str) -> Result<(Machine, bool)> {
 
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
-fn migration_between_periods_and_with_the_line_high() -> Result<()> {
+fn periodic_migration_between_periods_and_with_the_line_high() -> Result<()> {
     for raised in [false, true] {
         let name = if raised { "raised" } else { "between" };
         let mut source = Machine::start_watching(&format!("periodic-mig-{name}"), "")?;
@@ -206,7 +206,7 @@ fn migration_between_periods_and_with_the_line_high() -> Result<()> {
 /// the loaded device publishes its own.
 #[test]
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
-fn a_stream_without_a_period_loads() -> Result<()> {
+fn periodic_a_stream_without_a_period_loads() -> Result<()> {
     let mut source = Machine::start_watching("periodic-old-stream", "")?;
     let sw = source.device(0);
     let q = &mut source.qtest;
