@@ -105,8 +105,9 @@ pub mod shared {
     /// taken is refused: logged, nothing changes.
     pub const LAP_SLOTS: usize = 8;
 
-    /// End of the lap slots. From here to [`SIZE`] the region is free for
-    /// the guest's own use.
+    /// End of the lap slots. The period of a periodic timeout follows
+    /// ([`TIMEOUT_PERIOD_NS`]); the guest's own space starts at
+    /// [`GUEST_FREE`].
     pub const LAPS_END: u64 = LAPS + 8 * LAP_SLOTS as u64;
     // tutorial:lap-abi-layout end
 

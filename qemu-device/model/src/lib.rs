@@ -716,6 +716,9 @@ impl Stopwatch {
     }
     // tutorial:lap-model-lap end
 
+    // tutorial:periodic-model-ack begin
+    /// TIMEOUT_ACK: lowers a raised line; ends a one-shot timeout, and a
+    /// periodic one between its periods.
     fn acknowledge_timeout(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
         self.timeout = match self.timeout {
             Timeout::Idle => return Err(GuestError::AckWithoutTimeout),
@@ -729,7 +732,6 @@ impl Stopwatch {
                 env.set_irq(false);
                 Timeout::Idle
             }
-            // tutorial:periodic-model-ack begin
             // A period's interrupt acknowledged: the line goes low and the
             // next period still comes.
             Timeout::Periodic {
@@ -743,10 +745,11 @@ impl Stopwatch {
                     next_deadline_ns,
                     raised: false,
                 }
-            } // tutorial:periodic-model-ack end
+            }
         };
         Ok(())
     }
+    // tutorial:periodic-model-ack end
 
     /// Rewrites the time page under its sequence counter (see
     /// [`stopwatch_abi::time_page`]).
