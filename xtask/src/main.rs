@@ -21,6 +21,7 @@ mod meson_wrap;
 mod mmio_lint;
 mod paste_test;
 mod patches;
+mod periodic_test;
 mod pins;
 mod pipeline;
 mod prereqs;
@@ -200,7 +201,8 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Regenerate patches/*.patch from the commits in the cached QEMU tree.
+    /// Regenerate patches/*.patch from the commits in this checkout's cached
+    /// QEMU tree (`cargo xtask cache-dir --checkout`, then src/).
     UpdatePatches {
         #[command(flatten)]
         options: BuildOptions,

@@ -454,8 +454,9 @@ fn apply_patches(repo: &Path, src: &Path) -> Result<()> {
                 .collect();
             bail!(
                 "patches/{name} does not apply to QEMU {}:\n{}\nFix the patch, or redo the \
-                 change in a prepared tree (<cache>/qemu/*/src, `git commit` there) and \
-                 regenerate the patches with `cargo xtask update-patches`",
+                 change in a checkout's QEMU tree that has the patches \
+                 (<cache>/qemu/*/checkouts/*/src, `git commit` there) and regenerate the \
+                 patches with `cargo xtask update-patches`",
                 pins::QEMU_VERSION,
                 why.join("\n")
             );
