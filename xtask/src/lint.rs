@@ -94,20 +94,19 @@ const DEVICE_TRACE_FILE: &str = "trace/trace-rust_hw_misc_stopwatch.rs";
 /// Fails on any finding in the device's crates; QEMU's own crates are not
 /// ours to fix, so their findings are only counted.
 fn device_clippy(session: &Session) -> Result<()> {
-    let dirs = session.current_qemu_dirs()?;
+    let dirs = session.current_checkout_dirs()?;
     if !dirs.build.join("build.ninja").is_file() {
         bail!("QEMU is not configured yet: run `cargo xtask build` first");
     }
-    // The tree is shared by every checkout with the same build inputs:
-    // hold the build lock, or another checkout's build could compile
-    // half of this sync and half of its own.
+    // Hold this checkout's build lock, or a build running in it could
+    // compile half of this sync.
     let _lock = crate::util::lock_file(&dirs.lock_path(), "linting the device", |message| {
         eprintln!("{message}")
     })?;
     // Lint the device as it is now, not as the last build copied it.
     crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
-    // And with its trace functions generated from its own trace-events:
-    // the last build may have been another checkout's, whose events differ.
+    // And with its trace functions generated from its own trace-events,
+    // which may have changed since the last build.
     crate::util::run(
         Command::new("ninja")
             .arg("-C")

@@ -201,19 +201,27 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Regenerate patches/*.patch from the commits in the cached QEMU tree.
+    /// Regenerate patches/*.patch from the commits in this checkout's cached
+    /// QEMU tree (`cargo xtask cache-dir --checkout`, then src/).
     UpdatePatches {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Delete the cache (downloads, QEMU builds) and target/vm/.
+    /// Delete the cache (downloads, QEMU builds of every checkout) and
+    /// target/vm/.
     Clean {
-        /// Only delete QEMU build directories of other cache keys.
+        /// Only delete the QEMU directories of other cache keys and of
+        /// checkouts that no longer exist.
         #[arg(long)]
         old: bool,
     },
     /// Print the cache directory.
-    CacheDir,
+    CacheDir {
+        /// Print this checkout's QEMU directory instead (its source tree
+        /// `src/` and build directory `build/`).
+        #[arg(long)]
+        checkout: bool,
+    },
 }
 
 /// What `cargo xtask fuzz` fuzzes.
@@ -502,7 +510,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::UpdatePatches { options } => {
             let session = Session::new(&options)?;
-            patches::update(&session.repo, &session.current_qemu_dirs()?)?;
+            patches::update(&session.repo, &session.current_checkout_dirs()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: true } => {
@@ -514,8 +522,13 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             clean(&cache::Cache::locate()?, &repo::Repo::locate())?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::CacheDir => {
+        Cmd::CacheDir { checkout: false } => {
             println!("{}", cache::Cache::locate()?.root.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CacheDir { checkout: true } => {
+            let session = Session::new(&BuildOptions::default())?;
+            println!("{}", session.current_checkout_dirs()?.root.display());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -541,13 +554,38 @@ fn clean(cache: &cache::Cache, repo: &repo::Repo) -> Result<()> {
     Ok(())
 }
 
-/// Deletes the QEMU directories of other build inputs than the current.
+/// Deletes the QEMU directories of other build inputs than the current,
+/// those of checkouts that are gone, and the build directory of the
+/// layout before checkouts had their own.
 fn clean_old(session: &Session) -> Result<()> {
     let current = session.current_qemu_dirs()?;
-    for dir in cache::other_qemu_dirs(&session.cache, &current.root) {
+    let with_own_lock = |dir: PathBuf| (cache::lock_path_of(&dir), dir);
+    let old = cache::other_qemu_dirs(&session.cache, &current.root)
+        .into_iter()
+        .chain(current.stale_checkouts())
+        .map(with_own_lock)
+        .chain(
+            // Built under the key's lock.
+            Some(current.shared_build_of_old_layout())
+                .filter(|dir| dir.is_dir())
+                .map(|dir| (current.lock_path(), dir)),
+        );
+    for (lock, dir) in old {
+        // A build running there holds the lock: leave it alone.
+        let busy = std::fs::File::open(&lock).is_ok_and(|file| file.try_lock().is_err());
+        if busy {
+            eprintln!(
+                "skipping {} (in use: {} is locked)",
+                dir.display(),
+                lock.display()
+            );
+            continue;
+        }
         eprintln!("removing {}", dir.display());
         util::remove_dir_all_if_exists(&dir)?;
-        let _ = std::fs::remove_file(cache::lock_path_of(&dir));
+        if lock != current.lock_path() {
+            let _ = std::fs::remove_file(lock);
+        }
     }
     Ok(())
 }

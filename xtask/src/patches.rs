@@ -1,25 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! `cargo xtask update-patches`: turns the commits made in the cached QEMU
-//! source tree (after the base tag) back into `patches/*.patch`.
+//! `cargo xtask update-patches`: turns the commits made in this checkout's
+//! cached QEMU source tree (after the base tag) back into `patches/*.patch`.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::process::Command;
 
-use crate::cache::{QemuDirs, Stage};
+use crate::cache::{CheckoutDirs, Stage};
 use crate::pins;
 use crate::qemu_source;
 use crate::repo::Repo;
 use crate::util::{self, stdout_of};
 
-/// Regenerates `patches/*.patch` from the commits in `dirs.src`.
-pub fn update(repo: &Repo, dirs: &QemuDirs) -> Result<()> {
+/// Regenerates `patches/*.patch` from the commits in this checkout's
+/// QEMU tree, `dirs.src`.
+pub fn update(repo: &Repo, dirs: &CheckoutDirs) -> Result<()> {
     let src = &dirs.src;
-    if !dirs.is_done(Stage::SourcePrepared) {
+    if !dirs.is_done(Stage::SourceCloned) {
         bail!(
-            "no prepared QEMU tree for the current patches at {}: run `cargo xtask build`, \
-             then edit and `git commit` in that tree's src/ before updating the patches",
-            dirs.root.display()
+            "this checkout has no QEMU tree for the current patches at {}: run \
+             `cargo xtask build`, then edit and `git commit` there before updating the patches",
+            dirs.src.display()
         );
     }
     let git = |args: &[&str]| -> Result<String> {

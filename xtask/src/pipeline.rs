@@ -5,7 +5,7 @@
 use anyhow::Result;
 use std::path::PathBuf;
 
-use crate::cache::{Cache, QemuDirs};
+use crate::cache::{Cache, CheckoutDirs, QemuDirs};
 use crate::kernel;
 use crate::pins;
 use crate::prereqs::{self, HostTools};
@@ -80,5 +80,10 @@ impl Session {
         let tools = prereqs::detect_host_tools(&self.cache)?;
         let key = qemu_build::cache_key(&self.repo, &self.tarball, &tools)?;
         Ok(QemuDirs::new(&self.cache, pins::QEMU_VERSION, &key))
+    }
+
+    /// This checkout's directory under the current keyed QEMU directory.
+    pub fn current_checkout_dirs(&self) -> Result<CheckoutDirs> {
+        Ok(self.current_qemu_dirs()?.checkout(&self.repo.root))
     }
 }

@@ -39,6 +39,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("bzip2", "firmware handling in QEMU's meson files"),
     ("git", "the patch queue in the QEMU source tree"),
     (
+        "ccache",
+        "QEMU's C compilations shared by every checkout's QEMU build",
+    ),
+    (
         "binutils-aarch64-linux-gnu",
         "assembles the test vectors of kvm-check's instruction classifier",
     ),

@@ -2,7 +2,8 @@
 //! Gets QEMU's source into a keyed cache directory: download (Debian's
 //! source package through a private apt configuration, or an upstream
 //! tarball), extract, restore what Debian's `+ds` repack strips, commit it
-//! as a git base, apply `patches/*.patch`; and syncs `qemu-device/` into it.
+//! as a git base, apply `patches/*.patch`; clones that prepared tree for
+//! each checkout, and syncs the checkout's `qemu-device/` into its clone.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -365,10 +366,7 @@ fn commit_base(src: &Path) -> Result<()> {
     eprintln!("Committing the restored source as {}...", pins::BASE_TAG);
     run_captured(git(src).args(["init", "--quiet"]))?;
     // The device is synced in after the patches; keep it out of commits.
-    let exclude = src.join(".git/info/exclude");
-    let mut excluded = fs::read_to_string(&exclude).unwrap_or_default();
-    excluded.push_str(&format!("/{DEVICE_DIR_IN_QEMU}/\n"));
-    util::write_if_changed(&exclude, excluded.as_bytes())?;
+    exclude_device_dir(src)?;
     // --force: QEMU's .gitignore matches real source files (the *-rs.wrap
     // files, bundled subprojects); the base must hold the whole tree so
     // that patches can change any file.
@@ -386,6 +384,36 @@ fn commit_base(src: &Path) -> Result<()> {
     ]))?;
     run_captured(git(src).args(["tag", pins::BASE_TAG]))?;
     Ok(())
+}
+
+/// Gives a checkout its own copy of the prepared tree `prepared` at `into`
+/// (absent): a local git clone, whose objects are hard links (git never
+/// writes them in place) and whose every other file is a copy, so that an
+/// edit or a tool writing in place in one checkout's tree cannot reach the
+/// shared tree or another checkout's. The clone keeps the base tag, so
+/// commits made in it become patches (`cargo xtask update-patches`).
+pub fn clone_prepared(prepared: &Path, into: &Path) -> Result<()> {
+    let parent = into.parent().context("a checkout's tree has a parent")?;
+    fs::create_dir_all(parent).with_context(|| format!("could not create {}", parent.display()))?;
+    run_captured(
+        git(parent)
+            .args(["clone", "--quiet", "--local"])
+            .arg(prepared)
+            .arg(into),
+    )
+    .with_context(|| format!("could not clone {}", prepared.display()))?;
+    exclude_device_dir(into)
+}
+
+/// Keeps the synced device out of the tree's commits (and `git status`).
+fn exclude_device_dir(src: &Path) -> Result<()> {
+    let exclude = src.join(".git/info/exclude");
+    let mut excluded = fs::read_to_string(&exclude).unwrap_or_default();
+    let line = format!("/{DEVICE_DIR_IN_QEMU}/\n");
+    if !excluded.contains(&line) {
+        excluded.push_str(&line);
+    }
+    util::write_if_changed(&exclude, excluded.as_bytes()).map(drop)
 }
 
 /// `patches/*.patch`, in the order they apply.
@@ -426,8 +454,9 @@ fn apply_patches(repo: &Path, src: &Path) -> Result<()> {
                 .collect();
             bail!(
                 "patches/{name} does not apply to QEMU {}:\n{}\nFix the patch, or redo the \
-                 change in a prepared tree (<cache>/qemu/*/src, `git commit` there) and \
-                 regenerate the patches with `cargo xtask update-patches`",
+                 change in a checkout's QEMU tree that has the patches \
+                 (<cache>/qemu/*/checkouts/*/src, `git commit` there) and regenerate the \
+                 patches with `cargo xtask update-patches`",
                 pins::QEMU_VERSION,
                 why.join("\n")
             );
