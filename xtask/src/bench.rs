@@ -7,14 +7,14 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Map, Value};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pipeline::Session;
-use crate::repo::Repo;
-use crate::run::{Kernel, VmConfig};
-use crate::serial::{SerialConsole, PROMPT};
+use system_tests::elf::loadable_size;
+use system_tests::repo::Repo;
+use system_tests::serial::{SerialConsole, PROMPT};
+use system_tests::vm::{Kernel, VmConfig};
 
 /// Launches of each kind for the start-up comparison (alternated).
 const STARTUP_RUNS: usize = 15;
@@ -352,7 +352,7 @@ fn startup(repo: &Repo) -> Result<(Stats, Stats, Stats)> {
 
         // The same command line, but the board only writes its device tree
         // and exits: QEMU's own start-up and machine creation.
-        let mut args = config.args();
+        let mut args = config.args(repo);
         let machine = args.iter().position(|a| a == "-M").expect("-M") + 1;
         args[machine] = format!("{},dumpdtb={}", args[machine], dtb.display());
         let started = Instant::now();
@@ -450,33 +450,6 @@ fn parse_read_ns(answer: &str) -> Option<f64> {
     Some(whole.parse::<f64>().ok()? * 1e9 + fraction.parse::<f64>().ok()?)
 }
 
-/// The bytes QEMU loads from the kernel ELF: the sum of its `PT_LOAD`
-/// segments' file sizes.
-pub fn loadable_size(elf: &Path) -> Result<u64> {
-    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
-    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    ensure!(
-        bytes.len() > 64 && bytes[..4] == *b"\x7fELF" && bytes[4] == 2 && bytes[5] == 1,
-        "{} is not a little-endian ELF64 file",
-        elf.display()
-    );
-    let table = u64_at(0x20) as usize;
-    let entry_size = usize::from(u16_at(0x36));
-    let entries = usize::from(u16_at(0x38));
-    ensure!(
-        table + entries * entry_size <= bytes.len(),
-        "truncated program header table"
-    );
-    const PT_LOAD: u32 = 1;
-    Ok((0..entries)
-        .map(|index| table + index * entry_size)
-        .filter(|&header| u32_at(header) == PT_LOAD)
-        .map(|header| u64_at(header + 0x20))
-        .sum())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,24 +485,5 @@ mod tests {
             at_least: true,
         };
         assert!(at_least.met());
-    }
-
-    #[test]
-    fn loadable_size_of_a_minimal_elf() {
-        // ELF64 header + two program headers: one PT_LOAD of 0x1234 bytes
-        // and one PT_NOTE that does not count.
-        let mut elf = vec![0u8; 64 + 2 * 56];
-        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-        elf[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
-        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
-        elf[64 + 0x20..64 + 0x28].copy_from_slice(&0x1234u64.to_le_bytes());
-        elf[120..124].copy_from_slice(&4u32.to_le_bytes());
-        elf[120 + 0x20..120 + 0x28].copy_from_slice(&0x99u64.to_le_bytes());
-        let path = std::env::temp_dir().join(format!("xtask-elf-{}", std::process::id()));
-        std::fs::write(&path, &elf).unwrap();
-        assert_eq!(loadable_size(&path).unwrap(), 0x1234);
-        std::fs::remove_file(path).unwrap();
     }
 }

@@ -42,6 +42,7 @@ const SOURCE_DIRS: &[&str] = &[
     "qemu-device",
     "guest-kernel",
     "xtask",
+    "system-tests",
     "kvm-check",
     "linker",
 ];

@@ -16,9 +16,9 @@ use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::prereqs::cargo;
-use crate::repo::Repo;
 use crate::util::{self, stdout_of};
+use system_tests::repo::{cargo, Repo};
+pub use system_tests::repo::{Flavor, BOOT_FLOOR_PACKAGE};
 
 pub const PACKAGE: &str = "guest-kernel";
 pub const TARGET: &str = "aarch64-unknown-none";
@@ -50,33 +50,6 @@ fn kernel_rustflags(repo: &Repo) -> String {
     flags.join("\x1f")
 }
 
-/// Which kernel: the one people boot, or the same with the in-guest tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// `guest-kernel`: shell and bench; within the 64 KiB size target.
-    Shipped,
-    /// `guest-kernel-test`: the same plus the in-guest test suite (the
-    /// `selftest` feature: boot arguments `test`, `test=NAME`, `fault`).
-    WithTests,
-}
-
-impl Flavor {
-    /// The file name in `target/vm/` (the Image adds `.bin`).
-    pub const fn file_name(self) -> &'static str {
-        match self {
-            Flavor::Shipped => "guest-kernel",
-            Flavor::WithTests => "guest-kernel-test",
-        }
-    }
-
-    fn cargo_features(self) -> &'static [&'static str] {
-        match self {
-            Flavor::Shipped => &[],
-            Flavor::WithTests => &["--features", "selftest"],
-        }
-    }
-}
-
 /// Builds both flavors and the boot-floor kernel into `target/vm/`;
 /// returns the shipped ELF.
 pub fn build(repo: &Repo) -> Result<PathBuf> {
@@ -86,11 +59,6 @@ pub fn build(repo: &Repo) -> Result<PathBuf> {
     build_boot_floor(repo)?;
     Ok(repo.kernel_binary())
 }
-
-/// The boot-floor kernel's package (`guest-kernel/boot-floor`): prints the
-/// shell's prompt and waits; `cargo xtask bench` times its boot as the
-/// floor of the real kernel's.
-pub const BOOT_FLOOR_PACKAGE: &str = "boot-floor-kernel";
 
 /// `cargo build --release -p boot-floor-kernel`, then its ELF into
 /// `target/vm/` (with the kernel's flags: same compiler, same code model).

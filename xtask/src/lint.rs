@@ -12,6 +12,9 @@ use crate::pipeline::Session;
 use crate::prereqs::cargo;
 use crate::util::run;
 
+/// The system tests' crate (not a default member).
+const SYSTEM_TESTS: &str = "system-tests";
+
 /// The device's crates as members of QEMU's Rust workspace (patch 0003
 /// lists the glue; the others join as its path dependencies).
 const DEVICE_PACKAGES: [&str; 4] = [
@@ -34,10 +37,12 @@ pub fn run_all(session: &Session) -> Result<()> {
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])
         .current_dir(root))?;
 
-    // Not a default member (its API symbols exist only inside QEMU).
-    eprintln!("    cargo clippy -p mmio-audit-plugin -- -D warnings   (QEMU plugin)");
+    // Not default members: the plugin's API symbols exist only inside
+    // QEMU; the system tests' trials need QEMU.
+    eprintln!("    cargo clippy -p mmio-audit-plugin -p system-tests --all-targets -- -D warnings");
     run(Command::new(cargo())
-        .args(["clippy", "-p", "mmio-audit-plugin", "--", "-D", "warnings"])
+        .args(["clippy", "-p", "mmio-audit-plugin", "-p", SYSTEM_TESTS])
+        .args(["--all-targets", "--", "-D", "warnings"])
         .current_dir(root))?;
 
     // Both flavors of the kernel: code only the tests use must not be
@@ -65,7 +70,8 @@ pub fn run_all(session: &Session) -> Result<()> {
     // flavors: a renamed item must not leave its documentation behind.
     eprintln!("    cargo doc --no-deps (host crates, and the kernel for its target)   RUSTDOCFLAGS=-D warnings");
     run(Command::new(cargo())
-        .args(["doc", "--no-deps"])
+        .args(["doc", "--no-deps", "--workspace", "--exclude", PACKAGE])
+        .args(["--exclude", crate::kernel::BOOT_FLOOR_PACKAGE])
         .env("RUSTDOCFLAGS", "-D warnings")
         .current_dir(root))?;
     for features in [&[][..], &["--features", "selftest"][..]] {

@@ -7,35 +7,28 @@
 mod bench;
 mod cache;
 mod debian_mirror;
-mod debug_tests;
-mod demo;
 mod device_fuzz;
 mod doc_excerpts;
-mod guest;
 mod inspect;
 mod kernel;
-mod kvm_check;
-mod line_editing_test;
 mod lint;
 mod meson_wrap;
 mod mmio_lint;
-mod paste_test;
 mod patches;
 mod pins;
 mod pipeline;
 mod prereqs;
 mod qemu_build;
 mod qemu_source;
-mod repo;
-mod run;
-mod serial;
-mod serial_fuzz;
-mod shell_test;
-mod snapshot_test;
 #[cfg(test)]
 mod spdx_lint;
 mod test_suite;
 mod util;
+
+// Shared with the system tests: the repository's paths, the guest's QEMU
+// command line, the device tree dump, and the tests that `kvm-check`,
+// `demo` and `fuzz serial` run.
+use system_tests::{demo, inspect as guest_inspect, kvm_check, repo, serial_fuzz, vm};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -43,8 +36,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use pipeline::{BuildOptions, Session};
-use run::{MachineOptions, VmConfig};
 use std::path::PathBuf;
+use vm::{Gic, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -242,6 +235,43 @@ fn parse_seed(text: &str) -> Result<u64, String> {
     parsed.map_err(|_| format!("'{text}' is not a seed: give a number, decimal or 0x hex"))
 }
 
+/// The machine options that `qemu`, `dtb` and `gdb` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MachineOptions {
+    /// GIC version of the virt board (default: the board's, 2).
+    #[arg(long)]
+    pub gic: Option<Gic>,
+    /// CPU model.
+    #[arg(long, default_value = "cortex-a53")]
+    pub cpu: String,
+    /// Start the guest at EL2 (virtualization=on).
+    #[arg(long)]
+    pub el2: bool,
+    /// Give the board TrustZone (secure=on): the ELF starts at EL3.
+    #[arg(long)]
+    pub secure: bool,
+    /// How many stopwatch devices (ids sw0, sw1, ...).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub devices: usize,
+    /// Boot without the stopwatch device (same as --devices 0).
+    #[arg(long, conflicts_with = "devices")]
+    pub no_device: bool,
+}
+
+impl MachineOptions {
+    /// The machine these options describe, booting the project's kernel.
+    pub fn vm_config(&self) -> VmConfig {
+        VmConfig {
+            cpu: self.cpu.clone(),
+            gic: self.gic,
+            el2: self.el2,
+            secure: self.secure,
+            devices: if self.no_device { 0 } else { self.devices },
+            ..VmConfig::default()
+        }
+    }
+}
+
 /// What to boot and how, shared by the commands that boot a guest
 /// (`qemu`, `dtb`, `gdb`).
 #[derive(Debug, Clone, clap::Args)]
@@ -267,12 +297,12 @@ impl GuestOptions {
     fn vm_config(self, image: bool) -> Result<VmConfig> {
         let kernel = match &self.kernel {
             Some(path) => {
-                let kind = run::check_kernel_file(path)?;
+                let kind = vm::check_kernel_file(path)?;
                 eprintln!("--kernel {}: {kind}", path.display());
-                run::Kernel::Other(path.display().to_string())
+                vm::Kernel::Other(path.display().to_string())
             }
-            None if image => run::Kernel::Image,
-            None => run::Kernel::Elf,
+            None if image => vm::Kernel::Image,
+            None => vm::Kernel::Elf,
         };
         Ok(VmConfig {
             kernel,
@@ -286,7 +316,7 @@ impl GuestOptions {
 /// Builds what `config` boots: QEMU, and the project's kernel unless
 /// another one is given.
 fn build_for(session: &Session, config: &VmConfig) -> Result<()> {
-    let own_kernel = !matches!(config.kernel, run::Kernel::Other(_));
+    let own_kernel = !matches!(config.kernel, vm::Kernel::Other(_));
     session.build_all(own_kernel, &mut Vec::new())
 }
 
@@ -338,7 +368,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             config.extra.splice(0..0, trace);
             let session = Session::new(&options)?;
             build_for(&session, &config)?;
-            eprintln!("\n{}", config.command_line());
+            eprintln!("\n{}", config.command_line(&session.repo));
             eprintln!("(quit QEMU with Ctrl-A X)\n");
             let status = config
                 .command(&session.repo)
@@ -354,12 +384,12 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             options,
         } => {
             if let Some(path) = &output {
-                inspect::DtbFormat::of_path(path)?;
+                guest_inspect::DtbFormat::of_path(path)?;
             }
             let config = guest.vm_config(false)?;
             let session = Session::new(&options)?;
             build_for(&session, &config)?;
-            inspect::dtb(&session.repo, &config, output.as_deref())?;
+            guest_inspect::dtb(&session.repo, &config, output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gdb {
@@ -481,7 +511,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                 FuzzTarget::Serial => serial_fuzz::run(
                     &session.repo,
                     seed,
-                    bursts.unwrap_or(20_000),
+                    bursts.unwrap_or(serial_fuzz::LONG_BURSTS),
                     Duration::from_secs(60),
                 )?,
                 FuzzTarget::Device => device_fuzz::run(

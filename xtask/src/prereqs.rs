@@ -215,10 +215,7 @@ fn add_missing(
     Ok(())
 }
 
-/// The cargo that runs us, so nested calls use the pinned toolchain.
-pub fn cargo() -> std::ffi::OsString {
-    env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
+pub use system_tests::repo::cargo;
 
 /// Finds the missing Debian packages and installs them (as root, or with
 /// password-less sudo); otherwise stops with the command to run.

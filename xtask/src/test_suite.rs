@@ -1,31 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo xtask test [STAGE] [FILTER]`: the project's tests, grouped in
 //! stages, with a summary table at the end. A failed test does not stop
-//! the ones that do not depend on it.
+//! the others.
 //!
-//! Every test is one entry of [`tests`]: its stage, its name, what it needs
-//! built, and its body. A new test or a new stage is one entry there (and,
-//! for a stage, one line of [`STAGES`]).
+//! The host tests, the qtests and the lints are run here, one entry of
+//! [`tests`] each; the system tests are the trials of the `system-tests`
+//! crate (`system_tests::catalogue`), run with `cargo test -p
+//! system-tests`, whose report file gives their rows of the table.
 
 use anyhow::{bail, Result};
+use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::debug_tests;
-use crate::demo::Demo;
-use crate::guest;
 use crate::pipeline::Session;
 use crate::prereqs::cargo;
-use crate::run::{Gic, Kernel, VmConfig};
 use crate::util::{self, format_duration};
-use crate::{line_editing_test, paste_test, serial_fuzz, shell_test, snapshot_test};
+use system_tests::catalogue::{self, GUEST_TIMEOUT_ENV};
+use system_tests::report::{self, REPORT_ENV};
 
 /// The device's qtest crate and the variable that tells it which QEMU to run.
 const QTEST_PACKAGE: &str = "stopwatch-qtest";
-const QTEST_QEMU_ENV: &str = "STOPWATCH_QEMU";
+const QTEST_QEMU_ENV: &str = system_tests::repo::QEMU_ENV;
+/// The system tests' crate and its trials' test binary.
+const SYSTEM_TESTS_PACKAGE: &str = "system-tests";
+const SYSTEM_TESTS_BINARY: &str = "system";
 
-/// The stages, in the order a full run takes them.
-pub const STAGES: &[(&str, &str)] = &[
+/// The stages run here, before the system tests' (in
+/// `system_tests::catalogue::STAGES`).
+const OWN_STAGES: &[(&str, &str)] = &[
     (
         "host",
         "cargo test of the host crates (FILTER: cargo's test-name filter)",
@@ -38,25 +41,12 @@ pub const STAGES: &[(&str, &str)] = &[
         "lint",
         "cargo fmt --check and clippy: host crates, kernel, device",
     ),
-    (
-        "guest",
-        "the kernel's in-guest tests on each machine, the fault report",
-    ),
-    (
-        "serial",
-        "the shell over the real serial line: pastes, hostile bytes, several \
-         stopwatches, a running guest's snapshot",
-    ),
-    (
-        "kvm",
-        "every guest MMIO access KVM-emulable, under the TCG plugin",
-    ),
-    (
-        "debug",
-        "cargo xtask dtb, gdb, --kernel, the kernel's line tables",
-    ),
-    ("demo", "the original demo typed into the guest shell"),
 ];
+
+/// The stages, in the order a full run takes them.
+pub fn stages() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    OWN_STAGES.iter().chain(catalogue::STAGES)
+}
 
 /// How a test ended.
 pub enum Verdict {
@@ -81,12 +71,11 @@ pub enum Needs {
 /// What a test body gets.
 pub struct Context<'a> {
     pub session: &'a Session,
-    pub guest_timeout: Duration,
     /// FILTER, for the tests that pass it on (cargo test's name filter).
     pub filter: Option<&'a str>,
 }
 
-/// What a test does; `Err` says why it failed.
+/// What a test run here does; `Err` says why it failed.
 pub type TestBody = dyn Fn(&Context) -> Result<Verdict>;
 
 /// One test of the suite.
@@ -97,7 +86,9 @@ pub struct Test {
     /// FILTER goes to the test itself (it runs many) instead of choosing
     /// it by name.
     pub takes_filter: bool,
-    pub body: Box<TestBody>,
+    /// What runs it here; `None` for a system test (a trial of
+    /// `system-tests`).
+    pub body: Option<Box<TestBody>>,
 }
 
 impl Test {
@@ -112,7 +103,7 @@ impl Test {
             name: name.into(),
             needs,
             takes_filter: false,
-            body: Box::new(body),
+            body: Some(Box::new(body)),
         }
     }
 
@@ -123,63 +114,37 @@ impl Test {
         }
     }
 
+    /// The name in the table; for a system test, its trial's name.
     fn full_name(&self) -> String {
-        format!("{}: {}", self.stage, self.name)
+        match self.body {
+            Some(_) => format!("{}: {}", self.stage, self.name),
+            None => format!("{}::{}", self.stage, self.name),
+        }
     }
 }
 
-/// The machines the guest test suite runs on; every one must pass.
-fn guest_test_configs() -> Vec<VmConfig> {
-    let with = |cpu: &str, gic, el2, devices| VmConfig {
-        cpu: cpu.to_string(),
-        gic: Some(gic),
-        el2,
-        devices,
-        append: Some("test".to_string()),
-        tests: true,
-        ..VmConfig::default()
-    };
-    vec![
-        with("cortex-a53", Gic::V2, false, 1),
-        with("max", Gic::V3, false, 1),
-        with("cortex-a53", Gic::V2, true, 1),
-        VmConfig {
-            extra: vec!["-smp".to_string(), "2".to_string()],
-            ..with("max", Gic::V3, true, 1)
-        },
-        // Without the device the guest runs what does not need it (the
-        // shell must answer "no stopwatch device") and skips the rest.
-        with("cortex-a53", Gic::V2, false, 0),
-        // secure=on: the ELF starts at Secure EL3 and drops to Non-secure
-        // EL1 (no EL2), or to EL2 with virtualization=on.
-        VmConfig {
-            secure: true,
-            ..with("cortex-a53", Gic::V2, false, 1)
-        },
-        VmConfig {
-            secure: true,
-            ..with("max", Gic::V3, true, 1)
-        },
-        // The flat Image, booted as Linux: the device tree comes in x0.
-        VmConfig {
-            kernel: Kernel::Image,
-            ..with("cortex-a53", Gic::V2, false, 1)
-        },
-    ]
-}
-
-/// Every test, in the order of a full run.
+/// Every test, in the order of a full run: the host tests, qtests and
+/// lints run here; each system test is a trial of the `system-tests`
+/// crate, run by [`run_system_tests`].
 pub fn tests() -> Vec<Test> {
     let mut tests = vec![
         Test::new("host", "cargo test", Needs::Nothing, |cx| {
             // The classifier's tests assemble their vectors with binutils.
             crate::prereqs::ensure_debian_packages()?;
-            let mut cmd = Command::new(cargo());
-            cmd.arg("test").current_dir(&cx.session.repo.root);
-            if let Some(filter) = cx.filter {
-                cmd.arg(filter);
+            // The default members, then the system tests' own unit tests
+            // (their crate is not a default member: its trials need QEMU).
+            for package in [None, Some(SYSTEM_TESTS_PACKAGE)] {
+                let mut cmd = Command::new(cargo());
+                cmd.args(["test", "--no-fail-fast"])
+                    .current_dir(&cx.session.repo.root);
+                if let Some(package) = package {
+                    cmd.args(["-p", package, "--lib"]);
+                }
+                if let Some(filter) = cx.filter {
+                    cmd.args(["--", filter]);
+                }
+                util::run(&mut cmd)?;
             }
-            util::run(&mut cmd)?;
             Ok(Verdict::Pass("ok".into()))
         })
         .taking_filter(),
@@ -189,7 +154,7 @@ pub fn tests() -> Vec<Test> {
             let report = repo.cargo_target_dir().join("differential-report.txt");
             let _ = std::fs::remove_file(&report);
             let mut cmd = Command::new(cargo());
-            cmd.args(["test", "-p", QTEST_PACKAGE, "--"])
+            cmd.args(["test", "--no-fail-fast", "-p", QTEST_PACKAGE, "--"])
                 .args(cx.filter)
                 .arg("--include-ignored")
                 .env(QTEST_QEMU_ENV, repo.qemu_binary())
@@ -213,144 +178,15 @@ pub fn tests() -> Vec<Test> {
             },
         ),
     ];
-    for config in guest_test_configs() {
-        tests.push(Test::new(
-            "guest",
-            config.to_string(),
-            Needs::QemuAndKernel,
-            move |cx| {
-                let summary = guest::run_guest_tests(&cx.session.repo, &config, cx.guest_timeout)?;
-                Ok(Verdict::Pass(summary))
-            },
-        ));
+    for test in catalogue::all().into_iter().filter(|test| !test.ignored) {
+        tests.push(Test {
+            stage: test.stage,
+            name: test.name,
+            needs: Needs::QemuAndKernel,
+            takes_filter: false,
+            body: None,
+        });
     }
-    tests.push(Test::new(
-        "guest",
-        "shipped kernel: ELF and Image boot, carry no tests",
-        Needs::QemuAndKernel,
-        |cx| {
-            guest::run_shipped_kernel_checks(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass)
-        },
-    ));
-    tests.push(Test::new(
-        "guest",
-        "fatal exception report (-append fault)",
-        Needs::QemuAndKernel,
-        |cx| guest::run_fault_report(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
-    ));
-    tests.push(Test::new(
-        "guest",
-        "stack overflow caught by the guard page (-append overflow)",
-        Needs::QemuAndKernel,
-        |cx| guest::run_stack_overflow(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
-    ));
-    tests.push(Test::new(
-        "guest",
-        "start-up failures end with their status",
-        Needs::QemuAndKernel,
-        |cx| guest::run_startup_failures(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
-    ));
-    for gic in [Gic::V2, Gic::V3] {
-        let config = VmConfig {
-            gic: Some(gic),
-            ..VmConfig::default()
-        };
-        let name = format!(
-            "{} commands pasted in one write ({config})",
-            paste_test::PASTED_COMMANDS
-        );
-        tests.push(Test::new("serial", name, Needs::QemuAndKernel, move |cx| {
-            paste_test::run_paste(&cx.session.repo, &config, cx.guest_timeout).map(Verdict::Pass)
-        }));
-    }
-    tests.push(Test::new(
-        "serial",
-        "the demo pasted = the demo typed",
-        Needs::QemuAndKernel,
-        |cx| {
-            paste_test::run_demo_paste(&cx.session.repo, &VmConfig::default(), cx.guest_timeout)
-                .map(Verdict::Pass)
-        },
-    ));
-    tests.push(Test::new(
-        "serial",
-        format!("{} bursts of hostile bytes", serial_fuzz::TEST_BURSTS),
-        Needs::QemuAndKernel,
-        |cx| {
-            serial_fuzz::run(
-                &cx.session.repo,
-                serial_fuzz::TEST_SEED,
-                serial_fuzz::TEST_BURSTS,
-                cx.guest_timeout,
-            )
-            .map(Verdict::Pass)
-        },
-    ));
-    tests.push(Test::new(
-        "serial",
-        "3 stopwatches, notices, watch, laps",
-        Needs::QemuAndKernel,
-        |cx| shell_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
-    ));
-    tests.push(Test::new(
-        "serial",
-        "snapshot of a running guest (migrate, -incoming)",
-        Needs::QemuAndKernel,
-        |cx| snapshot_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
-    ));
-    tests.push(Test::new(
-        "serial",
-        "snapshot with the device's interrupt raised, not acknowledged",
-        Needs::QemuAndKernel,
-        |cx| {
-            snapshot_test::run_with_interrupt_pending(&cx.session.repo, cx.guest_timeout)
-                .map(Verdict::Pass)
-        },
-    ));
-    tests.push(Test::new(
-        "kvm",
-        "kvm-check: every MMIO access KVM-emulable (plugin)",
-        Needs::QemuAndKernel,
-        |cx| crate::kvm_check::run(&cx.session.repo, cx.guest_timeout * 2).map(Verdict::Pass),
-    ));
-    tests.extend(debug_tests::tests());
-    // The editing keys include Ctrl-A, which QEMU's multiplexed console
-    // would take for itself.
-    let editing = VmConfig {
-        raw_serial: true,
-        ..VmConfig::default()
-    };
-    let history_config = editing.clone();
-    tests.push(Test::new(
-        "serial",
-        "line editing: history recalls and runs",
-        Needs::QemuAndKernel,
-        move |cx| {
-            line_editing_test::run_history(&cx.session.repo, &history_config, cx.guest_timeout)
-                .map(Verdict::Pass)
-        },
-    ));
-    tests.push(Test::new(
-        "serial",
-        "line editing: an edited line runs as edited",
-        Needs::QemuAndKernel,
-        move |cx| {
-            line_editing_test::run_editing(&cx.session.repo, &editing, cx.guest_timeout)
-                .map(Verdict::Pass)
-        },
-    ));
-    tests.push(Test::new("demo", "demo", Needs::QemuAndKernel, |cx| {
-        Demo::run(&cx.session.repo, &VmConfig::default(), cx.guest_timeout)?;
-        Ok(Verdict::Pass("all checks passed".into()))
-    }));
-    // A full run goes stage by stage, whatever order the entries above
-    // were added in (the sort is stable within a stage).
-    tests.sort_by_key(|test| {
-        STAGES
-            .iter()
-            .position(|(stage, _)| *stage == test.stage)
-            .unwrap_or(STAGES.len())
-    });
     tests
 }
 
@@ -368,11 +204,12 @@ impl Selection {
             filter: filter.map(str::to_string),
         };
         if let Some(stage) = stage {
-            if !STAGES.iter().any(|(name, _)| *name == stage) {
+            if !stages().any(|(name, _)| *name == stage) {
+                let names: Vec<&str> = stages().map(|(name, _)| *name).collect();
                 bail!(
                     "no test stage `{stage}`: the stages are {} (`cargo xtask test --list` \
                      names their tests)",
-                    STAGES.map_names().join(", ")
+                    names.join(", ")
                 );
             }
         }
@@ -405,28 +242,20 @@ impl Selection {
     }
 }
 
-trait StageNames {
-    fn map_names(&self) -> Vec<&'static str>;
-}
-
-impl StageNames for [(&'static str, &'static str)] {
-    fn map_names(&self) -> Vec<&'static str> {
-        self.iter().map(|(name, _)| *name).collect()
-    }
-}
-
 /// `cargo xtask test --list`.
 pub fn print_list() {
     let tests = tests();
-    for (stage, about) in STAGES {
+    for (stage, about) in stages() {
         println!("{stage}: {about}");
         for test in tests.iter().filter(|t| t.stage == *stage) {
-            println!("    {}", test.name);
+            println!("    {}", test.full_name());
         }
     }
     println!(
         "\ncargo xtask test [STAGE [FILTER]]: FILTER picks the tests whose names contain it, \
-         or goes to cargo test for host and qtest."
+         or goes to cargo test for host and qtest.\n\
+         The system tests (guest to demo) are trials of `cargo test -p {SYSTEM_TESTS_PACKAGE}` \
+         too: `-- --list`, `-- FILTER`, `-- --ignored` (the long ones, not run here)."
     );
 }
 
@@ -442,13 +271,13 @@ pub fn run(session: &Session, selection: &Selection, guest_timeout: Duration) ->
         .unwrap_or(Needs::Nothing);
     let cx = Context {
         session,
-        guest_timeout,
         filter: selection.filter.as_deref(),
     };
     let mut outcomes = Vec::new();
     let mut qemu_ok = false;
     let mut kernel_ok = false;
     let mut built = false;
+    let mut system_tests = Vec::new();
     for index in chosen {
         let test = &tests[index];
         // Built once, just before the first test that needs it, as a full
@@ -470,6 +299,10 @@ pub fn run(session: &Session, selection: &Selection, guest_timeout: Duration) ->
                 }));
             }
         }
+        let Some(body) = &test.body else {
+            system_tests.push(test);
+            continue;
+        };
         outcomes.push(step(&test.full_name(), || {
             match test.needs {
                 Needs::Qemu if !qemu_ok => bail!("not run: QEMU did not build"),
@@ -478,14 +311,118 @@ pub fn run(session: &Session, selection: &Selection, guest_timeout: Duration) ->
                 }
                 _ => {}
             }
-            (test.body)(&cx)
+            body(&cx)
         }));
+    }
+    let mut wall_time = None;
+    if !system_tests.is_empty() {
+        if qemu_ok && kernel_ok {
+            let started = Instant::now();
+            outcomes.extend(run_system_tests(
+                session,
+                &system_tests,
+                &tests,
+                guest_timeout,
+            ));
+            wall_time = Some((system_tests.len(), started.elapsed()));
+        } else {
+            outcomes.extend(system_tests.iter().map(|test| Outcome {
+                name: test.full_name(),
+                verdict: Verdict::Fail("not run: QEMU or the guest kernel did not build".into()),
+                duration: Duration::ZERO,
+            }));
+        }
     }
 
     print_table(&outcomes);
-    !outcomes
+    if let Some((count, took)) = wall_time {
+        eprintln!(
+            "  ({count} system tests in {} of wall time, run side by side)",
+            format_duration(took)
+        );
+    }
+    let passed = !outcomes
         .iter()
-        .any(|o| matches!(o.verdict, Verdict::Fail(_)))
+        .any(|o| matches!(o.verdict, Verdict::Fail(_)));
+    // The plain closing line CI reads.
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o.verdict, Verdict::Fail(_)))
+        .count();
+    println!(
+        "summary: {} passed, {failed} failed",
+        outcomes.len() - failed
+    );
+    passed
+}
+
+/// Runs the `chosen` system tests as trials of `cargo test -p
+/// system-tests` (the others of `all` skipped by their exact names), and
+/// returns their rows from the trials' report file. A chosen trial that
+/// wrote no row (its harness crashed, say) fails with cargo's error.
+fn run_system_tests(
+    session: &Session,
+    chosen: &[&Test],
+    all: &[Test],
+    guest_timeout: Duration,
+) -> Vec<Outcome> {
+    let repo = &session.repo;
+    let report_path = repo.cargo_target_dir().join("system-tests-report.jsonl");
+    let _ = std::fs::remove_file(&report_path);
+    let chosen_names: HashSet<String> = chosen.iter().map(|test| test.full_name()).collect();
+    let skipped: Vec<String> = all
+        .iter()
+        .filter(|test| test.body.is_none() && !chosen_names.contains(&test.full_name()))
+        .map(Test::full_name)
+        .collect();
+    let mut cmd = Command::new(cargo());
+    cmd.args(["test", "--no-fail-fast", "-p", SYSTEM_TESTS_PACKAGE])
+        .args(["--test", SYSTEM_TESTS_BINARY, "--"]);
+    if !skipped.is_empty() {
+        cmd.arg("--exact");
+        for name in &skipped {
+            cmd.args(["--skip", name]);
+        }
+    }
+    cmd.env(REPORT_ENV, &report_path)
+        .env(GUEST_TIMEOUT_ENV, guest_timeout.as_secs().to_string())
+        .current_dir(&repo.root);
+    eprintln!(
+        "\n==> system tests: cargo test -p {SYSTEM_TESTS_PACKAGE} --test {SYSTEM_TESTS_BINARY} \
+         ({} of {} trials)",
+        chosen.len(),
+        chosen.len() + skipped.len()
+    );
+    let finished = util::run(&mut cmd);
+    let entries = report::read(&report_path).unwrap_or_else(|error| {
+        eprintln!("    {error:#}");
+        Vec::new()
+    });
+    chosen
+        .iter()
+        .map(|test| {
+            let name = test.full_name();
+            match entries.iter().find(|entry| entry.name == name) {
+                Some(entry) => Outcome {
+                    name,
+                    verdict: if entry.passed {
+                        Verdict::Pass(entry.detail.clone())
+                    } else {
+                        Verdict::Fail(entry.detail.clone())
+                    },
+                    duration: entry.duration,
+                },
+                None => Outcome {
+                    name,
+                    verdict: Verdict::Fail(match &finished {
+                        Ok(()) => "did not run".to_string(),
+                        Err(error) => format!("did not run: {error:#}"),
+                    }),
+                    duration: Duration::ZERO,
+                },
+            }
+        })
+        .collect()
 }
 
 fn step(name: &str, body: impl FnOnce() -> Result<Verdict>) -> Outcome {
@@ -506,17 +443,10 @@ fn step(name: &str, body: impl FnOnce() -> Result<Verdict>) -> Outcome {
 fn print_table(outcomes: &[Outcome]) {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(0);
     eprintln!("\nTest summary");
-    let (mut passed, mut failed) = (0, 0);
     for outcome in outcomes {
         let (word, detail) = match &outcome.verdict {
-            Verdict::Pass(d) => {
-                passed += 1;
-                ("pass", d)
-            }
-            Verdict::Fail(d) => {
-                failed += 1;
-                ("FAIL", d)
-            }
+            Verdict::Pass(d) => ("pass", d),
+            Verdict::Fail(d) => ("FAIL", d),
         };
         let detail = detail.lines().next().unwrap_or("");
         eprintln!(
@@ -525,8 +455,6 @@ fn print_table(outcomes: &[Outcome]) {
             format_duration(outcome.duration)
         );
     }
-    // The plain closing line CI reads.
-    println!("summary: {passed} passed, {failed} failed");
 }
 
 #[cfg(test)]
@@ -548,13 +476,13 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for test in &tests {
             assert!(
-                STAGES.iter().any(|(stage, _)| *stage == test.stage),
+                stages().any(|(stage, _)| *stage == test.stage),
                 "{}",
                 test.full_name()
             );
             assert!(seen.insert(test.full_name()), "{}", test.full_name());
         }
-        for (stage, _) in STAGES {
+        for (stage, _) in stages() {
             assert!(
                 tests.iter().any(|t| t.stage == *stage),
                 "empty stage {stage}"
@@ -567,9 +495,11 @@ mod tests {
         let all = names(&Selection::new(None, None).unwrap());
         assert_eq!(all.len(), tests().len());
         let stage_of = |name: &String| {
-            STAGES
-                .iter()
-                .position(|(stage, _)| name.starts_with(&format!("{stage}: ")))
+            stages()
+                .position(|(stage, _)| {
+                    name.starts_with(&format!("{stage}: "))
+                        || name.starts_with(&format!("{stage}::"))
+                })
                 .unwrap()
         };
         assert!(all.windows(2).all(|w| stage_of(&w[0]) <= stage_of(&w[1])));
@@ -578,19 +508,22 @@ mod tests {
     #[test]
     fn a_stage_and_a_filter_narrow_the_run() {
         let guest = names(&Selection::new(Some("guest"), None).unwrap());
-        assert!(guest.len() >= 6 && guest.iter().all(|n| n.starts_with("guest: ")));
+        assert!(guest.len() >= 6 && guest.iter().all(|n| n.starts_with("guest::")));
         let gicv3 = names(&Selection::new(Some("guest"), Some("gicv3")).unwrap());
         assert_eq!(
             gicv3,
             [
-                "guest: max+gicv3",
-                "guest: max+gicv3+el2 -smp 2",
-                "guest: max+gicv3+secure+el2"
+                "guest::in_guest_tests::max_gicv3",
+                "guest::in_guest_tests::max_gicv3_el2_smp_2",
+                "guest::in_guest_tests::max_gicv3_secure_el2"
             ]
         );
         // host and qtest pass FILTER on to cargo test instead.
         let host = names(&Selection::new(Some("host"), Some("parses")).unwrap());
         assert_eq!(host, ["host: cargo test"]);
+        // The long trials are for `cargo test -p system-tests -- --ignored`.
+        let fuzz = names(&Selection::new(Some("serial"), Some("fuzz")).unwrap());
+        assert_eq!(fuzz, ["serial::fuzz::2000_bursts_of_hostile_bytes"]);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::time::Duration;
 use stopwatch_qtest::Qmp;
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
 use crate::serial::{clean_response, expect_notice_time, GuestErrorLog, SerialConsole, PROMPT};
+use crate::vm::VmConfig;
 use stopwatch_shell::protocol::{parse_update_text, TimePageReading};
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +24,15 @@ const TIMEOUT_SECS: f64 = 2.0;
 /// How late after its deadline the notice may say the timeout fired: the
 /// interrupt's latency under TCG (the bench's p99 is well under this).
 const LATENESS_SECS: f64 = 0.050;
+
+/// An empty directory for one test's snapshot and sockets (each test its
+/// own: they may run at once).
+fn scratch_dir(repo: &Repo, test: &str) -> Result<std::path::PathBuf> {
+    let dir = repo.vm_dir().join("snapshot-test").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
 
 /// A guest with a QMP socket, driven over its serial console.
 struct Guest {
@@ -56,7 +65,7 @@ impl Guest {
         let guest_errors = GuestErrorLog::new(repo, &format!("snapshot {name}"))?;
         extra.extend(guest_errors.qemu_args());
         let config = VmConfig { extra, ..base };
-        eprintln!("    {}", config.command_line());
+        eprintln!("    {}", config.command_line(repo));
         let console =
             SerialConsole::spawn(repo, &config, None)?.named(&format!("snapshot test ({name})"));
         let qmp = Qmp::connect(&socket)?;
@@ -105,8 +114,7 @@ impl Guest {
 /// that window, and the new QEMU must deliver exactly that one interrupt
 /// once the guest unmasks (the guest checks and exits 0).
 pub fn run_with_interrupt_pending(repo: &Repo, boot_timeout: Duration) -> Result<String> {
-    let dir = repo.root.join("target/vm/snapshot-test");
-    std::fs::create_dir_all(&dir)?;
+    let dir = scratch_dir(repo, "pending-interrupt")?;
     let snapshot = dir.join("pending-interrupt.snapshot");
     let base = VmConfig {
         append: Some("hold-timeout".to_string()),
@@ -148,9 +156,7 @@ pub fn run_with_interrupt_pending(repo: &Repo, boot_timeout: Duration) -> Result
 
 /// Runs the test; `Ok` holds a one-line result.
 pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
-    let dir = repo.root.join("target/vm/snapshot-test");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = scratch_dir(repo, "running-guest")?;
     let snapshot = dir.join("running-guest.snapshot");
 
     let mut source = Guest::start(repo, &dir, "source", None)?;

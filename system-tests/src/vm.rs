@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! QEMU command lines for the guest: one place that knows the board,
-//! CPU, GIC, EL2 and device options, used by `qemu`, `test` and `demo`.
+//! CPU, GIC, EL2 and device options, used by the tests and by `cargo
+//! xtask qemu`, `dtb`, `gdb` and `bench`.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
@@ -8,15 +9,8 @@ use std::fmt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::kernel::Flavor;
-use crate::repo::Repo;
-use crate::util::shell_quote;
-
-/// Where `cargo xtask build` leaves the two artifacts, relative to the
-/// repository root (QEMU runs there, so printed lines can be pasted).
-pub const QEMU_PATH: &str = "target/vm/qemu-system-aarch64";
-/// The directory of the kernels (see [`crate::kernel::Flavor`]).
-const VM_DIR: &str = "target/vm";
+use crate::process::shell_quote;
+use crate::repo::{Flavor, Repo};
 
 /// Which file `-kernel` gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,8 +102,9 @@ impl VmConfig {
     }
 
     /// QEMU's arguments: the serial console on stdio, semihosting so the
-    /// guest can exit QEMU with a status.
-    pub fn args(&self) -> Vec<String> {
+    /// guest can exit QEMU with a status. Paths inside the repository are
+    /// relative to it: QEMU runs there, so printed lines can be pasted.
+    pub fn args(&self, repo: &Repo) -> Vec<String> {
         let mut args: Vec<String> = ["-M", &self.machine(), "-cpu", &self.cpu, "-m", "128M"]
             .map(str::to_string)
             .into();
@@ -130,8 +125,14 @@ impl VmConfig {
             Flavor::Shipped
         };
         let kernel = match &self.kernel {
-            Kernel::Elf => format!("{VM_DIR}/{}", flavor.file_name()),
-            Kernel::Image => format!("{VM_DIR}/{}.bin", flavor.file_name()),
+            Kernel::Elf => repo
+                .relative(&repo.kernel_elf(flavor))
+                .display()
+                .to_string(),
+            Kernel::Image => repo
+                .relative(&repo.kernel_image_of(flavor))
+                .display()
+                .to_string(),
             Kernel::Other(path) => path.clone(),
         };
         args.extend(["-kernel".to_string(), kernel]);
@@ -160,14 +161,15 @@ impl VmConfig {
     /// The command, to be run in the repository root.
     pub fn command(&self, repo: &Repo) -> Command {
         let mut cmd = Command::new(repo.qemu_binary());
-        cmd.args(self.args()).current_dir(&repo.root);
+        cmd.args(self.args(repo)).current_dir(&repo.root);
         cmd
     }
 
     /// The command line as printed before running it.
-    pub fn command_line(&self) -> String {
-        std::iter::once(QEMU_PATH.to_string())
-            .chain(self.args())
+    pub fn command_line(&self, repo: &Repo) -> String {
+        let qemu = repo.qemu_binary();
+        std::iter::once(repo.relative(&qemu).display().to_string())
+            .chain(self.args(repo))
             .map(|word| shell_quote(OsStr::new(&word)))
             .collect::<Vec<_>>()
             .join(" ")
@@ -205,43 +207,6 @@ impl fmt::Display for VmConfig {
             n => write!(f, " ({n} devices)")?,
         }
         Ok(())
-    }
-}
-
-/// The machine options that `qemu`, `dtb` and `gdb` share.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MachineOptions {
-    /// GIC version of the virt board (default: the board's, 2).
-    #[arg(long)]
-    pub gic: Option<Gic>,
-    /// CPU model.
-    #[arg(long, default_value = "cortex-a53")]
-    pub cpu: String,
-    /// Start the guest at EL2 (virtualization=on).
-    #[arg(long)]
-    pub el2: bool,
-    /// Give the board TrustZone (secure=on): the ELF starts at EL3.
-    #[arg(long)]
-    pub secure: bool,
-    /// How many stopwatch devices (ids sw0, sw1, ...).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub devices: usize,
-    /// Boot without the stopwatch device (same as --devices 0).
-    #[arg(long, conflicts_with = "devices")]
-    pub no_device: bool,
-}
-
-impl MachineOptions {
-    /// The machine these options describe, booting the project's kernel.
-    pub fn vm_config(&self) -> VmConfig {
-        VmConfig {
-            cpu: self.cpu.clone(),
-            gic: self.gic,
-            el2: self.el2,
-            secure: self.secure,
-            devices: if self.no_device { 0 } else { self.devices },
-            ..VmConfig::default()
-        }
     }
 }
 
@@ -291,7 +256,7 @@ mod tests {
     #[test]
     fn default_is_the_documented_command() {
         assert_eq!(
-            VmConfig::default().command_line(),
+            VmConfig::default().command_line(&Repo::locate()),
             "target/vm/qemu-system-aarch64 -M virt -cpu cortex-a53 -m 128M -nographic -nic none \
              -semihosting-config enable=on,target=native -kernel target/vm/guest-kernel \
              -device stopwatch,id=sw0"
@@ -310,7 +275,7 @@ mod tests {
             ..VmConfig::default()
         };
         assert_eq!(config.machine(), "virt,gic-version=3,virtualization=on");
-        let line = config.command_line();
+        let line = config.command_line(&Repo::locate());
         assert!(line.contains("-M virt,gic-version=3,virtualization=on -cpu max"));
         assert!(line.ends_with("-append 'test verbose' -d int"), "{line}");
         assert!(!line.contains("stopwatch"));
@@ -327,7 +292,7 @@ mod tests {
             ..VmConfig::default()
         };
         assert_eq!(config.machine(), "virt,secure=on,virtualization=on");
-        let line = config.command_line();
+        let line = config.command_line(&Repo::locate());
         assert!(
             line.contains("-kernel target/vm/guest-kernel.bin"),
             "{line}"
@@ -346,7 +311,7 @@ mod tests {
             kernel: Kernel::Other("/tmp/Image".into()),
             ..VmConfig::default()
         };
-        let line = config.command_line();
+        let line = config.command_line(&Repo::locate());
         assert!(line.contains("-kernel /tmp/Image "), "{line}");
         assert!(
             line.ends_with(

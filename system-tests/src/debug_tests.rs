@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-//! The `debug` stage of `cargo xtask test`: `cargo xtask dtb`, `cargo xtask
-//! gdb --batch`, `cargo xtask qemu --kernel --devices`, and the kernel's
+//! The `debug` stage: what `cargo xtask dtb`, `cargo xtask gdb --batch`
+//! and `cargo xtask qemu --kernel --devices` rely on, and the kernel's
 //! line tables. (The device's trace events are checked by the qtests.)
 
 use anyhow::{bail, ensure, Context, Result};
@@ -12,11 +12,11 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::catalogue::SystemTest;
 use crate::guest;
 use crate::inspect::{self, PausedQemu};
 use crate::repo::Repo;
-use crate::run::{Gic, VmConfig};
-use crate::test_suite::{Needs, Test, Verdict};
+use crate::vm::{Gic, VmConfig};
 
 /// The gdb command file the gdb test runs; users can run it too.
 pub const GDB_SCRIPT: &str = "xtask/gdb/stopwatch-interrupt.gdb";
@@ -25,54 +25,44 @@ pub const GDB_SCRIPT: &str = "xtask/gdb/stopwatch-interrupt.gdb";
 const DRIVER_SOURCE: &str = "guest-kernel/src/drivers/stopwatch.rs";
 const HANDLER: &str = "handle_interrupt";
 
-pub fn tests() -> Vec<Test> {
+/// The stage's tests.
+pub(crate) fn tests() -> Vec<SystemTest> {
     vec![
-        Test::new(
+        SystemTest::new("debug", "dtb_shows_the_stopwatch_nodes", |cx| {
+            dtb_has_the_stopwatch_nodes(&cx.repo)
+        }),
+        SystemTest::new(
             "debug",
-            "dtb: stopwatch nodes",
-            Needs::QemuAndKernel,
-            |cx| dtb_has_the_stopwatch_nodes(&cx.session.repo),
+            "kernel_line_tables_outside_the_loadable_image",
+            |cx| kernel_has_line_tables(&cx.repo.kernel_binary()),
         ),
-        Test::new(
+        SystemTest::new(
             "debug",
-            "kernel: line tables outside the loadable image",
-            Needs::QemuAndKernel,
-            |cx| kernel_has_line_tables(&cx.session.repo.kernel_binary()),
+            "gdb_breaks_in_the_stopwatch_interrupt_handler",
+            |cx| gdb_breaks_in_the_handler(&cx.repo, Duration::from_secs(60)),
         ),
-        Test::new(
-            "debug",
-            "gdb: break in the stopwatch interrupt handler",
-            Needs::QemuAndKernel,
-            |cx| gdb_breaks_in_the_handler(&cx.session.repo, Duration::from_secs(60)),
-        ),
-        Test::new(
-            "debug",
-            "qemu --kernel PATH --devices 2",
-            Needs::QemuAndKernel,
-            |cx| another_kernel_with_two_devices(&cx.session.repo, cx.guest_timeout),
-        ),
-        Test::new(
-            "debug",
-            "boot-floor kernel: the prompt and nothing else",
-            Needs::QemuAndKernel,
-            |cx| boot_floor_kernel_prints_the_prompt(&cx.session.repo, cx.guest_timeout),
-        ),
+        SystemTest::new("debug", "qemu_another_kernel_two_devices", |cx| {
+            another_kernel_with_two_devices(&cx.repo, cx.guest_timeout)
+        }),
+        SystemTest::new("debug", "boot_floor_kernel_prints_the_prompt_only", |cx| {
+            boot_floor_kernel_prints_the_prompt(&cx.repo, cx.guest_timeout)
+        }),
     ]
 }
 
 /// The bench's boot floor (`guest-kernel/boot-floor`) boots on the bench's
 /// QEMU command line and prints exactly the shell's prompt, from a few
 /// instructions (else it would not be a floor).
-fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result<Verdict> {
+fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result<String> {
     let elf = repo.boot_floor_kernel();
-    let loadable = crate::bench::loadable_size(&elf)?;
+    let loadable = crate::elf::loadable_size(&elf)?;
     ensure!(
         loadable <= 256,
         "{}: {loadable} loadable bytes, more than a floor needs",
         elf.display()
     );
     let config = VmConfig {
-        kernel: crate::run::Kernel::Other(repo.relative(&elf).display().to_string()),
+        kernel: crate::vm::Kernel::Other(repo.relative(&elf).display().to_string()),
         ..VmConfig::default()
     };
     let mut console = crate::serial::SerialConsole::spawn(repo, &config, None)?;
@@ -84,15 +74,15 @@ fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result
         "expected exactly {:?}, got {transcript:?}",
         crate::serial::PROMPT
     );
-    Ok(Verdict::Pass(format!(
+    Ok(format!(
         "{loadable} loadable bytes, printed {:?}",
         crate::serial::PROMPT
-    )))
+    ))
 }
 
 /// `cargo xtask dtb --gic 3 --devices 2 -o FILE.dts` and `-o FILE.dtb`: two
 /// stopwatch nodes with their two regions and a level-high SPI each.
-fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<Verdict> {
+fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<String> {
     let config = VmConfig {
         gic: Some(Gic::V3),
         devices: 2,
@@ -142,11 +132,11 @@ fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<Verdict> {
         dts.contains("bootargs = \"hello dtb\";"),
         "--append did not reach /chosen"
     );
-    Ok(Verdict::Pass(format!(
+    Ok(format!(
         "{} nodes, {} lines of source",
         nodes.len(),
         dts.lines().count()
-    )))
+    ))
 }
 
 /// The text of each `stopwatch@...` node of a decompiled tree.
@@ -168,50 +158,11 @@ fn stopwatch_nodes(dts: &str) -> Vec<String> {
     nodes
 }
 
-/// The ELF's sections: `(name, flags, size)`.
-fn elf_sections(elf: &Path) -> Result<Vec<(String, u64, u64)>> {
-    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
-    ensure!(
-        bytes.len() > 64 && bytes.starts_with(b"\x7fELF\x02\x01"),
-        "{} is not a little-endian ELF64 file",
-        elf.display()
-    );
-    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    let table = u64_at(0x28) as usize;
-    let entry_size = usize::from(u16_at(0x3a));
-    let count = usize::from(u16_at(0x3c));
-    let names_index = usize::from(u16_at(0x3e));
-    ensure!(
-        table + count * entry_size <= bytes.len() && names_index < count,
-        "truncated section header table in {}",
-        elf.display()
-    );
-    let header = |index: usize| table + index * entry_size;
-    let names = u64_at(header(names_index) + 0x18) as usize;
-    (0..count)
-        .map(|index| {
-            let at = header(index);
-            let name_at = names + u32_at(at) as usize;
-            let name = bytes
-                .get(name_at..)
-                .and_then(|rest| rest.split(|&b| b == 0).next())
-                .context("section name outside the file")?;
-            Ok((
-                String::from_utf8_lossy(name).into_owned(),
-                u64_at(at + 0x08),
-                u64_at(at + 0x20),
-            ))
-        })
-        .collect()
-}
-
 /// The kernel ELF has line tables (`.debug_line`), and no debug section
 /// is allocated: they stay out of the loaded image.
-fn kernel_has_line_tables(elf: &Path) -> Result<Verdict> {
+fn kernel_has_line_tables(elf: &Path) -> Result<String> {
     const SHF_ALLOC: u64 = 0x2;
-    let sections = elf_sections(elf)?;
+    let sections = crate::elf::sections(elf)?;
     let line = sections
         .iter()
         .find(|(name, _, _)| name == ".debug_line")
@@ -229,17 +180,17 @@ fn kernel_has_line_tables(elf: &Path) -> Result<Verdict> {
             "{name} is allocated: it would grow the loaded image"
         );
     }
-    Ok(Verdict::Pass(format!(
+    Ok(format!(
         ".debug_line {} bytes, loadable {} bytes",
         line.2,
-        crate::bench::loadable_size(elf)?
-    )))
+        crate::elf::loadable_size(elf)?
+    ))
 }
 
 /// `cargo xtask gdb --batch xtask/gdb/stopwatch-interrupt.gdb`, with
 /// `timeout 1` typed into the serial console: the backtrace must name the
 /// handler, its file, and a line inside it.
-fn gdb_breaks_in_the_handler(repo: &Repo, timeout: Duration) -> Result<Verdict> {
+fn gdb_breaks_in_the_handler(repo: &Repo, timeout: Duration) -> Result<String> {
     inspect::check_gdb()?;
     let config = VmConfig::default();
     let qemu = PausedQemu::start(repo, &config, inspect::free_port()?, inspect::free_port()?)?;
@@ -332,7 +283,7 @@ fn type_into_console(port: u16, line: &str, deadline: Instant) -> Result<TcpStre
 
 /// The backtrace's first frame is the handler, at a line of the driver
 /// file that lies inside the handler's body.
-fn check_backtrace(transcript: &str, source: &Path) -> Result<Verdict> {
+fn check_backtrace(transcript: &str, source: &Path) -> Result<String> {
     // Frames above the handler may be code inlined into it (an atomic
     // store): the first frame in the driver file must be the handler.
     let frames: Vec<&str> = transcript.lines().filter(|l| l.starts_with('#')).collect();
@@ -367,9 +318,7 @@ fn check_backtrace(transcript: &str, source: &Path) -> Result<Verdict> {
         transcript.contains("Breakpoint 1,"),
         "the breakpoint was not hit:\n{transcript}"
     );
-    Ok(Verdict::Pass(format!(
-        "{HANDLER} at {DRIVER_SOURCE}:{line}"
-    )))
+    Ok(format!("{HANDLER} at {DRIVER_SOURCE}:{line}"))
 }
 
 /// The lines (1-based) from `fn name` to its closing brace.
@@ -390,18 +339,18 @@ fn function_lines(source: &Path, name: &str) -> Result<std::ops::RangeInclusive<
 
 /// `cargo xtask qemu --kernel PATH --devices 2`: the project's kernel,
 /// copied elsewhere, passes its in-guest tests with two stopwatches.
-fn another_kernel_with_two_devices(repo: &Repo, timeout: Duration) -> Result<Verdict> {
+fn another_kernel_with_two_devices(repo: &Repo, timeout: Duration) -> Result<String> {
     let copy = repo.vm_dir().join("test-other-kernel.elf");
-    std::fs::copy(repo.kernel_elf(crate::kernel::Flavor::WithTests), &copy)?;
-    crate::run::check_kernel_file(&copy)?;
+    std::fs::copy(repo.kernel_elf(crate::repo::Flavor::WithTests), &copy)?;
+    crate::vm::check_kernel_file(&copy)?;
     let config = VmConfig {
-        kernel: crate::run::Kernel::Other(repo.relative(&copy).display().to_string()),
+        kernel: crate::vm::Kernel::Other(repo.relative(&copy).display().to_string()),
         devices: 2,
         append: Some("test".into()),
         ..VmConfig::default()
     };
     let summary = guest::run_guest_tests(repo, &config, timeout)?;
-    Ok(Verdict::Pass(summary))
+    Ok(summary)
 }
 
 #[cfg(test)]

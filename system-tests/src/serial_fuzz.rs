@@ -11,11 +11,14 @@ use stopwatch_shell::command_names;
 use stopwatch_test_rng::TestRng;
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
 use crate::serial::{GuestErrorLog, SerialConsole, PROMPT};
+use crate::vm::VmConfig;
 
 /// Bursts in `cargo xtask test`.
 pub const TEST_BURSTS: u64 = 2_000;
+/// Bursts of the ignored trial that fuzzes at length (`cargo test -p
+/// system-tests -- --ignored`), and of `cargo xtask fuzz serial`.
+pub const LONG_BURSTS: u64 = 20_000;
 /// The seed of `cargo xtask test`'s run.
 pub const TEST_SEED: u64 = 0x5e41_a1f0;
 
@@ -206,7 +209,7 @@ pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Resul
         raw_serial: true,
         ..VmConfig::default()
     };
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     eprintln!("    seed {seed:#x}, {bursts} bursts");
     let mut console = SerialConsole::spawn(repo, &config, None)?.named("serial fuzz");
     console

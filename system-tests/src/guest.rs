@@ -7,15 +7,15 @@ use anyhow::{bail, ensure, Context, Result};
 use std::time::Duration;
 
 use crate::repo::Repo;
-use crate::run::{Kernel, VmConfig};
 use crate::serial::{SerialConsole, PROMPT};
+use crate::vm::{Kernel, VmConfig};
 use stopwatch_shell::protocol::{exit_status, TestSummary};
 
 /// Boots the guest with `-append test`, which must exit with status 0 and
 /// report `N passed, 0 failed` with N > 0. `Ok` holds a one-line result,
 /// `Err` why it failed.
 pub fn run_guest_tests(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> {
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console = SerialConsole::spawn(repo, config, Some(format!("    [{config}] ")))?
         .named(&format!("guest tests {config}"));
     let Some(status) = console.wait_exit(timeout)? else {
@@ -92,7 +92,7 @@ fn run_fatal_mode(repo: &Repo, mode: &str, needles: &[&str], timeout: Duration) 
         tests: true,
         ..VmConfig::default()
     };
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console = SerialConsole::spawn(repo, &config, Some(format!("    [{mode}] ")))?
         .named(&format!("guest report of `-append {mode}`"));
     let Some(status) = console.wait_exit(timeout)? else {
@@ -122,7 +122,7 @@ pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<Strin
             kernel: kernel.clone(),
             ..VmConfig::default()
         };
-        eprintln!("    {}", config.command_line());
+        eprintln!("    {}", config.command_line(repo));
         let mut console = SerialConsole::spawn(repo, &config, None)?
             .named(&format!("shipped kernel ({kernel:?})"));
         console
@@ -133,7 +133,7 @@ pub fn run_shipped_kernel_checks(repo: &Repo, timeout: Duration) -> Result<Strin
         append: Some("test".to_string()),
         ..VmConfig::default()
     };
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console =
         SerialConsole::spawn(repo, &config, None)?.named("shipped kernel, `-append test`");
     let Some(status) = console.wait_exit(timeout)? else {
@@ -216,7 +216,11 @@ pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
         devices: 0,
         ..VmConfig::default()
     };
-    let padded_dtb = dump_dtb(repo, &base)?;
+    let padded_dtb = crate::inspect::dump_dtb(repo, &base)?;
+    // QEMU's own dump, padded to 1 MiB: too big to be loaded.
+    let oversized = repo.vm_dir().join("test-virt.dtb");
+    std::fs::write(&oversized, &padded_dtb)
+        .with_context(|| format!("writing {}", oversized.display()))?;
     let dtb = compact_dtb(&padded_dtb)?;
     // `-dtb` with every copy of `text` in QEMU's tree made to start with
     // 'x' (same length: the tree stays well-formed).
@@ -257,7 +261,6 @@ pub fn startup_failures(repo: &Repo) -> Result<Vec<StartupFailure>> {
 
     // The console's path, in /chosen/stdout-path and /aliases.
     let no_uart = spoiled("/pl011@9000000", "test-no-uart.dtb")?;
-    let oversized = repo.vm_dir().join("test-virt.dtb");
     Ok(vec![
         StartupFailure {
             name: "no device tree (QEMU's 1 MiB dump does not fit below the kernel)",
@@ -326,28 +329,6 @@ fn compact_dtb(dtb: &[u8]) -> Result<Vec<u8>> {
     Ok(compact)
 }
 
-/// The device tree QEMU makes for `config` (`-M ...,dumpdtb=FILE`).
-fn dump_dtb(repo: &Repo, config: &VmConfig) -> Result<Vec<u8>> {
-    let path = repo.vm_dir().join("test-virt.dtb");
-    let mut dump = config.clone();
-    dump.extra.extend([
-        "-machine".to_string(),
-        format!("dumpdtb={}", path.display()),
-    ]);
-    let output = dump
-        .command(repo)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("could not start QEMU")?;
-    if !output.status.success() {
-        bail!(
-            "QEMU could not dump its device tree: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-}
-
 /// Runs one start-up failure: QEMU must exit (not hang) with its status,
 /// after the message.
 pub fn run_startup_failure(
@@ -356,7 +337,7 @@ pub fn run_startup_failure(
     timeout: Duration,
 ) -> Result<String> {
     let config = &failure.config;
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console = SerialConsole::spawn(repo, config, Some("    [start-up] ".to_string()))?
         .named(failure.name);
     let Some(status) = console.wait_exit(timeout)? else {

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
 use crate::serial::{clean_response, expect_notice_time, GuestErrorLog, SerialConsole};
+use crate::vm::VmConfig;
 use stopwatch_shell::protocol::{LapLine, WatchSummary};
 use stopwatch_shell::Prompt;
 
@@ -83,7 +83,7 @@ pub fn run(repo: &Repo, boot_timeout: Duration) -> Result<String> {
         extra,
         ..VmConfig::default()
     };
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console = SerialConsole::spawn(repo, &config, None)?.named("shell test");
     console
         .expect(&prompt(0), boot_timeout)

@@ -9,8 +9,8 @@ use anyhow::{ensure, Context, Result};
 use std::time::Duration;
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
 use crate::serial::{boot_to_prompt, clean_response, SerialConsole, PROMPT};
+use crate::vm::VmConfig;
 
 const UP: &[u8] = b"\x1b[A";
 const LEFT: &[u8] = b"\x1b[D";

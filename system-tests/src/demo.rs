@@ -6,8 +6,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
 use crate::serial::{clean_response, clean_text, SerialConsole, PROMPT};
+use crate::vm::VmConfig;
 use stopwatch_shell::protocol::TimePageReading;
 
 /// One step of the original demo.
@@ -74,7 +74,7 @@ impl Demo {
     /// Runs the whole demo; `Ok` if every check passed. Prints the
     /// transcript and the checks either way.
     pub fn run(repo: &Repo, config: &VmConfig, boot_timeout: Duration) -> Result<()> {
-        eprintln!("    {}", config.command_line());
+        eprintln!("    {}", config.command_line(repo));
         let mut demo = Demo {
             console: SerialConsole::spawn(repo, config, None)?.named("demo"),
             transcript: Vec::new(),

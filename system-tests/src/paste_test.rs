@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::demo::demo_commands;
 use crate::repo::Repo;
-use crate::run::VmConfig;
 use crate::serial::{boot_to_prompt, clean_response, SerialConsole, PROMPT};
+use crate::vm::VmConfig;
 use stopwatch_shell::protocol::UartInput;
 
 /// Commands pasted in one write by [`run_paste`].

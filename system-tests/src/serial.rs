@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::repo::Repo;
-use crate::run::VmConfig;
+use crate::vm::VmConfig;
 
 use stopwatch_shell::protocol::TimeoutNotice;
 /// What the guest shell prints when it waits for a command.
@@ -343,7 +343,7 @@ pub struct GuestErrorLog {
 impl GuestErrorLog {
     /// An empty log for the run `name`, in target/vm/guest-errors/.
     pub fn new(repo: &Repo, name: &str) -> Result<Self> {
-        let dir = repo.root.join("target/vm/guest-errors");
+        let dir = repo.vm_dir().join("guest-errors");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
         let file: String = name
@@ -401,7 +401,7 @@ pub fn boot_to_prompt(
 ) -> Result<(SerialConsole, GuestErrorLog)> {
     let guest_errors = GuestErrorLog::new(repo, &format!("{run} {config}"))?;
     let config = guest_errors.added_to(config);
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console = SerialConsole::spawn(repo, &config, None)?.named(run);
     console
         .expect(PROMPT, boot_timeout)

@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use crate::demo::Demo;
 use crate::guest;
-use crate::prereqs::cargo;
-use crate::repo::Repo;
-use crate::run::{Gic, VmConfig};
+use crate::process::{self, format_duration};
+use crate::repo::{cargo, Repo};
 use crate::serial::SerialConsole;
-use crate::util::{self, format_duration};
+use crate::vm::{Gic, VmConfig};
 
 /// The plugin's package and the library cargo builds from it.
 const PLUGIN_PACKAGE: &str = "mmio-audit-plugin";
@@ -166,7 +165,7 @@ fn judge_negative_control(report: &Report) -> Result<&Violation> {
 /// Builds the plugin (a cdylib of the workspace) and returns its path.
 fn build_plugin(repo: &Repo) -> Result<PathBuf> {
     eprintln!("    cargo build --release -p {PLUGIN_PACKAGE}");
-    util::run(
+    process::run(
         Command::new(cargo())
             .args(["build", "--release", "-p", PLUGIN_PACKAGE])
             .current_dir(&repo.root),
@@ -215,7 +214,7 @@ fn audit_run(
 
 /// A guest run that must exit with status 0 after printing `marker`.
 fn run_to_exit(repo: &Repo, config: &VmConfig, marker: &str, timeout: Duration) -> Result<()> {
-    eprintln!("    {}", config.command_line());
+    eprintln!("    {}", config.command_line(repo));
     let mut console =
         SerialConsole::spawn(repo, config, None)?.named(&format!("kvm-check ({config})"));
     let Some(status) = console.wait_exit(timeout)? else {

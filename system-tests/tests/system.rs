@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The system tests as libtest trials, one per entry of
+//! `system_tests::catalogue::all()`, named `stage::name`. They need the
+//! QEMU and kernels of `cargo xtask build` (each trial says so if they
+//! are missing).
+
+use libtest_mimic::{Arguments, Trial};
+use std::sync::Arc;
+use system_tests::catalogue::{self, Context};
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let cx = Arc::new(Context::from_env());
+    let trials = catalogue::all()
+        .into_iter()
+        .map(|test| {
+            let cx = Arc::clone(&cx);
+            let ignored = test.ignored;
+            Trial::test(test.full_name(), move || {
+                test.run(&cx)
+                    .map(drop)
+                    .map_err(|error| format!("{error:#}").into())
+            })
+            .with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit();
+}
