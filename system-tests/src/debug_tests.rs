@@ -347,6 +347,7 @@ fn another_kernel_with_two_devices(repo: &Repo, timeout: Duration) -> Result<Str
         kernel: crate::vm::Kernel::Other(repo.relative(&copy).display().to_string()),
         devices: 2,
         append: Some("test".into()),
+        virtual_time: true,
         ..VmConfig::default()
     };
     let summary = guest::run_guest_tests(repo, &config, timeout)?;

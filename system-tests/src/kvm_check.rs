@@ -238,6 +238,8 @@ pub fn run(repo: &Repo, timeout: Duration) -> Result<String> {
         gic: Some(gic),
         append: Some("test".to_string()),
         tests: true,
+        // The same accesses as in real time, without the waits.
+        virtual_time: true,
         ..VmConfig::default()
     };
 

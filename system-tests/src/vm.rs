@@ -61,9 +61,20 @@ pub struct VmConfig {
     /// starts a QEMU command (Ctrl-A X quits). Tests that send arbitrary
     /// bytes need it raw.
     pub raw_serial: bool,
+    /// Run in virtual time ([`VIRTUAL_TIME`]): for runs that measure no
+    /// wall-clock time, whose waits then take no time at all. One vCPU
+    /// only (icount turns multi-threaded TCG off).
+    pub virtual_time: bool,
     /// Further QEMU arguments, last on the command line.
     pub extra: Vec<String>,
 }
+
+/// QEMU's instruction counter as the guest's clock: one instruction is
+/// one nanosecond (`shift=0`: a 1 GHz CPU), and when the CPU waits
+/// (WFI) the virtual clock jumps to the next timer's deadline instead of
+/// waiting for it in real time (`sleep=off`). A 2 s timeout fires at once,
+/// and every run sees the same times.
+pub const VIRTUAL_TIME: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 
 impl Default for VmConfig {
     fn default() -> VmConfig {
@@ -78,6 +89,7 @@ impl Default for VmConfig {
             devices: 1,
             append: None,
             raw_serial: false,
+            virtual_time: false,
             extra: Vec::new(),
         }
     }
@@ -108,6 +120,9 @@ impl VmConfig {
         let mut args: Vec<String> = ["-M", &self.machine(), "-cpu", &self.cpu, "-m", "128M"]
             .map(str::to_string)
             .into();
+        if self.virtual_time {
+            args.extend(VIRTUAL_TIME.map(str::to_string));
+        }
         let serial: &[&str] = if self.raw_serial {
             &["-display", "none", "-serial", "stdio", "-monitor", "none"]
         } else {
@@ -280,6 +295,22 @@ mod tests {
         assert!(line.ends_with("-append 'test verbose' -d int"), "{line}");
         assert!(!line.contains("stopwatch"));
         assert_eq!(config.to_string(), "max+gicv3+el2 -d int (no device)");
+    }
+
+    #[test]
+    fn virtual_time_is_the_instruction_counter_without_sleeping() {
+        let config = VmConfig {
+            virtual_time: true,
+            ..VmConfig::default()
+        };
+        let line = config.command_line(&Repo::locate());
+        assert!(
+            line.contains(" -m 128M -icount shift=0,sleep=off "),
+            "{line}"
+        );
+        assert!(!VmConfig::default()
+            .command_line(&Repo::locate())
+            .contains("-icount"));
     }
 
     #[test]
