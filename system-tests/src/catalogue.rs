@@ -75,6 +75,9 @@ pub struct SystemTest {
     pub name: String,
     /// Left out unless asked for (`--ignored`, `--include-ignored`).
     pub ignored: bool,
+    /// Takes many seconds: started first when trials run side by side,
+    /// so the short ones fill the time beside it.
+    pub long: bool,
     pub body: Box<Body>,
 }
 
@@ -88,6 +91,7 @@ impl SystemTest {
             stage,
             name: name.into(),
             ignored: false,
+            long: false,
             body: Box::new(body),
         }
     }
@@ -97,6 +101,10 @@ impl SystemTest {
             ignored: true,
             ..self
         }
+    }
+
+    fn long(self) -> SystemTest {
+        SystemTest { long: true, ..self }
     }
 
     /// `stage::name`, the trial's name.
@@ -201,11 +209,13 @@ fn guest_test_configs() -> Vec<VmConfig> {
 pub fn all() -> Vec<SystemTest> {
     let mut tests = Vec::new();
     for config in guest_test_configs() {
-        tests.push(SystemTest::new(
+        let real_time = !config.virtual_time;
+        let test = SystemTest::new(
             "guest",
             format!("in_guest_tests::{}", slug(&config.to_string())),
             move |cx| guest::run_guest_tests(&cx.repo, &config, cx.guest_timeout),
-        ));
+        );
+        tests.push(if real_time { test.long() } else { test });
     }
     tests.push(SystemTest::new(
         "guest",
@@ -245,18 +255,21 @@ pub fn all() -> Vec<SystemTest> {
         "paste::the_demo_pasted_equals_the_demo_typed",
         |cx| paste_test::run_demo_paste(&cx.repo, &VmConfig::default(), cx.guest_timeout),
     ));
-    tests.push(SystemTest::new(
-        "serial",
-        format!("fuzz::{}_bursts_of_hostile_bytes", serial_fuzz::TEST_BURSTS),
-        |cx| {
-            serial_fuzz::run(
-                &cx.repo,
-                serial_fuzz::TEST_SEED,
-                serial_fuzz::TEST_BURSTS,
-                cx.guest_timeout,
-            )
-        },
-    ));
+    tests.push(
+        SystemTest::new(
+            "serial",
+            format!("fuzz::{}_bursts_of_hostile_bytes", serial_fuzz::TEST_BURSTS),
+            |cx| {
+                serial_fuzz::run(
+                    &cx.repo,
+                    serial_fuzz::TEST_SEED,
+                    serial_fuzz::TEST_BURSTS,
+                    cx.guest_timeout,
+                )
+            },
+        )
+        .long(),
+    );
     tests.push(
         SystemTest::new(
             "serial",
@@ -305,18 +318,22 @@ pub fn all() -> Vec<SystemTest> {
         move |cx| line_editing_test::run_editing(&cx.repo, &editing, cx.guest_timeout),
     ));
 
-    tests.push(SystemTest::new(
-        "kvm",
-        "every_mmio_access_kvm_emulable",
-        |cx| kvm_check::run(&cx.repo, cx.guest_timeout * 2),
-    ));
+    tests.push(
+        SystemTest::new("kvm", "every_mmio_access_kvm_emulable", |cx| {
+            kvm_check::run(&cx.repo, cx.guest_timeout * 2)
+        })
+        .long(),
+    );
 
     tests.extend(debug_tests::tests());
 
-    tests.push(SystemTest::new("demo", "original_demo", |cx| {
-        Demo::run(&cx.repo, &VmConfig::default(), cx.guest_timeout)?;
-        Ok("all checks passed".into())
-    }));
+    tests.push(
+        SystemTest::new("demo", "original_demo", |cx| {
+            Demo::run(&cx.repo, &VmConfig::default(), cx.guest_timeout)?;
+            Ok("all checks passed".into())
+        })
+        .long(),
+    );
     tests
 }
 

@@ -11,7 +11,10 @@ use system_tests::catalogue::{self, Context};
 fn main() {
     let arguments = Arguments::from_args();
     let cx = Arc::new(Context::from_env());
-    let trials = catalogue::all()
+    let mut tests = catalogue::all();
+    // The long ones first: side by side, the short ones fill in.
+    tests.sort_by_key(|test| !test.long);
+    let trials = tests
         .into_iter()
         .map(|test| {
             let cx = Arc::clone(&cx);
