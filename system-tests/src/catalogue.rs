@@ -82,7 +82,7 @@ pub struct SystemTest {
 }
 
 impl SystemTest {
-    pub(crate) fn new(
+    fn new(
         stage: &'static str,
         name: impl Into<String>,
         body: impl Fn(&Context) -> Result<String> + Send + Sync + 'static,
@@ -325,7 +325,31 @@ pub fn all() -> Vec<SystemTest> {
         .long(),
     );
 
-    tests.extend(debug_tests::tests());
+    tests.push(SystemTest::new(
+        "debug",
+        "dtb_shows_the_stopwatch_nodes",
+        |cx| debug_tests::dtb_has_the_stopwatch_nodes(&cx.repo),
+    ));
+    tests.push(SystemTest::new(
+        "debug",
+        "kernel_line_tables_outside_the_loadable_image",
+        |cx| debug_tests::kernel_has_line_tables(&cx.repo.kernel_binary()),
+    ));
+    tests.push(SystemTest::new(
+        "debug",
+        "gdb_breaks_in_the_stopwatch_interrupt_handler",
+        |cx| debug_tests::gdb_breaks_in_the_handler(&cx.repo, Duration::from_secs(60)),
+    ));
+    tests.push(SystemTest::new(
+        "debug",
+        "qemu_another_kernel_two_devices",
+        |cx| debug_tests::another_kernel_with_two_devices(&cx.repo, cx.guest_timeout),
+    ));
+    tests.push(SystemTest::new(
+        "debug",
+        "boot_floor_kernel_prints_the_prompt_only",
+        |cx| debug_tests::boot_floor_kernel_prints_the_prompt(&cx.repo, cx.guest_timeout),
+    ));
 
     tests.push(
         SystemTest::new("demo", "original_demo", |cx| {

@@ -12,7 +12,6 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::catalogue::SystemTest;
 use crate::guest;
 use crate::inspect::{self, PausedQemu};
 use crate::repo::Repo;
@@ -25,35 +24,10 @@ pub const GDB_SCRIPT: &str = "xtask/gdb/stopwatch-interrupt.gdb";
 const DRIVER_SOURCE: &str = "guest-kernel/src/drivers/stopwatch.rs";
 const HANDLER: &str = "handle_interrupt";
 
-/// The stage's tests.
-pub(crate) fn tests() -> Vec<SystemTest> {
-    vec![
-        SystemTest::new("debug", "dtb_shows_the_stopwatch_nodes", |cx| {
-            dtb_has_the_stopwatch_nodes(&cx.repo)
-        }),
-        SystemTest::new(
-            "debug",
-            "kernel_line_tables_outside_the_loadable_image",
-            |cx| kernel_has_line_tables(&cx.repo.kernel_binary()),
-        ),
-        SystemTest::new(
-            "debug",
-            "gdb_breaks_in_the_stopwatch_interrupt_handler",
-            |cx| gdb_breaks_in_the_handler(&cx.repo, Duration::from_secs(60)),
-        ),
-        SystemTest::new("debug", "qemu_another_kernel_two_devices", |cx| {
-            another_kernel_with_two_devices(&cx.repo, cx.guest_timeout)
-        }),
-        SystemTest::new("debug", "boot_floor_kernel_prints_the_prompt_only", |cx| {
-            boot_floor_kernel_prints_the_prompt(&cx.repo, cx.guest_timeout)
-        }),
-    ]
-}
-
 /// The bench's boot floor (`guest-kernel/boot-floor`) boots on the bench's
 /// QEMU command line and prints exactly the shell's prompt, from a few
 /// instructions (else it would not be a floor).
-fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result<String> {
+pub fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result<String> {
     let elf = repo.boot_floor_kernel();
     let loadable = crate::elf::loadable_size(&elf)?;
     ensure!(
@@ -82,7 +56,7 @@ fn boot_floor_kernel_prints_the_prompt(repo: &Repo, timeout: Duration) -> Result
 
 /// `cargo xtask dtb --gic 3 --devices 2 -o FILE.dts` and `-o FILE.dtb`: two
 /// stopwatch nodes with their two regions and a level-high SPI each.
-fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<String> {
+pub fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<String> {
     let config = VmConfig {
         gic: Some(Gic::V3),
         devices: 2,
@@ -160,7 +134,7 @@ fn stopwatch_nodes(dts: &str) -> Vec<String> {
 
 /// The kernel ELF has line tables (`.debug_line`), and no debug section
 /// is allocated: they stay out of the loaded image.
-fn kernel_has_line_tables(elf: &Path) -> Result<String> {
+pub fn kernel_has_line_tables(elf: &Path) -> Result<String> {
     const SHF_ALLOC: u64 = 0x2;
     let sections = crate::elf::sections(elf)?;
     let line = sections
@@ -190,7 +164,7 @@ fn kernel_has_line_tables(elf: &Path) -> Result<String> {
 /// `cargo xtask gdb --batch xtask/gdb/stopwatch-interrupt.gdb`, with
 /// `timeout 1` typed into the serial console: the backtrace must name the
 /// handler, its file, and a line inside it.
-fn gdb_breaks_in_the_handler(repo: &Repo, timeout: Duration) -> Result<String> {
+pub fn gdb_breaks_in_the_handler(repo: &Repo, timeout: Duration) -> Result<String> {
     inspect::check_gdb()?;
     let config = VmConfig::default();
     let qemu = PausedQemu::start(repo, &config, inspect::free_port()?, inspect::free_port()?)?;
@@ -339,7 +313,7 @@ fn function_lines(source: &Path, name: &str) -> Result<std::ops::RangeInclusive<
 
 /// `cargo xtask qemu --kernel PATH --devices 2`: the project's kernel,
 /// copied elsewhere, passes its in-guest tests with two stopwatches.
-fn another_kernel_with_two_devices(repo: &Repo, timeout: Duration) -> Result<String> {
+pub fn another_kernel_with_two_devices(repo: &Repo, timeout: Duration) -> Result<String> {
     let copy = repo.vm_dir().join("test-other-kernel.elf");
     std::fs::copy(repo.kernel_elf(crate::repo::Flavor::WithTests), &copy)?;
     crate::vm::check_kernel_file(&copy)?;
