@@ -255,25 +255,31 @@ pub fn all() -> Vec<SystemTest> {
         "paste::the_demo_pasted_equals_the_demo_typed",
         |cx| paste_test::run_demo_paste(&cx.repo, &VmConfig::default(), cx.guest_timeout),
     ));
-    tests.push(
-        SystemTest::new(
-            "serial",
-            format!("fuzz::{}_bursts_of_hostile_bytes", serial_fuzz::TEST_BURSTS),
-            |cx| {
+    for session in 0..serial_fuzz::TEST_SESSIONS {
+        let name = format!(
+            "fuzz::hostile_bytes::{}_bursts_of_seed_{:#x}",
+            serial_fuzz::TEST_BURSTS_PER_SESSION,
+            serial_fuzz::test_seed(session)
+        );
+        tests.push(
+            SystemTest::new("serial", name, move |cx| {
                 serial_fuzz::run(
                     &cx.repo,
-                    serial_fuzz::TEST_SEED,
-                    serial_fuzz::TEST_BURSTS,
+                    serial_fuzz::test_seed(session),
+                    serial_fuzz::TEST_BURSTS_PER_SESSION,
                     cx.guest_timeout,
                 )
-            },
-        )
-        .long(),
-    );
+            })
+            .long(),
+        );
+    }
     tests.push(
         SystemTest::new(
             "serial",
-            format!("fuzz::{}_bursts_at_length", serial_fuzz::LONG_BURSTS),
+            format!(
+                "fuzz::hostile_bytes::{}_bursts_at_length",
+                serial_fuzz::LONG_BURSTS
+            ),
             |cx| {
                 serial_fuzz::run(
                     &cx.repo,

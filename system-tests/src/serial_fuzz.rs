@@ -14,13 +14,25 @@ use crate::repo::Repo;
 use crate::serial::{GuestErrorLog, SerialConsole, PROMPT};
 use crate::vm::VmConfig;
 
-/// Bursts in `cargo xtask test`.
-pub const TEST_BURSTS: u64 = 2_000;
-/// Bursts of the ignored trial that fuzzes at length (`cargo test -p
-/// system-tests -- --ignored`), and of `cargo xtask fuzz serial`.
+/// The fuzz of `cargo xtask test`: 2,000 bursts in all, as sessions of
+/// 500, each with its own guest and seed ([`test_seed`]), which run side
+/// by side: the serial line takes one byte per round trip through QEMU,
+/// so a session spends most of its time waiting, not computing.
+pub const TEST_SESSIONS: u64 = 4;
+/// Bursts in one session of `cargo xtask test`'s fuzz.
+pub const TEST_BURSTS_PER_SESSION: u64 = 500;
+/// Bursts of the ignored trial that fuzzes at length in one session
+/// (`cargo test -p system-tests -- --ignored`), and of `cargo xtask fuzz
+/// serial`.
 pub const LONG_BURSTS: u64 = 20_000;
-/// The seed of `cargo xtask test`'s run.
+/// The seed of the first session of `cargo xtask test`'s fuzz (and of
+/// the long one).
 pub const TEST_SEED: u64 = 0x5e41_a1f0;
+
+/// The seed of session `session` (from 0) of `cargo xtask test`'s fuzz.
+pub const fn test_seed(session: u64) -> u64 {
+    TEST_SEED + session
+}
 
 /// Bursts sent in one write (each still followed by its probe).
 const BURSTS_PER_WRITE: u64 = 8;
@@ -201,7 +213,7 @@ pub fn escaped(bytes: &[u8]) -> String {
 /// Sends `bursts` bursts from `seed`; `Ok` holds a one-line result with
 /// the rate.
 pub fn run(repo: &Repo, seed: u64, bursts: u64, boot_timeout: Duration) -> Result<String> {
-    let guest_errors = GuestErrorLog::new(repo, "serial-fuzz")?;
+    let guest_errors = GuestErrorLog::new(repo, &format!("serial-fuzz-{seed:#x}"))?;
     let config = VmConfig {
         extra: guest_errors.qemu_args().into(),
         // Every byte to the guest: with QEMU's monitor multiplexed in, a
@@ -286,11 +298,17 @@ mod tests {
     /// History keys, which no burst may contain.
     const HISTORY_KEYS: &[&[u8]] = &[b"\x1b[A", b"\x1b[B", b"\x1bOA", b"\x1bOB"];
 
+    /// Every burst `cargo xtask test` sends, with its index in its session.
+    fn test_bursts() -> impl Iterator<Item = (u64, Vec<u8>)> {
+        (0..TEST_SESSIONS).flat_map(|session| {
+            let mut rng = TestRng::new(test_seed(session));
+            (0..TEST_BURSTS_PER_SESSION).map(move |index| (index, burst(&mut rng)))
+        })
+    }
+
     #[test]
     fn no_burst_can_end_the_session() {
-        let mut rng = TestRng::new(TEST_SEED);
-        for index in 0..TEST_BURSTS {
-            let burst = burst(&mut rng);
+        for (index, burst) in test_bursts() {
             assert!(!burst.contains(&b'\t'), "burst {index} has a Tab");
             for key in HISTORY_KEYS {
                 assert!(
@@ -309,9 +327,7 @@ mod tests {
 
     #[test]
     fn no_burst_answers_the_probe() {
-        let mut rng = TestRng::new(TEST_SEED);
-        for index in 0..TEST_BURSTS {
-            let burst = burst(&mut rng);
+        for (index, burst) in test_bursts() {
             let (_, answer) = probe(index);
             let number = answer.trim_start_matches("there is no stopwatch[");
             let number = number.trim_end_matches(']');

@@ -9,7 +9,14 @@ use std::sync::Arc;
 use system_tests::catalogue::{self, Context};
 
 fn main() {
-    let arguments = Arguments::from_args();
+    let mut arguments = Arguments::from_args();
+    // A guest mostly waits: for its serial line (one byte per round trip
+    // through QEMU), for the host's sleeps of the tests that time real
+    // time. Twice as many run side by side as there are cores.
+    if arguments.test_threads.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        arguments.test_threads = Some(2 * cores);
+    }
     let cx = Arc::new(Context::from_env());
     let mut tests = catalogue::all();
     // The long ones first: side by side, the short ones fill in.

@@ -74,12 +74,24 @@ pub fn run_all(session: &Session) -> Result<()> {
         .args(["--exclude", crate::kernel::BOOT_FLOOR_PACKAGE])
         .env("RUSTDOCFLAGS", "-D warnings")
         .current_dir(root))?;
-    for features in [&[][..], &["--features", "selftest"][..]] {
-        run(Command::new(cargo())
+    for (features, target_dir) in [
+        (&[][..], None),
+        // Its own target directory: the two flavors' documentation lands
+        // in the same place, so each would make cargo redo the other's.
+        (&["--features", "selftest"][..], Some("doc-selftest")),
+    ] {
+        let mut command = Command::new(cargo());
+        command
             .args(["doc", "--no-deps", "-p", PACKAGE, "--target", TARGET])
             .args(features)
             .env("RUSTDOCFLAGS", "-D warnings")
-            .current_dir(root))?;
+            .current_dir(root);
+        if let Some(dir) = target_dir {
+            command
+                .arg("--target-dir")
+                .arg(session.repo.cargo_target_dir().join(dir));
+        }
+        run(&mut command)?;
     }
 
     eprintln!("    MMIO accesses of the guest kernel only through arch::mmio");

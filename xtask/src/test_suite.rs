@@ -523,7 +523,15 @@ mod tests {
         assert_eq!(host, ["host: cargo test"]);
         // The long trials are for `cargo test -p system-tests -- --ignored`.
         let fuzz = names(&Selection::new(Some("serial"), Some("fuzz")).unwrap());
-        assert_eq!(fuzz, ["serial::fuzz::2000_bursts_of_hostile_bytes"]);
+        assert_eq!(
+            fuzz,
+            [
+                "serial::fuzz::hostile_bytes::500_bursts_of_seed_0x5e41a1f0",
+                "serial::fuzz::hostile_bytes::500_bursts_of_seed_0x5e41a1f1",
+                "serial::fuzz::hostile_bytes::500_bursts_of_seed_0x5e41a1f2",
+                "serial::fuzz::hostile_bytes::500_bursts_of_seed_0x5e41a1f3",
+            ]
+        );
     }
 
     #[test]
