@@ -165,8 +165,8 @@ enum Cmd {
     },
     /// Fuzz at length: `serial` sends bursts of hostile bytes to the guest
     /// shell, each followed by a command whose answer must come back right
-    /// (`cargo xtask test` runs 2,000 bursts: 4 guests of 500, fixed seeds); `device`
-    /// runs random guest accesses, clock steps, resets and migrations on
+    /// (`cargo xtask test` runs 2,000 bursts: 4 guests of 500, fixed
+    /// seeds); `device` runs random guest accesses, clock steps, resets and migrations on
     /// the real device over qtest and on its model, which must agree
     /// (`cargo xtask test` runs 100,000 operations of a fixed seed).
     Fuzz {

@@ -394,6 +394,9 @@ fn run_system_tests(
         chosen.len() + skipped.len()
     );
     let finished = util::run(&mut cmd);
+    if let Err(error) = &finished {
+        eprintln!("    {error:#}");
+    }
     let entries = report::read(&report_path).unwrap_or_else(|error| {
         eprintln!("    {error:#}");
         Vec::new()
@@ -416,7 +419,11 @@ fn run_system_tests(
                     name,
                     verdict: Verdict::Fail(match &finished {
                         Ok(()) => "did not run".to_string(),
-                        Err(error) => format!("did not run: {error:#}"),
+                        // The command line, with its skip list, says little.
+                        Err(_) => format!(
+                            "did not run: `cargo test -p {SYSTEM_TESTS_PACKAGE}` failed \
+                             (its output is above)"
+                        ),
                     }),
                     duration: Duration::ZERO,
                 },
