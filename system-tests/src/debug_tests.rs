@@ -143,7 +143,7 @@ pub fn kernel_has_line_tables(elf: &Path) -> Result<String> {
         .with_context(|| {
             format!(
                 "{} has no .debug_line: gdb would show no source (the kernel must be \
-                 built with line tables, see xtask/src/kernel.rs)",
+                 built with line tables, see xtask/src/build/kernel.rs)",
                 elf.display()
             )
         })?;

@@ -2,42 +2,36 @@
 //! `cargo xtask`: builds the patched QEMU with the stopwatch device and
 //! the guest kernel, boots them, and runs every test of the project.
 //!
-//! Run `cargo xtask --help` for the commands.
+//! Run `cargo xtask --help` for the commands. The code, by role:
+//! - [`build`]: the build pipeline (prerequisites, QEMU's source and
+//!   build, the cache, the kernel); `build::debian` is the adapter for
+//!   Debian's source package;
+//! - [`commands`]: what people run (`qemu`, `gdb`, `bench`, `fuzz`,
+//!   `test`, `clean`), each a module;
+//! - [`lint`]: the lints of `cargo xtask test lint`;
+//! - the system tests and what they share with the commands (the QEMU
+//!   command line, the serial console) are the `system-tests` crate.
 
-mod bench;
-mod cache;
-mod debian_mirror;
-mod device_fuzz;
-mod doc_excerpts;
-mod inspect;
-mod kernel;
+mod build;
+mod commands;
 mod lint;
-mod meson_wrap;
-mod mmio_lint;
-mod patches;
-mod pins;
-mod pipeline;
-mod prereqs;
-mod qemu_build;
-mod qemu_source;
-#[cfg(test)]
-mod spdx_lint;
-mod test_suite;
 mod util;
 
-// Shared with the system tests: the repository's paths, the guest's QEMU
-// command line, the device tree dump, and the tests that `kvm-check`,
-// `demo` and `fuzz serial` run.
-use system_tests::{demo, inspect as guest_inspect, kvm_check, repo, serial_fuzz, vm};
+// Shared with the system tests: the repository's paths (also as
+// `crate::repo` for the build modules), the guest's QEMU command line,
+// the device tree dump, the serial fuzz.
+use system_tests::{inspect as guest_inspect, repo, serial_fuzz};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use pipeline::{BuildOptions, Session};
+use build::pipeline::{BuildOptions, Session};
+use build::{cache, patches};
+use commands::run::{build_for, GuestOptions};
+use commands::{bench, clean, fuzz, inspect, test};
 use std::path::PathBuf;
-use vm::{Gic, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -138,9 +132,10 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Run the stopwatch demo through the guest shell and check its answers.
+    /// Run the stopwatch demo through the guest shell and check its answers
+    /// (the same as `cargo xtask test demo`).
     Demo {
-        /// Seconds to wait for the shell's first prompt.
+        /// Seconds before a hung guest run is killed.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
         #[command(flatten)]
@@ -155,10 +150,11 @@ enum Cmd {
     /// Check that every MMIO access of the guest tests, the demo and the
     /// bench is one KVM could emulate (a QEMU plugin classifies each
     /// instruction that touches an I/O region), and that a planted one is
-    /// caught.
+    /// caught (the same as `cargo xtask test kvm`).
     KvmCheck {
-        /// Seconds before a hung guest run is killed.
-        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        /// Seconds before a hung guest run is killed (twice that for each
+        /// run under the plugin).
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
         #[command(flatten)]
         options: BuildOptions,
@@ -188,7 +184,8 @@ enum Cmd {
         options: BuildOptions,
     },
     /// Check formatting and run clippy (warnings are errors) on every crate,
-    /// the device glue under QEMU's own lint set.
+    /// the device glue under QEMU's own lint set (the same as `cargo xtask
+    /// test lint`).
     Lint {
         #[command(flatten)]
         options: BuildOptions,
@@ -233,91 +230,6 @@ fn parse_seed(text: &str) -> Result<u64, String> {
         None => text.replace('_', "").parse(),
     };
     parsed.map_err(|_| format!("'{text}' is not a seed: give a number, decimal or 0x hex"))
-}
-
-/// The machine options that `qemu`, `dtb` and `gdb` share.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MachineOptions {
-    /// GIC version of the virt board (default: the board's, 2).
-    #[arg(long)]
-    pub gic: Option<Gic>,
-    /// CPU model.
-    #[arg(long, default_value = "cortex-a53")]
-    pub cpu: String,
-    /// Start the guest at EL2 (virtualization=on).
-    #[arg(long)]
-    pub el2: bool,
-    /// Give the board TrustZone (secure=on): the ELF starts at EL3.
-    #[arg(long)]
-    pub secure: bool,
-    /// How many stopwatch devices (ids sw0, sw1, ...).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub devices: usize,
-    /// Boot without the stopwatch device (same as --devices 0).
-    #[arg(long, conflicts_with = "devices")]
-    pub no_device: bool,
-}
-
-impl MachineOptions {
-    /// The machine these options describe, booting the project's kernel.
-    pub fn vm_config(&self) -> VmConfig {
-        VmConfig {
-            cpu: self.cpu.clone(),
-            gic: self.gic,
-            el2: self.el2,
-            secure: self.secure,
-            devices: if self.no_device { 0 } else { self.devices },
-            ..VmConfig::default()
-        }
-    }
-}
-
-/// What to boot and how, shared by the commands that boot a guest
-/// (`qemu`, `dtb`, `gdb`).
-#[derive(Debug, Clone, clap::Args)]
-struct GuestOptions {
-    /// Kernel command line (QEMU's -append; the guest finds it in the
-    /// device tree's /chosen/bootargs).
-    #[arg(long, value_name = "ARGS")]
-    append: Option<String>,
-    #[command(flatten)]
-    machine: MachineOptions,
-    /// Boot this kernel (ELF or arm64 Image) instead of the project's.
-    #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
-    /// Further QEMU arguments, after `--`.
-    #[arg(last = true, value_name = "QEMU_ARGS")]
-    extra: Vec<String>,
-}
-
-impl GuestOptions {
-    /// The machine to start. `-kernel` gets the given file (checked
-    /// before anything is built or started), else the project's kernel as
-    /// ELF or, with `image`, as flat Image.
-    fn vm_config(self, image: bool) -> Result<VmConfig> {
-        let kernel = match &self.kernel {
-            Some(path) => {
-                let kind = vm::check_kernel_file(path)?;
-                eprintln!("--kernel {}: {kind}", path.display());
-                vm::Kernel::Other(path.display().to_string())
-            }
-            None if image => vm::Kernel::Image,
-            None => vm::Kernel::Elf,
-        };
-        Ok(VmConfig {
-            kernel,
-            append: self.append,
-            extra: self.extra,
-            ..self.machine.vm_config()
-        })
-    }
-}
-
-/// Builds what `config` boots: QEMU, and the project's kernel unless
-/// another one is given.
-fn build_for(session: &Session, config: &VmConfig) -> Result<()> {
-    let own_kernel = !matches!(config.kernel, vm::Kernel::Other(_));
-    session.build_all(own_kernel, &mut Vec::new())
 }
 
 fn main() -> ExitCode {
@@ -428,9 +340,9 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         Cmd::Excerpts { fix } => {
             let root = repo::Repo::locate().root;
             if fix {
-                doc_excerpts::fix(&root)?;
+                lint::doc_excerpts::fix(&root)?;
             } else {
-                doc_excerpts::check(&root)?;
+                lint::doc_excerpts::check(&root)?;
             }
             println!("every documentation excerpt matches its source");
             Ok(ExitCode::SUCCESS)
@@ -443,42 +355,17 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             options,
         } => {
             if list {
-                test_suite::print_list();
+                test::print_list();
                 return Ok(ExitCode::SUCCESS);
             }
-            let selection = test_suite::Selection::new(stage.as_deref(), filter.as_deref())?;
-            let session = Session::new(&options)?;
-            let passed = test_suite::run(&session, &selection, Duration::from_secs(timeout));
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            run_tests(stage.as_deref(), filter.as_deref(), timeout, &options)
         }
-        Cmd::Demo { timeout, options } => {
-            let session = Session::new(&options)?;
-            session.build_all(true, &mut Vec::new())?;
-            eprintln!("\n==> Demo");
-            demo::Demo::run(
-                &session.repo,
-                &VmConfig::default(),
-                Duration::from_secs(timeout),
-            )?;
-            eprintln!("demo: all checks passed");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Demo { timeout, options } => run_tests(Some("demo"), None, timeout, &options),
         Cmd::Bench { options } => {
             bench::run(&Session::new(&options)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::KvmCheck { timeout, options } => {
-            let session = Session::new(&options)?;
-            session.build_all(true, &mut Vec::new())?;
-            eprintln!("\n==> kvm-check");
-            let summary = kvm_check::run(&session.repo, Duration::from_secs(timeout))?;
-            eprintln!("kvm-check: {summary}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::KvmCheck { timeout, options } => run_tests(Some("kvm"), None, timeout, &options),
         Cmd::Fuzz {
             target,
             seed,
@@ -514,7 +401,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                     bursts.unwrap_or(serial_fuzz::LONG_BURSTS),
                     Duration::from_secs(60),
                 )?,
-                FuzzTarget::Device => device_fuzz::run(
+                FuzzTarget::Device => fuzz::run(
                     &session.repo,
                     seed,
                     ops.unwrap_or(1_000_000),
@@ -524,11 +411,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             eprintln!("fuzz {}: {result}", target.name());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Lint { options } => {
-            lint::run_all(&Session::new(&options)?)?;
-            eprintln!("lint: clean");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Lint { options } => run_tests(Some("lint"), None, 60, &options),
         Cmd::UpdatePatches { options } => {
             let session = Session::new(&options)?;
             patches::update(&session.repo, &session.current_qemu_dirs()?)?;
@@ -536,11 +419,11 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Clean { old: true } => {
             // Which directory is current depends on every build input.
-            clean_old(&Session::new(&BuildOptions::default())?)?;
+            clean::clean_old(&Session::new(&BuildOptions::default())?)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: false } => {
-            clean(&cache::Cache::locate()?, &repo::Repo::locate())?;
+            clean::clean(&cache::Cache::locate()?, &repo::Repo::locate())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CacheDir => {
@@ -550,33 +433,20 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
     }
 }
 
-/// Deletes what this tool created in the cache (never the cache root's
-/// other contents, in case it points somewhere shared) and `target/vm/`.
-fn clean(cache: &cache::Cache, repo: &repo::Repo) -> Result<()> {
-    for dir in [
-        cache.qemu_builds(),
-        cache.downloads(),
-        cache.apt(),
-        cache.tools(),
-        repo.vm_dir(),
-    ] {
-        if dir.exists() {
-            eprintln!("removing {}", dir.display());
-            util::remove_dir_all_if_exists(&dir)?;
-        }
-    }
-    // Gone if it held nothing else.
-    let _ = std::fs::remove_dir(&cache.root);
-    Ok(())
-}
-
-/// Deletes the QEMU directories of other build inputs than the current.
-fn clean_old(session: &Session) -> Result<()> {
-    let current = session.current_qemu_dirs()?;
-    for dir in cache::other_qemu_dirs(&session.cache, &current.root) {
-        eprintln!("removing {}", dir.display());
-        util::remove_dir_all_if_exists(&dir)?;
-        let _ = std::fs::remove_file(cache::lock_path_of(&dir));
-    }
-    Ok(())
+/// `cargo xtask test [STAGE [FILTER]]`, and the commands that are one of
+/// its stages.
+fn run_tests(
+    stage: Option<&str>,
+    filter: Option<&str>,
+    timeout: u64,
+    options: &BuildOptions,
+) -> Result<ExitCode> {
+    let selection = test::Selection::new(stage, filter)?;
+    let session = Session::new(options)?;
+    let passed = test::run(&session, &selection, Duration::from_secs(timeout));
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::pipeline::Session;
-use crate::prereqs::cargo;
+use crate::build::pipeline::Session;
+use crate::build::prereqs::cargo;
 use crate::util::{self, format_duration};
 use system_tests::catalogue::{self, GUEST_TIMEOUT_ENV};
 use system_tests::report::{self, REPORT_ENV};
@@ -130,7 +130,7 @@ pub fn tests() -> Vec<Test> {
     let mut tests = vec![
         Test::new("host", "cargo test", Needs::Nothing, |cx| {
             // The classifier's tests assemble their vectors with binutils.
-            crate::prereqs::ensure_debian_packages()?;
+            crate::build::prereqs::ensure_debian_packages()?;
             // The default members, then the system tests' own unit tests
             // (their crate is not a default member: its trials need QEMU).
             for package in [None, Some(SYSTEM_TESTS_PACKAGE)] {

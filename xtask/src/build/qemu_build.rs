@@ -13,10 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::cache::{self, Cache, KeyBuilder, QemuDirs, Stage};
-use crate::pins;
-use crate::prereqs::HostTools;
-use crate::qemu_source::{self, QemuTarball};
+use crate::build::cache::{self, Cache, KeyBuilder, QemuDirs, Stage};
+use crate::build::pins;
+use crate::build::prereqs::HostTools;
+use crate::build::qemu_source::{self, QemuTarball};
 use crate::repo::Repo;
 use crate::util::{self, format_duration, stdout_of, MirrorReport, Step, SummaryRow};
 

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! `cargo xtask lint`: formatting, clippy and rustdoc, with warnings as
-//! errors, for every crate of the project: the host crates, the guest
-//! kernel (for its target) and the device's crates (inside QEMU's Rust
-//! workspace, under QEMU's own, stricter, lint set).
+//! The lints (`cargo xtask test lint`): formatting, clippy and rustdoc,
+//! with warnings as errors, for every crate of the project: the host
+//! crates, the guest kernel (for its target) and the device's crates
+//! (inside QEMU's Rust workspace, under QEMU's own, stricter, lint set);
+//! and the project's own checks, one module each.
+
+pub mod doc_excerpts;
+pub mod mmio;
+#[cfg(test)]
+pub mod spdx;
 
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
-use crate::kernel::{PACKAGE, TARGET};
-use crate::pipeline::Session;
-use crate::prereqs::cargo;
+use crate::build::kernel::{PACKAGE, TARGET};
+use crate::build::pipeline::Session;
+use crate::build::prereqs::cargo;
 use crate::util::run;
 
 /// The system tests' crate (not a default member).
@@ -59,7 +65,7 @@ pub fn run_all(session: &Session) -> Result<()> {
             .current_dir(root))?;
     }
 
-    let floor = crate::kernel::BOOT_FLOOR_PACKAGE;
+    let floor = crate::build::kernel::BOOT_FLOOR_PACKAGE;
     eprintln!("    cargo clippy -p {floor} --target {TARGET} -- -D warnings");
     run(Command::new(cargo())
         .args(["clippy", "-p", floor, "--target", TARGET])
@@ -71,7 +77,7 @@ pub fn run_all(session: &Session) -> Result<()> {
     eprintln!("    cargo doc --no-deps (host crates, and the kernel for its target)   RUSTDOCFLAGS=-D warnings");
     run(Command::new(cargo())
         .args(["doc", "--no-deps", "--workspace", "--exclude", PACKAGE])
-        .args(["--exclude", crate::kernel::BOOT_FLOOR_PACKAGE])
+        .args(["--exclude", crate::build::kernel::BOOT_FLOOR_PACKAGE])
         .env("RUSTDOCFLAGS", "-D warnings")
         .current_dir(root))?;
     for (features, target_dir) in [
@@ -95,10 +101,10 @@ pub fn run_all(session: &Session) -> Result<()> {
     }
 
     eprintln!("    MMIO accesses of the guest kernel only through arch::mmio");
-    crate::mmio_lint::check(root)?;
+    crate::lint::mmio::check(root)?;
 
     eprintln!("    the documentation's code excerpts against their sources");
-    crate::doc_excerpts::check(root)?;
+    crate::lint::doc_excerpts::check(root)?;
 
     device_clippy(session)
 }
@@ -120,7 +126,7 @@ fn device_clippy(session: &Session) -> Result<()> {
         eprintln!("{message}")
     })?;
     // Lint the device as it is now, not as the last build copied it.
-    crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
+    crate::build::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
     eprintln!(
         "    cargo clippy -p stopwatch ... --all-targets   (in QEMU's workspace, QEMU's lints)"
     );
@@ -139,7 +145,7 @@ fn device_clippy(session: &Session) -> Result<()> {
     let output = command
         .output()
         .context("could not run cargo clippy in QEMU's tree")?;
-    let device_dir = dirs.src.join(crate::qemu_source::DEVICE_DIR_IN_QEMU);
+    let device_dir = dirs.src.join(crate::build::qemu_source::DEVICE_DIR_IN_QEMU);
     let (ours, others) = findings(&String::from_utf8_lossy(&output.stdout), &device_dir);
     if others > 0 {
         eprintln!("    ({others} findings in QEMU's own crates, not checked here)");

@@ -8,7 +8,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cache::Cache;
+use crate::build::cache::Cache;
 use crate::util::{run, stdout_of};
 
 /// Debian packages QEMU's configure and build (and the host tests) need,

@@ -9,11 +9,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cache::{Cache, QemuDirs};
-use crate::debian_mirror;
-use crate::meson_wrap::CrateWrap;
-use crate::pins;
-use crate::prereqs::cargo;
+use crate::build::cache::{Cache, QemuDirs};
+use crate::build::debian::meson_wrap::CrateWrap;
+use crate::build::debian::mirror as debian_mirror;
+use crate::build::pins;
+use crate::build::prereqs::cargo;
 use crate::util::{
     self, fetch_verified, run_captured, sha256_file, verify_sha256, MirrorReport, Pinned,
 };

@@ -6,9 +6,9 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::process::Command;
 
-use crate::cache::{QemuDirs, Stage};
-use crate::pins;
-use crate::qemu_source;
+use crate::build::cache::{QemuDirs, Stage};
+use crate::build::pins;
+use crate::build::qemu_source;
 use crate::repo::Repo;
 use crate::util::{self, stdout_of};
 

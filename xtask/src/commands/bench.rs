@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::Session;
+use crate::build::pipeline::Session;
 use system_tests::elf::loadable_size;
 use system_tests::repo::Repo;
 use system_tests::serial::{SerialConsole, PROMPT};

@@ -5,12 +5,12 @@
 use anyhow::Result;
 use std::path::PathBuf;
 
-use crate::cache::{Cache, QemuDirs};
-use crate::kernel;
-use crate::pins;
-use crate::prereqs::{self, HostTools};
-use crate::qemu_build;
-use crate::qemu_source::QemuTarball;
+use crate::build::cache::{Cache, QemuDirs};
+use crate::build::kernel;
+use crate::build::pins;
+use crate::build::prereqs::{self, HostTools};
+use crate::build::qemu_build;
+use crate::build::qemu_source::QemuTarball;
 use crate::repo::Repo;
 use crate::util::{Step, SummaryRow};
 
