@@ -11,8 +11,8 @@ use crate::repo::Repo;
 use crate::report::{self, Entry};
 use crate::vm::{Gic, Kernel, VmConfig};
 use crate::{
-    debug_tests, guest, kvm_check, line_editing_test, paste_test, serial_fuzz, shell_test,
-    snapshot_test,
+    debug_tests, guest, kvm_check, line_editing_test, paste_test, periodic_test, serial_fuzz,
+    shell_test, snapshot_test,
 };
 
 /// The stages of the system tests, in the order `cargo xtask test` takes
@@ -296,6 +296,9 @@ pub fn all() -> Vec<SystemTest> {
         "shell::three_stopwatches_notices_watch_laps",
         |cx| shell_test::run(&cx.repo, cx.guest_timeout),
     ));
+    tests.push(SystemTest::new("serial", periodic_test::NAME, |cx| {
+        periodic_test::run(&cx.repo, cx.guest_timeout)
+    }));
     tests.push(SystemTest::new(
         "serial",
         "snapshot::of_a_running_guest",

@@ -29,6 +29,7 @@ pub mod inspect;
 pub mod kvm_check;
 pub mod line_editing_test;
 pub mod paste_test;
+pub mod periodic_test;
 pub mod process;
 pub mod repo;
 pub mod report;
