@@ -21,6 +21,7 @@
 
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use stopwatch_abi::{shared, time_page, Command, Status, TimeSnapshot};
@@ -273,7 +274,7 @@ pub enum ReaderPlant {
 }
 
 /// What one pass over the protected section loaded, as in the guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PageSection {
     /// SEQUENCE, first load.
     pub sequence: u32,
@@ -382,14 +383,9 @@ pub enum Attempt {
     Accepted(Reading),
 }
 
-/// The guest's `try_read_time_page`: the section, then its checks.
-pub fn try_read_time_page(
-    page: &SharedPage,
-    clock: &AtomicU64,
-    with_counter: bool,
-    plant: ReaderPlant,
-) -> Attempt {
-    let fields = read_page_section(page, clock, with_counter, plant);
+/// The checks of the guest's `try_read_time_page` on what the section
+/// loaded.
+pub fn judge_section(fields: &PageSection, with_counter: bool, plant: ReaderPlant) -> Attempt {
     if fields.sequence % 2 != 0 && plant != ReaderPlant::NoOddCheck {
         return Attempt::Retry;
     }
@@ -481,6 +477,9 @@ pub struct Exploration {
     pub retries: usize,
     /// Attempts that accepted a state, by the sequence number accepted.
     pub accepted: Vec<(u32, usize)>,
+    /// Every distinct combination of values a section loaded, over all
+    /// executions and readers: the reader's whole view of the protocol.
+    pub sections: BTreeSet<PageSection>,
 }
 
 impl Exploration {
@@ -507,7 +506,11 @@ impl Scenario {
             setup.now_ns = step.at_ns;
             setup.memory.write_u64(shared::DATA_LEN, step.data_len);
             stopwatch.command(&mut setup, step.command.code());
-            assert_eq!(setup.error_count, 0, "setup refused: {:?}", setup.last_error);
+            assert_eq!(
+                setup.error_count, 0,
+                "setup refused: {:?}",
+                setup.last_error
+            );
         }
         let initial = Publication {
             sequence: stopwatch.save().sequence,
@@ -543,7 +546,10 @@ impl Scenario {
                 for step in writes {
                     // Time passes, then the device runs the command.
                     device.clock.store(step.at_ns, Ordering::Relaxed);
-                    device.memory.rest.write_u64(shared::DATA_LEN, step.data_len);
+                    device
+                        .memory
+                        .rest
+                        .write_u64(shared::DATA_LEN, step.data_len);
                     writer_stopwatch.command(&mut device, step.command.code());
                 }
                 device.published
@@ -556,7 +562,11 @@ impl Scenario {
                     let plant = scenario.reader_plant;
                     loom::thread::spawn(move || {
                         (0..reader.attempts)
-                            .map(|_| try_read_time_page(&page, &clock, reader.with_counter, plant))
+                            .map(|_| {
+                                let fields =
+                                    read_page_section(&page, &clock, reader.with_counter, plant);
+                                (fields, judge_section(&fields, reader.with_counter, plant))
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -566,9 +576,14 @@ impl Scenario {
             let mut seen = seen_in.lock().unwrap();
             for (index, reader) in readers.into_iter().enumerate() {
                 let attempts = reader.join().unwrap();
-                check_reader(index, &attempts, &published);
-                for attempt in attempts {
+                check_reader(
+                    index,
+                    attempts.iter().map(|(_, attempt)| attempt),
+                    &published,
+                );
+                for (fields, attempt) in attempts {
                     seen.count(attempt);
+                    seen.sections.insert(fields);
                 }
             }
         });
@@ -584,7 +599,11 @@ impl Exploration {
         match attempt {
             Attempt::Retry => self.retries += 1,
             Attempt::Accepted(reading) => {
-                match self.accepted.iter_mut().find(|(at, _)| *at == reading.sequence) {
+                match self
+                    .accepted
+                    .iter_mut()
+                    .find(|(at, _)| *at == reading.sequence)
+                {
                     Some((_, count)) => *count += 1,
                     None => self.accepted.push((reading.sequence, 1)),
                 }
@@ -594,7 +613,11 @@ impl Exploration {
 }
 
 /// The promise, for one reader's attempts in one execution.
-fn check_reader(index: usize, attempts: &[Attempt], published: &[Publication]) {
+fn check_reader<'a>(
+    index: usize,
+    attempts: impl Iterator<Item = &'a Attempt>,
+    published: &[Publication],
+) {
     let mut last_sequence = None;
     for attempt in attempts {
         let Attempt::Accepted(reading) = attempt else {
