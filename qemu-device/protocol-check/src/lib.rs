@@ -154,9 +154,9 @@ pub enum WriterPlant {
 
 /// The pass-through region as the device thread writes it: the words the
 /// reader loads in a [`SharedPage`] of loom atomics, the rest in plain
-/// memory (see [`read_words`]; and `data_len` and `data`, which the guest
-/// and the device hand each other across a trap, under QEMU's lock: no
-/// part of this protocol).
+/// memory: the device's stores no reader loads (which can change no
+/// outcome), and `data_len` and `data`, which the guest and the device hand
+/// each other across a trap, under QEMU's lock (no part of this protocol).
 pub struct LoomMemory {
     page: Arc<SharedPage>,
     rest: Box<PlainMemory>,
@@ -187,7 +187,7 @@ impl SharedMemory for LoomMemory {
 
     fn write_u32(&mut self, offset: u64, value: u32) {
         if is_read_word(offset) {
-            if offset == shared::TIME_PAGE + time_page::SEQUENCE && value % 2 == 1 {
+            if offset == shared::TIME_PAGE + time_page::SEQUENCE && value & 1 == 1 {
                 self.barriers_in_write = 0;
             }
             self.page.u32(offset).store(value, ordering::STORE);
@@ -386,7 +386,7 @@ pub enum Attempt {
 /// The checks of the guest's `try_read_time_page` on what the section
 /// loaded.
 pub fn judge_section(fields: &PageSection, with_counter: bool, plant: ReaderPlant) -> Attempt {
-    if fields.sequence % 2 != 0 && plant != ReaderPlant::NoOddCheck {
+    if fields.sequence & 1 != 0 && plant != ReaderPlant::NoOddCheck {
         return Attempt::Retry;
     }
     if fields.sequence_after != fields.sequence {
