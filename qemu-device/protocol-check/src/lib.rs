@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The time page's protocol (a seqlock) model-checked with loom, under the
 //! C11 memory model: the device's writer against a statement of the
-//! guest's reader, every interleaving and every weak-memory outcome loom
-//! can produce, for one writer and one or two readers.
+//! guest's reader, every weak-memory outcome loom can produce, over the
+//! interleavings within each test's preemption bound (the tests show the
+//! bound loses no outcome), for one writer and one or two readers.
 //!
 //! The writer is the device's own code: [`Stopwatch`] from the model,
 //! publishing through [`LoomMemory`], an implementation of the model's
