@@ -125,7 +125,8 @@ fn one_writer_two_readers() {
 }
 
 /// Every interleaving, with no bound on preemptions (`cargo test --
-/// --ignored`; minutes).
+/// --ignored`: about 2.9 million executions, 3 minutes on a 2-core host,
+/// the same 26 distinct sections as with no preemption).
 #[test]
 #[ignore = "minutes: run with --ignored"]
 fn one_writer_one_reader_unbounded() {
@@ -134,23 +135,24 @@ fn one_writer_one_reader_unbounded() {
     same_outcomes_without_preemption(&scenario, &exploration);
 }
 
-/// Two publications and two readers of two attempts each, with
-/// preemptions (`cargo test -- --ignored`; minutes).
+/// Two publications, with up to 3 preemptions (`cargo test -- --ignored`:
+/// about 600,000 executions, half a minute), the same outcomes as with none.
 #[test]
-#[ignore = "minutes: run with --ignored"]
-fn two_publications_two_readers_deeper() {
-    let reader = |with_counter| Reader {
-        with_counter,
-        attempts: 2,
-    };
-    holds(
-        &scenario(
-            reset_then_start(),
-            vec![reader(true), reader(false)],
-            Some(1),
-        ),
-        &[8, 10, 12],
-    );
+#[ignore = "half a minute: run with --ignored"]
+fn one_writer_two_publications_one_reader_deeper() {
+    let scenario = scenario(reset_then_start(), vec![COUNTING], Some(3));
+    let exploration = holds(&scenario, &[8, 10, 12]);
+    same_outcomes_without_preemption(&scenario, &exploration);
+}
+
+/// Two readers with a preemption (`cargo test -- --ignored`: about
+/// 500,000 executions, a minute), the same outcomes as with none.
+#[test]
+#[ignore = "a minute: run with --ignored"]
+fn one_writer_two_readers_preempted() {
+    let scenario = scenario(start(), vec![COUNTING, NOT_COUNTING], Some(1));
+    let exploration = holds(&scenario, &[8, 10]);
+    same_outcomes_without_preemption(&scenario, &exploration);
 }
 
 fn planted(writer_plant: WriterPlant, reader_plant: ReaderPlant) {
