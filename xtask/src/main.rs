@@ -12,6 +12,7 @@ mod demo;
 mod device_fuzz;
 mod doc_excerpts;
 mod guest;
+mod image_size;
 mod inspect;
 mod kernel;
 mod kvm_check;
