@@ -12,7 +12,7 @@
 //! Debian's binutils-aarch64-linux-gnu would work too but only on Debian
 //! and through apt.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -194,15 +194,21 @@ fn write_image(elf: &Path, image: &Path, flavor: Flavor) -> Result<()> {
         report.image_bytes,
         bytes.len()
     );
-    report.check().with_context(|| {
-        format!(
-            "{}: the kernel outgrew its budget ({IMAGE_MAX_BYTES} bytes, \
-             xtask/src/kernel.rs); its largest functions: `{} --size-sort -S {}`",
-            partial.display(),
-            objcopy.with_file_name("llvm-nm").display(),
-            elf.display()
-        )
-    })?;
+    report
+        .check()
+        .map_err(|error| {
+            anyhow!(
+                "{error}      its largest functions: {} --size-sort -S {}",
+                objcopy.with_file_name("llvm-nm").display(),
+                elf.display()
+            )
+        })
+        .with_context(|| {
+            format!(
+                "{}: the shipped kernel outgrew its budget (IMAGE_MAX_BYTES in xtask/src/kernel.rs)",
+                partial.display()
+            )
+        })?;
     std::fs::rename(&partial, image)
         .with_context(|| format!("could not write {}", image.display()))?;
     eprintln!(
