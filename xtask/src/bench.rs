@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::kernel::IMAGE_MAX_BYTES;
 use crate::pipeline::Session;
 use crate::repo::Repo;
 use crate::run::{Kernel, VmConfig};
@@ -221,14 +222,14 @@ pub fn run(session: &Session) -> Result<()> {
             what: "kernel image (KiB)",
             key: None,
             value: kernel_bytes as f64 / 1024.0,
-            limit: 64.0,
+            limit: IMAGE_MAX_BYTES as f64 / 1024.0,
             at_least: false,
         },
         Target {
             what: "flat arm64 Image (KiB)",
             key: None,
             value: image_bytes as f64 / 1024.0,
-            limit: 64.0,
+            limit: IMAGE_MAX_BYTES as f64 / 1024.0,
             at_least: false,
         },
     ];
