@@ -22,7 +22,8 @@ use core::fmt;
 
 use stopwatch_abi::{Status, TimeSnapshot};
 
-use crate::drivers::stopwatch::{Stopwatch, TimePageError, ZeroExitReading};
+use crate::drivers::stopwatch::zero_exit::ZeroExitReading;
+use crate::drivers::stopwatch::{Stopwatch, TimePageError};
 use crate::power::exit_status;
 use crate::println;
 use stopwatch_shell::protocol::TestSummary;
