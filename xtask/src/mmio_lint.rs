@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 //! Part of `cargo xtask lint` (and of the host tests): the guest kernel
-//! reaches device memory only through `arch::mmio` (and the `safe-mmio`
-//! based `arm-gic`), whose instruction forms KVM can emulate.
+//! reaches device memory only through `arch::mmio` (and `arm-gic`,
+//! through its `safe-mmio`), whose instruction forms KVM can emulate.
 //!
 //! Rejected in `guest-kernel/src`:
 //! - `read_volatile`/`write_volatile` (and the volatile intrinsics): the
