@@ -85,6 +85,9 @@ pub fn run_all(session: &Session) -> Result<()> {
     device_clippy(session)
 }
 
+/// The device's generated trace functions, a ninja target of QEMU's build.
+const DEVICE_TRACE_FILE: &str = "trace/trace-rust_hw_misc_stopwatch.rs";
+
 /// Runs `cargo clippy` on the device's crates inside QEMU's Rust workspace,
 /// as a QEMU developer would (and as rust-analyzer sees them): against
 /// QEMU's crates, with QEMU's workspace lints and its minimum Rust version.
@@ -103,6 +106,15 @@ fn device_clippy(session: &Session) -> Result<()> {
     })?;
     // Lint the device as it is now, not as the last build copied it.
     crate::qemu_source::sync_device(&session.repo.root, &dirs.src)?;
+    // And with its trace functions generated from its own trace-events:
+    // the last build may have been another checkout's, whose events differ.
+    crate::util::run(
+        Command::new("ninja")
+            .arg("-C")
+            .arg(&dirs.build)
+            .arg(DEVICE_TRACE_FILE),
+    )
+    .context("could not regenerate the device's trace functions")?;
     eprintln!(
         "    cargo clippy -p stopwatch ... --all-targets   (in QEMU's workspace, QEMU's lints)"
     );

@@ -22,6 +22,7 @@ mod meson_wrap;
 mod mmio_lint;
 mod paste_test;
 mod patches;
+mod periodic_test;
 mod pins;
 mod pipeline;
 mod prereqs;

@@ -294,6 +294,12 @@ pub fn tests() -> Vec<Test> {
     ));
     tests.push(Test::new(
         "serial",
+        crate::periodic_test::NAME,
+        Needs::QemuAndKernel,
+        |cx| crate::periodic_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),
+    ));
+    tests.push(Test::new(
+        "serial",
         "snapshot of a running guest (migrate, -incoming)",
         Needs::QemuAndKernel,
         |cx| snapshot_test::run(&cx.session.repo, cx.guest_timeout).map(Verdict::Pass),

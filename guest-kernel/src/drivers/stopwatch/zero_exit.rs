@@ -8,7 +8,7 @@ use core::fmt;
 
 use stopwatch_abi::{time_page, Status, TimeSnapshot};
 
-use super::Stopwatch;
+use super::{Stopwatch, TIME_PAGE_PATIENCE_MS};
 use crate::arch::timer;
 
 /// A time read from the time page, without any exit.
@@ -31,14 +31,6 @@ pub fn device_time_ns(snapshot: &TimeSnapshot, counter: u64) -> u64 {
         .ticks_to_ns(counter)
         .saturating_add_signed(snapshot.clock_offset_ns)
 }
-
-/// How long [`Stopwatch::read_time_page`] keeps retrying a page it cannot
-/// read consistently, in milliseconds of guest counter time. The device
-/// holds the sequence odd only for the few stores of one update, but its
-/// thread may be descheduled on the host in between, so the limit is in
-/// time rather than in attempts; a page left odd or invalid for this long
-/// is not being written by this device's model.
-pub(super) const TIME_PAGE_PATIENCE_MS: u64 = 100;
 
 /// Why the time page gave no snapshot.
 ///
