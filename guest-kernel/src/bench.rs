@@ -277,8 +277,9 @@ fn timer_latency() -> Option<u64> {
 
 /// Insertion sort: quadratic, but the most it sorts is the [`TIMEOUTS`]
 /// latencies (200, about 20,000 steps at worst: well under a millisecond).
-/// The standard library's `sort_unstable` would add about 3.7 KB to the
-/// image, which must stay within 64 KiB.
+/// The standard library's `sort_unstable` would add 3.4 KB to the shipped
+/// image (2.8 KB of code, 0.6 KB of data, measured with the 80 KiB
+/// budget): a fifth of its headroom for these eight lines.
 fn sort(values: &mut [u64]) {
     for index in 1..values.len() {
         let mut position = index;

@@ -13,7 +13,6 @@ use board_discovery::{Interrupt, MAX_STOPWATCHES};
 
 use crate::arch::timer;
 use crate::drivers::gic::Gic;
-use crate::fixed_vec::FixedVec;
 use crate::sync::{IrqMutex, SetOnce};
 
 /// The interrupt controller. (A `SetOnce` rather than an `Option`, which
@@ -72,7 +71,7 @@ pub struct Route {
 const MAX_ROUTES: usize = 2 + MAX_STOPWATCHES;
 
 /// The routed interrupts, in the order they were set up.
-pub type RouteTable = FixedVec<Route, MAX_ROUTES>;
+pub type RouteTable = heapless::Vec<Route, MAX_ROUTES>;
 
 static ROUTES: SetOnce<RouteTable> = SetOnce::new();
 

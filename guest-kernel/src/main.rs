@@ -22,7 +22,6 @@ mod arch;
 mod bench;
 mod console;
 mod drivers;
-mod fixed_vec;
 mod interrupts;
 mod power;
 #[cfg(feature = "selftest")]
@@ -37,7 +36,6 @@ use arch::mmu::{KernelMap, DEVICE, NORMAL};
 use board_discovery::{BoardInfo, PropertyError, Region, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
 use drivers::gic::Gic;
 use drivers::stopwatch::Stopwatch;
-use fixed_vec::FixedVec;
 use interrupts::Source;
 use sync::SetOnce;
 
@@ -56,8 +54,10 @@ static STOPWATCHES: SetOnce<Stopwatches> = SetOnce::new();
 /// The index of the stopwatch the shell's device commands act on.
 static SELECTED: AtomicUsize = AtomicUsize::new(0);
 
-/// The stopwatch drivers; stopwatch N is the Nth usable node.
-pub type Stopwatches = FixedVec<Stopwatch, MAX_STOPWATCHES>;
+/// The stopwatch drivers; stopwatch N is the Nth usable node. (The
+/// kernel's fixed-capacity list, `heapless::Vec`: an empty one is all zero
+/// bytes, so a `static` one lands in `.bss`, not in the Image.)
+pub type Stopwatches = heapless::Vec<Stopwatch, MAX_STOPWATCHES>;
 /// The exception level QEMU started the kernel at.
 static ENTRY_EL: SetOnce<u64> = SetOnce::new();
 
@@ -281,7 +281,8 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
-            let flags = (uart.region.base + 0x18) as *const u32;
+            let fr = core::mem::offset_of!(drivers::uart::Pl011Registers, fr) as u64;
+            let flags = (uart.region.base + fr) as *const u32;
             // SAFETY: The UART is mapped as Device memory above; UARTFR is
             // an aligned 32-bit register, and reading it has no effect
             // (the console's driver polls it too).

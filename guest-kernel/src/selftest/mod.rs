@@ -22,7 +22,8 @@ use core::fmt;
 
 use stopwatch_abi::{Status, TimeSnapshot};
 
-use crate::drivers::stopwatch::{Stopwatch, TimePageError, ZeroExitReading};
+use crate::drivers::stopwatch::zero_exit::ZeroExitReading;
+use crate::drivers::stopwatch::{Stopwatch, TimePageError};
 use crate::power::exit_status;
 use crate::println;
 use stopwatch_shell::protocol::TestSummary;
@@ -154,7 +155,7 @@ pub fn run(filter: Option<&str>) -> i32 {
     let selected = || {
         TESTS
             .iter()
-            .filter(move |(name, _)| filter.is_none_or(|f| contains(name, f)))
+            .filter(move |(name, _)| filter.is_none_or(|f| name.contains(f)))
     };
     println!("running {} in-guest tests", selected().count());
     if stopwatch.is_none() {
@@ -227,16 +228,6 @@ impl Checker {
             println!("          check: {condition}");
         }
     }
-}
-
-/// Whether `text` contains `part`. (`str::contains` would bring in the
-/// two-way string search, kilobytes of code for these short texts.)
-fn contains(text: &str, part: &str) -> bool {
-    part.is_empty()
-        || text
-            .as_bytes()
-            .windows(part.len())
-            .any(|window| window == part.as_bytes())
 }
 
 /// The stopwatch's state seen both ways: STATUS register and time page.

@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use super::{contains, Checker};
+use super::Checker;
 use crate::drivers::stopwatch::Stopwatch;
 
 /// A shell command's answer, kept for checking (cut off if longer).
@@ -120,6 +120,6 @@ pub(super) fn shell_answers(t: &Checker, stopwatch: Option<&Stopwatch>) {
         };
         crate::shell::execute(line, &mut answer);
         let text = core::str::from_utf8(&answer.bytes[..answer.len]).unwrap_or("");
-        check!(t, contains(text, expected), else "'{line}' answered '{text}', not '{expected}'");
+        check!(t, text.contains(expected), else "'{line}' answered '{text}', not '{expected}'");
     }
 }
