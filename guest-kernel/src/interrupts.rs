@@ -40,7 +40,7 @@ impl Source {
             Source::ConsoleUart => crate::console::handle_interrupt(),
             Source::VirtualTimer => timer::handle_timer_interrupt(entry_counter),
             Source::Stopwatch(index) => {
-                if let Some(stopwatch) = crate::stopwatches().get(index) {
+                if let Some(stopwatch) = crate::devices::stopwatch(index) {
                     stopwatch.handle_interrupt(entry_counter);
                 }
             }

@@ -29,6 +29,53 @@
 use core::arch::global_asm;
 
 use crate::power::exit_status;
+use crate::sync::SetOnce;
+
+/// Start of RAM on `virt`: where QEMU puts the device tree when it loads
+/// an ELF kernel (x0 is then 0), provided the DTB fits below the image.
+/// (With the flat Image, QEMU's boot stub is there and x0 has the DTB.)
+pub const VIRT_RAM_BASE: usize = 0x4000_0000;
+/// Big-endian magic at the start of every flattened device tree.
+const FDT_MAGIC: u32 = 0xd00d_feed;
+
+/// The exception level QEMU started the kernel at.
+static ENTRY_EL: SetOnce<u64> = SetOnce::new();
+
+/// Records the exception level the boot code found (once the MMU is on:
+/// the cell is an atomic).
+pub fn set_entry_el(el: u64) {
+    let _ = ENTRY_EL.set(el);
+}
+
+/// The exception level the kernel was entered at (1, 2 or 3).
+pub fn entry_el() -> u64 {
+    ENTRY_EL.get().copied().unwrap_or(0)
+}
+
+/// The device tree: at the loader's x0 if that holds one, else at the
+/// start of RAM. (Also called at EL3, before .bss and the MMU: no statics.)
+pub fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
+    [loader_dtb, VIRT_RAM_BASE]
+        .into_iter()
+        .filter(|&address| address != 0 && address.is_multiple_of(8))
+        .find_map(|address| {
+            let header = address as *const u32;
+            // SAFETY: Both candidates are RAM addresses on `virt` (the
+            // loader's x0, or RAM's base), readable with the MMU off; the
+            // header is 8-byte aligned. (RAM, not MMIO.)
+            let (magic, total_size) = unsafe {
+                (
+                    u32::from_be(header.read_volatile()),
+                    u32::from_be(header.add(1).read_volatile()),
+                )
+            };
+            // SAFETY: A valid magic means QEMU wrote a device tree of
+            // `total_size` bytes there, which nothing overwrites.
+            (magic == FDT_MAGIC).then(|| unsafe {
+                core::slice::from_raw_parts(address as *const u8, total_size as usize)
+            })
+        })
+}
 
 /// The Image header's `text_offset`: where above a 2 MiB-aligned RAM base
 /// the loader must put the image. The kernel is linked at RAM base + 2 MiB

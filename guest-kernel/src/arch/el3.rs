@@ -25,7 +25,7 @@ use board_discovery::{BoardInfo, Gic};
 #[unsafe(no_mangle)]
 extern "C" fn el3_hand_over_interrupts(loader_dtb: usize) {
     let Some(board) =
-        crate::find_device_tree(loader_dtb).and_then(|dtb| BoardInfo::from_dtb(dtb).ok())
+        super::boot::find_device_tree(loader_dtb).and_then(|dtb| BoardInfo::from_dtb(dtb).ok())
     else {
         return;
     };

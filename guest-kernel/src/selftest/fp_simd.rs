@@ -53,7 +53,7 @@ pub(super) fn fp_simd_survive_interrupts(t: &Checker, stopwatch: Option<&Stopwat
         fail!(t, "the virtual timer interrupt is not routed");
         return;
     };
-    let stopwatch_route = interrupts::route_of(Source::Stopwatch(crate::selected_stopwatch()));
+    let stopwatch_route = interrupts::route_of(Source::Stopwatch(0));
     // The interrupts are set up with IRQs masked, so they are taken only
     // inside the loop, with the registers filled. The first source is the
     // stopwatch if there is one; without it, both are the timer.

@@ -22,6 +22,7 @@ use core::fmt;
 
 use stopwatch_abi::{Status, TimeSnapshot};
 
+use crate::devices::Machine;
 use crate::drivers::stopwatch::{Stopwatch, TimePageError, ZeroExitReading};
 use crate::power::exit_status;
 use crate::println;
@@ -142,10 +143,11 @@ const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-/// Runs the selected tests; returns the exit status (0: all that ran
-/// passed, and at least one ran).
-pub fn run(filter: Option<&str>) -> i32 {
-    let stopwatch = crate::stopwatch();
+/// Runs the selected tests on `machine` (the device tests on its first
+/// stopwatch); returns the exit status (0: all that ran passed, and at
+/// least one ran).
+pub fn run(filter: Option<&str>, machine: &'static Machine) -> i32 {
+    let stopwatch = machine.stopwatches.get(0);
     let selected = || {
         TESTS
             .iter()
@@ -165,6 +167,7 @@ pub fn run(filter: Option<&str>) -> i32 {
         }
         let checker = Checker {
             failures: Cell::new(0),
+            machine,
         };
         match (test, stopwatch) {
             (Test::Any(test), stopwatch) => test(&checker, stopwatch),
@@ -209,6 +212,9 @@ pub fn run(filter: Option<&str>) -> i32 {
 /// Records the failed checks of one test.
 struct Checker {
     failures: Cell<u32>,
+    /// The machine under test, for the tests that look at more than the
+    /// stopwatch (the device tree, the shell).
+    machine: &'static Machine,
 }
 
 impl Checker {
