@@ -5,12 +5,18 @@
 //! Adding an interrupt source means adding a [`Source`] variant: what it
 //! is called ([`fmt::Display`]) and what handles it ([`Source::handle`]).
 //! The table, the GIC setup, the counts and the `irqs` listing follow.
+//!
+//! The boot CPU sets up the GIC and the table ([`init`], [`route`]); every
+//! other CPU then enables the private interrupts (PPIs, SGIs) of the table
+//! on itself ([`init_this_cpu`]). Counts are kept per CPU.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use board_discovery::{Interrupt, MAX_STOPWATCHES};
+use arm_gic::IntId;
+use board_discovery::{Interrupt, Trigger, MAX_STOPWATCHES};
 
+use crate::arch::cpu::{PerCpu, MAX_CPUS};
 use crate::arch::timer;
 use crate::drivers::gic::Gic;
 use crate::fixed_vec::FixedVec;
@@ -30,7 +36,13 @@ pub enum Source {
     VirtualTimer,
     /// Stopwatch number N's timeout interrupt.
     Stopwatch(usize),
+    /// The SGI another CPU sends to wake this one from WFI (work in its
+    /// mailbox, see `smp`); routed only when there are several CPUs.
+    Wake,
 }
+
+/// The wake-up SGI's INTID.
+pub const WAKE_SGI: u32 = 0;
 
 impl Source {
     /// Runs the source's handler; `entry_counter` is the guest counter at
@@ -44,6 +56,8 @@ impl Source {
                     stopwatch.handle_interrupt(entry_counter);
                 }
             }
+            // Taking it was the point: the CPU left WFI.
+            Source::Wake => {}
         }
     }
 }
@@ -54,6 +68,7 @@ impl fmt::Display for Source {
             Source::ConsoleUart => f.write_str("uart receive"),
             Source::VirtualTimer => f.write_str("virtual timer"),
             Source::Stopwatch(index) => write!(f, "stopwatch[{index}]"),
+            Source::Wake => f.write_str("cpu wake-up"),
         }
     }
 }
@@ -62,14 +77,26 @@ impl fmt::Display for Source {
 pub struct Route {
     /// The GIC's interrupt ID.
     pub intid: u32,
+    /// Its trigger, as the device tree says (for the other CPUs' PPIs).
+    pub trigger: Trigger,
     /// What raises it.
     pub source: Source,
-    /// Interrupts handled so far.
-    pub count: AtomicU64,
+    /// Interrupts handled so far, per CPU that handled them.
+    pub counts: PerCpu<AtomicU64>,
 }
 
-/// At most the console, the timer and every stopwatch.
-const MAX_ROUTES: usize = 2 + MAX_STOPWATCHES;
+impl Route {
+    /// Interrupts handled so far, on all CPUs.
+    pub fn count(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// At most the console, the timer, the wake-up SGI and every stopwatch.
+const MAX_ROUTES: usize = 3 + MAX_STOPWATCHES;
 
 /// The routed interrupts, in the order they were set up.
 pub type RouteTable = FixedVec<Route, MAX_ROUTES>;
@@ -95,8 +122,9 @@ pub fn route(sources: impl IntoIterator<Item = (Interrupt, Source)>) {
             gic.enable_interrupt(interrupt);
             let route = Route {
                 intid: interrupt.intid,
+                trigger: interrupt.trigger,
                 source,
-                count: AtomicU64::new(0),
+                counts: PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]),
             };
             if table.push(route).is_err() {
                 panic!("more interrupt sources than {MAX_ROUTES} routes");
@@ -123,7 +151,36 @@ pub fn route_of(source: Source) -> Option<&'static Route> {
 #[cfg(feature = "selftest")]
 /// Interrupts handled so far from `source` (0 if it has no route).
 pub fn count(source: Source) -> u64 {
-    route_of(source).map_or(0, |route| route.count.load(Ordering::Relaxed))
+    route_of(source).map_or(0, Route::count)
+}
+
+/// The wake-up SGI, as a route: SGIs are edge-triggered.
+pub const WAKE: Interrupt = Interrupt {
+    intid: WAKE_SGI,
+    trigger: Trigger::EdgeRising,
+};
+
+/// On a CPU other than the boot CPU, once [`route`] is done: sets up its
+/// part of the GIC and enables the private interrupts of the table (the
+/// virtual timer, the wake-up SGI) on it. IRQs stay masked.
+pub fn init_this_cpu() {
+    GIC.get().expect("GIC not initialised").lock(|gic| {
+        gic.init_this_cpu();
+        for route in routes().iter().filter(|route| route.intid < 32) {
+            gic.enable_interrupt(Interrupt {
+                intid: route.intid,
+                trigger: route.trigger,
+            });
+        }
+    });
+}
+
+/// Sends the wake-up SGI to the CPU with index `cpu` and MPIDR affinity
+/// `mpidr`.
+pub fn send_wake(cpu: usize, mpidr: u64) {
+    if let (Some(gic), Ok(intid)) = (GIC.get(), IntId::try_from(WAKE_SGI)) {
+        gic.lock(|gic| gic.send_sgi(intid, cpu, mpidr));
+    }
 }
 
 /// Unmasks IRQs at this CPU.
@@ -144,7 +201,7 @@ pub fn handle_irq() {
     while let Some(intid) = gic.lock(Gic::acknowledge) {
         match routes.iter().find(|route| route.intid == u32::from(intid)) {
             Some(route) => {
-                route.count.fetch_add(1, Ordering::Relaxed);
+                route.counts.this().fetch_add(1, Ordering::Relaxed);
                 route.source.handle(entry_counter);
             }
             None => {

@@ -29,6 +29,7 @@ mod power;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod shell;
+mod smp;
 mod sync;
 
 use core::ptr::NonNull;
@@ -128,33 +129,48 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         );
     };
     let mode = BootMode::from_bootargs(board.bootargs);
-    // The prompt needs the stopwatches (it names the selection among
-    // several), not the interrupts: it goes out first, input typed
-    // meanwhile waits in the UART.
+    let set_up_interrupts = || {
+        // SAFETY: The GIC's regions are mapped as Device memory above, and
+        // this is the only driver instance.
+        let gic = unsafe { Gic::new(&gic, board.cpu_count) };
+        interrupts::init(gic);
+        let stopwatch_routes = stopwatches
+            .iter()
+            .enumerate()
+            .map(|(index, driver)| (driver.interrupt(), Source::Stopwatch(index)));
+        let timer_route = board
+            .virtual_timer
+            .map(|interrupt| (interrupt, Source::VirtualTimer));
+        // The other CPUs' wake-up, if there are others.
+        let wake_route = (board.cpus.len() > 1).then_some((interrupts::WAKE, Source::Wake));
+        interrupts::route(
+            [(uart_interrupt, Source::ConsoleUart)]
+                .into_iter()
+                .chain(timer_route)
+                .chain(stopwatch_routes)
+                .chain(wake_route),
+        );
+        if board.virtual_timer.is_some() {
+            arch::timer::set_interrupt_routed();
+        }
+    };
+    // With one CPU the prompt goes out before the interrupts are set up: it
+    // needs the stopwatches (it names the selection among several), not the
+    // interrupts, and input typed meanwhile waits in the UART. The other
+    // CPUs need the interrupts set up to start, and the prompt follows the
+    // line saying how many are online.
+    let several_cpus = board.cpus.len() > 1;
+    if several_cpus {
+        set_up_interrupts();
+    }
+    smp::start_secondaries(board);
+    print_cpus_online(board);
     let shell = shell::Shell::new(machine);
     if mode == BootMode::Shell {
         shell.greet();
     }
-
-    // SAFETY: The GIC's regions are mapped as Device memory above, and this
-    // is the only driver instance.
-    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
-    interrupts::init(gic);
-    let stopwatch_routes = stopwatches
-        .iter()
-        .enumerate()
-        .map(|(index, driver)| (driver.interrupt(), Source::Stopwatch(index)));
-    let timer_route = board
-        .virtual_timer
-        .map(|interrupt| (interrupt, Source::VirtualTimer));
-    interrupts::route(
-        [(uart_interrupt, Source::ConsoleUart)]
-            .into_iter()
-            .chain(timer_route)
-            .chain(stopwatch_routes),
-    );
-    if board.virtual_timer.is_some() {
-        arch::timer::set_interrupt_routed();
+    if !several_cpus {
+        set_up_interrupts();
     }
     console::enable_receive_interrupt();
     interrupts::enable_cpu_irqs();
@@ -300,4 +316,16 @@ fn print_banner(board: &BoardInfo<'_>) {
             println!("warning: {dropped} more {what} ignored (at most {kept} kept)");
         }
     }
+}
+
+/// `CPUs: N online of M`, without `core::fmt` (on the way to the prompt).
+fn print_cpus_online(board: &BoardInfo<'_>) {
+    use console::Piece::{Decimal, Text};
+    console::print_pieces(&[
+        Text("CPUs: "),
+        Decimal(smp::online() as u64),
+        Text(" online of "),
+        Decimal(board.cpu_count as u64),
+        Text("\n"),
+    ]);
 }

@@ -480,7 +480,7 @@ fn print_irqs(out: &mut dyn fmt::Write) {
             route.source,
             "",
             route.intid,
-            route.count.load(Ordering::Relaxed)
+            route.count()
         );
     }
     say!(
@@ -531,7 +531,17 @@ impl Shell {
         if let Some(timer) = board.virtual_timer {
             say!(out, "virtual timer: INTID {}", timer.intid);
         }
-        say!(out, "CPUs:          {}", board.cpu_count);
+        say!(
+            out,
+            "CPUs:          {} online of {}",
+            crate::smp::online(),
+            board.cpu_count
+        );
+        for (index, &mpidr) in board.cpus.iter().enumerate() {
+            if crate::smp::cpu(index).is_some_and(|(_, online)| !online) {
+                say!(out, "  cpu {index} (MPIDR {mpidr:#x}): not online");
+            }
+        }
         let psci = match board.psci {
             Some(PsciConduit::Hvc) => "HVC",
             Some(PsciConduit::Smc) => "SMC",

@@ -139,32 +139,38 @@ fn guest_test_configs() -> Vec<VmConfig> {
         tests: true,
         ..VmConfig::default()
     };
+    // Four CPUs where the CPUs are started differently: PSCI by HVC (EL1
+    // entry) and by SMC (EL2 entry), the release from the EL3 hold (the
+    // ELF at secure=on), PSCI for the Image; on both GICs. The EL2 GICv2
+    // run and the one without a device keep one CPU.
+    let smp4 = |config: VmConfig| VmConfig {
+        extra: vec!["-smp".to_string(), "4".to_string()],
+        ..config
+    };
     vec![
-        with("cortex-a53", Gic::V2, false, 1),
-        with("max", Gic::V3, false, 1),
+        smp4(with("cortex-a53", Gic::V2, false, 1)),
+        smp4(with("max", Gic::V3, false, 1)),
         with("cortex-a53", Gic::V2, true, 1),
-        VmConfig {
-            extra: vec!["-smp".to_string(), "2".to_string()],
-            ..with("max", Gic::V3, true, 1)
-        },
+        smp4(with("max", Gic::V3, true, 1)),
         // Without the device the guest runs what does not need it (the
         // shell must answer "no stopwatch device") and skips the rest.
         with("cortex-a53", Gic::V2, false, 0),
         // secure=on: the ELF starts at Secure EL3 and drops to Non-secure
-        // EL1 (no EL2), or to EL2 with virtualization=on.
-        VmConfig {
+        // EL1 (no EL2), or to EL2 with virtualization=on; every CPU starts
+        // at once, the others held until the boot CPU releases them.
+        smp4(VmConfig {
             secure: true,
             ..with("cortex-a53", Gic::V2, false, 1)
-        },
-        VmConfig {
+        }),
+        smp4(VmConfig {
             secure: true,
             ..with("max", Gic::V3, true, 1)
-        },
+        }),
         // The flat Image, booted as Linux: the device tree comes in x0.
-        VmConfig {
+        smp4(VmConfig {
             kernel: Kernel::Image,
             ..with("cortex-a53", Gic::V2, false, 1)
-        },
+        }),
     ]
 }
 

@@ -58,6 +58,7 @@ macro_rules! fail {
 
 mod boot_modes;
 mod commands;
+mod cpus;
 mod discovery;
 mod fp_simd;
 mod laps;
@@ -95,6 +96,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "virtual_timer_interrupt_entry_is_stamped",
         Test::Any(virtual_timer::entry_stamped),
+    ),
+    (
+        "every_cpu_online_and_working",
+        Test::Any(cpus::every_cpu_online),
     ),
     (
         "time_page_present",

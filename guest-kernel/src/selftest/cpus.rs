@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Every CPU: each one the device tree lists is online, and passes a check
+//! run on it through its mailbox (`smp::post`): its MPIDR is the one the
+//! tree gives for its index, and its own virtual timer interrupt is taken
+//! on it (counted by that CPU, for that CPU's route).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use stopwatch_abi::NANOS_PER_SEC;
+
+use super::Checker;
+use crate::arch::cpu::{self, PerCpu, MAX_CPUS};
+use crate::arch::timer;
+use crate::drivers::stopwatch::Stopwatch;
+use crate::interrupts::{self, Source};
+use crate::smp::{self, Job};
+
+/// What [`check_this_cpu`] found on each CPU.
+struct Found {
+    /// Its index (TPIDR_EL1), plus one (0: the check did not run).
+    index_plus_one: AtomicU64,
+    /// Its MPIDR affinity.
+    mpidr: AtomicU64,
+    /// Virtual timer interrupts it took during the check (its count).
+    timer_interrupts: AtomicU64,
+    /// Of those, counted on its route by the dispatcher.
+    routed: AtomicU64,
+}
+
+static FOUND: PerCpu<Found> = PerCpu::new(
+    [const {
+        Found {
+            index_plus_one: AtomicU64::new(0),
+            mpidr: AtomicU64::new(0),
+            timer_interrupts: AtomicU64::new(0),
+            routed: AtomicU64::new(0),
+        }
+    }; MAX_CPUS],
+);
+
+/// How long one CPU's check may take.
+const CHECK_TIMEOUT_NS: u64 = 2 * NANOS_PER_SEC;
+
+/// Runs on the CPU under test (IRQs on): records who it is, then arms its
+/// virtual timer 0.5 ms ahead and waits (at most a second) for the
+/// interrupt.
+fn check_this_cpu(_: usize) {
+    let found = FOUND.this();
+    found
+        .index_plus_one
+        .store(cpu::index() as u64 + 1, Ordering::Relaxed);
+    found.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+    let route = interrupts::routes()
+        .iter()
+        .find(|route| route.source == Source::VirtualTimer);
+    let routed = || route.map_or(0, |route| route.counts.this().load(Ordering::Relaxed));
+    let (before, routed_before) = (timer::interrupts(), routed());
+    let deadline = timer::counter() + timer::clock().ns_to_ticks(500_000);
+    timer::arm_interrupt(deadline);
+    let limit = deadline + timer::clock().ns_to_ticks(NANOS_PER_SEC);
+    while timer::interrupts() == before && timer::counter() < limit {
+        core::hint::spin_loop();
+    }
+    found
+        .timer_interrupts
+        .store(timer::interrupts() - before, Ordering::Relaxed);
+    found
+        .routed
+        .store(routed() - routed_before, Ordering::Release);
+}
+
+/// Every CPU of the device tree is online and passes [`check_this_cpu`]
+/// on itself.
+pub(super) fn every_cpu_online(t: &Checker, _: Option<&Stopwatch>) {
+    let board = &t.machine.board;
+    let (online, listed) = (smp::online(), board.cpu_count);
+    check!(t, online == listed, else "{online} CPUs online, the device tree lists {listed}");
+    for (index, &mpidr) in board.cpus.iter().enumerate() {
+        if smp::cpu(index) != Some((mpidr, true)) {
+            fail!(t, "CPU {index} (MPIDR {mpidr:#x}) is not online");
+            continue;
+        }
+        let job = Job {
+            run: check_this_cpu,
+            argument: 0,
+        };
+        if index == cpu::index() {
+            check_this_cpu(0);
+        } else {
+            match smp::post(index, job) {
+                Ok(ticket) if smp::wait_done(index, ticket, CHECK_TIMEOUT_NS) => {}
+                Ok(_) => {
+                    fail!(
+                        t,
+                        "CPU {index} (MPIDR {mpidr:#x}): its check did not finish within 2 s"
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    fail!(
+                        t,
+                        "CPU {index} (MPIDR {mpidr:#x}): cannot post its check: {error:?}"
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(found) = FOUND.of(index) else {
+            continue;
+        };
+        let ran_on = found.index_plus_one.load(Ordering::Relaxed).wrapping_sub(1);
+        check!(t, ran_on == index as u64, else "CPU {index} (MPIDR {mpidr:#x}): its check ran on CPU {ran_on}");
+        let seen = found.mpidr.load(Ordering::Relaxed);
+        check!(t, seen == mpidr, else "CPU {index}: MPIDR {seen:#x}, the device tree says {mpidr:#x}");
+        let taken = found.timer_interrupts.load(Ordering::Relaxed);
+        let routed = found.routed.load(Ordering::Acquire);
+        check!(t, taken == 1 && routed == 1, else "CPU {index} (MPIDR {mpidr:#x}): {taken} virtual timer interrupts taken on it ({routed} on its route), expected 1");
+    }
+}
