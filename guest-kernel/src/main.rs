@@ -183,7 +183,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         #[cfg(feature = "selftest")]
         BootMode::Overflow => selftest::overflow_the_stack(),
         #[cfg(feature = "selftest")]
-        BootMode::HoldTimeout => selftest::hold_timeout(stopwatches.get(0)),
+        BootMode::HoldTimeout => selftest::hold_timeout(stopwatches.first()),
         #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
@@ -207,7 +207,7 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             ),
         ),
         BootMode::Bench => {
-            match stopwatches.get(0) {
+            match stopwatches.first() {
                 Some(stopwatch) => bench::run_and_print(stopwatch),
                 None => println!("BENCH {{\"error\":\"no stopwatch device\"}}"),
             }

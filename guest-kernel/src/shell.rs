@@ -25,7 +25,7 @@ use crate::arch::timer;
 use crate::console::Console;
 use crate::devices::{Machine, Stopwatches};
 use crate::drivers::stopwatch::{Stopwatch, TimePageError};
-use crate::interrupts::{self, UNEXPECTED};
+use crate::interrupts::{self, RouteError, Source, UNEXPECTED};
 use crate::{power, print, println};
 
 /// Writes one line of a command's answer to `$out` (a `&mut dyn
@@ -234,12 +234,30 @@ impl Shell {
             },
             Command::Info => self.print_info(out),
             Command::Irqs => print_irqs(out),
+            Command::IrqCpu(cpu) => match self.stopwatch() {
+                Some(_) => self.route_interrupt_to(cpu, out),
+                None => no_device(out),
+            },
             Command::Exit(code) => power::exit(i32::from(code)),
             Command::Poweroff => power::system_off(),
             Command::Bench => match self.stopwatch() {
                 Some(stopwatch) => crate::bench::run_and_print(stopwatch),
                 None => no_device(out),
             },
+        }
+    }
+
+    /// `irq-cpu N`: the selected stopwatch's interrupt to CPU `cpu`.
+    fn route_interrupt_to(&self, cpu: usize, out: &mut dyn fmt::Write) {
+        let index = self.selected;
+        match interrupts::route_to_cpu(Source::Stopwatch(index), cpu) {
+            Ok(()) => say!(out, "stopwatch[{index}]'s interrupt now goes to CPU {cpu}"),
+            Err(RouteError::CpuNotReady) => say!(
+                out,
+                "error: irq-cpu: CPU {cpu} is not online ({} online: see 'info')",
+                crate::smp::online()
+            ),
+            Err(error) => say!(out, "error: irq-cpu: {error:?}"),
         }
     }
 
@@ -472,9 +490,11 @@ impl Shell {
 
 fn print_irqs(out: &mut dyn fmt::Write) {
     say!(out, "interrupts handled:");
+    // With several CPUs, each one's count, and the CPU an SPI goes to.
+    let online = crate::smp::online();
     for route in interrupts::routes().iter() {
         let padding = 14usize.saturating_sub(DisplayLen::of(&route.source));
-        say!(
+        let _ = write!(
             out,
             "  {}{:padding$} INTID {:<4} {}",
             route.source,
@@ -482,6 +502,17 @@ fn print_irqs(out: &mut dyn fmt::Write) {
             route.intid,
             route.count()
         );
+        if online > 1 {
+            let _ = write!(out, "  per CPU:");
+            let cpus = route.counts.iter().enumerate();
+            for (_, count) in cpus.filter(|&(cpu, _)| crate::smp::cpu(cpu).is_some()) {
+                let _ = write!(out, " {}", count.load(Ordering::Relaxed));
+            }
+            if route.intid >= 32 {
+                let _ = write!(out, "  (to CPU {})", route.target.load(Ordering::Relaxed));
+            }
+        }
+        say!(out, "");
     }
     say!(
         out,

@@ -17,8 +17,9 @@
 //!
 //! Each CPU then runs [`secondary_main`]: its timer, its part of the GIC
 //! (`interrupts::init_this_cpu`), "online", IRQs on, and an idle loop in
-//! WFI that runs what another CPU posts in its mailbox ([`post`]) and is
-//! woken by the wake-up SGI. A CPU that does not come online within
+//! WFI that runs what another CPU posts in its mailbox (`post`, in the test
+//! kernel: the hook for work on the other CPUs) and is woken by the
+//! wake-up SGI. A CPU that does not come online within
 //! [`START_TIMEOUT_NS`] is reported by its MPIDR; the boot goes on.
 //!
 //! Shared state is atomics and [`IrqMutex`]es in a [`PerCpu`]: each CPU's
@@ -34,7 +35,7 @@ use smccc::psci;
 use smccc::{Hvc, Smc};
 
 use crate::arch::boot::HOLD_TAG;
-use crate::arch::cpu::{self, PerCpu, MAX_CPUS};
+use crate::arch::cpu::{PerCpu, MAX_CPUS};
 use crate::arch::{mmu, timer};
 use crate::interrupts::{self, Source};
 use crate::println;
@@ -207,9 +208,7 @@ extern "C" fn secondary_main(_index: usize) -> ! {
     let this = CPUS.this();
     this.state.store(ONLINE, Ordering::Release);
     // Wake the boot CPU, which waits for us in `start_secondaries`.
-    if let Some(boot_cpu) = CPUS.of(0) {
-        interrupts::send_wake(0, boot_cpu.mpidr.load(Ordering::Relaxed));
-    }
+    interrupts::send_wake(0);
     interrupts::enable_cpu_irqs();
     loop {
         // Checked with IRQs masked, so a wake-up between the check and the
@@ -237,6 +236,7 @@ pub fn cpu(index: usize) -> Option<(u64, bool)> {
     (state != ABSENT).then(|| (cpu.mpidr.load(Ordering::Relaxed), state == ONLINE))
 }
 
+#[cfg(feature = "selftest")]
 /// Why work could not be posted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostError {
@@ -246,11 +246,12 @@ pub enum PostError {
     Busy,
 }
 
+#[cfg(feature = "selftest")]
 /// Posts `job` to CPU `index` and wakes it; returns the count of its
 /// finished jobs at which this one is done (see [`wait_done`]).
 pub fn post(index: usize, job: Job) -> Result<u64, PostError> {
     let cpu = CPUS.of(index).ok_or(PostError::NotOnline)?;
-    if index == cpu::index() || cpu.state.load(Ordering::Acquire) != ONLINE {
+    if index == crate::arch::cpu::index() || cpu.state.load(Ordering::Acquire) != ONLINE {
         return Err(PostError::NotOnline);
     }
     let ticket = cpu.mailbox.lock(|mailbox| {
@@ -261,10 +262,11 @@ pub fn post(index: usize, job: Job) -> Result<u64, PostError> {
         // The mailbox holds one job, so this one is the next to finish.
         Ok(cpu.done.load(Ordering::Acquire) + 1)
     })?;
-    interrupts::send_wake(index, cpu.mpidr.load(Ordering::Relaxed));
+    interrupts::send_wake(index);
     Ok(ticket)
 }
 
+#[cfg(feature = "selftest")]
 /// Waits until CPU `index` has finished the job [`post`] gave `ticket`
 /// for, at most `timeout_ns`; says whether it has (its writes are then
 /// visible here).

@@ -673,7 +673,9 @@ impl<'a> Walker<'_, '_, 'a> {
                 // `reg` is one address of the parent's #address-cells, no
                 // size: not a bus address, so not translated.
                 let address_len = context.cells.address_cells * 4;
-                let reg = node.get(Property::Reg).and_then(|reg| reg.get(..address_len));
+                let reg = node
+                    .get(Property::Reg)
+                    .and_then(|reg| reg.get(..address_len));
                 if let Some(mpidr) = reg.and_then(read_cells) {
                     self.info.cpus.push(mpidr);
                 }

@@ -7,7 +7,8 @@
 //!   the MMU off and x0 = 0 (the device tree is then at the start of RAM,
 //!   see `main.rs`), at EL1, at EL2 with `-M virt,virtualization=on`, and
 //!   at Secure EL3 with `-M virt,secure=on` (as boards with TrustZone do:
-//!   no firmware, and with `-smp N` every CPU starts here);
+//!   no firmware, and with `-smp N` every CPU starts here: all but the boot
+//!   CPU wait in `secondary_hold` until `smp` releases them);
 //! - as a flat arm64 Image (`target/vm/guest-kernel.bin`, the format of
 //!   Linux's `Documentation/arch/arm64/booting.rst`): a loader (QEMU, a VMM,
 //!   U-Boot, EDK2) reads the 64-byte header at `_start`, loads the file
@@ -18,6 +19,11 @@
 //! From EL3 we make the lower ELs Non-secure AArch64 and drop to EL2 if the
 //! CPU has it, else to EL1; from EL2 we set up EL1 and drop to it. The
 //! kernel itself only ever runs at EL1.
+//!
+//! The other CPUs enter at `secondary_entry` (from PSCI CPU_ON, or from the
+//! hold) with their index in x0 and take the same way down to EL1, with
+//! their own stacks, and turn their MMU on there with the boot CPU's tables
+//! before they store anything (`secondary_at_el1`).
 //!
 //! Nothing here may fail silently: an entry the kernel cannot handle (EL0,
 //! or an image loaded somewhere else than where it is linked to run) ends

@@ -33,7 +33,7 @@
 
 use core::ptr::NonNull;
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arm_gic::gicv2::{GicV2, SgiTarget, SgiTargetListFilter};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget as SgiTargetV3, SgiTargetGroup};
@@ -43,10 +43,39 @@ use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
 use crate::arch::cpu::{self, PerCpu, MAX_CPUS};
 use crate::arch::mmio;
 
-/// Per CPU: on GICv2, its CPU interface's bit in GICD_ITARGETSR (what an
-/// SGI to it names); on GICv3, the index of its redistributor. Set by the
-/// CPU itself when it sets up its interface.
-static CPU_INTERFACE: PerCpu<AtomicUsize> = PerCpu::new([const { AtomicUsize::new(0) }; MAX_CPUS]);
+/// What the GIC knows of one CPU, set by the CPU itself when it sets up
+/// its interface ([`Gic::init_this_cpu`]), read by any CPU that sends it
+/// an SGI or routes an SPI to it.
+struct CpuInterface {
+    /// On GICv2, its CPU interface's bit in GICD_ITARGETSR (what an SGI
+    /// or an SPI targets); on GICv3, the index of its redistributor.
+    target: AtomicUsize,
+    /// Its MPIDR affinity (what GICv3 routes SPIs and SGIs by).
+    mpidr: AtomicU64,
+    /// Whether the CPU has set up its interface (Release, after the rest).
+    ready: AtomicBool,
+}
+
+static CPU_INTERFACE: PerCpu<CpuInterface> = PerCpu::new(
+    [const {
+        CpuInterface {
+            target: AtomicUsize::new(0),
+            mpidr: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        }
+    }; MAX_CPUS],
+);
+
+/// CPU `cpu`'s interface: its target and MPIDR, if it has set it up.
+fn cpu_interface(cpu: usize) -> Option<(usize, u64)> {
+    let interface = CPU_INTERFACE.of(cpu)?;
+    interface.ready.load(Ordering::Acquire).then(|| {
+        (
+            interface.target.load(Ordering::Relaxed),
+            interface.mpidr.load(Ordering::Relaxed),
+        )
+    })
+}
 
 /// `GICD_ITARGETSR<n>`: one byte per interrupt, CPU target bit mask.
 const GICD_ITARGETSR: usize = 0x800;
@@ -165,13 +194,14 @@ impl Gic {
                     mmio::write_u32(*cpu_interface, GICC_CTLR_ENABLE);
                     mmio::read_u8(distributor.as_ptr().add(GICD_ITARGETSR))
                 };
-                CPU_INTERFACE
-                    .this()
+                let this = CPU_INTERFACE.this();
+                this.target
                     .store(usize::from(this_cpu_mask), Ordering::Relaxed);
             }
             Gic::V3(driver) => {
                 let redistributor = this_cpu_redistributor(driver);
-                CPU_INTERFACE.this().store(redistributor, Ordering::Relaxed);
+                let this = CPU_INTERFACE.this();
+                this.target.store(redistributor, Ordering::Relaxed);
                 // System registers on, redistributor awake (ICC_SRE_EL1,
                 // GICR_WAKER), EOI also deactivates.
                 driver.init_cpu(redistributor);
@@ -181,16 +211,20 @@ impl Gic {
                 GicCpuInterface::enable_group1(true);
             }
         }
+        let this = CPU_INTERFACE.this();
+        this.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+        this.ready.store(true, Ordering::Release);
     }
 
-    /// Sends SGI `intid` to the CPU with index `cpu` and MPIDR affinity
-    /// `mpidr` (which must have set up its interface).
-    pub fn send_sgi(&mut self, intid: IntId, cpu: usize, mpidr: u64) {
+    /// Sends SGI `intid` to the CPU with index `cpu`; nothing if it has not
+    /// set up its interface.
+    pub fn send_sgi(&mut self, intid: IntId, cpu: usize) {
+        let Some((target, mpidr)) = cpu_interface(cpu) else {
+            return;
+        };
         match self {
             Gic::V2 { driver, .. } => {
-                let mask = CPU_INTERFACE
-                    .of(cpu)
-                    .map_or(0, |mask| mask.load(Ordering::Relaxed));
+                let mask = target;
                 driver.send_sgi(
                     intid,
                     SgiTarget::List {
@@ -212,6 +246,28 @@ impl Gic {
                     SgiTargetGroup::CurrentGroup1,
                 );
             }
+        }
+    }
+
+    /// Routes SPI `intid` to the CPU with index `cpu` (GICD_ITARGETSR on
+    /// GICv2, GICD_IROUTER on GICv3); `false` if that CPU has not set up
+    /// its interface, or `intid` is not an SPI.
+    pub fn route_spi(&mut self, intid: IntId, cpu: usize) -> bool {
+        let Some((target, mpidr)) = cpu_interface(cpu).filter(|_| intid.is_spi()) else {
+            return false;
+        };
+        match self {
+            Gic::V2 { distributor, .. } => {
+                // SAFETY: As in `enable_interrupt`: GICD_ITARGETSR is
+                // byte-accessible, inside the distributor, and `arm-gic`
+                // never touches it. One target bit: this CPU's interface.
+                unsafe {
+                    let targets = distributor.as_ptr().add(GICD_ITARGETSR);
+                    mmio::write_u8(targets.add(u32::from(intid) as usize), target as u8);
+                }
+                true
+            }
+            Gic::V3(driver) => driver.distributor().set_routing(intid, Some(mpidr)).is_ok(),
         }
     }
 
@@ -260,7 +316,7 @@ impl Gic {
                 // SPIs are routed by GICD_IROUTER, which resets to affinity
                 // 0.0.0.0: the boot CPU. SGIs and PPIs live in this CPU's
                 // redistributor.
-                let redistributor = CPU_INTERFACE.this().load(Ordering::Relaxed);
+                let redistributor = CPU_INTERFACE.this().target.load(Ordering::Relaxed);
                 let cpu = intid.is_private().then_some(redistributor);
                 let configured = if intid.is_sgi() {
                     // GICR_ICFGR0 (SGIs) is read-only.

@@ -2,7 +2,8 @@
 //! Every CPU: each one the device tree lists is online, and passes a check
 //! run on it through its mailbox (`smp::post`): its MPIDR is the one the
 //! tree gives for its index, and its own virtual timer interrupt is taken
-//! on it (counted by that CPU, for that CPU's route).
+//! on it (counted by that CPU, for that CPU's route); and the stopwatch's
+//! interrupt, routed to each CPU in turn, is handled there.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +15,7 @@ use crate::arch::timer;
 use crate::drivers::stopwatch::Stopwatch;
 use crate::interrupts::{self, Source};
 use crate::smp::{self, Job};
+use crate::sync::IrqsMasked;
 
 /// What [`check_this_cpu`] found on each CPU.
 struct Found {
@@ -115,5 +117,65 @@ pub(super) fn every_cpu_online(t: &Checker, _: Option<&Stopwatch>) {
         let taken = found.timer_interrupts.load(Ordering::Relaxed);
         let routed = found.routed.load(Ordering::Acquire);
         check!(t, taken == 1 && routed == 1, else "CPU {index} (MPIDR {mpidr:#x}): {taken} virtual timer interrupts taken on it ({routed} on its route), expected 1");
+    }
+    // The wake-up SGIs of the bring-up and of the checks were all known
+    // (on GICv2 an SGI is acknowledged with its source CPU in bits 10..12).
+    let unexpected = interrupts::UNEXPECTED.load(Ordering::Relaxed);
+    check!(t, unexpected == 0, else "{unexpected} interrupts with an INTID no route claims");
+}
+
+/// The stopwatch's interrupt (an SPI), routed to each online CPU in turn
+/// (`interrupts::route_to_cpu`: GICD_ITARGETSR or GICD_IROUTER), is taken
+/// and acknowledged there: a short TIMEOUT_NS arrives once, counted on
+/// that CPU's share of its route and on no other. Back to CPU 0 at the end.
+pub(super) fn stopwatch_interrupt_on_every_cpu(t: &Checker, stopwatch: &Stopwatch) {
+    let Some(route) = interrupts::route_of(Source::Stopwatch(0)) else {
+        fail!(t, "the stopwatch interrupt is not routed");
+        return;
+    };
+    let counts = || {
+        route
+            .counts
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+    };
+    for index in 0..MAX_CPUS {
+        let Some((mpidr, online)) = smp::cpu(index) else {
+            continue;
+        };
+        if !online {
+            continue; // `every_cpu_online_and_working` says so
+        }
+        if let Err(error) = interrupts::route_to_cpu(Source::Stopwatch(0), index) {
+            fail!(
+                t,
+                "CPU {index} (MPIDR {mpidr:#x}): the interrupt cannot go there: {error:?}"
+            );
+            continue;
+        }
+        let mut before = [0u64; MAX_CPUS];
+        let timeouts_before = {
+            let _masked = IrqsMasked::new();
+            for (slot, count) in before.iter_mut().zip(counts()) {
+                *slot = count;
+            }
+            stopwatch.timeouts()
+        };
+        stopwatch.timeout_ns(1_000_000);
+        let limit = timer::counter() + timer::clock().ns_to_ticks(NANOS_PER_SEC);
+        while stopwatch.timeouts() == timeouts_before && timer::counter() < limit {
+            core::hint::spin_loop();
+        }
+        let arrived = stopwatch.timeouts() - timeouts_before;
+        check!(t, arrived == 1, else "CPU {index} (MPIDR {mpidr:#x}): {arrived} timeout interrupts arrived, expected 1");
+        for (cpu, (now, was)) in counts().zip(before).enumerate() {
+            let taken = now - was;
+            let expected = u64::from(cpu == index);
+            check!(t, taken == expected, else "interrupt routed to CPU {index}: CPU {cpu} took {taken}, expected {expected}");
+        }
+        stopwatch.reset();
+    }
+    if let Err(error) = interrupts::route_to_cpu(Source::Stopwatch(0), 0) {
+        fail!(t, "the interrupt cannot go back to CPU 0: {error:?}");
     }
 }

@@ -102,6 +102,10 @@ const TESTS: &[(&str, Test)] = &[
         Test::Any(cpus::every_cpu_online),
     ),
     (
+        "stopwatch_interrupt_on_every_cpu",
+        Test::Device(cpus::stopwatch_interrupt_on_every_cpu),
+    ),
+    (
         "time_page_present",
         Test::Device(time_page::time_page_present),
     ),
@@ -152,7 +156,7 @@ const TESTS: &[(&str, Test)] = &[
 /// stopwatch); returns the exit status (0: all that ran passed, and at
 /// least one ran).
 pub fn run(filter: Option<&str>, machine: &'static Machine) -> i32 {
-    let stopwatch = machine.stopwatches.get(0);
+    let stopwatch = machine.stopwatches.first();
     let selected = || {
         TESTS
             .iter()
