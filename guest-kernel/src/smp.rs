@@ -70,8 +70,9 @@ struct Cpu {
     mpidr: AtomicU64,
     /// [`ABSENT`], [`STARTING`], [`ONLINE`] or [`NOT_STARTED`].
     state: AtomicU8,
-    /// Work posted for it, taken by itself.
-    mailbox: IrqMutex<Option<Job>>,
+    /// Work posted for it, and the index of the CPU that posted it (woken
+    /// when the job is done), taken by itself.
+    mailbox: IrqMutex<Option<(Job, usize)>>,
     /// Jobs it has finished (Release, after the job's own writes).
     done: AtomicU64,
 }
@@ -113,13 +114,18 @@ pub fn start_secondaries(board: &BoardInfo<'_>) {
         }
         slot.state.store(STARTING, Ordering::Release);
         let started = if index >= stacks {
-            Err("no stack for it")
+            Err(None)
         } else {
-            start(index, mpidr, board.psci)
+            start(index, mpidr, board.psci).map_err(Some)
         };
-        if let Err(why) = started {
+        if let Err(error) = started {
             slot.state.store(NOT_STARTED, Ordering::Release);
-            println!("cpu {index} (MPIDR {mpidr:#x}): not started: {why}");
+            match error {
+                Some(error) => {
+                    println!("cpu {index} (MPIDR {mpidr:#x}): not started: PSCI CPU_ON: {error}")
+                }
+                None => println!("cpu {index} (MPIDR {mpidr:#x}): not started: no stack for it"),
+            }
         }
     }
     let starting = || {
@@ -146,7 +152,7 @@ pub fn start_secondaries(board: &BoardInfo<'_>) {
 }
 
 /// Asks CPU `index` (MPIDR affinity `mpidr`) to start.
-fn start(index: usize, mpidr: u64, conduit: Option<PsciConduit>) -> Result<(), &'static str> {
+fn start(index: usize, mpidr: u64, conduit: Option<PsciConduit>) -> Result<(), psci::Error> {
     let entry = secondary_entry as *const () as u64;
     let context = index as u64;
     let result = match conduit {
@@ -165,7 +171,7 @@ fn start(index: usize, mpidr: u64, conduit: Option<PsciConduit>) -> Result<(), &
             release_from_hold(index, mpidr);
             Ok(())
         }
-        Err(_) => Err("PSCI CPU_ON failed"),
+        Err(error) => Err(error),
     }
 }
 
@@ -214,9 +220,11 @@ extern "C" fn secondary_main(_index: usize) -> ! {
         // Checked with IRQs masked, so a wake-up between the check and the
         // WFI still ends the WFI.
         timer::wait_for_interrupt_unless(|| this.mailbox.lock(|job| job.is_some()));
-        if let Some(job) = this.mailbox.lock(Option::take) {
+        if let Some((job, poster)) = this.mailbox.lock(Option::take) {
             (job.run)(job.argument);
             this.done.fetch_add(1, Ordering::Release);
+            // The poster may be asleep in `wait_done`.
+            interrupts::send_wake(poster);
         }
     }
 }
@@ -251,14 +259,15 @@ pub enum PostError {
 /// finished jobs at which this one is done (see [`wait_done`]).
 pub fn post(index: usize, job: Job) -> Result<u64, PostError> {
     let cpu = CPUS.of(index).ok_or(PostError::NotOnline)?;
-    if index == crate::arch::cpu::index() || cpu.state.load(Ordering::Acquire) != ONLINE {
+    let poster = crate::arch::cpu::index();
+    if index == poster || cpu.state.load(Ordering::Acquire) != ONLINE {
         return Err(PostError::NotOnline);
     }
     let ticket = cpu.mailbox.lock(|mailbox| {
         if mailbox.is_some() {
             return Err(PostError::Busy);
         }
-        *mailbox = Some(job);
+        *mailbox = Some((job, poster));
         // The mailbox holds one job, so this one is the next to finish.
         Ok(cpu.done.load(Ordering::Acquire) + 1)
     })?;
@@ -269,15 +278,14 @@ pub fn post(index: usize, job: Job) -> Result<u64, PostError> {
 #[cfg(feature = "selftest")]
 /// Waits until CPU `index` has finished the job [`post`] gave `ticket`
 /// for, at most `timeout_ns`; says whether it has (its writes are then
-/// visible here).
+/// visible here). Sleeps in WFI: the CPU wakes this one when done (a
+/// spinning vCPU would take host time from the one doing the job, and from
+/// QEMU's main loop, which fires the timers).
 pub fn wait_done(index: usize, ticket: u64, timeout_ns: u64) -> bool {
     let Some(cpu) = CPUS.of(index) else {
         return false;
     };
     let done = || cpu.done.load(Ordering::Acquire) >= ticket;
     let deadline = timer::counter() + timer::clock().ns_to_ticks(timeout_ns);
-    while !done() && timer::counter() < deadline {
-        core::hint::spin_loop();
-    }
-    done()
+    timer::wait_until_or(deadline, done)
 }

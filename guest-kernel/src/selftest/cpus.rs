@@ -44,8 +44,8 @@ static FOUND: PerCpu<Found> = PerCpu::new(
 const CHECK_TIMEOUT_NS: u64 = 2 * NANOS_PER_SEC;
 
 /// Runs on the CPU under test (IRQs on): records who it is, then arms its
-/// virtual timer 0.5 ms ahead and waits (at most a second) for the
-/// interrupt.
+/// virtual timer 0.5 ms ahead and sleeps until the interrupt (if it never
+/// comes, the CPU stays here and the boot CPU's wait for the job says so).
 fn check_this_cpu(_: usize) {
     let found = FOUND.this();
     found
@@ -59,9 +59,8 @@ fn check_this_cpu(_: usize) {
     let (before, routed_before) = (timer::interrupts(), routed());
     let deadline = timer::counter() + timer::clock().ns_to_ticks(500_000);
     timer::arm_interrupt(deadline);
-    let limit = deadline + timer::clock().ns_to_ticks(NANOS_PER_SEC);
-    while timer::interrupts() == before && timer::counter() < limit {
-        core::hint::spin_loop();
+    while timer::interrupts() == before {
+        timer::wait_for_interrupt_unless(|| timer::interrupts() != before);
     }
     found
         .timer_interrupts
@@ -162,10 +161,9 @@ pub(super) fn stopwatch_interrupt_on_every_cpu(t: &Checker, stopwatch: &Stopwatc
             stopwatch.timeouts()
         };
         stopwatch.timeout_ns(1_000_000);
-        let limit = timer::counter() + timer::clock().ns_to_ticks(NANOS_PER_SEC);
-        while stopwatch.timeouts() == timeouts_before && timer::counter() < limit {
-            core::hint::spin_loop();
-        }
+        // Asleep: the handler's CPU wakes CPU 0 (`interrupts::handle_irq`).
+        let limit = timer::counter() + timer::clock().ns_to_ticks(2 * NANOS_PER_SEC);
+        timer::wait_until_or(limit, || stopwatch.timeouts() != timeouts_before);
         let arrived = stopwatch.timeouts() - timeouts_before;
         check!(t, arrived == 1, else "CPU {index} (MPIDR {mpidr:#x}): {arrived} timeout interrupts arrived, expected 1");
         for (cpu, (now, was)) in counts().zip(before).enumerate() {
