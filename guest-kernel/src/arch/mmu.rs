@@ -177,6 +177,43 @@ pub fn cpu_stacks() -> usize {
     image_layout().cpu_stacks
 }
 
+#[cfg(feature = "selftest")]
+/// CPU `cpu`'s kernel stack and the guard page below it, if it has one.
+pub fn cpu_kernel_stack(cpu: usize) -> Option<(Region, Region)> {
+    let image = image_layout();
+    if cpu >= image.cpu_stacks {
+        return None;
+    }
+    let [guard, exception_guard] = image.stack_guards;
+    let offset = cpu as u64 * image.cpu_stacks_size;
+    let guard = Region::new(guard.base + offset, guard.size);
+    // The kernel stack fills the space up to the exception stack's guard.
+    let stack = Region::new(guard.end(), exception_guard.base - guard.end());
+    Some((guard, stack))
+}
+
+#[cfg(feature = "selftest")]
+/// Whether a read of `address` at EL1 would translate (AT S1E1R).
+pub fn is_mapped(address: u64) -> bool {
+    let _masked = crate::sync::IrqsMasked::new();
+    let par: u64;
+    // SAFETY: AT only computes a translation into PAR_EL1, which is read
+    // right after (IRQs masked: no handler can overwrite it in between);
+    // nothing is accessed.
+    unsafe {
+        core::arch::asm!(
+            "at s1e1r, {address}",
+            "isb",
+            "mrs {par}, par_el1",
+            address = in(reg) address,
+            par = out(reg) par,
+            options(nostack, preserves_flags),
+        );
+    }
+    // PAR_EL1.F: the translation faulted.
+    par & 1 == 0
+}
+
 fn image_layout() -> ImageLayout {
     extern "C" {
         static __text_start: u8;

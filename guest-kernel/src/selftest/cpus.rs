@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! Every CPU: each one the device tree lists is online, and passes a check
 //! run on it through its mailbox (`smp::post`): its MPIDR is the one the
-//! tree gives for its index, and its own virtual timer interrupt is taken
-//! on it (counted by that CPU, for that CPU's route); and the stopwatch's
+//! tree gives for its index, it runs on its own stack above an unmapped
+//! guard page, and its own virtual timer interrupt is taken on it (counted
+//! by that CPU, for that CPU's route); and the stopwatch's
 //! interrupt, routed to each CPU in turn, is handled there.
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use stopwatch_abi::NANOS_PER_SEC;
 
 use super::Checker;
 use crate::arch::cpu::{self, PerCpu, MAX_CPUS};
-use crate::arch::timer;
+use crate::arch::{mmu, timer};
 use crate::drivers::stopwatch::Stopwatch;
 use crate::interrupts::{self, Source};
 use crate::smp::{self, Job};
@@ -27,6 +28,8 @@ struct Found {
     timer_interrupts: AtomicU64,
     /// Of those, counted on its route by the dispatcher.
     routed: AtomicU64,
+    /// Its stack pointer while it ran the check.
+    stack_pointer: AtomicU64,
 }
 
 static FOUND: PerCpu<Found> = PerCpu::new(
@@ -36,6 +39,7 @@ static FOUND: PerCpu<Found> = PerCpu::new(
             mpidr: AtomicU64::new(0),
             timer_interrupts: AtomicU64::new(0),
             routed: AtomicU64::new(0),
+            stack_pointer: AtomicU64::new(0),
         }
     }; MAX_CPUS],
 );
@@ -52,6 +56,12 @@ fn check_this_cpu(_: usize) {
         .index_plus_one
         .store(cpu::index() as u64 + 1, Ordering::Relaxed);
     found.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+    let stack_pointer: u64;
+    // SAFETY: Reads the stack pointer into a register; nothing else.
+    unsafe {
+        core::arch::asm!("mov {}, sp", out(reg) stack_pointer, options(nomem, nostack, preserves_flags));
+    }
+    found.stack_pointer.store(stack_pointer, Ordering::Relaxed);
     let route = interrupts::routes()
         .iter()
         .find(|route| route.source == Source::VirtualTimer);
@@ -116,6 +126,17 @@ pub(super) fn every_cpu_online(t: &Checker, _: Option<&Stopwatch>) {
         let taken = found.timer_interrupts.load(Ordering::Relaxed);
         let routed = found.routed.load(Ordering::Acquire);
         check!(t, taken == 1 && routed == 1, else "CPU {index} (MPIDR {mpidr:#x}): {taken} virtual timer interrupts taken on it ({routed} on its route), expected 1");
+        // Its own stack, above a guard page the MMU leaves unmapped.
+        let sp = found.stack_pointer.load(Ordering::Relaxed);
+        match mmu::cpu_kernel_stack(index) {
+            Some((guard, stack)) => {
+                let inside = (stack.base..stack.end()).contains(&sp);
+                check!(t, inside, else "CPU {index}: SP {sp:#x} outside its stack {:#x}..{:#x}", stack.base, stack.end());
+                let guarded = !mmu::is_mapped(guard.base) && mmu::is_mapped(stack.base);
+                check!(t, guarded, else "CPU {index}: its guard page {:#x} is mapped, or its stack is not", guard.base);
+            }
+            None => fail!(t, "CPU {index} has no stack"),
+        }
     }
     // The wake-up SGIs of the bring-up and of the checks were all known
     // (on GICv2 an SGI is acknowledged with its source CPU in bits 10..12).
