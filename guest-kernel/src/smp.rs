@@ -25,8 +25,9 @@
 //! Shared state is atomics and [`IrqMutex`]es in a [`PerCpu`]: each CPU's
 //! slot is written by the boot CPU (its MPIDR, before starting it), by
 //! itself (its state) and by whoever posts work (its mailbox, under the
-//! lock), and read by anyone. No `static mut`, no `unsafe` beyond the PSCI
-//! entry address and the cache maintenance of the release.
+//! lock), and read by anyone: every type in it is `Sync` by its own
+//! synchronization, with no `unsafe impl`. No `static mut`; the one
+//! `unsafe` is the cache maintenance of the release.
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
