@@ -304,7 +304,10 @@ fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut d
             stopwatch.reset();
             print_status(stopwatch, out);
         }
-        DeviceCommand::Status => print_status(stopwatch, out),
+        DeviceCommand::Status => {
+            print_status(stopwatch, out);
+            print_period(stopwatch, out);
+        }
         DeviceCommand::Read(ReadPath::TimePage) => match stopwatch.read_zero_exit() {
             Ok(reading) => say!(
                 out,
@@ -325,17 +328,10 @@ fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut d
         // The parser has checked the range.
         DeviceCommand::SetTimeout(timeout) => {
             // A second TIMEOUT while one is armed is a mistake the device
-            // logs: not sent when the time page shows an armed deadline.
-            match stopwatch.read_time_page() {
-                Ok(page) if page.timeout_deadline_ns != 0 => {
-                    say!(out, "a timeout is already pending (TIMEOUT not sent)");
-                    return;
-                }
-                Ok(_) | Err(TimePageError::Absent) => {}
-                Err(error) => say!(
-                    out,
-                    "warning: {error}: cannot tell whether a timeout is pending"
-                ),
+            // logs: not sent when the time page shows an armed one-shot
+            // (a periodic one it replaces).
+            if one_shot_pending(stopwatch, out, "TIMEOUT") {
+                return;
             }
             match timeout {
                 Timeout::Seconds(seconds) => {
@@ -352,7 +348,11 @@ fn run_device_command(stopwatch: &Stopwatch, command: DeviceCommand, out: &mut d
                 }
             }
         }
-        DeviceCommand::TimeoutCount => say!(out, "{}", stopwatch.timeouts()),
+        DeviceCommand::TimeoutCount => {
+            say!(out, "{}", stopwatch.timeouts());
+            print_period(stopwatch, out);
+        }
+        DeviceCommand::Every(period_ns) => every(stopwatch, period_ns, out),
         // tutorial:lap-shell-run begin
         // A LAP with every slot taken is a mistake the device logs: not
         // sent when the laps show it.
@@ -392,6 +392,59 @@ fn print_laps(stopwatch: &Stopwatch, out: &mut dyn fmt::Write, last_only: bool) 
 }
 // tutorial:lap-shell-print end
 
+// tutorial:periodic-shell-run begin
+/// `every T`: PERIODIC, which replaces a periodic timeout. Not sent while a
+/// one-shot is pending: the device would log it as a mistake.
+fn every(stopwatch: &Stopwatch, period_ns: u64, out: &mut dyn fmt::Write) {
+    if one_shot_pending(stopwatch, out, "PERIODIC") {
+        return;
+    }
+    stopwatch.periodic(period_ns);
+    say!(
+        out,
+        "periodic timeout armed: interrupt every {} s (PERIODIC)",
+        Seconds::nanos(period_ns)
+    );
+}
+
+/// Whether the time page shows a one-shot timeout pending, which the
+/// device would refuse `command` for; says so. An unreadable page: warns,
+/// and lets the command through.
+fn one_shot_pending(stopwatch: &Stopwatch, out: &mut dyn fmt::Write, command: &str) -> bool {
+    match stopwatch.pending_timeout() {
+        Ok(pending) if pending.one_shot_armed() => {
+            say!(out, "a timeout is already pending ({command} not sent)");
+            true
+        }
+        Ok(_) | Err(TimePageError::Absent) => false,
+        Err(error) => {
+            say!(
+                out,
+                "warning: {error}: cannot tell whether a timeout is pending"
+            );
+            false
+        }
+    }
+}
+
+/// The running periodic timeout's period, on a line of its own: what tells
+/// it from a one-shot (`status`, `timeout`).
+fn print_period(stopwatch: &Stopwatch, out: &mut dyn fmt::Write) {
+    if let Some(period_ns) = running_period(stopwatch) {
+        say!(
+            out,
+            "periodic timeout: every {} s",
+            Seconds::nanos(period_ns)
+        );
+    }
+}
+
+/// The period of the periodic timeout that runs, if one does.
+fn running_period(stopwatch: &Stopwatch) -> Option<u64> {
+    stopwatch.pending_timeout().ok()?.period()
+}
+// tutorial:periodic-shell-run end
+
 fn print_status(stopwatch: &Stopwatch, out: &mut dyn fmt::Write) {
     match stopwatch.status() {
         Ok(status) => say!(out, "status: {}", status.name()),
@@ -430,11 +483,15 @@ impl Shell {
             let mark = if index == selected { "*" } else { " " };
             let (elapsed, status, _) = elapsed_and_status(stopwatch, ReadPath::TimePage);
             let elapsed = Seconds::nanos(elapsed.unwrap_or(0));
-            say!(
+            let _ = write!(
                 out,
                 "{mark} stopwatch[{index}]  {status:<7}  {elapsed} s  {} timeouts",
                 stopwatch.timeouts()
             );
+            match running_period(stopwatch) {
+                Some(period_ns) => say!(out, ", every {} s", Seconds::nanos(period_ns)),
+                None => say!(out, ""),
+            }
         }
     }
 

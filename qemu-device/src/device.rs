@@ -69,6 +69,9 @@ pub struct StopwatchState {
     /// at pre-save, cleared at pre-load (a stream without the subsection
     /// has no laps), read back at post-load.
     migrated_laps: BqlRefCell<MigratedLaps>,
+    /// The period of a periodic timeout, as the `stopwatch/periodic`
+    /// subsection carries it: like `migrated_laps`.
+    migrated_period: BqlRefCell<MigratedPeriod>,
     /// The instance name that trace events and guest-error messages
     /// start with; set at realize (empty before).
     id: BqlRefCell<CString>,
@@ -142,6 +145,8 @@ impl StopwatchState {
         uninit_field_mut!(*this, stopwatch).write(BqlRefCell::new(Stopwatch::new()));
         uninit_field_mut!(*this, migrated).write(BqlRefCell::new(MigratedState::default()));
         uninit_field_mut!(*this, migrated_laps).write(BqlRefCell::new(MigratedLaps::default()));
+        uninit_field_mut!(*this, migrated_period)
+            .write(BqlRefCell::new(MigratedPeriod::default()));
         uninit_field_mut!(*this, id).write(BqlRefCell::new(CString::default()));
     }
 
@@ -241,6 +246,7 @@ impl StopwatchState {
         let saved = self.stopwatch.borrow().save();
         *self.migrated.borrow_mut() = saved.into();
         *self.migrated_laps.borrow_mut() = saved.into();
+        *self.migrated_period.borrow_mut() = saved.into();
         Ok(())
     }
 
@@ -259,9 +265,26 @@ impl StopwatchState {
     }
     // tutorial:lap-vmstate-callbacks end
 
+    // tutorial:periodic-vmstate-callbacks begin
+    /// Whether the stream needs the `stopwatch/periodic` subsection: only
+    /// while a periodic timeout runs, so that every other state writes
+    /// the stream of a device without PERIODIC.
+    fn period_needed(&self) -> bool {
+        self.migrated_period.borrow().period_ns != 0
+    }
+
+    /// Before loading: the stream's main section and subsections, and
+    /// nothing left from this device's own state.
+    fn pre_load_all(&self) -> Result<(), migration::Infallible> {
+        *self.migrated_period.borrow_mut() = MigratedPeriod::default();
+        self.pre_load()
+    }
+    // tutorial:periodic-vmstate-callbacks end
+
     fn post_load(&self, _version_id: u8) -> Result<(), migration::InvalidError> {
         let mut saved = SavedState::from(&*self.migrated.borrow());
         self.migrated_laps.borrow().restore_into(&mut saved);
+        saved.timeout_period_ns = self.migrated_period.borrow().period_ns;
         let mut env = QemuEnvironment::new(self);
         match Stopwatch::restore(&mut env, &saved) {
             Ok(restored) => {
@@ -392,6 +415,12 @@ impl Environment for QemuEnvironment<'_> {
         trace::trace_stopwatch_timeout_fired(&self.id(), deadline_ns);
     }
 
+    // tutorial:periodic-trace-glue begin
+    fn periodic_armed(&mut self, period_ns: u64, first_deadline_ns: u64) {
+        trace::trace_stopwatch_periodic(&self.id(), period_ns, first_deadline_ns);
+    }
+    // tutorial:periodic-trace-glue end
+
     // tutorial:lap-trace-glue begin
     fn lap_recorded(&mut self, slot: usize, elapsed_ns: u64) {
         trace::trace_stopwatch_lap(&self.id(), slot as u32, elapsed_ns);
@@ -425,6 +454,7 @@ const fn command_name(command: Command) -> &'static CStr {
         Command::TimeoutAck => c"TIMEOUT_ACK",
         Command::TimeoutNs => c"TIMEOUT_NS",
         Command::Lap => c"LAP",
+        Command::Periodic => c"PERIODIC",
     }
 }
 
@@ -462,6 +492,7 @@ const _: () = {
     assert!(same_name(command_name(Command::TimeoutAck), Command::TimeoutAck.name()));
     assert!(same_name(command_name(Command::TimeoutNs), Command::TimeoutNs.name()));
     assert!(same_name(command_name(Command::Lap), Command::Lap.name()));
+    assert!(same_name(command_name(Command::Periodic), Command::Periodic.name()));
     assert!(same_name(status_name(Status::Running), Status::Running.name()));
     assert!(same_name(status_name(Status::Reset), Status::Reset.name()));
     assert!(same_name(status_name(Status::Paused), Status::Paused.name()));
@@ -565,6 +596,8 @@ impl From<&MigratedState> for SavedState {
             // The laps come from their own subsection: see `MigratedLaps`.
             lap_count: 0,
             laps: [0; shared::LAP_SLOTS],
+            // And the period from its own: see `MigratedPeriod`.
+            timeout_period_ns: 0,
         }
     }
 }
@@ -643,6 +676,53 @@ static VMSTATE_STOPWATCH_LAPS: VMStateDescription<StopwatchState> =
         .build();
 // tutorial:lap-vmstate-subsection end
 
+// tutorial:periodic-vmstate begin
+/// The period of [`SavedState`], as the `stopwatch/periodic` subsection
+/// carries it. The rest of a periodic timeout fits the main section's
+/// fields: its state (1 between periods, 2 with the line high) and its
+/// next deadline.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct MigratedPeriod {
+    period_ns: u64,
+}
+
+impl From<SavedState> for MigratedPeriod {
+    fn from(saved: SavedState) -> Self {
+        MigratedPeriod {
+            period_ns: saved.timeout_period_ns,
+        }
+    }
+}
+
+impl_vmstate_struct!(
+    MigratedPeriod,
+    VMStateDescriptionBuilder::<MigratedPeriod>::new()
+        .name(c"stopwatch/periodic-state")
+        .version_id(1)
+        .minimum_version_id(1)
+        .fields(vmstate_fields! {
+            vmstate_of!(MigratedPeriod, period_ns),
+        })
+        .build()
+);
+
+/// The period, an addition: a subsection sent only while a periodic
+/// timeout runs ([`StopwatchState::period_needed`]). A stream without it
+/// (from a device without PERIODIC, or with a one-shot or no timeout)
+/// loads with no period.
+static VMSTATE_STOPWATCH_PERIODIC: VMStateDescription<StopwatchState> =
+    VMStateDescriptionBuilder::<StopwatchState>::new()
+        .name(c"stopwatch/periodic")
+        .version_id(1)
+        .minimum_version_id(1)
+        .needed(&StopwatchState::period_needed)
+        .fields(vmstate_fields! {
+            vmstate_of!(StopwatchState, migrated_period),
+        })
+        .build();
+// tutorial:periodic-vmstate end
+
 /// The device's migration section. The pass-through RAM travels on its
 /// own, as every RAM block does; the interrupt line's level follows from
 /// the timeout state.
@@ -653,11 +733,14 @@ const VMSTATE_STOPWATCH: VMStateDescription<StopwatchState> =
         .minimum_version_id(1)
         .pre_save(&StopwatchState::pre_save)
         // tutorial:lap-vmstate-section begin
-        .pre_load(&StopwatchState::pre_load)
+        .pre_load(&StopwatchState::pre_load_all)
         .post_load(&StopwatchState::post_load)
         .fields(vmstate_fields! {
             vmstate_of!(StopwatchState, migrated),
         })
-        .subsections(vmstate_subsections!(VMSTATE_STOPWATCH_LAPS))
+        .subsections(vmstate_subsections!(
+            VMSTATE_STOPWATCH_LAPS,
+            VMSTATE_STOPWATCH_PERIODIC
+        ))
         // tutorial:lap-vmstate-section end
         .build();

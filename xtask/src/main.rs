@@ -2,48 +2,35 @@
 //! `cargo xtask`: builds the patched QEMU with the stopwatch device and
 //! the guest kernel, boots them, and runs every test of the project.
 //!
-//! Run `cargo xtask --help` for the commands.
+//! Run `cargo xtask --help` for the commands. The code, by role:
+//! - [`build`]: the build pipeline (prerequisites, QEMU's source and
+//!   build, the cache, the kernel); `build::debian` is the adapter for
+//!   Debian's source package;
+//! - [`commands`]: what people run (`qemu`, `gdb`, `bench`, `fuzz`,
+//!   `test`, `clean`), each a module;
+//! - [`lint`]: the lints of `cargo xtask test lint`;
+//! - the system tests and what they share with the commands (the QEMU
+//!   command line, the serial console) are the `system-tests` crate.
 
-mod bench;
-mod cache;
-mod debian_mirror;
-mod debug_tests;
-mod demo;
-mod device_fuzz;
-mod doc_excerpts;
-mod guest;
-mod inspect;
-mod kernel;
-mod kvm_check;
-mod line_editing_test;
+mod build;
+mod commands;
 mod lint;
-mod meson_wrap;
-mod mmio_lint;
-mod paste_test;
-mod patches;
-mod pins;
-mod pipeline;
-mod prereqs;
-mod qemu_build;
-mod qemu_source;
-mod repo;
-mod run;
-mod serial;
-mod serial_fuzz;
-mod shell_test;
-mod snapshot_test;
-#[cfg(test)]
-mod spdx_lint;
-mod test_suite;
 mod util;
+
+// Shared with the system tests: the repository's paths (also as
+// `crate::repo` for the build modules), the guest's QEMU command line,
+// the device tree dump, the serial fuzz.
+use system_tests::{inspect as guest_inspect, repo, serial_fuzz};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use pipeline::{BuildOptions, Session};
-use run::{MachineOptions, VmConfig};
+use build::pipeline::{BuildOptions, Session};
+use build::{cache, patches};
+use commands::run::{build_for, GuestOptions};
+use commands::{bench, clean, fuzz, inspect, test};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -145,9 +132,10 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Run the stopwatch demo through the guest shell and check its answers.
+    /// Run the stopwatch demo through the guest shell and check its answers
+    /// (the same as `cargo xtask test demo`).
     Demo {
-        /// Seconds to wait for the shell's first prompt.
+        /// Seconds before a hung guest run is killed.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
         #[command(flatten)]
@@ -162,18 +150,19 @@ enum Cmd {
     /// Check that every MMIO access of the guest tests, the demo and the
     /// bench is one KVM could emulate (a QEMU plugin classifies each
     /// instruction that touches an I/O region), and that a planted one is
-    /// caught.
+    /// caught (the same as `cargo xtask test kvm`).
     KvmCheck {
-        /// Seconds before a hung guest run is killed.
-        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        /// Seconds before a hung guest run is killed (twice that for each
+        /// run under the plugin).
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         timeout: u64,
         #[command(flatten)]
         options: BuildOptions,
     },
     /// Fuzz at length: `serial` sends bursts of hostile bytes to the guest
     /// shell, each followed by a command whose answer must come back right
-    /// (`cargo xtask test` runs 2,000 bursts of a fixed seed); `device`
-    /// runs random guest accesses, clock steps, resets and migrations on
+    /// (`cargo xtask test` runs 2,000 bursts: 4 guests of 500, fixed
+    /// seeds); `device` runs random guest accesses, clock steps, resets and migrations on
     /// the real device over qtest and on its model, which must agree
     /// (`cargo xtask test` runs 100,000 operations of a fixed seed).
     Fuzz {
@@ -195,24 +184,33 @@ enum Cmd {
         options: BuildOptions,
     },
     /// Check formatting and run clippy (warnings are errors) on every crate,
-    /// the device glue under QEMU's own lint set.
+    /// the device glue under QEMU's own lint set (the same as `cargo xtask
+    /// test lint`).
     Lint {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Regenerate patches/*.patch from the commits in the cached QEMU tree.
+    /// Regenerate patches/*.patch from the commits in this checkout's cached
+    /// QEMU tree (`cargo xtask cache-dir --checkout`, then src/).
     UpdatePatches {
         #[command(flatten)]
         options: BuildOptions,
     },
-    /// Delete the cache (downloads, QEMU builds) and target/vm/.
+    /// Delete the cache (downloads, QEMU builds of every checkout) and
+    /// target/vm/.
     Clean {
-        /// Only delete QEMU build directories of other cache keys.
+        /// Only delete the QEMU directories of other cache keys and of
+        /// checkouts that no longer exist.
         #[arg(long)]
         old: bool,
     },
     /// Print the cache directory.
-    CacheDir,
+    CacheDir {
+        /// Print this checkout's QEMU directory instead (its source tree
+        /// `src/` and build directory `build/`).
+        #[arg(long)]
+        checkout: bool,
+    },
 }
 
 /// What `cargo xtask fuzz` fuzzes.
@@ -240,54 +238,6 @@ fn parse_seed(text: &str) -> Result<u64, String> {
         None => text.replace('_', "").parse(),
     };
     parsed.map_err(|_| format!("'{text}' is not a seed: give a number, decimal or 0x hex"))
-}
-
-/// What to boot and how, shared by the commands that boot a guest
-/// (`qemu`, `dtb`, `gdb`).
-#[derive(Debug, Clone, clap::Args)]
-struct GuestOptions {
-    /// Kernel command line (QEMU's -append; the guest finds it in the
-    /// device tree's /chosen/bootargs).
-    #[arg(long, value_name = "ARGS")]
-    append: Option<String>,
-    #[command(flatten)]
-    machine: MachineOptions,
-    /// Boot this kernel (ELF or arm64 Image) instead of the project's.
-    #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
-    /// Further QEMU arguments, after `--`.
-    #[arg(last = true, value_name = "QEMU_ARGS")]
-    extra: Vec<String>,
-}
-
-impl GuestOptions {
-    /// The machine to start. `-kernel` gets the given file (checked
-    /// before anything is built or started), else the project's kernel as
-    /// ELF or, with `image`, as flat Image.
-    fn vm_config(self, image: bool) -> Result<VmConfig> {
-        let kernel = match &self.kernel {
-            Some(path) => {
-                let kind = run::check_kernel_file(path)?;
-                eprintln!("--kernel {}: {kind}", path.display());
-                run::Kernel::Other(path.display().to_string())
-            }
-            None if image => run::Kernel::Image,
-            None => run::Kernel::Elf,
-        };
-        Ok(VmConfig {
-            kernel,
-            append: self.append,
-            extra: self.extra,
-            ..self.machine.vm_config()
-        })
-    }
-}
-
-/// Builds what `config` boots: QEMU, and the project's kernel unless
-/// another one is given.
-fn build_for(session: &Session, config: &VmConfig) -> Result<()> {
-    let own_kernel = !matches!(config.kernel, run::Kernel::Other(_));
-    session.build_all(own_kernel, &mut Vec::new())
 }
 
 fn main() -> ExitCode {
@@ -338,7 +288,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             config.extra.splice(0..0, trace);
             let session = Session::new(&options)?;
             build_for(&session, &config)?;
-            eprintln!("\n{}", config.command_line());
+            eprintln!("\n{}", config.command_line(&session.repo));
             eprintln!("(quit QEMU with Ctrl-A X)\n");
             let status = config
                 .command(&session.repo)
@@ -354,12 +304,12 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             options,
         } => {
             if let Some(path) = &output {
-                inspect::DtbFormat::of_path(path)?;
+                guest_inspect::DtbFormat::of_path(path)?;
             }
             let config = guest.vm_config(false)?;
             let session = Session::new(&options)?;
             build_for(&session, &config)?;
-            inspect::dtb(&session.repo, &config, output.as_deref())?;
+            guest_inspect::dtb(&session.repo, &config, output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gdb {
@@ -398,9 +348,9 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         Cmd::Excerpts { fix } => {
             let root = repo::Repo::locate().root;
             if fix {
-                doc_excerpts::fix(&root)?;
+                lint::doc_excerpts::fix(&root)?;
             } else {
-                doc_excerpts::check(&root)?;
+                lint::doc_excerpts::check(&root)?;
             }
             println!("every documentation excerpt matches its source");
             Ok(ExitCode::SUCCESS)
@@ -413,42 +363,17 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             options,
         } => {
             if list {
-                test_suite::print_list();
+                test::print_list();
                 return Ok(ExitCode::SUCCESS);
             }
-            let selection = test_suite::Selection::new(stage.as_deref(), filter.as_deref())?;
-            let session = Session::new(&options)?;
-            let passed = test_suite::run(&session, &selection, Duration::from_secs(timeout));
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            run_tests(stage.as_deref(), filter.as_deref(), timeout, &options)
         }
-        Cmd::Demo { timeout, options } => {
-            let session = Session::new(&options)?;
-            session.build_all(true, &mut Vec::new())?;
-            eprintln!("\n==> Demo");
-            demo::Demo::run(
-                &session.repo,
-                &VmConfig::default(),
-                Duration::from_secs(timeout),
-            )?;
-            eprintln!("demo: all checks passed");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Demo { timeout, options } => run_tests(Some("demo"), None, timeout, &options),
         Cmd::Bench { options } => {
             bench::run(&Session::new(&options)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::KvmCheck { timeout, options } => {
-            let session = Session::new(&options)?;
-            session.build_all(true, &mut Vec::new())?;
-            eprintln!("\n==> kvm-check");
-            let summary = kvm_check::run(&session.repo, Duration::from_secs(timeout))?;
-            eprintln!("kvm-check: {summary}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::KvmCheck { timeout, options } => run_tests(Some("kvm"), None, timeout, &options),
         Cmd::Fuzz {
             target,
             seed,
@@ -481,10 +406,10 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                 FuzzTarget::Serial => serial_fuzz::run(
                     &session.repo,
                     seed,
-                    bursts.unwrap_or(20_000),
+                    bursts.unwrap_or(serial_fuzz::LONG_BURSTS),
                     Duration::from_secs(60),
                 )?,
-                FuzzTarget::Device => device_fuzz::run(
+                FuzzTarget::Device => fuzz::run(
                     &session.repo,
                     seed,
                     ops.unwrap_or(1_000_000),
@@ -494,59 +419,47 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             eprintln!("fuzz {}: {result}", target.name());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Lint { options } => {
-            lint::run_all(&Session::new(&options)?)?;
-            eprintln!("lint: clean");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Lint { options } => run_tests(Some("lint"), None, 60, &options),
         Cmd::UpdatePatches { options } => {
             let session = Session::new(&options)?;
-            patches::update(&session.repo, &session.current_qemu_dirs()?)?;
+            patches::update(&session.repo, &session.current_checkout_dirs()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: true } => {
             // Which directory is current depends on every build input.
-            clean_old(&Session::new(&BuildOptions::default())?)?;
+            clean::clean_old(&Session::new(&BuildOptions::default())?)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: false } => {
-            clean(&cache::Cache::locate()?, &repo::Repo::locate())?;
+            clean::clean(&cache::Cache::locate()?, &repo::Repo::locate())?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::CacheDir => {
+        Cmd::CacheDir { checkout: false } => {
             println!("{}", cache::Cache::locate()?.root.display());
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Deletes what this tool created in the cache (never the cache root's
-/// other contents, in case it points somewhere shared) and `target/vm/`.
-fn clean(cache: &cache::Cache, repo: &repo::Repo) -> Result<()> {
-    for dir in [
-        cache.qemu_builds(),
-        cache.downloads(),
-        cache.apt(),
-        cache.tools(),
-        repo.vm_dir(),
-    ] {
-        if dir.exists() {
-            eprintln!("removing {}", dir.display());
-            util::remove_dir_all_if_exists(&dir)?;
+        Cmd::CacheDir { checkout: true } => {
+            let session = Session::new(&BuildOptions::default())?;
+            println!("{}", session.current_checkout_dirs()?.root.display());
+            Ok(ExitCode::SUCCESS)
         }
     }
-    // Gone if it held nothing else.
-    let _ = std::fs::remove_dir(&cache.root);
-    Ok(())
 }
 
-/// Deletes the QEMU directories of other build inputs than the current.
-fn clean_old(session: &Session) -> Result<()> {
-    let current = session.current_qemu_dirs()?;
-    for dir in cache::other_qemu_dirs(&session.cache, &current.root) {
-        eprintln!("removing {}", dir.display());
-        util::remove_dir_all_if_exists(&dir)?;
-        let _ = std::fs::remove_file(cache::lock_path_of(&dir));
-    }
-    Ok(())
+/// `cargo xtask test [STAGE [FILTER]]`, and the commands that are one of
+/// its stages.
+fn run_tests(
+    stage: Option<&str>,
+    filter: Option<&str>,
+    timeout: u64,
+    options: &BuildOptions,
+) -> Result<ExitCode> {
+    let selection = test::Selection::new(stage, filter)?;
+    let session = Session::new(options)?;
+    let passed = test::run(&session, &selection, Duration::from_secs(timeout));
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -5,7 +5,7 @@
 //! stopwatch; the other [`Command`]s act on the shell or the machine.
 
 use core::fmt;
-use stopwatch_abi::{MAX_TIMEOUT_NS, NANOS_PER_SEC};
+use stopwatch_abi::{MAX_TIMEOUT_NS, MIN_PERIOD_NS, NANOS_PER_SEC};
 
 /// A parsed shell command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,10 @@ pub enum DeviceCommand {
     /// `laps`: the laps recorded since the last reset.
     Laps,
     // tutorial:lap-shell-command end
+    // tutorial:periodic-shell-command begin
+    /// `every DURATION`: a periodic timeout (PERIODIC), period in ns.
+    Every(u64),
+    // tutorial:periodic-shell-command end
 }
 
 /// How the elapsed time is read.
@@ -98,8 +102,8 @@ impl Timeout {
 /// One string, the names separated by single spaces, rather than a slice
 /// of strings: the slice's table would cost the kernel image 272 bytes of
 /// read-only data. [`command_names`] iterates over them.
-pub const COMMAND_NAMES: &str = "help start pause stop reset read show status timeout lap laps \
-                                 list use watch irqs irq-cpu info bench exit poweroff";
+pub const COMMAND_NAMES: &str = "help start pause stop reset read show status timeout every lap \
+                                 laps list use watch irqs irq-cpu info bench exit poweroff";
 
 /// The names of [`COMMAND_NAMES`].
 pub fn command_names() -> impl Iterator<Item = &'static str> + Clone {
@@ -119,6 +123,7 @@ commands for the selected stopwatch:
   timeout T        interrupt after T: 3 or 3s (seconds), 1.5s, 250ms, 100us,
                    5000ns; from 1 ns up to 10 s
   timeout          number of timeout interrupts so far
+  every T          interrupt every T (100us up to 10 s) until pause or reset
   lap              record the elapsed time as the next lap (8 at most)
   laps             the laps recorded since the last reset
 other commands:
@@ -162,6 +167,9 @@ pub enum ParseError<'a> {
     TimeoutMalformed(&'a str),
     /// `timeout` was given a duration of 0 or over MAX_TIMEOUT_NS.
     TimeoutOutOfRange(&'a str),
+    /// `every` was given something that is not a period in
+    /// MIN_PERIOD_NS..=MAX_TIMEOUT_NS.
+    BadPeriod(&'a str),
     /// `use` was given something that is not a number.
     BadStopwatchNumber(&'a str),
     /// `exit` was given something that is not a number in 0..=255.
@@ -187,6 +195,9 @@ impl fmt::Display for ParseError<'_> {
             }
             ParseError::TimeoutOutOfRange(word) => {
                 write!(f, "timeout: {word} is out of range: {TIMEOUT_FORMS}")
+            }
+            ParseError::BadPeriod(word) => {
+                write!(f, "every: '{word}' is not a period from 100us up to 10 s")
             }
             ParseError::BadStopwatchNumber(word) => {
                 write!(f, "use: '{word}' is not a stopwatch number (see 'list')")
@@ -257,6 +268,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
         ("timeout", Some(duration)) => {
             Command::Device(DeviceCommand::SetTimeout(parse_timeout(duration)?))
         }
+        // tutorial:periodic-shell-parse begin
+        ("every", None) => {
+            return Err(ParseError::MissingArgument {
+                command: name,
+                wanted: "a period (e.g. 500ms)",
+            })
+        }
+        ("every", Some(period)) => Command::Device(DeviceCommand::Every(parse_period(period)?)),
+        // tutorial:periodic-shell-parse end
         ("use", None) => {
             return Err(ParseError::MissingArgument {
                 command: name,
@@ -289,6 +309,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
     match extra {
         None => Ok(Some(command)),
         Some(argument) => Err(unexpected(argument)),
+    }
+}
+
+/// Parses the period of `every T`: a duration as `timeout T` takes it,
+/// from MIN_PERIOD_NS to MAX_TIMEOUT_NS, in nanoseconds.
+fn parse_period(word: &str) -> Result<u64, ParseError<'_>> {
+    match parse_timeout(word) {
+        Ok(timeout) if timeout.as_ns() >= MIN_PERIOD_NS => Ok(timeout.as_ns()),
+        _ => Err(ParseError::BadPeriod(word)),
     }
 }
 
@@ -427,12 +456,13 @@ mod tests {
     #[test]
     fn every_command_name_parses_and_is_in_help() {
         for name in command_names() {
-            // `use` and `irq-cpu` alone miss their number; anything else
-            // parses.
+            // `use`, `every` and `irq-cpu` alone miss their argument;
+            // anything else parses.
             let line = match name {
                 "use" => "use 0",
+                "every" => "every 1s",
                 "irq-cpu" => "irq-cpu 0",
-                name => name,
+                _ => name,
             };
             assert!(parse(line).is_ok(), "{name} does not parse");
             assert!(
@@ -546,6 +576,45 @@ mod tests {
             parse("timeout 1 2"),
             Err(ParseError::UnexpectedArgument {
                 command: "timeout",
+                argument: "2"
+            })
+        );
+    }
+
+    #[test]
+    fn every_takes_a_period_from_100us_to_10s() {
+        let cases = [
+            ("every 500ms", 500_000_000),
+            ("every 100us", MIN_PERIOD_NS),
+            ("every 2", 2 * NANOS_PER_SEC),
+            ("every 10s", MAX_TIMEOUT_NS),
+        ];
+        for (line, period) in cases {
+            assert_eq!(
+                parse(line),
+                Ok(Some(device(DeviceCommand::Every(period)))),
+                "{line}"
+            );
+        }
+        for word in ["99us", "99999ns", "0", "11s", "x", "1m"] {
+            assert_eq!(
+                parse(&format!("every {word}")).map_err(|e| format!("{e}")),
+                Err(format!(
+                    "every: '{word}' is not a period from 100us up to 10 s"
+                )),
+            );
+        }
+        assert_eq!(
+            parse("every"),
+            Err(ParseError::MissingArgument {
+                command: "every",
+                wanted: "a period (e.g. 500ms)"
+            })
+        );
+        assert_eq!(
+            parse("every 1s 2"),
+            Err(ParseError::UnexpectedArgument {
+                command: "every",
                 argument: "2"
             })
         );

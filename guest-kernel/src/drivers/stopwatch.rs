@@ -19,6 +19,7 @@ use aarch64_cpu::asm::barrier;
 use board_discovery::{Interrupt, Stopwatch as StopwatchInfo};
 use stopwatch_abi::{
     regs, shared, time_page, Command, Status, TimeSnapshot, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS,
+    MIN_PERIOD_NS,
 };
 use tock_registers::register_structs;
 
@@ -609,6 +610,53 @@ impl Stopwatch {
     }
     // tutorial:lap-driver-read end
 
+    // tutorial:periodic-driver begin
+    /// PERIODIC (an addition): an interrupt every `period_ns`, in
+    /// [`MIN_PERIOD_NS`]..=[`MAX_TIMEOUT_NS`] (the shell's parser checks
+    /// it; the device ignores and logs anything else). It replaces a
+    /// periodic timeout; the device refuses it while a one-shot is pending
+    /// (see [`PendingTimeout::one_shot_armed`]).
+    pub fn periodic(&self, period_ns: u64) {
+        debug_assert!((MIN_PERIOD_NS..=MAX_TIMEOUT_NS).contains(&period_ns));
+        self.arm_timeout(Command::Periodic, period_ns);
+    }
+
+    /// The armed timeout as the shared page shows it: its next deadline
+    /// and its period, read together under the time page's sequence
+    /// counter (as [`Stopwatch::laps`]), with the same patience.
+    pub fn pending_timeout(&self) -> Result<PendingTimeout, TimePageError> {
+        if self.time_page.is_none() {
+            return Err(TimePageError::Absent);
+        }
+        let mut first_failure = None;
+        loop {
+            match self.try_read_pending_timeout() {
+                Ok(pending) => return Ok(pending),
+                Err(error) if patience_exhausted(&mut first_failure) => return Err(error),
+                Err(_) => core::hint::spin_loop(),
+            }
+        }
+    }
+
+    fn try_read_pending_timeout(&self) -> Result<PendingTimeout, TimePageError> {
+        let sequence_at = shared::TIME_PAGE + time_page::SEQUENCE;
+        let sequence = self.shared_u32(sequence_at);
+        if sequence & 1 != 0 {
+            return Err(TimePageError::SequenceStuckOdd);
+        }
+        barrier::dmb(barrier::ISHLD);
+        let pending = PendingTimeout {
+            deadline_ns: self.shared_u64(shared::TIME_PAGE + time_page::TIMEOUT_DEADLINE_NS),
+            period_ns: self.shared_u64(shared::TIMEOUT_PERIOD_NS),
+        };
+        barrier::dmb(barrier::ISHLD);
+        if self.shared_u32(sequence_at) != sequence {
+            return Err(TimePageError::SequenceUnstable);
+        }
+        Ok(pending)
+    }
+    // tutorial:periodic-driver end
+
     /// The timeout interrupt handler: count, remember when, acknowledge.
     /// Never inlined, so that a debugger can break on it by name
     /// (`cargo xtask gdb`); the call costs a few nanoseconds.
@@ -664,3 +712,28 @@ impl Stopwatch {
         unsafe { self.shared_ptr::<u64>(offset).write_volatile(value) }
     }
 }
+
+// tutorial:periodic-driver-pending begin
+/// The timeout the device has armed, as one consistent read of the shared
+/// page ([`Stopwatch::pending_timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingTimeout {
+    /// The next deadline on the device clock, 0 if none is armed.
+    pub deadline_ns: u64,
+    /// The period of a periodic timeout, 0 for a one-shot or none.
+    pub period_ns: u64,
+}
+
+impl PendingTimeout {
+    /// A one-shot timeout is armed: the device would refuse TIMEOUT,
+    /// `TIMEOUT_NS` and PERIODIC (a periodic one they replace).
+    pub fn one_shot_armed(&self) -> bool {
+        self.deadline_ns != 0 && self.period_ns == 0
+    }
+
+    /// The period of the periodic timeout that runs, if one does.
+    pub fn period(&self) -> Option<u64> {
+        (self.period_ns != 0).then_some(self.period_ns)
+    }
+}
+// tutorial:periodic-driver-pending end

@@ -59,7 +59,7 @@ pub(super) fn guest_mistakes(t: &Checker, stopwatch: &Stopwatch) {
 
     // TIMEOUT_ACK with nothing pending, and invalid codes: no change.
     let before = stopwatch.timeouts();
-    for code in [Command::TimeoutAck.code(), 8, 0x100, u64::MAX] {
+    for code in [Command::TimeoutAck.code(), 9, 0x100, u64::MAX] {
         stopwatch.write_command_code(code);
         expect_status(t, stopwatch, Status::Paused, "stray command");
         let now = elapsed(t, stopwatch);

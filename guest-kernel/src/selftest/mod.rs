@@ -63,6 +63,7 @@ mod discovery;
 mod fp_simd;
 mod laps;
 mod original_demo;
+mod periodic;
 mod shell_answers;
 mod time_page;
 mod timeouts;
@@ -149,6 +150,10 @@ const TESTS: &[(&str, Test)] = &[
     (
         "laps_recorded_and_cleared",
         Test::Device(laps::laps_recorded_and_cleared),
+    ),
+    (
+        "periodic_interrupts_every_period",
+        Test::Device(periodic::periodic_interrupts),
     ),
 ];
 

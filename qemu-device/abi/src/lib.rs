@@ -34,6 +34,13 @@ pub const MAX_TIMEOUT_SECS: u64 = 10;
 /// Longest timeout [`Command::TimeoutNs`] accepts: the same limit, in ns.
 pub const MAX_TIMEOUT_NS: u64 = MAX_TIMEOUT_SECS * NANOS_PER_SEC;
 
+// tutorial:periodic-abi-limits begin
+/// Addition: the shortest period [`Command::Periodic`] accepts, in ns
+/// (100 us). A shorter one would keep QEMU's timer firing almost without
+/// pause; the longest is [`MAX_TIMEOUT_NS`].
+pub const MIN_PERIOD_NS: u64 = 100_000;
+// tutorial:periodic-abi-limits end
+
 /// Region 1: the trapping registers.
 ///
 /// Every register is 64 bits wide. Aligned 8-byte accesses and aligned
@@ -98,10 +105,25 @@ pub mod shared {
     /// taken is refused: logged, nothing changes.
     pub const LAP_SLOTS: usize = 8;
 
-    /// End of the lap slots. From here to [`SIZE`] the region is free for
-    /// the guest's own use.
+    /// End of the lap slots. The period of a periodic timeout follows
+    /// ([`TIMEOUT_PERIOD_NS`]); the guest's own space starts at
+    /// [`GUEST_FREE`].
     pub const LAPS_END: u64 = LAPS + 8 * LAP_SLOTS as u64;
     // tutorial:lap-abi-layout end
+
+    // tutorial:periodic-abi-layout begin
+    /// Addition: `u64`, the period in nanoseconds of the running periodic
+    /// timeout ([`Command::Periodic`](crate::Command::Periodic)), 0 when
+    /// the timeout is a one-shot or there is none. Right after the laps,
+    /// written under the time page's sequence counter with the page, so a
+    /// reader tells a periodic timeout from a one-shot in one consistent
+    /// read.
+    pub const TIMEOUT_PERIOD_NS: u64 = LAPS_END;
+
+    /// End of what the device writes. From here to [`SIZE`] the region is
+    /// the guest's own.
+    pub const GUEST_FREE: u64 = TIMEOUT_PERIOD_NS + 8;
+    // tutorial:periodic-abi-layout end
 }
 
 /// Addition: the time page, a pvclock-style record at
@@ -112,8 +134,9 @@ pub mod shared {
 /// counter, as Linux's seqcount or KVM's pvclock do:
 ///
 /// 1. `SEQUENCE` += 1 (now odd), then a release barrier;
-/// 2. the other fields, and the laps after the page
-///    ([`shared::LAP_COUNT`], [`shared::LAPS`]);
+/// 2. the other fields, and the laps and the period after the page
+///    ([`shared::LAP_COUNT`], [`shared::LAPS`],
+///    [`shared::TIMEOUT_PERIOD_NS`]);
 /// 3. a release barrier, then `SEQUENCE` += 1 (even again).
 ///
 /// The guest reads `SEQUENCE` (retrying while odd), then the fields, then
@@ -138,7 +161,9 @@ pub mod time_page {
     /// generic timer counts QEMU's virtual clock, the device's clock.
     pub const CLOCK_OFFSET_NS: u64 = 0x20;
     /// `u64`: device-clock deadline of the armed timeout, or 0 if none is
-    /// armed. Lets the guest measure its interrupt latency.
+    /// armed. Lets the guest measure its interrupt latency. For a periodic
+    /// timeout: the next period's deadline (armed while it runs, whether
+    /// the last period's interrupt is acknowledged or not).
     pub const TIMEOUT_DEADLINE_NS: u64 = 0x28;
     /// Size of the page's fields, in bytes.
     pub const SIZE: u64 = 0x30;
@@ -154,6 +179,9 @@ const _: () = {
     assert!(shared::TIME_PAGE >= shared::ORIGINAL_END);
     assert!(shared::TIME_PAGE + time_page::SIZE <= shared::LAP_COUNT);
     assert!(shared::LAPS == shared::LAP_COUNT + 8 && shared::LAPS_END <= shared::SIZE);
+    assert!(shared::TIMEOUT_PERIOD_NS >= shared::LAPS_END);
+    assert!(shared::TIMEOUT_PERIOD_NS % 8 == 0 && shared::GUEST_FREE <= shared::SIZE);
+    assert!(MIN_PERIOD_NS >= 1 && MIN_PERIOD_NS <= MAX_TIMEOUT_NS);
     assert!(regs::STATUS + regs::WIDTH <= regs::SIZE);
     assert!(shared::SIZE % 4096 == 0 && regs::SIZE % 4096 == 0);
 };
@@ -184,11 +212,19 @@ pub enum Command {
     /// taken it is refused (logged, nothing changes); RESET clears them.
     Lap = 7,
     // tutorial:lap-abi-command end
+    // tutorial:periodic-abi-command begin
+    /// Addition: arm a periodic timeout of period `DATA_LEN` nanoseconds
+    /// ([`MIN_PERIOD_NS`] to [`MAX_TIMEOUT_NS`]): the interrupt line rises
+    /// at 1, 2, 3... periods after the command, each rise acknowledged with
+    /// `TIMEOUT_ACK` as a one-shot's. RESET and PAUSE end it; TIMEOUT,
+    /// `TIMEOUT_NS` and PERIODIC replace it while its line is low.
+    Periodic = 8,
+    // tutorial:periodic-abi-command end
 }
 
 impl Command {
     /// Every command, in code order.
-    pub const ALL: [Command; 8] = [
+    pub const ALL: [Command; 9] = [
         Command::Reset,
         Command::Start,
         Command::Pause,
@@ -197,6 +233,7 @@ impl Command {
         Command::TimeoutAck,
         Command::TimeoutNs,
         Command::Lap,
+        Command::Periodic,
     ];
 
     /// The command with this code, if there is one.
@@ -210,6 +247,7 @@ impl Command {
             5 => Command::TimeoutAck,
             6 => Command::TimeoutNs,
             7 => Command::Lap,
+            8 => Command::Periodic,
             _ => return None,
         })
     }
@@ -230,6 +268,7 @@ impl Command {
             Command::TimeoutAck => "TIMEOUT_ACK",
             Command::TimeoutNs => "TIMEOUT_NS",
             Command::Lap => "LAP",
+            Command::Periodic => "PERIODIC",
         }
     }
 }
@@ -347,10 +386,15 @@ mod tests {
     fn additions_come_after_the_original_space() {
         assert_eq!(Command::TimeoutNs.code(), 6);
         assert_eq!(Command::Lap.code(), 7);
-        assert_eq!(Command::from_code(8), None);
+        assert_eq!(Command::Periodic.code(), 8);
+        assert_eq!(Command::from_code(9), None);
         assert_eq!(
             (shared::LAP_COUNT, shared::LAPS, shared::LAPS_END),
             (0x130, 0x138, 0x178)
+        );
+        assert_eq!(
+            (shared::TIMEOUT_PERIOD_NS, shared::GUEST_FREE),
+            (0x178, 0x180)
         );
     }
 

@@ -79,6 +79,15 @@ pub enum GuestError {
         slots: usize,
     },
     // tutorial:lap-error end
+    /// PERIODIC with `data_len` outside min..=max nanoseconds.
+    PeriodOutOfRange {
+        /// The requested period.
+        nanoseconds: u64,
+        /// The shortest period.
+        min: u64,
+        /// The longest period.
+        max: u64,
+    },
 }
 
 impl fmt::Display for GuestError {
@@ -131,6 +140,14 @@ impl fmt::Display for GuestError {
                     "LAP with all {slots} lap slots taken (RESET clears them): ignored"
                 )
             }
+            GuestError::PeriodOutOfRange {
+                nanoseconds,
+                min,
+                max,
+            } => write!(
+                f,
+                "PERIODIC of {nanoseconds} ns (data_len) is outside {min}..={max} ns: ignored"
+            ),
         }
     }
 }

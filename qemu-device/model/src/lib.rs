@@ -21,7 +21,7 @@ mod text;
 
 use stopwatch_abi::{
     shared, time_page, Command, Status, TimeSnapshot, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS,
-    NANOS_PER_SEC,
+    MIN_PERIOD_NS, NANOS_PER_SEC,
 };
 
 pub use access::{decode, Access, Half, Register};
@@ -107,6 +107,9 @@ pub trait Environment {
     fn time_page_published(&mut self, _sequence: u32, _snapshot: &TimeSnapshot) {}
     /// LAP recorded `elapsed_ns` into lap slot `slot`.
     fn lap_recorded(&mut self, _slot: usize, _elapsed_ns: u64) {}
+    /// PERIODIC armed a periodic timeout of `period_ns`, first firing at
+    /// `first_deadline_ns` (each period then fires as a timeout does).
+    fn periodic_armed(&mut self, _period_ns: u64, _first_deadline_ns: u64) {}
 }
 
 /// Where the timeout is in its life.
@@ -121,12 +124,50 @@ pub enum Timeout {
     },
     /// Expired; the line is high until `TIMEOUT_ACK` or RESET.
     Fired,
+    // tutorial:periodic-model-timeout begin
+    /// PERIODIC: fires at `next_deadline_ns`, then every `period_ns` after
+    /// it; the timer is armed for as long as it runs.
+    Periodic {
+        /// The period, [`MIN_PERIOD_NS`] to [`MAX_TIMEOUT_NS`].
+        period_ns: u64,
+        /// The next expiry: the command's time plus a whole number of
+        /// periods, so a late acknowledgement never makes it drift.
+        next_deadline_ns: u64,
+        /// A period expired and its `TIMEOUT_ACK` has not come: the line
+        /// is high. Periods that expire meanwhile keep it high (a level
+        /// interrupt: they coalesce).
+        raised: bool,
+    },
+    // tutorial:periodic-model-timeout end
 }
 
 impl Timeout {
     /// The interrupt line's level in this state.
     pub const fn irq_level(self) -> bool {
-        matches!(self, Timeout::Fired)
+        matches!(
+            self,
+            Timeout::Fired | Timeout::Periodic { raised: true, .. }
+        )
+    }
+
+    /// The period of a periodic timeout, 0 for a one-shot or none: what
+    /// the shared page publishes at [`shared::TIMEOUT_PERIOD_NS`].
+    pub const fn period_ns(self) -> u64 {
+        match self {
+            Timeout::Periodic { period_ns, .. } => period_ns,
+            Timeout::Idle | Timeout::Armed { .. } | Timeout::Fired => 0,
+        }
+    }
+
+    /// The deadline the timer is armed for, if any.
+    pub const fn deadline_ns(self) -> Option<u64> {
+        match self {
+            Timeout::Armed { deadline_ns } => Some(deadline_ns),
+            Timeout::Periodic {
+                next_deadline_ns, ..
+            } => Some(next_deadline_ns),
+            Timeout::Idle | Timeout::Fired => None,
+        }
     }
 }
 
@@ -155,6 +196,14 @@ pub struct SavedState {
     /// The laps, in nanoseconds; slots from `lap_count` on are 0.
     pub laps: [u64; shared::LAP_SLOTS],
     // tutorial:lap-saved-state end
+    // tutorial:periodic-saved-state begin
+    /// The period of a periodic timeout, 0 for a one-shot or none. With a
+    /// period, `timeout_state` 1 means between periods (line low), 2 a
+    /// period fired and not acknowledged (line high), and
+    /// `timeout_deadline_ns` is the next period's deadline in both. A
+    /// stream from a device without PERIODIC has none: the glue leaves 0.
+    pub timeout_period_ns: u64,
+    // tutorial:periodic-saved-state end
 }
 
 /// A [`SavedState`] that no device could have produced.
@@ -175,6 +224,9 @@ pub enum RestoreError {
     TooManyLaps(u64),
     /// A lap in a slot at or after the lap count.
     LapAfterCount(usize),
+    /// A period outside [`MIN_PERIOD_NS`]..=[`MAX_TIMEOUT_NS`], or a
+    /// period with no timeout pending.
+    BadPeriod(u64),
 }
 
 impl core::fmt::Display for RestoreError {
@@ -191,6 +243,11 @@ impl core::fmt::Display for RestoreError {
             RestoreError::LapAfterCount(slot) => {
                 write!(f, "lap slot {slot} set after the lap count")
             }
+            RestoreError::BadPeriod(period) => write!(
+                f,
+                "periodic timeout of {period} ns (outside {MIN_PERIOD_NS}..={MAX_TIMEOUT_NS} ns, \
+                 or with no timeout pending)"
+            ),
         }
     }
 }
@@ -261,9 +318,9 @@ impl Stopwatch {
             accumulated_ns: self.accumulated_ns,
             run_start_ns: self.run_start_ns,
             clock_offset_ns,
-            timeout_deadline_ns: match self.timeout {
-                Timeout::Armed { deadline_ns } => deadline_ns,
-                Timeout::Idle | Timeout::Fired => 0,
+            timeout_deadline_ns: match self.timeout.deadline_ns() {
+                Some(deadline_ns) => deadline_ns,
+                None => 0,
             },
         }
     }
@@ -345,7 +402,7 @@ impl Stopwatch {
                 Ok(())
             }
             Command::Start => self.start(env.now_ns()),
-            Command::Pause => self.pause(env.now_ns()),
+            Command::Pause => self.pause(env),
             Command::Update => {
                 self.update(env);
                 Ok(())
@@ -356,6 +413,7 @@ impl Stopwatch {
             // tutorial:lap-model-execute begin
             Command::Lap => self.lap(env),
             // tutorial:lap-model-execute end
+            Command::Periodic => self.arm_periodic(env),
         };
         match result {
             Ok(()) => self.publish(env),
@@ -365,7 +423,7 @@ impl Stopwatch {
 
     /// The timer reached its deadline.
     pub fn timer_expired(&mut self, env: &mut dyn Environment) {
-        let Timeout::Armed { deadline_ns } = self.timeout else {
+        let Some(deadline_ns) = self.timeout.deadline_ns() else {
             // Disarmed while the callback was already queued: nothing to do.
             return;
         };
@@ -373,11 +431,35 @@ impl Stopwatch {
             // Never fire early, whatever the timer says.
             return env.arm_timer(deadline_ns);
         }
-        self.timeout = Timeout::Fired;
+        let was_raised = self.irq_level();
+        self.timeout = match self.timeout {
+            Timeout::Periodic { period_ns, .. } => self.next_period(env, period_ns, deadline_ns),
+            _ => Timeout::Fired,
+        };
         env.timeout_fired(deadline_ns);
-        env.set_irq(true);
+        if !was_raised {
+            env.set_irq(true);
+        }
         self.publish(env);
     }
+
+    // tutorial:periodic-model-rearm begin
+    /// A period expired at `deadline_ns`: re-arms the timer for the next
+    /// one, on the grid of the command's time (deadline plus one period),
+    /// and raises the line. A callback later than a whole period (a stopped
+    /// VM) skips the periods already past: they coalesce into this rise.
+    fn next_period(&self, env: &mut dyn Environment, period_ns: u64, deadline_ns: u64) -> Timeout {
+        let missed = (env.now_ns() - deadline_ns) / period_ns;
+        let next_deadline_ns =
+            deadline_ns.saturating_add(period_ns.saturating_mul(missed.saturating_add(1)));
+        env.arm_timer(next_deadline_ns);
+        Timeout::Periodic {
+            period_ns,
+            next_deadline_ns,
+            raised: true,
+        }
+    }
+    // tutorial:periodic-model-rearm end
 
     /// The state for migration.
     pub const fn save(&self) -> SavedState {
@@ -385,6 +467,11 @@ impl Stopwatch {
             Timeout::Idle => (0, 0),
             Timeout::Armed { deadline_ns } => (1, deadline_ns),
             Timeout::Fired => (2, 0),
+            Timeout::Periodic {
+                next_deadline_ns,
+                raised,
+                ..
+            } => (if raised { 2 } else { 1 }, next_deadline_ns),
         };
         SavedState {
             status: self.status.code(),
@@ -395,6 +482,7 @@ impl Stopwatch {
             sequence: self.sequence,
             lap_count: self.lap_count as u64,
             laps: self.laps,
+            timeout_period_ns: self.timeout.period_ns(),
         }
     }
 
@@ -406,13 +494,26 @@ impl Stopwatch {
     ) -> Result<Stopwatch, RestoreError> {
         let status =
             Status::from_code(saved.status).ok_or(RestoreError::BadStatus(saved.status))?;
-        let timeout = match saved.timeout_state {
-            0 => Timeout::Idle,
-            1 => Timeout::Armed {
+        let timeout = match (saved.timeout_state, saved.timeout_period_ns) {
+            (0, 0) => Timeout::Idle,
+            (1, 0) => Timeout::Armed {
                 deadline_ns: saved.timeout_deadline_ns,
             },
-            2 => Timeout::Fired,
-            other => return Err(RestoreError::BadTimeoutState(other)),
+            (2, 0) => Timeout::Fired,
+            (state @ (1 | 2), period_ns)
+                if (MIN_PERIOD_NS..=MAX_TIMEOUT_NS).contains(&period_ns) =>
+            {
+                if saved.timeout_deadline_ns == 0 {
+                    return Err(RestoreError::ArmedWithoutDeadline);
+                }
+                Timeout::Periodic {
+                    period_ns,
+                    next_deadline_ns: saved.timeout_deadline_ns,
+                    raised: state == 2,
+                }
+            }
+            (0..=2, period_ns) => return Err(RestoreError::BadPeriod(period_ns)),
+            (other, _) => return Err(RestoreError::BadTimeoutState(other)),
         };
         if saved.sequence % 2 != 0 {
             return Err(RestoreError::OddSequence(saved.sequence));
@@ -441,10 +542,10 @@ impl Stopwatch {
             lap_count,
             laps: saved.laps,
         };
-        match timeout {
+        match timeout.deadline_ns() {
             // A deadline already passed fires at once.
-            Timeout::Armed { deadline_ns } => env.arm_timer(deadline_ns),
-            Timeout::Idle | Timeout::Fired => env.cancel_timer(),
+            Some(deadline_ns) => env.arm_timer(deadline_ns),
+            None => env.cancel_timer(),
         }
         env.set_irq(timeout.irq_level());
         stopwatch.publish(env);
@@ -460,6 +561,12 @@ impl Stopwatch {
             Timeout::Idle => {}
             Timeout::Armed { .. } => env.cancel_timer(),
             Timeout::Fired => env.set_irq(false),
+            Timeout::Periodic { raised, .. } => {
+                env.cancel_timer();
+                if raised {
+                    env.set_irq(false);
+                }
+            }
         }
         self.timeout = Timeout::Idle;
         // tutorial:lap-model-reset begin
@@ -477,18 +584,35 @@ impl Stopwatch {
         Ok(())
     }
 
-    fn pause(&mut self, now_ns: u64) -> Result<(), GuestError> {
+    fn pause(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
         match self.status {
             Status::Running => {
-                self.accumulated_ns = self.elapsed_ns(now_ns);
+                self.accumulated_ns = self.elapsed_ns(env.now_ns());
                 self.status = Status::Paused;
-                Ok(())
             }
-            // As in the original, pausing a paused stopwatch does nothing.
-            Status::Paused => Ok(()),
-            Status::Reset => Err(GuestError::PauseWhileReset),
+            // As in the original, pausing a paused stopwatch does nothing
+            // (but end a periodic timeout, below).
+            Status::Paused => {}
+            Status::Reset => return Err(GuestError::PauseWhileReset),
+        }
+        self.end_periodic(env);
+        Ok(())
+    }
+
+    // tutorial:periodic-model-pause begin
+    /// PAUSE ends a periodic timeout: no period fires after it. A raised
+    /// line stays high until its `TIMEOUT_ACK`, as a fired one-shot's.
+    fn end_periodic(&mut self, env: &mut dyn Environment) {
+        if let Timeout::Periodic { raised, .. } = self.timeout {
+            env.cancel_timer();
+            self.timeout = if raised {
+                Timeout::Fired
+            } else {
+                Timeout::Idle
+            };
         }
     }
+    // tutorial:periodic-model-pause end
 
     fn update(&self, env: &mut dyn Environment) {
         let text = format_elapsed(self.elapsed_ns(env.now_ns()));
@@ -525,7 +649,7 @@ impl Stopwatch {
         command: Command,
         duration_ns: u64,
     ) -> Result<(), GuestError> {
-        if self.timeout != Timeout::Idle {
+        if !self.may_arm() {
             return Err(GuestError::TimeoutAlreadyPending { command });
         }
         let deadline_ns = env.now_ns().saturating_add(duration_ns);
@@ -533,6 +657,46 @@ impl Stopwatch {
         env.arm_timer(deadline_ns);
         Ok(())
     }
+
+    // tutorial:periodic-model-arm begin
+    /// Whether TIMEOUT, `TIMEOUT_NS` or PERIODIC may arm a timeout now: with
+    /// none pending, or replacing a periodic one between its periods. A
+    /// raised line (one-shot or periodic) waits for its `TIMEOUT_ACK`
+    /// first, so that no interrupt is lost unacknowledged.
+    fn may_arm(&self) -> bool {
+        matches!(
+            self.timeout,
+            Timeout::Idle | Timeout::Periodic { raised: false, .. }
+        )
+    }
+
+    /// PERIODIC: a timeout every `DATA_LEN` nanoseconds, first one period
+    /// from now. The timer stays armed, re-armed at each expiry.
+    fn arm_periodic(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
+        let period_ns = env.shared_memory().read_u64(shared::DATA_LEN);
+        if !(MIN_PERIOD_NS..=MAX_TIMEOUT_NS).contains(&period_ns) {
+            return Err(GuestError::PeriodOutOfRange {
+                nanoseconds: period_ns,
+                min: MIN_PERIOD_NS,
+                max: MAX_TIMEOUT_NS,
+            });
+        }
+        if !self.may_arm() {
+            return Err(GuestError::TimeoutAlreadyPending {
+                command: Command::Periodic,
+            });
+        }
+        let next_deadline_ns = env.now_ns().saturating_add(period_ns);
+        self.timeout = Timeout::Periodic {
+            period_ns,
+            next_deadline_ns,
+            raised: false,
+        };
+        env.arm_timer(next_deadline_ns);
+        env.periodic_armed(period_ns, next_deadline_ns);
+        Ok(())
+    }
+    // tutorial:periodic-model-arm end
 
     // tutorial:lap-model-lap begin
     /// LAP: the elapsed time into the next free slot. All taken: refused,
@@ -552,16 +716,40 @@ impl Stopwatch {
     }
     // tutorial:lap-model-lap end
 
+    // tutorial:periodic-model-ack begin
+    /// TIMEOUT_ACK: lowers a raised line; ends a one-shot timeout, and a
+    /// periodic one between its periods.
     fn acknowledge_timeout(&mut self, env: &mut dyn Environment) -> Result<(), GuestError> {
-        match self.timeout {
+        self.timeout = match self.timeout {
             Timeout::Idle => return Err(GuestError::AckWithoutTimeout),
-            // As in the original, acknowledging also ends an armed timeout.
-            Timeout::Armed { .. } => env.cancel_timer(),
-            Timeout::Fired => env.set_irq(false),
-        }
-        self.timeout = Timeout::Idle;
+            // As in the original, acknowledging also ends an armed timeout
+            // (a periodic one between periods too).
+            Timeout::Armed { .. } | Timeout::Periodic { raised: false, .. } => {
+                env.cancel_timer();
+                Timeout::Idle
+            }
+            Timeout::Fired => {
+                env.set_irq(false);
+                Timeout::Idle
+            }
+            // A period's interrupt acknowledged: the line goes low and the
+            // next period still comes.
+            Timeout::Periodic {
+                period_ns,
+                next_deadline_ns,
+                raised: true,
+            } => {
+                env.set_irq(false);
+                Timeout::Periodic {
+                    period_ns,
+                    next_deadline_ns,
+                    raised: false,
+                }
+            }
+        };
         Ok(())
     }
+    // tutorial:periodic-model-ack end
 
     /// Rewrites the time page under its sequence counter (see
     /// [`stopwatch_abi::time_page`]).
@@ -593,6 +781,10 @@ impl Stopwatch {
             memory.write_u64(shared::LAPS + 8 * slot as u64, lap_ns);
         }
         // tutorial:lap-model-publish end
+        // tutorial:periodic-model-publish begin
+        // The period after the laps: 0 for a one-shot or no timeout.
+        memory.write_u64(shared::TIMEOUT_PERIOD_NS, self.timeout.period_ns());
+        // tutorial:periodic-model-publish end
         memory.write_barrier();
         self.sequence = self.sequence.wrapping_add(1);
         memory.write_u32(page(time_page::SEQUENCE), self.sequence);

@@ -50,15 +50,24 @@ impl<M: SharedMemory> Simulation<M> {
         }
     }
 
-    /// Moves the clock forward by `ns` and runs the timer if it is due, as
-    /// QEMU's main loop would (the timer is disarmed before it runs).
+    // tutorial:periodic-simulation-advance begin
+    /// Moves the clock forward by `ns`, running the timer at every
+    /// deadline due on the way, in order, with the clock at that deadline:
+    /// as QEMU's qtest `clock_step` does, which stops at each timer's
+    /// deadline. A timer its own callback re-arms (a periodic timeout)
+    /// fires again within the same step when its next deadline is due too.
+    /// The timer is disarmed before it runs, as in QEMU.
     pub fn advance(&mut self, stopwatch: &mut Stopwatch, ns: u64) {
-        self.now_ns += ns;
-        if self.timer.is_some_and(|deadline| deadline <= self.now_ns) {
+        let target_ns = self.now_ns + ns;
+        while let Some(deadline_ns) = self.timer.filter(|&deadline| deadline <= target_ns) {
+            // A deadline already past (a restored one) runs now.
+            self.now_ns = self.now_ns.max(deadline_ns);
             self.timer = None;
             stopwatch.timer_expired(self);
         }
+        self.now_ns = target_ns;
     }
+    // tutorial:periodic-simulation-advance end
 }
 
 impl<M: SharedMemory> Environment for Simulation<M> {

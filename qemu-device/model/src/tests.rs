@@ -2,6 +2,7 @@
 //! Host tests of every rule of the device, with a fake environment.
 
 mod laps;
+mod periodic;
 
 use stopwatch_abi::{regs, shared, time_page, Command, Status};
 
@@ -326,7 +327,7 @@ fn thirty_two_bit_accesses() {
 #[test]
 fn every_guest_mistake_is_reported_and_changes_nothing() {
     type Mistake = (&'static str, fn(&mut Stopwatch, &mut FakeEnv), GuestError);
-    let mistakes: [Mistake; 18] = [
+    let mistakes: [Mistake; 20] = [
         (
             "unknown offset",
             |sw, env| sw.write(env, 0x10, 1, 8),
@@ -380,8 +381,8 @@ fn every_guest_mistake_is_reported_and_changes_nothing() {
         ),
         (
             "unknown command",
-            |sw, env| run_code(sw, env, 8),
-            GuestError::UnknownCommand { code: 8 },
+            |sw, env| run_code(sw, env, 9),
+            GuestError::UnknownCommand { code: 9 },
         ),
         (
             "huge command",
@@ -434,6 +435,30 @@ fn every_guest_mistake_is_reported_and_changes_nothing() {
             },
             GuestError::TimeoutNsOutOfRange {
                 nanoseconds: 10 * SECOND + 1,
+                max: 10 * SECOND,
+            },
+        ),
+        (
+            "periodic under the minimum",
+            |sw, env| {
+                env.set_data_len(99_999);
+                run(sw, env, Command::Periodic)
+            },
+            GuestError::PeriodOutOfRange {
+                nanoseconds: 99_999,
+                min: 100_000,
+                max: 10 * SECOND,
+            },
+        ),
+        (
+            "periodic over the maximum",
+            |sw, env| {
+                env.set_data_len(10 * SECOND + 1);
+                run(sw, env, Command::Periodic)
+            },
+            GuestError::PeriodOutOfRange {
+                nanoseconds: 10 * SECOND + 1,
+                min: 100_000,
                 max: 10 * SECOND,
             },
         ),
@@ -493,8 +518,8 @@ fn every_mistake_message_is_the_documented_one() {
             "write of 0x1 to the upper half of COMMAND; write commands to its lower half",
         ),
         (
-            GuestError::UnknownCommand { code: 8 },
-            "unknown command code 8",
+            GuestError::UnknownCommand { code: 9 },
+            "unknown command code 9",
         ),
         (
             GuestError::StartWhileRunning,
@@ -534,6 +559,20 @@ fn every_mistake_message_is_the_documented_one() {
         (
             GuestError::LapsFull { slots: 8 },
             "LAP with all 8 lap slots taken (RESET clears them): ignored",
+        ),
+        (
+            GuestError::PeriodOutOfRange {
+                nanoseconds: 99_999,
+                min: 100_000,
+                max: 10 * SECOND,
+            },
+            "PERIODIC of 99999 ns (data_len) is outside 100000..=10000000000 ns: ignored",
+        ),
+        (
+            GuestError::TimeoutAlreadyPending {
+                command: Command::Periodic,
+            },
+            "PERIODIC while a timeout is pending (acknowledge it first): ignored",
         ),
     ];
     for (error, message) in documented {
@@ -748,21 +787,27 @@ fn random_accesses_keep_the_invariants() {
         let choice = next();
         let offset = [0, 4, 8, 12, 2, 16, 0xff8][(choice % 7) as usize];
         let size = [1, 2, 4, 8, 8, 8][((choice >> 8) % 6) as usize];
-        let value = next() % 9;
+        let value = next() % 10;
         match (choice >> 16) % 4 {
             0 => {
                 let _ = sw.read(&mut env, offset, size);
             }
-            1 => env.set_data_len(next() % 12),
+            // Seconds for TIMEOUT, or a period for PERIODIC.
+            1 if next() % 2 == 0 => env.set_data_len(next() % 12),
+            1 => env.set_data_len(90_000 + next() % SECOND),
             2 => env.advance(&mut sw, next() % (2 * SECOND)),
             _ => sw.write(&mut env, offset, value, size),
         }
         assert_eq!(env.irq, sw.irq_level());
         assert_eq!(env.page_u32(time_page::SEQUENCE) % 2, 0);
-        match sw.timeout() {
-            Timeout::Armed { deadline_ns } => assert_eq!(env.timer, Some(deadline_ns)),
-            Timeout::Idle | Timeout::Fired => assert_eq!(env.timer, None),
+        assert_eq!(env.timer, sw.timeout().deadline_ns());
+        if let Some(deadline_ns) = env.timer {
+            assert!(deadline_ns > env.now_ns, "a due timer left unrun");
         }
+        assert_eq!(
+            env.memory.read_u64(shared::TIMEOUT_PERIOD_NS),
+            sw.timeout().period_ns()
+        );
         assert!(sw.elapsed_ns(env.now_ns) <= env.now_ns);
     }
 }
@@ -774,6 +819,7 @@ enum Observed {
     Fired(u64),
     Published(u32, Status),
     Lap(usize, u64),
+    Periodic(u64, u64),
 }
 
 /// The simulated machine, recording the observation hooks.
@@ -814,6 +860,10 @@ impl Environment for Observer {
     fn lap_recorded(&mut self, slot: usize, elapsed_ns: u64) {
         self.seen.push(Observed::Lap(slot, elapsed_ns));
     }
+    fn periodic_armed(&mut self, period_ns: u64, first_deadline_ns: u64) {
+        self.seen
+            .push(Observed::Periodic(period_ns, first_deadline_ns));
+    }
 }
 
 #[test]
@@ -837,6 +887,9 @@ fn hooks_report_every_command_timeout_and_page_write() {
     env.machine.now_ns = deadline_ns;
     sw.timer_expired(&mut env);
     sw.command(&mut env, Command::Lap as u64);
+    sw.command(&mut env, Command::TimeoutAck as u64);
+    env.machine.memory.write_u64(shared::DATA_LEN, 200_000);
+    sw.command(&mut env, Command::Periodic as u64);
     use Observed::*;
     use Status::*;
     assert_eq!(
@@ -854,6 +907,11 @@ fn hooks_report_every_command_timeout_and_page_write() {
             Lap(0, 1_000_000),
             Published(10, Running),
             Executed(Some(Command::Lap), Running, Running),
+            Published(12, Running),
+            Executed(Some(Command::TimeoutAck), Running, Running),
+            Periodic(200_000, deadline_ns + 200_000),
+            Published(14, Running),
+            Executed(Some(Command::Periodic), Running, Running),
         ]
     );
 }

@@ -33,15 +33,18 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
-use stopwatch_abi::{regs, shared, time_page, Command, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS};
-use stopwatch_model::{Simulation, Stopwatch, Timeout};
+use stopwatch_abi::{
+    regs, shared, time_page, Command, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS, MIN_PERIOD_NS,
+};
+use stopwatch_model::{Simulation, Stopwatch};
 use stopwatch_test_rng::TestRng;
 
 use crate::{parse_number, IrqEvent, Layout, Qmp, Qtest};
 
 /// The pass-through block compared after every operation: `data_len`,
-/// `data` and the time page (and the reserved bytes between them).
-const CHECKED_BLOCK: usize = (shared::TIME_PAGE + time_page::SIZE) as usize;
+/// `data`, the time page, the laps and the period (and the reserved bytes
+/// between them): everything the device writes.
+const CHECKED_BLOCK: usize = shared::GUEST_FREE as usize;
 
 /// Operations per pipelined batch.
 const BATCH_OPS: usize = 256;
@@ -236,15 +239,17 @@ fn random_op(random: &mut TestRng, rates: Rates) -> Op {
                 value,
             }
         }
-        // data_len for the next TIMEOUT / TIMEOUT_NS: around its limits,
-        // or garbage.
+        // data_len for the next TIMEOUT / TIMEOUT_NS / PERIODIC: around
+        // their limits, or garbage.
         30..=44 => {
-            let value = match random.below(6) {
+            let value = match random.below(7) {
                 0 => random.below(MAX_TIMEOUT_SECS + 2),
                 1 => random.in_range(1..=2_000),
                 2 => random.below(3_000_000_000),
                 3 => MAX_TIMEOUT_NS + random.below(3) - 1,
                 4 => u64::MAX - random.below(2),
+                // A short period, whose timeout fires many times per step.
+                5 => random.in_range(MIN_PERIOD_NS - 1..=50 * MIN_PERIOD_NS),
                 _ => random.next_u64(),
             };
             Op::Write {
@@ -591,7 +596,7 @@ impl Runner {
 
     /// Runs `op` on the model and queues it for QEMU, with the checks.
     fn queue(&mut self, step: usize, op: &Op) {
-        let fired_before = self.model.timeout() == Timeout::Fired;
+        let raised_before = self.model.irq_level();
         match *op {
             Op::Write {
                 region,
@@ -626,19 +631,21 @@ impl Runner {
             Op::ClockStep(ns) => self.clock_step(step, ns),
             Op::StepToDeadline(delta) => {
                 let now = self.env.now_ns;
-                let ns = match self.model.timeout() {
-                    Timeout::Armed { deadline_ns } => deadline_ns
+                let ns = match self.model.timeout().deadline_ns() {
+                    Some(deadline_ns) => deadline_ns
                         .saturating_add_signed(delta.into())
                         .checked_sub(now)
                         .filter(|&ns| ns > 0)
                         .unwrap_or(1),
-                    Timeout::Idle | Timeout::Fired => 1,
+                    None => 1,
                 };
                 self.clock_step(step, ns);
             }
             Op::SystemReset | Op::Migrate => unreachable!("run() handles {op}"),
         }
-        if !fired_before && self.model.timeout() == Timeout::Fired {
+        // Rises of the line: a periodic timeout's coalesced periods count
+        // once per rise.
+        if !raised_before && self.model.irq_level() {
             self.stats.timeouts_fired += 1;
         }
         self.queue_checks(step);
@@ -1011,7 +1018,7 @@ fn describe_block_difference(device: &[u8], model: &[u8]) -> String {
         );
     }
     let page = |offset: u64| (shared::TIME_PAGE + offset) as usize;
-    let fields: [(&str, usize, usize); 11] = [
+    let fields: [(&str, usize, usize); 14] = [
         ("data_len", shared::DATA_LEN as usize, 8),
         ("data", shared::DATA as usize, shared::DATA_CAPACITY),
         (
@@ -1039,9 +1046,22 @@ fn describe_block_difference(device: &[u8], model: &[u8]) -> String {
             page(time_page::TIMEOUT_DEADLINE_NS),
             8,
         ),
+        ("lap_count", shared::LAP_COUNT as usize, 8),
+        (
+            "laps",
+            shared::LAPS as usize,
+            (shared::LAPS_END - shared::LAPS) as usize,
+        ),
+        ("timeout_period_ns", shared::TIMEOUT_PERIOD_NS as usize, 8),
     ];
     let show = |bytes: &[u8], len: usize| {
-        if len == 8 || len == 4 {
+        if len == (shared::LAPS_END - shared::LAPS) as usize {
+            let words: Vec<u64> = bytes
+                .chunks_exact(8)
+                .map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")))
+                .collect();
+            format!("{words:?}")
+        } else if len == 8 || len == 4 {
             let mut word = [0; 8];
             word[..len].copy_from_slice(bytes);
             format!("{}", u64::from_le_bytes(word))

@@ -233,7 +233,7 @@ fn thirty_two_bit_accesses() -> Result<()> {
 #[ignore = "needs the patched QEMU: run `cargo xtask test`"]
 fn guest_mistakes_are_logged_and_change_nothing() -> Result<()> {
     type Action = fn(&Stopwatch, &mut Qtest) -> Result<()>;
-    let mistakes: [(&str, Action, &str); 13] = [
+    let mistakes: [(&str, Action, &str); 14] = [
         (
             "unknown offset",
             |sw, q| q.writeq(sw.register(0x10), 1),
@@ -271,8 +271,16 @@ fn guest_mistakes_are_logged_and_change_nothing() -> Result<()> {
         ),
         (
             "unknown command",
-            |sw, q| q.writeq(sw.register(regs::COMMAND), 8),
-            "unknown command code 8",
+            |sw, q| q.writeq(sw.register(regs::COMMAND), 9),
+            "unknown command code 9",
+        ),
+        (
+            "PERIODIC under the minimum period",
+            |sw, q| {
+                sw.set_data_len(q, 99_999)?;
+                sw.command(q, Command::Periodic)
+            },
+            "PERIODIC of 99999 ns (data_len) is outside 100000..=10000000000 ns: ignored",
         ),
         (
             "START while RUNNING",

@@ -64,8 +64,14 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
     q.clock_step(NANOS_PER_SEC)?;
     sw.command(&mut q, Command::TimeoutAck)?;
     sw.command(&mut q, Command::Reset)?;
+    // A periodic timeout of 1 ms over two periods, ended by RESET.
+    let periodic_at = q.last_clock();
+    sw.set_data_len(&mut q, 1_000_000)?;
+    sw.command(&mut q, Command::Periodic)?;
+    q.clock_step(2_000_000)?;
+    sw.command(&mut q, Command::Reset)?;
 
-    let last = "stopwatch_command sw0: RESET status PAUSED -> RESET";
+    let last = "stopwatch_command sw0: RESET status RESET -> RESET";
     let lines = trace_lines(&log, last)?;
     let commands: Vec<&str> = lines
         .iter()
@@ -83,6 +89,8 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
                 "stopwatch_command sw0: unknown status PAUSED -> PAUSED",
                 "stopwatch_command sw0: TIMEOUT status PAUSED -> PAUSED",
                 "stopwatch_command sw0: TIMEOUT_ACK status PAUSED -> PAUSED",
+                "stopwatch_command sw0: RESET status PAUSED -> RESET",
+                "stopwatch_command sw0: PERIODIC status RESET -> RESET",
                 last,
             ],
         "one trace line per command written, in order; got:\n{}",
@@ -103,8 +111,26 @@ fn commands_and_a_timeout_are_traced() -> Result<()> {
         "stopwatch_command sw0: TIMEOUT_ACK status PAUSED -> PAUSED".to_string(),
         "stopwatch_irq sw0: irq level 0".to_string(),
     ];
+    // The periodic timeout's: armed (its event during the command, the
+    // timer after it), then each period fires and re-arms the timer for
+    // the next; the line rises once (not acknowledged).
+    let first_ns = periodic_at + 1_000_000;
+    let (second_ns, third_ns) = (first_ns + 1_000_000, first_ns + 2_000_000);
+    let periodic_lines = [
+        format!("stopwatch_periodic sw0: periodic timeout armed period_ns 1000000 first_deadline_ns {first_ns}"),
+        "stopwatch_command sw0: PERIODIC status RESET -> RESET".to_string(),
+        format!("stopwatch_timeout_armed sw0: timeout armed deadline_ns {first_ns}"),
+        format!("stopwatch_timeout_fired sw0: timeout fired deadline_ns {first_ns}"),
+        format!("stopwatch_timeout_armed sw0: timeout armed deadline_ns {second_ns}"),
+        "stopwatch_irq sw0: irq level 1".to_string(),
+        format!("stopwatch_timeout_fired sw0: timeout fired deadline_ns {second_ns}"),
+        format!("stopwatch_timeout_armed sw0: timeout armed deadline_ns {third_ns}"),
+        last.to_string(),
+        "stopwatch_timeout_cancelled sw0: timeout cancelled".to_string(),
+        "stopwatch_irq sw0: irq level 0".to_string(),
+    ];
     let mut from = 0;
-    for expected in &timeout_lines {
+    for expected in timeout_lines.iter().chain(&periodic_lines) {
         let at = lines[from..]
             .iter()
             .position(|l| l.starts_with(expected.as_str()))

@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Checks (and where it can, installs) what the builds need: the pinned
+//! Rust toolchain with the guest target, the Debian packages QEMU's build
+//! uses, bindgen and Python. Every failure says how to fix it.
+
+use anyhow::{bail, Context, Result};
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::cache::Cache;
+use crate::util::{run, stdout_of};
+
+/// Debian packages QEMU's configure and build (and the host tests) need,
+/// and why.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("gcc", "C compiler"),
+    ("ninja-build", "QEMU's build tool"),
+    ("pkgconf", "finds the C libraries"),
+    ("libglib2.0-dev", "GLib, QEMU's base library"),
+    ("zlib1g-dev", "zlib"),
+    ("libfdt-dev", "device trees (--enable-fdt=system)"),
+    ("flex", "QEMU's parsers"),
+    ("bison", "QEMU's parsers"),
+    ("libclang-dev", "bindgen reads C headers through libclang"),
+    ("bindgen", "generates QEMU's Rust bindings"),
+    ("dpkg-dev", "apt-get source"),
+    (
+        "debian-archive-keyring",
+        "verifies the QEMU source download",
+    ),
+    ("xz-utils", "unpacks the QEMU tarball"),
+    (
+        "device-tree-compiler",
+        "dtc: cargo xtask dtb decompiles the board's device tree",
+    ),
+    ("gdb-multiarch", "cargo xtask gdb debugs the aarch64 guest"),
+    ("python3-venv", "configure's Python venv"),
+    ("bzip2", "firmware handling in QEMU's meson files"),
+    ("git", "the patch queue in the QEMU source tree"),
+    (
+        "ccache",
+        "QEMU's C compilations shared by every checkout's QEMU build",
+    ),
+    (
+        "binutils-aarch64-linux-gnu",
+        "assembles the test vectors of kvm-check's instruction classifier",
+    ),
+];
+
+/// Oldest bindgen QEMU's meson files accept.
+const MIN_BINDGEN: (u32, u32) = (0, 60);
+
+/// The toolchain file's pins.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ToolchainPins {
+    pub channel: String,
+    pub components: Vec<String>,
+    pub targets: Vec<String>,
+}
+
+/// Reads `rust-toolchain.toml`'s `channel`, `components` and `targets`.
+/// A tiny reader for this one flat file spares a TOML dependency.
+pub fn parse_toolchain_file(text: &str) -> Result<ToolchainPins> {
+    let mut pins = ToolchainPins::default();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let words: Vec<String> = value
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|w| w.trim().trim_matches('"').to_string())
+            .filter(|w| !w.is_empty())
+            .collect();
+        match key.trim() {
+            "channel" => pins.channel = words.into_iter().next().unwrap_or_default(),
+            "components" => pins.components = words,
+            "targets" => pins.targets = words,
+            _ => {}
+        }
+    }
+    if pins.channel.is_empty() {
+        bail!("no `channel = \"...\"` in rust-toolchain.toml");
+    }
+    Ok(pins)
+}
+
+/// Makes sure the toolchain of `rust-toolchain.toml`, its components and
+/// targets are installed: a plain cargo call installs a missing toolchain
+/// but not the targets it lists.
+pub fn ensure_rust_toolchain(repo: &Path) -> Result<ToolchainPins> {
+    let file = repo.join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("could not read {}", file.display()))?;
+    let pins = parse_toolchain_file(&text).with_context(|| format!("in {}", file.display()))?;
+    let channel = pins.channel.as_str();
+
+    let toolchains = stdout_of(Command::new("rustup").args(["toolchain", "list"])).context(
+        "rustup is needed to manage the pinned Rust toolchain: install it (https://rustup.rs) \
+         and run again",
+    )?;
+    let installed = toolchains.lines().any(|line| {
+        let name = line.split_whitespace().next().unwrap_or("");
+        name == channel || name.starts_with(&format!("{channel}-"))
+    });
+    if !installed {
+        eprintln!("Installing Rust {channel} (pinned in rust-toolchain.toml)...");
+        let mut install = Command::new("rustup");
+        install.args(["toolchain", "install", channel, "--profile", "minimal"]);
+        if !pins.components.is_empty() {
+            install.args(["--component", &pins.components.join(",")]);
+        }
+        run(&mut install)?;
+    }
+
+    add_missing(
+        channel,
+        "component",
+        &pins.components,
+        |installed, wanted| {
+            // Listed with the host triple: `clippy-x86_64-unknown-linux-gnu`.
+            installed == wanted || installed.starts_with(&format!("{wanted}-"))
+        },
+    )?;
+    add_missing(channel, "target", &pins.targets, |installed, wanted| {
+        installed.trim() == wanted
+    })?;
+    Ok(pins)
+}
+
+/// Tools found for the QEMU build.
+#[derive(Debug)]
+pub struct HostTools {
+    /// Directories to put first on PATH for configure and ninja.
+    pub extra_path: Vec<PathBuf>,
+    /// `bindgen --version`, part of the cache key.
+    pub bindgen_version: String,
+}
+
+impl HostTools {
+    /// PATH with [`HostTools::extra_path`] in front.
+    pub fn path_env(&self) -> Result<std::ffi::OsString> {
+        let existing = env::var_os("PATH").unwrap_or_default();
+        let dirs = self
+            .extra_path
+            .iter()
+            .cloned()
+            .chain(env::split_paths(&existing));
+        env::join_paths(dirs).context("a directory on PATH contains ':'")
+    }
+}
+
+/// Checks the Debian packages, Python and bindgen, installing what is
+/// missing when allowed to.
+pub fn ensure_host_tools(cache: &Cache) -> Result<HostTools> {
+    ensure_debian_packages()?;
+    ensure_python()?;
+    let tools_bin = cache.tools().join("bin");
+    match bindgen_version(&tools_bin) {
+        Some(version) if version_at_least(&version, MIN_BINDGEN) => {}
+        found => {
+            let why = found.map_or("not found".to_string(), |v| format!("{v} is too old"));
+            eprintln!(
+                "bindgen {why}; installing bindgen-cli into {} (a few minutes)...",
+                cache.tools().display()
+            );
+            run(Command::new(cargo())
+                .args(["install", "--locked", "bindgen-cli", "--root"])
+                .arg(cache.tools()))
+            .context("could not install bindgen-cli; install Debian's `bindgen` package instead")?;
+        }
+    }
+    detect_host_tools(cache)
+}
+
+/// The tools as they are, installing nothing (for commands that only
+/// need the cache key).
+pub fn detect_host_tools(cache: &Cache) -> Result<HostTools> {
+    let tools_bin = cache.tools().join("bin");
+    let bindgen_version = bindgen_version(&tools_bin)
+        .filter(|version| version_at_least(version, MIN_BINDGEN))
+        .context("no bindgen >= 0.60 found: run `cargo xtask build`, which installs it")?;
+    Ok(HostTools {
+        extra_path: vec![tools_bin],
+        bindgen_version,
+    })
+}
+
+/// `rustup <kind> add`s those of `wanted` that `rustup <kind> list
+/// --installed` does not show (a plain cargo call does not add them).
+fn add_missing(
+    channel: &str,
+    kind: &str,
+    wanted: &[String],
+    is_listed_as: impl Fn(&str, &str) -> bool,
+) -> Result<()> {
+    let installed = stdout_of(Command::new("rustup").args([
+        kind,
+        "list",
+        "--installed",
+        "--toolchain",
+        channel,
+    ]))?;
+    let missing: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !installed.lines().any(|line| is_listed_as(line, w)))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("Adding Rust {kind}s {}...", missing.join(", "));
+        run(Command::new("rustup")
+            .args([kind, "add", "--toolchain", channel])
+            .args(&missing))?;
+    }
+    Ok(())
+}
+
+pub use system_tests::repo::cargo;
+
+/// Finds the missing Debian packages and installs them (as root, or with
+/// password-less sudo); otherwise stops with the command to run.
+pub fn ensure_debian_packages() -> Result<()> {
+    let names: Vec<&str> = DEBIAN_PACKAGES.iter().map(|(name, _)| *name).collect();
+    let missing = missing_debian_packages(&names)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    eprintln!("Missing Debian packages:");
+    for (name, why) in DEBIAN_PACKAGES.iter().filter(|(n, _)| missing.contains(n)) {
+        eprintln!("  {name:<24} {why}");
+    }
+    let sudo_works = || {
+        Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let apt_get = apt_get_prefix(is_root(), sudo_works, &missing)?;
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new(apt_get[0]);
+        cmd.args(&apt_get[1..]).args(args);
+        cmd
+    };
+    // Stale package lists make installs fail with "held broken packages".
+    run(&mut apt(&["update"])).context("apt-get update failed")?;
+    let mut install = apt(&["install", "-y", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install).with_context(|| format!("could not install Debian packages: {list}"))?;
+    let still = missing_debian_packages(&names)?;
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(" "));
+    }
+    Ok(())
+}
+
+/// How to run apt-get: directly as root, through password-less sudo, or
+/// not at all, with the command the user must run instead.
+fn apt_get_prefix(
+    root: bool,
+    sudo_works: impl FnOnce() -> bool,
+    missing: &[&str],
+) -> Result<Vec<&'static str>> {
+    let mut prefix = if root {
+        Vec::new()
+    } else if sudo_works() {
+        vec!["sudo", "-n"]
+    } else {
+        bail!(
+            "missing Debian packages, and neither root nor password-less sudo is available; run:\n  \
+             sudo apt-get update && sudo apt-get install -y --no-install-recommends {}",
+            missing.join(" ")
+        );
+    };
+    // Through `env`, as sudo would drop the variable: no debconf questions.
+    prefix.extend(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+    Ok(prefix)
+}
+
+fn missing_debian_packages<'a>(names: &[&'a str]) -> Result<Vec<&'a str>> {
+    // One dpkg-query for all packages; unknown ones go to stderr.
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Status}\\n"])
+        .args(names)
+        .output()
+        .with_context(|| {
+            format!(
+                "dpkg-query not found: this build expects Debian or a derivative; \
+                 install the equivalents of: {}",
+                names.join(" ")
+            )
+        })?;
+    let listing = String::from_utf8_lossy(&output.stdout);
+    Ok(names
+        .iter()
+        .copied()
+        .filter(|name| {
+            !listing.lines().any(|line| {
+                line.split_once(' ').is_some_and(|(package, status)| {
+                    package.split(':').next() == Some(name) && status.ends_with(" installed")
+                })
+            })
+        })
+        .collect())
+}
+
+fn is_root() -> bool {
+    stdout_of(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+fn ensure_python() -> Result<()> {
+    let status = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => bail!(
+            "python3 cannot create virtual environments (no `venv`/`ensurepip`), which QEMU's \
+             configure needs: install Debian's python3-venv (or the venv module of the python3 \
+             first on PATH)"
+        ),
+        Err(_) => bail!("python3 not found: install Debian's python3 and python3-venv"),
+    }
+}
+
+/// `bindgen --version` of the bindgen that configure will find, with
+/// `tools_bin` searched first, as in the PATH configure gets.
+fn bindgen_version(tools_bin: &Path) -> Option<String> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let program = std::iter::once(tools_bin.to_path_buf())
+        .chain(env::split_paths(&path))
+        .map(|dir| dir.join("bindgen"))
+        .find(|candidate| candidate.is_file())?;
+    let text = stdout_of(Command::new(program).arg("--version")).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// Whether "bindgen 0.60.1" is at least `(major, minor)`.
+fn version_at_least(version_text: &str, (major, minor): (u32, u32)) -> bool {
+    let version = version_text.split_whitespace().last().unwrap_or("");
+    let mut numbers = version.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_toolchain_file() -> Result<()> {
+        let text = "# The one toolchain\n[toolchain]\nchannel = \"1.95.0\"\n\
+                    components = [\"rustfmt\", \"clippy\"]\ntargets = [\"aarch64-unknown-none\"]\n\
+                    profile = \"minimal\"\n";
+        let pins = parse_toolchain_file(text)?;
+        assert_eq!(
+            pins,
+            ToolchainPins {
+                channel: "1.95.0".into(),
+                components: vec!["rustfmt".into(), "clippy".into()],
+                targets: vec!["aarch64-unknown-none".into()],
+            }
+        );
+        assert!(parse_toolchain_file("[toolchain]\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn without_root_or_sudo_the_command_to_run_is_named() {
+        let missing = ["ninja-build", "libfdt-dev"];
+        let error = apt_get_prefix(false, || false, &missing).unwrap_err();
+        assert!(
+            error.to_string().ends_with(
+                "sudo apt-get update && sudo apt-get install -y --no-install-recommends \
+                 ninja-build libfdt-dev"
+            ),
+            "{error}"
+        );
+        let with_sudo = apt_get_prefix(false, || true, &missing).unwrap();
+        assert_eq!(with_sudo[..2], ["sudo", "-n"]);
+        let as_root = apt_get_prefix(true, || unreachable!("root needs no sudo"), &missing);
+        assert_eq!(as_root.unwrap()[0], "env");
+    }
+
+    #[test]
+    fn compares_bindgen_versions() {
+        assert!(version_at_least("bindgen 0.60.1", (0, 60)));
+        assert!(version_at_least("bindgen 0.71.1", (0, 60)));
+        assert!(!version_at_least("bindgen 0.59.2", (0, 60)));
+        assert!(!version_at_least("garbage", (0, 60)));
+    }
+}

@@ -1,0 +1,1008 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Builds `qemu-system-aarch64` with the stopwatch device: computes the
+//! cache key, then runs each stage unless its stamp says it is done
+//! (prepare the shared source; then, in this checkout's own directory,
+//! clone it, sync the device, configure, ninja), and installs the binary
+//! into `target/vm/`.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fs;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::build::cache::{self, Cache, CheckoutDirs, KeyBuilder, QemuDirs, Stage};
+use crate::build::pins;
+use crate::build::prereqs::HostTools;
+use crate::build::qemu_source::{self, QemuTarball};
+use crate::repo::Repo;
+use crate::util::{self, format_duration, stdout_of, MirrorReport, Step, SummaryRow};
+
+/// QEMU's configure options: only aarch64, only the devices of the `virt`
+/// board, Rust on, nothing downloaded at build time; TCG plugins on, for
+/// the MMIO audit of `cargo xtask kvm-check`.
+pub const CONFIGURE_ARGS: &[&str] = &[
+    "--target-list=aarch64-softmmu",
+    "--without-default-features",
+    "--without-default-devices",
+    "--with-devices-aarch64=minimal",
+    "--enable-rust",
+    "--enable-fdt=system",
+    "--enable-tcg",
+    "--enable-plugins",
+    "--disable-docs",
+    "--disable-install-blobs",
+    "--disable-download",
+    "--enable-werror",
+    "--disable-tools",
+];
+
+const NINJA_TARGET: &str = "qemu-system-aarch64";
+
+/// Everything except `qemu-device/` (synced incrementally) that goes into
+/// a QEMU build, hashed: a change here means a fresh cache directory.
+pub fn cache_key(repo: &Repo, tarball: &QemuTarball, tools: &HostTools) -> Result<String> {
+    let mut key = KeyBuilder::default();
+    key.add("pipeline", pins::PIPELINE_VERSION.to_string())
+        .add("qemu-version", pins::QEMU_VERSION)
+        .add("tarball-sha256", tarball.sha256())
+        .add("configure", CONFIGURE_ARGS.join(" "))
+        .add("bindgen", &tools.bindgen_version);
+    // The rustc that meson will find (RUSTUP_TOOLCHAIN is inherited).
+    let rustc = stdout_of(Command::new("rustc").arg("-vV"))
+        .context("rustc not found: install the Rust toolchain (rustup)")?;
+    key.add("rustc", rustc);
+    for patch in qemu_source::patch_files(&repo.root)? {
+        let name = patch.file_name().unwrap_or_default().to_string_lossy();
+        let contents =
+            fs::read(&patch).with_context(|| format!("could not read {}", patch.display()))?;
+        key.add(&format!("patch {name}"), contents);
+    }
+    let packagefiles = repo.root.join("patches/packagefiles");
+    if packagefiles.is_dir() {
+        for relative in util::list_files(&packagefiles, &|_| false)? {
+            let contents = fs::read(packagefiles.join(&relative))?;
+            key.add(&format!("packagefile {}", relative.display()), contents);
+        }
+    }
+    Ok(key.finish())
+}
+
+/// Builds QEMU (as far as needed) and copies it to `target/vm/`. Appends a
+/// row per stage to `summary`.
+pub fn build(
+    repo: &Repo,
+    cache: &Cache,
+    tarball: &QemuTarball,
+    tools: &HostTools,
+    summary: &mut Vec<SummaryRow>,
+) -> Result<PathBuf> {
+    let key = cache_key(repo, tarball, tools)?;
+    let dirs = QemuDirs::new(cache, pins::QEMU_VERSION, &key);
+    let mut stages = RealStages {
+        repo,
+        cache,
+        tarball,
+        tools,
+    };
+    run_stages(&dirs, &repo.root, &mut stages, &repo.qemu_binary(), summary)?;
+    note_old_builds(cache, &dirs);
+    Ok(repo.qemu_binary())
+}
+
+/// The work of each stage of a QEMU build. [`RealStages`] does it; the
+/// tests fake it to interrupt the pipeline anywhere.
+trait Stages {
+    /// The tarball, downloaded if needed and verified.
+    fn fetch(&mut self) -> Result<PathBuf>;
+    /// A patched source tree in `dirs.src` (which is empty).
+    fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()>;
+    /// The checkout's own copy of `dirs.src` in `checkout.src` (absent).
+    fn clone_source(&mut self, dirs: &QemuDirs, checkout: &CheckoutDirs) -> Result<()>;
+    /// The checkout's `qemu-device/` into its source tree, changed files
+    /// only.
+    fn sync_device(&mut self, checkout: &CheckoutDirs) -> Result<MirrorReport>;
+    /// configure into `checkout.build` (which is empty).
+    fn configure(&mut self, checkout: &CheckoutDirs) -> Result<()>;
+    /// ninja, incremental; returns what it did.
+    fn ninja(&mut self, checkout: &CheckoutDirs) -> Result<String>;
+    /// The built binary runs and is the right one.
+    fn check(&mut self, checkout: &CheckoutDirs, binary: &Path) -> Result<()>;
+}
+
+/// What a build of one checkout changed.
+#[derive(Debug, PartialEq, Eq)]
+struct BuildOutcome {
+    /// Device files written into, or removed from, the checkout's tree.
+    device_files_synced: usize,
+    /// Whether the binary was copied to its installed place.
+    installed: bool,
+}
+
+/// The pipeline for the checkout at `repo_root`: each stamped stage runs
+/// only if its stamp is missing, and stamps only once it succeeded
+/// ([`QemuDirs::run_stage`]), so a run interrupted anywhere is picked up
+/// where it stopped; ninja always runs (it is incremental and recovers
+/// from interruption itself); a built binary that fails its check gets one
+/// rebuild from scratch; the result is installed at `install_to` unless an
+/// untouched copy is there. The shared source is only read once prepared:
+/// everything a checkout's own sources change lives in its own directory.
+fn run_stages(
+    dirs: &QemuDirs,
+    repo_root: &Path,
+    stages: &mut dyn Stages,
+    install_to: &Path,
+    summary: &mut Vec<SummaryRow>,
+) -> Result<BuildOutcome> {
+    let checkout = dirs.checkout(repo_root);
+    // Two commands in one checkout take turns; other checkouts build
+    // side by side.
+    let _checkout_lock = util::lock_file(&checkout.lock_path(), "building QEMU", |message| {
+        eprintln!("{message}")
+    })?;
+    checkout.record_owner(repo_root)?;
+    if dirs.is_done(Stage::SourcePrepared) && checkout.is_done(Stage::SourceCloned) {
+        summary.push(up_to_date("QEMU source"));
+    } else {
+        // Checkouts prepare the shared source, and clone it, in turns.
+        let _shared_lock = util::lock_file(&dirs.lock_path(), "building QEMU", |message| {
+            eprintln!("{message}")
+        })?;
+        let step = Step::start("QEMU source");
+        // No stamp: a new key, or an interrupted run left a partial tree.
+        let prepared = dirs.run_stage(Stage::SourcePrepared, &[&dirs.src], || {
+            eprintln!("    preparing {}", dirs.src.display());
+            let tarball = stages.fetch()?;
+            stages.prepare(&tarball, dirs)
+        })?;
+        // The checkout's own tree: a new checkout, a source prepared anew,
+        // or an interrupted clone.
+        checkout.run_stage(Stage::SourceCloned, &[&checkout.src], || {
+            eprintln!("    this checkout's copy: {}", checkout.src.display());
+            stages.clone_source(dirs, &checkout)
+        })?;
+        summary.push(step.finish(if prepared { "prepared" } else { "cloned" }));
+    }
+
+    let step = Step::start("Device sync (qemu-device/ into this checkout's QEMU tree)");
+    let synced = stages.sync_device(&checkout)?;
+    for path in &synced.written {
+        eprintln!("    updated {}", path.display());
+    }
+    for path in &synced.removed {
+        eprintln!("    removed {}", path.display());
+    }
+    let changes = synced.written.len() + synced.removed.len();
+    summary.push(step.finish(&format!("{changes} file(s) changed")));
+
+    let binary = checkout.build.join(NINJA_TARGET);
+    for attempt in 1..=2 {
+        if checkout.is_done(Stage::Configured) {
+            summary.push(up_to_date("QEMU configure"));
+        } else {
+            let step = Step::start("QEMU: configure");
+            checkout.run_stage(Stage::Configured, &[&checkout.build], || {
+                fs::create_dir_all(&checkout.build)
+                    .with_context(|| format!("could not create {}", checkout.build.display()))?;
+                stages.configure(&checkout)
+            })?;
+            summary.push(step.finish("configured"));
+        }
+        let step = Step::start("QEMU: ninja");
+        let outcome = stages.ninja(&checkout)?;
+        match stages.check(&checkout, &binary) {
+            Ok(()) => {
+                // This stamp only records that the directory produced a
+                // working QEMU (ninja runs every time).
+                checkout.mark_done(Stage::Built)?;
+                summary.push(step.finish(&outcome));
+                break;
+            }
+            Err(error) if attempt == 1 => {
+                eprintln!(
+                    "The QEMU build in {} looks corrupt ({error:#}): rebuilding it from scratch.",
+                    checkout.build.display()
+                );
+                checkout.mark_undone(Stage::Configured)?;
+            }
+            Err(error) => return Err(error.context("QEMU built, but the binary is unusable")),
+        }
+    }
+    let installed = util::install_copy(&binary, install_to)?;
+    Ok(BuildOutcome {
+        device_files_synced: changes,
+        installed,
+    })
+}
+
+/// The real work of each stage.
+struct RealStages<'a> {
+    repo: &'a Repo,
+    cache: &'a Cache,
+    tarball: &'a QemuTarball,
+    tools: &'a HostTools,
+}
+
+impl Stages for RealStages<'_> {
+    fn fetch(&mut self) -> Result<PathBuf> {
+        qemu_source::fetch_tarball(self.cache, self.tarball)
+    }
+
+    fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()> {
+        qemu_source::prepare(&self.repo.root, self.cache, tarball, dirs)
+    }
+
+    fn clone_source(&mut self, dirs: &QemuDirs, checkout: &CheckoutDirs) -> Result<()> {
+        qemu_source::clone_prepared(&dirs.src, &checkout.src)
+    }
+
+    fn sync_device(&mut self, checkout: &CheckoutDirs) -> Result<MirrorReport> {
+        qemu_source::sync_device(&self.repo.root, &checkout.src)
+    }
+
+    fn configure(&mut self, checkout: &CheckoutDirs) -> Result<()> {
+        configure(checkout, self.tools, self.cache)
+    }
+
+    fn ninja(&mut self, checkout: &CheckoutDirs) -> Result<String> {
+        run_ninja(checkout, self.tools)
+    }
+
+    fn check(&mut self, checkout: &CheckoutDirs, binary: &Path) -> Result<()> {
+        check_version(binary)?;
+        check_rust_devices(&checkout.build)
+    }
+}
+
+fn up_to_date(name: &str) -> SummaryRow {
+    eprintln!("==> {name}: up to date");
+    SummaryRow {
+        name: name.to_string(),
+        outcome: "up to date".to_string(),
+        duration: Duration::ZERO,
+    }
+}
+
+/// Runs QEMU's configure in the checkout's (empty) build directory, with
+/// the C compiler through ccache.
+fn configure(dirs: &CheckoutDirs, tools: &HostTools, cache: &Cache) -> Result<()> {
+    let log_path = dirs.log_file("configure.log")?;
+    let log = fs::File::create(&log_path)
+        .with_context(|| format!("could not create {}", log_path.display()))?;
+    let compiler = ccache_compiler(cache)?;
+    let mut cmd = Command::new("../src/configure");
+    cmd.args(CONFIGURE_ARGS)
+        .env("CC", &compiler)
+        .current_dir(&dirs.build)
+        .env("PATH", tools.path_env()?)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    eprintln!(
+        "    CC={} {}",
+        util::shell_quote(compiler.as_os_str()),
+        util::command_line(&cmd)
+    );
+    eprintln!("    (output in {})", log_path.display());
+    let spinner = ProgressBar::new_spinner().with_message("configure");
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let status = cmd.status().context("could not run QEMU's configure")?;
+    spinner.finish_and_clear();
+    if !status.success() {
+        print_tail(&log_path, 40);
+        bail!(
+            "QEMU's configure failed ({status}); the end of its output is above, all of it in {}",
+            log_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `tools/ccache-cc`, the C compiler QEMU is configured with: `cc`
+/// through ccache, with ccache's settings in the script so that a `ninja`
+/// run by hand in a build directory uses them too. Every checkout builds
+/// the same QEMU sources in its own directory: `base_dir` makes the
+/// absolute paths of their command lines relative, and `hash_dir` off
+/// keeps the build directory out of the hash (so the debug info of a
+/// cached object names the directory it was first compiled in), so a
+/// second checkout's first build reuses the first one's C objects.
+fn ccache_compiler(cache: &Cache) -> Result<PathBuf> {
+    let quote = |path: PathBuf| util::shell_quote(path.as_os_str());
+    let script = format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask`: QEMU's C compiler, through ccache (see\n\
+         # ccache_compiler in xtask/src/qemu_build.rs).\n\
+         CCACHE_DIR={}\n\
+         CCACHE_BASEDIR={}\n\
+         CCACHE_NOHASHDIR=1\n\
+         CCACHE_MAXSIZE=2G\n\
+         export CCACHE_DIR CCACHE_BASEDIR CCACHE_NOHASHDIR CCACHE_MAXSIZE\n\
+         exec ccache cc \"$@\"\n",
+        quote(cache.ccache()),
+        quote(cache.qemu_builds()),
+    );
+    let path = cache.tools().join("ccache-cc");
+    util::write_if_changed(&path, script.as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("could not make {} executable", path.display()))?;
+    Ok(path)
+}
+
+/// One line of ninja's output.
+enum NinjaLine {
+    Status { done: u64, total: u64, what: String },
+    Other(String),
+}
+
+/// Parses ninja's `[N/M] description` status lines (NINJA_STATUS is set to
+/// exactly that format).
+fn parse_ninja_line(line: &str) -> NinjaLine {
+    let status = line.strip_prefix('[').and_then(|rest| {
+        let (counts, what) = rest.split_once("] ")?;
+        let (done, total) = counts.split_once('/')?;
+        Some(NinjaLine::Status {
+            done: done.trim().parse().ok()?,
+            total: total.trim().parse().ok()?,
+            what: what.to_string(),
+        })
+    });
+    status.unwrap_or_else(|| NinjaLine::Other(line.to_string()))
+}
+
+/// Runs ninja with a progress bar (or, without a terminal, a line every
+/// 10%), keeping the full output in `logs/ninja.log`. Returns how many
+/// steps ran (QEMU always reruns a couple of cheap generators).
+fn run_ninja(dirs: &CheckoutDirs, tools: &HostTools) -> Result<String> {
+    let log_path = dirs.log_file("ninja.log")?;
+    let mut log = fs::File::create(&log_path)
+        .with_context(|| format!("could not create {}", log_path.display()))?;
+    let mut child = Command::new("ninja")
+        .arg(NINJA_TARGET)
+        .current_dir(&dirs.build)
+        .env("PATH", tools.path_env()?)
+        .env("NINJA_STATUS", "[%f/%t] ")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("could not run ninja (Debian package ninja-build)")?;
+
+    // Both streams into one channel, one line at a time.
+    let (sender, lines) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let readers = [
+        forward_lines(BufReader::new(stdout), sender.clone()),
+        forward_lines(BufReader::new(stderr), sender),
+    ];
+
+    let interactive = std::io::stderr().is_terminal();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("    [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")
+            .expect("valid template"),
+    );
+    let mut last_milestone = 0;
+    let mut failing = false;
+    let mut other_lines = Vec::new();
+    let mut steps = 0;
+    for line in lines {
+        writeln!(log, "{line}").ok();
+        match parse_ninja_line(&line) {
+            NinjaLine::Status { done, total, what } => {
+                steps = done;
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(what);
+                let percent = done * 100 / total.max(1);
+                if !interactive && percent >= last_milestone + 10 {
+                    last_milestone = percent - percent % 10;
+                    eprintln!(
+                        "    ninja [{done}/{total}] {percent}% after {}",
+                        format_duration(bar.elapsed())
+                    );
+                }
+            }
+            NinjaLine::Other(text) => {
+                // Once something failed, everything after is the why.
+                failing |= text.starts_with("FAILED:");
+                if failing {
+                    bar.suspend(|| eprintln!("{text}"));
+                }
+                other_lines.push(text);
+            }
+        }
+    }
+    for reader in readers {
+        let _ = reader.join();
+    }
+    bar.finish_and_clear();
+    let status = child.wait().context("ninja vanished")?;
+    if !status.success() {
+        if !failing {
+            let start = other_lines.len().saturating_sub(40);
+            for line in &other_lines[start..] {
+                eprintln!("{line}");
+            }
+        }
+        bail!(
+            "building QEMU failed (ninja: {status}); the errors are above, the full output in {}\n\
+             To iterate on it: cd {} && ninja {NINJA_TARGET}",
+            log_path.display(),
+            dirs.build.display()
+        );
+    }
+    Ok(match steps {
+        0 => "up to date".to_string(),
+        1 => "1 step".to_string(),
+        n => format!("{n} steps"),
+    })
+}
+
+fn forward_lines(
+    reader: impl BufRead + Send + 'static,
+    sender: mpsc::Sender<String>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The binary must exist and say it is the pinned version.
+fn check_version(binary: &Path) -> Result<()> {
+    let text = stdout_of(Command::new(binary).arg("--version"))
+        .with_context(|| format!("{} does not run", binary.display()))?;
+    let first_line = text.lines().next().unwrap_or("");
+    if !first_line.contains(&format!("version {}", pins::QEMU_VERSION)) {
+        bail!(
+            "{} says {first_line:?}, expected version {}",
+            binary.display(),
+            pins::QEMU_VERSION
+        );
+    }
+    Ok(())
+}
+
+/// The Rust devices that must be compiled in: QEMU's own Rust PL011 (the
+/// board's console) and the stopwatch. A build that quietly fell back to
+/// the C PL011, or left the device out, is not the one this project tests.
+const RUST_DEVICES: [&str; 2] = ["CONFIG_X_PL011_RUST", "CONFIG_X_STOPWATCH_RUST"];
+
+/// Checks the build's device configuration for [`RUST_DEVICES`].
+fn check_rust_devices(build: &Path) -> Result<()> {
+    let config = build.join("aarch64-softmmu-config-devices.h");
+    let text =
+        fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+    for symbol in RUST_DEVICES {
+        if !text
+            .lines()
+            .any(|line| line.trim() == format!("#define {symbol} 1"))
+        {
+            bail!(
+                "{symbol} is not enabled in {}: the build lacks a Rust device \
+                 (is Rust enabled, and does patch 0004 select the device?)",
+                config.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_tail(path: &Path, lines: usize) {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        eprintln!("{line}");
+    }
+}
+
+/// Mentions the disk that builds for other keys, for checkouts that are
+/// gone and of the layout before checkouts had their own take (never
+/// deleted silently: one may hold edits not yet turned into patches).
+fn note_old_builds(cache: &Cache, current: &QemuDirs) {
+    let old = cache::other_qemu_dirs(cache, &current.root).len()
+        + current.stale_checkouts().len()
+        + usize::from(current.shared_build_of_old_layout().is_dir());
+    if old > 0 {
+        eprintln!(
+            "note: {old} QEMU build dir(s) of older inputs or of checkouts that are gone \
+             (about 1 GiB each) in {}; `cargo xtask clean --old` removes them",
+            cache.qemu_builds().display(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn rust_devices_must_be_configured() {
+        let dir = std::env::temp_dir().join(format!("xtask-devices-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("aarch64-softmmu-config-devices.h");
+        fs::write(
+            &config,
+            "#define CONFIG_X_PL011_RUST 1\n#define CONFIG_PL011_C 0\n",
+        )
+        .unwrap();
+        let error = check_rust_devices(&dir).unwrap_err().to_string();
+        assert!(error.contains("CONFIG_X_STOPWATCH_RUST"), "{error}");
+        fs::write(
+            &config,
+            "#define CONFIG_X_PL011_RUST 1\n#define CONFIG_X_STOPWATCH_RUST 1\n",
+        )
+        .unwrap();
+        check_rust_devices(&dir).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
+    use super::*;
+
+    #[test]
+    fn reads_ninja_status_lines() {
+        match parse_ninja_line("[12/3085] Compiling C object libqemu.a.p/foo.c.o") {
+            NinjaLine::Status { done, total, what } => {
+                assert_eq!((done, total), (12, 3085));
+                assert_eq!(what, "Compiling C object libqemu.a.p/foo.c.o");
+            }
+            NinjaLine::Other(_) => panic!("a status line"),
+        }
+        for other in [
+            "FAILED: foo.o",
+            "[warning] x",
+            "ninja: no work to do.",
+            "[a/b] c",
+        ] {
+            assert!(matches!(parse_ninja_line(other), NinjaLine::Other(_)));
+        }
+    }
+}
+
+/// Faults of the pipeline, on fake stages in a temporary cache: every
+/// stage interrupted half-way, damaged downloads and binaries; and two
+/// checkouts built in turns. (The guest kernel's stage is cargo, which
+/// records a build only once it finished, then [`util::install_copy`],
+/// tested in `util`; the lock is tested there too.)
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::util::{fetch_verified, sha256_hex, Pinned};
+    use std::time::SystemTime;
+
+    const TARBALL: &[u8] = b"qemu-10.2.2 source tarball";
+    const BINARY: &[u8] = b"QEMU emulator version 10.2.2";
+
+    /// Stages that write a few files each and can be interrupted in the
+    /// middle of one: what they wrote so far stays, as after a Ctrl-C.
+    /// The device sync is the real one; the fake ninja, like ninja,
+    /// compiles when a device source is newer than its binary, which then
+    /// holds the device's sources after [`BINARY`].
+    struct FakeStages {
+        downloads: PathBuf,
+        repo_root: PathBuf,
+        interrupt: Option<&'static str>,
+        /// The stages that ran, in order.
+        ran: Vec<&'static str>,
+        downloaded: usize,
+        /// How many times the fake ninja compiled the binary.
+        compiled: usize,
+    }
+
+    impl FakeStages {
+        fn new(scratch: &Path, repo_root: &Path, interrupt: Option<&'static str>) -> FakeStages {
+            FakeStages {
+                downloads: scratch.join("downloads"),
+                repo_root: repo_root.to_path_buf(),
+                interrupt,
+                ran: Vec::new(),
+                downloaded: 0,
+                compiled: 0,
+            }
+        }
+
+        fn enter(&mut self, stage: &'static str) {
+            self.ran.push(stage);
+        }
+
+        fn maybe_interrupt(&self, stage: &str) -> Result<()> {
+            if self.interrupt == Some(stage) {
+                bail!("interrupted during {stage}");
+            }
+            Ok(())
+        }
+    }
+
+    fn ensure_empty(dir: &Path) -> Result<()> {
+        let leftovers = fs::read_dir(dir).map_or(0, |entries| entries.count());
+        if leftovers > 0 {
+            bail!(
+                "{} holds {leftovers} entries of a half-done run",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn modified(path: &Path) -> SystemTime {
+        fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    impl Stages for FakeStages {
+        fn fetch(&mut self) -> Result<PathBuf> {
+            self.enter("download");
+            fs::create_dir_all(&self.downloads)?;
+            let path = self.downloads.join("qemu.tar.xz");
+            let pinned = [Pinned {
+                path: path.clone(),
+                sha256: &sha256_hex(TARBALL),
+            }];
+            let interrupted = self.interrupt == Some("download");
+            fetch_verified(&pinned, || {
+                self.downloaded += 1;
+                if interrupted {
+                    // Half the file arrived.
+                    fs::write(&path, &TARBALL[..TARBALL.len() / 2])?;
+                    bail!("interrupted during download");
+                }
+                fs::write(&path, TARBALL)?;
+                Ok(())
+            })?;
+            Ok(path)
+        }
+
+        fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()> {
+            self.enter("prepare");
+            ensure_empty(&dirs.src)?;
+            fs::create_dir_all(&dirs.src)?;
+            fs::write(dirs.src.join("extracted"), fs::read(tarball)?)?;
+            self.maybe_interrupt("prepare")?;
+            fs::write(dirs.src.join("patched"), "all patches applied")?;
+            Ok(())
+        }
+
+        fn clone_source(&mut self, dirs: &QemuDirs, checkout: &CheckoutDirs) -> Result<()> {
+            self.enter("clone");
+            if !dirs.src.join("patched").is_file() {
+                bail!("cloning an unpatched tree");
+            }
+            ensure_empty(&checkout.src)?;
+            fs::create_dir_all(&checkout.src)?;
+            fs::copy(dirs.src.join("extracted"), checkout.src.join("extracted"))?;
+            self.maybe_interrupt("clone")?;
+            fs::copy(dirs.src.join("patched"), checkout.src.join("patched"))?;
+            Ok(())
+        }
+
+        fn sync_device(&mut self, checkout: &CheckoutDirs) -> Result<MirrorReport> {
+            if !checkout.src.join("patched").is_file() {
+                bail!("syncing the device into an unpatched tree");
+            }
+            qemu_source::sync_device(&self.repo_root, &checkout.src)
+        }
+
+        fn configure(&mut self, checkout: &CheckoutDirs) -> Result<()> {
+            self.enter("configure");
+            ensure_empty(&checkout.build)?;
+            fs::write(checkout.build.join("meson-private"), "half")?;
+            self.maybe_interrupt("configure")?;
+            fs::write(checkout.build.join("build.ninja"), "configured")?;
+            Ok(())
+        }
+
+        fn ninja(&mut self, checkout: &CheckoutDirs) -> Result<String> {
+            self.enter("ninja");
+            if !checkout.build.join("build.ninja").is_file() {
+                bail!("ninja: build.ninja missing");
+            }
+            let device = checkout.src.join(qemu_source::DEVICE_DIR_IN_QEMU);
+            let sources = util::list_files(&device, &|_| false)?;
+            // Like ninja, trust an existing output (even a damaged one)
+            // unless an input is newer.
+            let binary = checkout.build.join(NINJA_TARGET);
+            let up_to_date = binary.exists()
+                && sources
+                    .iter()
+                    .all(|source| modified(&device.join(source)) <= modified(&binary));
+            if up_to_date {
+                return Ok("up to date".into());
+            }
+            self.compiled += 1;
+            if self.interrupt == Some("ninja") {
+                fs::write(&binary, &BINARY[..4])?;
+                bail!("interrupted during ninja");
+            }
+            let mut contents = BINARY.to_vec();
+            for source in sources {
+                contents.extend(fs::read(device.join(source))?);
+            }
+            fs::write(&binary, contents)?;
+            Ok("compiled".into())
+        }
+
+        fn check(&mut self, _checkout: &CheckoutDirs, binary: &Path) -> Result<()> {
+            self.enter("check");
+            if !fs::read(binary)?.starts_with(BINARY) {
+                bail!("{} does not run", binary.display());
+            }
+            Ok(())
+        }
+    }
+
+    /// A temporary cache, and checkouts (a `qemu-device/` each).
+    struct Scratch {
+        root: PathBuf,
+        dirs: QemuDirs,
+    }
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let root = std::env::temp_dir()
+                .join(format!("xtask-faults-{}", std::process::id()))
+                .join(name);
+            let _ = fs::remove_dir_all(&root);
+            let cache = Cache {
+                root: root.join("cache"),
+            };
+            let scratch = Scratch {
+                dirs: QemuDirs::new(&cache, "10.2.2", "0123456789abcdef"),
+                root,
+            };
+            scratch.edit_device("a", "the device of checkout a");
+            scratch
+        }
+
+        /// Checkout `name`'s root.
+        fn repo(&self, name: &str) -> PathBuf {
+            self.root.join(name)
+        }
+
+        fn device_source(&self, name: &str) -> PathBuf {
+            self.repo(name).join("qemu-device/src/lib.rs")
+        }
+
+        /// Writes checkout `name`'s device source (making the checkout).
+        fn edit_device(&self, name: &str, text: &str) {
+            let source = self.device_source(name);
+            fs::create_dir_all(source.parent().unwrap()).unwrap();
+            fs::create_dir_all(self.repo(name).join("xtask")).unwrap();
+            fs::write(source, text).unwrap();
+        }
+
+        fn checkout(&self, name: &str) -> CheckoutDirs {
+            self.dirs.checkout(&self.repo(name))
+        }
+
+        fn installed(&self, name: &str) -> PathBuf {
+            self.repo(name).join("target/vm/qemu-system-aarch64")
+        }
+
+        fn stages(&self, name: &str, interrupt: Option<&'static str>) -> FakeStages {
+            FakeStages::new(&self.root, &self.repo(name), interrupt)
+        }
+
+        /// Builds checkout `name`.
+        fn build_checkout(&self, name: &str, stages: &mut FakeStages) -> Result<BuildOutcome> {
+            run_stages(
+                &self.dirs,
+                &self.repo(name),
+                stages,
+                &self.installed(name),
+                &mut Vec::new(),
+            )
+        }
+
+        /// Builds checkout `a`.
+        fn build(&self, stages: &mut FakeStages) -> Result<BuildOutcome> {
+            self.build_checkout("a", stages)
+        }
+
+        fn assert_complete(&self) {
+            let checkout = self.checkout("a");
+            assert_eq!(fs::read(self.dirs.src.join("extracted")).unwrap(), TARBALL);
+            assert!(self.dirs.src.join("patched").is_file());
+            assert!(checkout.src.join("patched").is_file());
+            assert!(checkout.build.join("build.ninja").is_file());
+            let installed = fs::read(self.installed("a")).unwrap();
+            assert_eq!(installed, [BINARY, b"the device of checkout a"].concat());
+            assert!(Stage::SHARED.iter().all(|stage| self.dirs.is_done(*stage)));
+            assert!(Stage::CHECKOUT.iter().all(|stage| checkout.is_done(*stage)));
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    #[test]
+    fn a_build_interrupted_at_any_stage_recovers_on_the_next_run() {
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                "download",
+                &[
+                    "download",
+                    "prepare",
+                    "clone",
+                    "configure",
+                    "ninja",
+                    "check",
+                ],
+            ),
+            (
+                "prepare",
+                &[
+                    "download",
+                    "prepare",
+                    "clone",
+                    "configure",
+                    "ninja",
+                    "check",
+                ],
+            ),
+            ("clone", &["clone", "configure", "ninja", "check"]),
+            ("configure", &["configure", "ninja", "check"]),
+            // ninja trusts the half-written binary; the check catches it
+            // and the build directory is redone from configure on.
+            ("ninja", &["ninja", "check", "configure", "ninja", "check"]),
+        ];
+        for (stage, redone) in cases {
+            let scratch = Scratch::new(stage);
+            let error = scratch
+                .build(&mut scratch.stages("a", Some(stage)))
+                .unwrap_err();
+            assert!(format!("{error:#}").contains("interrupted"), "{error:#}");
+            assert!(
+                !scratch.installed("a").exists(),
+                "{stage}: nothing installed"
+            );
+
+            let mut second = scratch.stages("a", None);
+            scratch
+                .build(&mut second)
+                .unwrap_or_else(|e| panic!("after an interrupted {stage}: {e:#}"));
+            assert_eq!(second.ran, redone, "after an interrupted {stage}");
+            scratch.assert_complete();
+
+            let mut third = scratch.stages("a", None);
+            scratch.build(&mut third).unwrap();
+            assert_eq!(third.ran, ["ninja", "check"], "then all is done");
+        }
+    }
+
+    #[test]
+    fn a_damaged_download_is_fetched_again() {
+        let scratch = Scratch::new("damaged-download");
+        let mut stages = scratch.stages("a", None);
+        fs::create_dir_all(&stages.downloads).unwrap();
+        let tarball = stages.downloads.join("qemu.tar.xz");
+        fs::write(&tarball, b"qemu-10.2.2 source tarbalX").unwrap();
+        scratch.build(&mut stages).unwrap();
+        assert_eq!(stages.downloaded, 1, "downloaded again");
+        scratch.assert_complete();
+
+        // A good download is not fetched again.
+        let fresh = Scratch::new("good-download");
+        let mut stages = scratch.stages("a", None);
+        fresh.build(&mut stages).unwrap();
+        assert_eq!(stages.downloaded, 0);
+    }
+
+    #[test]
+    fn a_damaged_built_binary_is_rebuilt() {
+        let scratch = Scratch::new("damaged-binary");
+        scratch.build(&mut scratch.stages("a", None)).unwrap();
+        let built = scratch.checkout("a").build.join(NINJA_TARGET);
+        fs::write(&built, b"garbage of another length").unwrap();
+        let mut stages = scratch.stages("a", None);
+        scratch.build(&mut stages).unwrap();
+        assert_eq!(
+            stages.ran,
+            ["ninja", "check", "configure", "ninja", "check"]
+        );
+        scratch.assert_complete();
+    }
+
+    #[test]
+    fn a_damaged_installed_binary_is_installed_again() {
+        let scratch = Scratch::new("damaged-install");
+        scratch.build(&mut scratch.stages("a", None)).unwrap();
+        // Same size, written in place (as a bad copy or a stray write),
+        // later than the build (file times tick in milliseconds).
+        std::thread::sleep(Duration::from_millis(20));
+        let mut damaged = fs::read(scratch.installed("a")).unwrap();
+        damaged[0] ^= 0xff;
+        fs::write(scratch.installed("a"), &damaged).unwrap();
+        let outcome = scratch.build(&mut scratch.stages("a", None)).unwrap();
+        assert!(outcome.installed);
+        scratch.assert_complete();
+    }
+
+    #[test]
+    fn two_checkouts_built_in_turns_do_not_undo_each_others_builds() {
+        let scratch = Scratch::new("two-checkouts");
+        scratch.edit_device("b", "the device of checkout b");
+        let build = |name: &str| {
+            let mut stages = scratch.stages(name, None);
+            let outcome = scratch.build_checkout(name, &mut stages).unwrap();
+            (stages, outcome)
+        };
+
+        let (first_a, _) = build("a");
+        assert_eq!(
+            first_a.ran,
+            [
+                "download",
+                "prepare",
+                "clone",
+                "configure",
+                "ninja",
+                "check"
+            ]
+        );
+        // The second checkout clones the shared source: no download, no
+        // preparation; then a build of its own.
+        let (first_b, _) = build("b");
+        assert_eq!(first_b.ran, ["clone", "configure", "ninja", "check"]);
+        assert_eq!(first_b.compiled, 1);
+
+        let a = scratch.checkout("a");
+        let a_binary = a.build.join(NINJA_TARGET);
+        let a_device = a
+            .src
+            .join(qemu_source::DEVICE_DIR_IN_QEMU)
+            .join("src/lib.rs");
+        let a_before = (modified(&a_binary), modified(&a_device));
+
+        // A again: nothing to do, nothing copied.
+        let (third_a, outcome) = build("a");
+        assert_eq!(third_a.ran, ["ninja", "check"], "no stamped stage runs");
+        assert_eq!(third_a.compiled, 0, "ninja compiles nothing");
+        assert_eq!(
+            outcome,
+            BuildOutcome {
+                device_files_synced: 0,
+                installed: false
+            },
+            "no device file synced, no binary installed"
+        );
+
+        // B's device edit is built in B's directory only.
+        std::thread::sleep(Duration::from_millis(20));
+        scratch.edit_device("b", "the device of checkout b, edited");
+        let (edited_b, outcome) = build("b");
+        assert_eq!(edited_b.compiled, 1);
+        assert_eq!(outcome.device_files_synced, 1);
+        assert_eq!(
+            fs::read(scratch.installed("b")).unwrap(),
+            [BINARY, b"the device of checkout b, edited"].concat()
+        );
+        assert_eq!((modified(&a_binary), modified(&a_device)), a_before);
+        assert_eq!(
+            fs::read_to_string(&a_device).unwrap(),
+            "the device of checkout a"
+        );
+        assert!(
+            !scratch
+                .dirs
+                .src
+                .join(qemu_source::DEVICE_DIR_IN_QEMU)
+                .exists(),
+            "the shared source has no device"
+        );
+
+        let (fourth_a, outcome) = build("a");
+        assert_eq!(
+            (fourth_a.ran.as_slice(), fourth_a.compiled),
+            (&["ninja", "check"][..], 0)
+        );
+        assert!(!outcome.installed && outcome.device_files_synced == 0);
+        scratch.assert_complete();
+    }
+}
