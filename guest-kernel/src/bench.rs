@@ -33,12 +33,8 @@ const SHORT_TIMEOUT_NS: u64 = 200_000;
 /// A word of RAM for the baseline read.
 static RAM_WORD: u64 = 0x5eed;
 
-/// Runs every measurement and prints the `BENCH` line.
-pub fn run_and_print() {
-    let Some(stopwatch) = crate::stopwatch() else {
-        println!("BENCH {{\"error\":\"no stopwatch device\"}}");
-        return;
-    };
+/// Runs every measurement on `stopwatch` and prints the `BENCH` line.
+pub fn run_and_print(stopwatch: &Stopwatch) {
     // Every measurement but one needs the page; without it they would
     // time the error path.
     if let Err(error) = stopwatch.read_time_page() {

@@ -90,10 +90,7 @@ pub(crate) fn regions<'a>(
     let address_cells = context.cells.address_cells as usize;
     let size_cells = context.cells.size_cells as usize;
     if address_cells.max(size_cells) > MAX_CELLS as usize || address_cells == 0 {
-        return Err(PropertyError::new(
-            "reg",
-            "parent's #address-cells not 1 or 2, or #size-cells over 2",
-        ));
+        return Err(PropertyError::new("reg", "parent's cell counts not 1 or 2"));
     }
     let entry_len = (address_cells + size_cells) * 4;
     if !reg.len().is_multiple_of(entry_len) {

@@ -34,13 +34,10 @@ pub(crate) fn memory_region(region: Region) -> Result<Region, PropertyError> {
 #[inline(never)]
 pub(crate) fn device_region(region: Region, min_size: u64) -> Result<Region, PropertyError> {
     if region.base == 0 || !region.base.is_multiple_of(PAGE_SIZE) {
-        return Err(PropertyError::new("reg", "not a 4 KiB page other than 0"));
+        return Err(PropertyError::new("reg", "not page-aligned, or 0"));
     }
     if region.size < min_size {
-        return Err(PropertyError::new(
-            "reg",
-            "smaller than the device's registers",
-        ));
+        return Err(PropertyError::new("reg", "too small"));
     }
     mappable(region)
 }
@@ -74,7 +71,7 @@ pub(crate) fn board<'a>(info: &mut BoardInfo<'a>, gic_node: &'a str) -> Result<(
         if redistributors.size / GICV3_REDISTRIBUTOR_SIZE < info.cpu_count.max(1) as u64 {
             return Err(DtbError::Property {
                 node: gic_node,
-                error: PropertyError::new("reg", "fewer redistributor frames than CPUs"),
+                error: PropertyError::new("reg", "too small for the CPUs"),
             });
         }
     }

@@ -48,6 +48,9 @@ pub const MAX_MEMORY_REGIONS: usize = 4;
 /// `virt`'s platform bus can hold: each stopwatch takes one of its 64
 /// interrupts (`PLATFORM_BUS_NUM_IRQS` in QEMU's `hw/arm/virt.c`).
 pub const MAX_STOPWATCHES: usize = 64;
+/// How many CPUs [`BoardInfo::cpus`] keeps (more are only counted): the
+/// most a GICv2 can serve, and as many as the kernel has stacks for.
+pub const MAX_CPUS: usize = 8;
 /// Every region must end below this address: the kernel's identity map
 /// has 39-bit (512 GiB) virtual addresses (`arch::mmu`), and cannot map
 /// anything above.
@@ -266,6 +269,10 @@ pub struct BoardInfo<'a> {
     pub psci: Option<PsciConduit>,
     /// Number of `cpu` nodes under `/cpus`.
     pub cpu_count: usize,
+    /// Each `cpu` node's `reg`, in tree order: its MPIDR affinity fields
+    /// (Aff3 in bits 32..40, Aff2..Aff0 in bits 0..24), which PSCI CPU_ON
+    /// takes and MPIDR_EL1 reads back on that CPU.
+    pub cpus: FixedList<u64, MAX_CPUS>,
     /// The EL1 virtual timer's interrupt (`arm,armv8-timer`, entry 2).
     pub virtual_timer: Option<Interrupt>,
 }
@@ -289,6 +296,7 @@ impl<'a> BoardInfo<'a> {
             bootargs: "",
             psci: None,
             cpu_count: 0,
+            cpus: FixedList::new(),
             virtual_timer: None,
         };
         let gic_node = walk::walk(&fdt, &mut info)?;

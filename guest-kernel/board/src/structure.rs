@@ -87,21 +87,21 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
         return Err(DtbError::Header(FdtError::BufferTooSmall));
     }
     if word(dtb, 24).is_none_or(|version| version > LAST_COMPATIBLE_VERSION) {
-        return structure_error(24, "last_comp_version newer than 17");
+        return structure_error(24, "version newer than 17");
     }
     // off_dt_struct / size_dt_struct, off_dt_strings / size_dt_strings.
     let Some(structure) = block(dtb, total, 8, 36) else {
-        return structure_error(8, "structure block outside the blob");
+        return structure_error(8, "structure past the blob");
     };
     let Some(strings) = block(dtb, total, 12, 32) else {
-        return structure_error(12, "strings block outside the blob");
+        return structure_error(12, "strings past the blob");
     };
     let structure_start = word(dtb, 8).unwrap_or(0) as usize;
     if !structure_start.is_multiple_of(4) {
-        return structure_error(8, "structure block not 4-byte aligned");
+        return structure_error(8, "structure misaligned");
     }
     if strings.last().is_some_and(|&last| last != 0) || !ascii(strings) {
-        return structure_error(12, "strings block not NUL-terminated ASCII");
+        return structure_error(12, "strings not NUL-ended ASCII");
     }
 
     let mut at = 0;
@@ -112,7 +112,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
     loop {
         let offset = structure_start + at;
         let Some(token) = word(structure, at) else {
-            return structure_error(offset, "structure block ends before FDT_END");
+            return structure_error(offset, "no FDT_END");
         };
         at += 4;
         match token {
@@ -137,7 +137,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
             }
             FDT_END_NODE => {
                 if depth == 0 {
-                    return structure_error(offset, "FDT_END_NODE outside any node");
+                    return structure_error(offset, "stray FDT_END_NODE");
                 }
                 depth -= 1;
                 in_children = true;
@@ -147,7 +147,7 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                     return structure_error(offset, "property outside any node");
                 }
                 if in_children {
-                    return structure_error(offset, "property after a child node or FDT_NOP");
+                    return structure_error(offset, "property after a child or NOP");
                 }
                 let (Some(len), Some(name_offset)) = (word(structure, at), word(structure, at + 4))
                 else {
@@ -155,10 +155,10 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                 };
                 let value_end = (at + 8).checked_add(len as usize);
                 if value_end.is_none_or(|end| end > structure.len()) {
-                    return structure_error(offset, "property value past the structure block");
+                    return structure_error(offset, "property value past the block");
                 }
                 if name_offset as usize >= strings.len() {
-                    return structure_error(offset, "property name outside the strings block");
+                    return structure_error(offset, "name offset past the strings");
                 }
                 at += 8 + (len as usize).next_multiple_of(4);
             }
@@ -167,10 +167,10 @@ pub fn check(dtb: &[u8]) -> Result<(), DtbError<'static>> {
                 return if depth == 0 && seen_root {
                     Ok(())
                 } else {
-                    structure_error(offset, "FDT_END inside a node or before the root")
+                    structure_error(offset, "misplaced FDT_END")
                 };
             }
-            _ => return structure_error(offset, "unknown token, or FDT_NOP below the root"),
+            _ => return structure_error(offset, "bad token (or NOP below root)"),
         }
     }
 }
@@ -248,18 +248,15 @@ mod tests {
     /// What `fdt` 0.1.5 would panic on, or misread, refused.
     #[test]
     fn what_fdt_cannot_read_is_refused() {
-        let after_child = Some("property after a child node or FDT_NOP");
+        let after_child = Some("property after a child or NOP");
         assert_eq!(problem("BPBEPE."), after_child);
         assert_eq!(problem("BNPE."), after_child);
-        let nop_below_root = Some("unknown token, or FDT_NOP below the root");
+        let nop_below_root = Some("bad token (or NOP below root)");
         assert_eq!(problem("BBPNBEEE."), nop_below_root);
         assert_eq!(problem("BBNEE."), nop_below_root);
-        assert_eq!(problem("BPEE."), Some("FDT_END_NODE outside any node"));
-        assert_eq!(problem("BPE"), Some("structure block ends before FDT_END"));
-        assert_eq!(
-            problem("BPBE."),
-            Some("FDT_END inside a node or before the root")
-        );
+        assert_eq!(problem("BPEE."), Some("stray FDT_END_NODE"));
+        assert_eq!(problem("BPE"), Some("no FDT_END"));
+        assert_eq!(problem("BPBE."), Some("misplaced FDT_END"));
         assert_eq!(problem("BEBE."), Some("a second root node"));
         assert_eq!(problem("P."), Some("property outside any node"));
         let mut deep = "B".repeat(MAX_NESTING + 1);
@@ -273,13 +270,13 @@ mod tests {
         bad_name[16..20].copy_from_slice(&4u32.to_be_bytes());
         let refused = check(&blob(&bad_name, b"reg\0"));
         assert!(matches!(refused, Err(DtbError::Structure { problem, .. })
-            if problem == "property name outside the strings block"));
+            if problem == "name offset past the strings"));
         // The length (word 3) past the block's end.
         let mut long_value = tree.clone();
         long_value[12..16].copy_from_slice(&100u32.to_be_bytes());
         let refused = check(&blob(&long_value, b"reg\0"));
         assert!(matches!(refused, Err(DtbError::Structure { problem, .. })
-            if problem == "property value past the structure block"));
+            if problem == "property value past the block"));
         // Strings not terminated, or not ASCII.
         assert!(check(&blob(&tree, b"reg")).is_err());
         assert!(check(&blob(&tree, b"r\xffg\0")).is_err());

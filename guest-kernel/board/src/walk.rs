@@ -12,7 +12,7 @@ use fdt::Fdt;
 
 use crate::address::{regions, Context, MAX_BUS_DEPTH};
 use crate::check::{device_region, memory_region};
-use crate::decode::{decode_gic_interrupt, NodeKind};
+use crate::decode::{decode_gic_interrupt, read_cells, NodeKind};
 use crate::properties::{NodeProperties, Property};
 use crate::{
     BoardInfo, BrokenStopwatch, DtbError, Gic, Interrupt, PropertyError, PsciConduit, Stopwatch,
@@ -201,7 +201,18 @@ impl<'a> Walker<'_, '_, 'a> {
                     self.info.memory.push(memory_region(region?)?);
                 }
             }
-            Some(b"cpu") => self.info.cpu_count += 1,
+            Some(b"cpu") => {
+                self.info.cpu_count += 1;
+                // `reg` is one address of the parent's #address-cells, no
+                // size: not a bus address, so not translated.
+                let address_len = context.cells.address_cells as usize * 4;
+                let reg = node
+                    .get(Property::Reg)
+                    .and_then(|reg| reg.get(..address_len));
+                if let Some(mpidr) = reg.and_then(read_cells) {
+                    self.info.cpus.push(mpidr);
+                }
+            }
             _ => {}
         }
         let kind = node.kind();
@@ -225,10 +236,7 @@ impl<'a> Walker<'_, '_, 'a> {
             NodeKind::Timer => {
                 let timer = self.interrupt(node, context, VIRTUAL_TIMER_INDEX)?;
                 if timer.is_some_and(|timer| !(16..32).contains(&timer.intid)) {
-                    return Err(PropertyError::new(
-                        "interrupts",
-                        "virtual timer's not a PPI",
-                    ));
+                    return Err(PropertyError::new("interrupts", "not a PPI"));
                 }
                 self.info.virtual_timer = timer;
             }
@@ -273,7 +281,7 @@ impl<'a> Walker<'_, '_, 'a> {
         node: &NodeProperties<'a>,
         context: &Context<'a>,
     ) -> Result<Stopwatch<'a>, PropertyError> {
-        let missing = PropertyError::new("reg", "fewer than 2 entries (shared, registers)");
+        let missing = PropertyError::new("reg", "fewer than 2 entries");
         let mut regions = regions(node, context)?.ok_or(missing)?;
         let shared = regions.next().ok_or(missing)??;
         let registers = regions.next().ok_or(missing)??;
@@ -318,10 +326,7 @@ impl<'a> Walker<'_, '_, 'a> {
             .ok_or(PropertyError::new("interrupts", "entry missing"))?;
         decode_gic_interrupt(specifier)
             .map(Some)
-            .ok_or(PropertyError::new(
-                "interrupts",
-                "not a GIC SPI or PPI with a known trigger",
-            ))
+            .ok_or(PropertyError::new("interrupts", "not a GIC SPI or PPI"))
     }
 
     /// Whether the node of `phandle` is a GIC with three-cell interrupt

@@ -22,6 +22,7 @@ use core::fmt;
 
 use stopwatch_abi::{Status, TimeSnapshot};
 
+use crate::devices::Machine;
 use crate::drivers::stopwatch::zero_exit::ZeroExitReading;
 use crate::drivers::stopwatch::{Stopwatch, TimePageError};
 use crate::power::exit_status;
@@ -58,6 +59,7 @@ macro_rules! fail {
 
 mod boot_modes;
 mod commands;
+mod cpus;
 mod discovery;
 mod fp_simd;
 mod laps;
@@ -96,6 +98,14 @@ const TESTS: &[(&str, Test)] = &[
     (
         "virtual_timer_interrupt_entry_is_stamped",
         Test::Any(virtual_timer::entry_stamped),
+    ),
+    (
+        "every_cpu_online_and_working",
+        Test::Any(cpus::every_cpu_online),
+    ),
+    (
+        "stopwatch_interrupt_on_every_cpu",
+        Test::Device(cpus::stopwatch_interrupt_on_every_cpu),
     ),
     (
         "time_page_present",
@@ -148,10 +158,11 @@ const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-/// Runs the selected tests; returns the exit status (0: all that ran
-/// passed, and at least one ran).
-pub fn run(filter: Option<&str>) -> i32 {
-    let stopwatch = crate::stopwatch();
+/// Runs the selected tests on `machine` (the device tests on its first
+/// stopwatch); returns the exit status (0: all that ran passed, and at
+/// least one ran).
+pub fn run(filter: Option<&str>, machine: &'static Machine) -> i32 {
+    let stopwatch = machine.stopwatches.first();
     let selected = || {
         TESTS
             .iter()
@@ -171,6 +182,7 @@ pub fn run(filter: Option<&str>) -> i32 {
         }
         let checker = Checker {
             failures: Cell::new(0),
+            machine,
         };
         match (test, stopwatch) {
             (Test::Any(test), stopwatch) => test(&checker, stopwatch),
@@ -215,6 +227,9 @@ pub fn run(filter: Option<&str>) -> i32 {
 /// Records the failed checks of one test.
 struct Checker {
     failures: Cell<u32>,
+    /// The machine under test, for the tests that look at more than the
+    /// stopwatch (the device tree, the shell).
+    machine: &'static Machine,
 }
 
 impl Checker {
