@@ -34,7 +34,7 @@ mod sync;
 use core::ptr::NonNull;
 
 use arch::mmu::{KernelMap, DEVICE, NORMAL};
-use board_discovery::{BoardInfo, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
+use board_discovery::{BoardInfo, PropertyError, Region, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
 use drivers::gic::Gic;
 use interrupts::Source;
 
@@ -55,10 +55,10 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             ),
         );
     };
-    let board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
+    let mut board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
         power::fatal_with_status(
             power::exit_status::BAD_DEVICE_TREE,
-            format_args!("bad device tree: {error:?}"),
+            format_args!("bad device tree: {error}"),
         )
     });
     // From here on a failure can power off through PSCI if semihosting is
@@ -89,8 +89,37 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         );
     };
 
+    // The map below must hold the kernel (image, stacks) and the tree.
+    for (what, held) in [
+        ("the kernel", kernel_region()),
+        ("the device tree", region_of(dtb)),
+    ] {
+        if !board
+            .memory
+            .iter()
+            .any(|ram| ram.base <= held.base && held.end() <= ram.end())
+        {
+            power::fatal_with_status(
+                power::exit_status::BAD_DEVICE_TREE,
+                format_args!("bad device tree: memory misses {what}"),
+            );
+        }
+    }
+
     // SAFETY: Called once, here.
     let mut map = unsafe { KernelMap::new() };
+    // A tree whose regions would take more page tables than the pool has is
+    // refused; a stopwatch that would is set apart.
+    let needed = (board.memory.iter().copied())
+        .chain(arch::mmu::kernel_image_regions())
+        .chain([uart.region])
+        .chain(gic.regions());
+    if !map.can_map(needed) {
+        power::fatal_with_status(
+            power::exit_status::BAD_DEVICE_TREE,
+            format_args!("bad device tree: too many regions"),
+        );
+    }
     for ram in board.memory.iter() {
         map.map(*ram, NORMAL);
     }
@@ -99,10 +128,17 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     for region in gic.regions() {
         map.map(region, DEVICE);
     }
-    for stopwatch in board.stopwatches.iter() {
-        map.map(stopwatch.shared, NORMAL);
-        map.map(stopwatch.registers, DEVICE);
-    }
+    board.set_apart_stopwatches(
+        |stopwatch| {
+            let mappable = map.can_map([stopwatch.shared, stopwatch.registers]);
+            if mappable {
+                map.map(stopwatch.shared, NORMAL);
+                map.map(stopwatch.registers, DEVICE);
+            }
+            mappable
+        },
+        PropertyError::new("reg", "too many regions"),
+    );
     // SAFETY: The map covers RAM (image, stack, device tree) and every
     // device used from here on.
     unsafe { map.activate() };
@@ -132,10 +168,29 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         // SAFETY: The GIC's regions are mapped as Device memory above, and
         // this is the only driver instance.
         let gic = unsafe { Gic::new(&gic, board.cpu_count) };
+        if !gic.implements(uart_interrupt.intid) {
+            power::fatal_with_status(
+                power::exit_status::BAD_DEVICE_TREE,
+                format_args!(
+                    "bad device tree: node {}: interrupts: INTID not in the GIC",
+                    uart.node_name
+                ),
+            );
+        }
+        // A stopwatch whose INTID the GIC does not implement stays without
+        // its interrupt (enabling it would fail), and says so.
+        let mut unrouted = 0u64;
+        for (index, driver) in stopwatches.iter().enumerate() {
+            if !gic.implements(driver.interrupt().intid) {
+                println!("stopwatch[{index}]: INTID not in the GIC: not routed");
+                unrouted |= 1 << index;
+            }
+        }
         interrupts::init(gic);
         let stopwatch_routes = stopwatches
             .iter()
             .enumerate()
+            .filter(|(index, _)| unrouted & (1 << index) == 0)
             .map(|(index, driver)| (driver.interrupt(), Source::Stopwatch(index)));
         let timer_route = board
             .virtual_timer
@@ -215,6 +270,22 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         }
         BootMode::Shell => shell.run(),
     }
+}
+
+/// The kernel's image in memory, with its .bss and stacks.
+fn kernel_region() -> Region {
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+    // Only the symbols' addresses are used, never their contents.
+    let (start, end) = (&raw const __image_start, &raw const __image_end);
+    Region::new(start as u64, end as u64 - start as u64)
+}
+
+/// Where `bytes` are in memory.
+fn region_of(bytes: &[u8]) -> Region {
+    Region::new(bytes.as_ptr() as u64, bytes.len() as u64)
 }
 
 /// What the boot arguments ask for.

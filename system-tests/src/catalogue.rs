@@ -11,8 +11,8 @@ use crate::repo::Repo;
 use crate::report::{self, Entry};
 use crate::vm::{Gic, Kernel, VmConfig};
 use crate::{
-    debug_tests, guest, kvm_check, line_editing_test, paste_test, periodic_test, serial_fuzz,
-    shell_test, snapshot_test,
+    debug_tests, dtb_boot_test, guest, kvm_check, line_editing_test, paste_test, periodic_test,
+    serial_fuzz, shell_test, snapshot_test,
 };
 
 /// The stages of the system tests, in the order `cargo xtask test` takes
@@ -243,6 +243,11 @@ pub fn all() -> Vec<SystemTest> {
         "guest",
         "startup_failures_end_with_their_status",
         |cx| guest::run_startup_failures(&cx.repo, cx.guest_timeout),
+    ));
+    tests.push(SystemTest::new(
+        "guest",
+        "corrupted_device_trees_end_with_status_13_or_a_prompt",
+        |cx| dtb_boot_test::run(&cx.repo, cx.guest_timeout),
     ));
 
     for gic in [Gic::V2, Gic::V3] {

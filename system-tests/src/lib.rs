@@ -23,6 +23,7 @@
 pub mod catalogue;
 pub mod debug_tests;
 pub mod demo;
+pub mod dtb_boot_test;
 pub mod elf;
 pub mod guest;
 pub mod inspect;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use build::pipeline::{BuildOptions, Session};
 use build::{cache, patches};
 use commands::run::{build_for, GuestOptions};
-use commands::{bench, clean, fuzz, inspect, test};
+use commands::{bench, clean, fuzz, fuzz_dtb, inspect, test};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -164,7 +164,9 @@ enum Cmd {
     /// (`cargo xtask test` runs 2,000 bursts: 4 guests of 500, fixed
     /// seeds); `device` runs random guest accesses, clock steps, resets and migrations on
     /// the real device over qtest and on its model, which must agree
-    /// (`cargo xtask test` runs 100,000 operations of a fixed seed).
+    /// (`cargo xtask test` runs 100,000 operations of a fixed seed); `dtb`
+    /// decodes corrupted device trees, which must never panic (`cargo
+    /// xtask test` runs 100,000 of a fixed seed).
     Fuzz {
         /// What to fuzz.
         target: FuzzTarget,
@@ -174,7 +176,8 @@ enum Cmd {
         /// Bursts to send (serial; default 20,000).
         #[arg(long)]
         bursts: Option<u64>,
-        /// Operations to run (device; default 1,000,000).
+        /// Operations to run (device; default 1,000,000), or corrupted
+        /// trees to decode (dtb; default 1,000,000).
         #[arg(long)]
         ops: Option<u64>,
         /// Replay the operations in FILE, as a failure writes them (device).
@@ -220,6 +223,8 @@ enum FuzzTarget {
     Serial,
     /// The device against its model, over qtest.
     Device,
+    /// The kernel's device-tree discovery against corrupted trees.
+    Dtb,
 }
 
 impl FuzzTarget {
@@ -227,6 +232,7 @@ impl FuzzTarget {
         match self {
             FuzzTarget::Serial => "serial",
             FuzzTarget::Device => "device",
+            FuzzTarget::Dtb => "dtb",
         }
     }
 }
@@ -385,18 +391,21 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             let wrong = match target {
                 FuzzTarget::Serial if ops.is_some() => Some("--ops"),
                 FuzzTarget::Serial if replay.is_some() => Some("--replay"),
-                FuzzTarget::Device if bursts.is_some() => Some("--bursts"),
+                FuzzTarget::Device | FuzzTarget::Dtb if bursts.is_some() => Some("--bursts"),
+                FuzzTarget::Dtb if replay.is_some() => Some("--replay"),
                 _ => None,
             };
             if let Some(option) = wrong {
                 anyhow::bail!(
                     "{option} does not apply to `fuzz {}`: --bursts is for serial, \
-                     --ops and --replay for device",
+                     --ops for device and dtb, --replay for device",
                     target.name()
                 );
             }
             let session = Session::new(&options)?;
-            session.build_all(matches!(target, FuzzTarget::Serial), &mut Vec::new())?;
+            if !matches!(target, FuzzTarget::Dtb) {
+                session.build_all(matches!(target, FuzzTarget::Serial), &mut Vec::new())?;
+            }
             let seed = seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -415,6 +424,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                     ops.unwrap_or(1_000_000),
                     replay.as_deref(),
                 )?,
+                FuzzTarget::Dtb => fuzz_dtb::run(&session.repo, seed, ops.unwrap_or(1_000_000))?,
             };
             eprintln!("fuzz {}: {result}", target.name());
             Ok(ExitCode::SUCCESS)

@@ -197,3 +197,16 @@ fn header_blocks_outside_the_blob_are_an_error_not_a_panic() {
         }
     }
 }
+
+/// With `-dtb`, QEMU replaces the tree's memory nodes with FDT_NOPs and
+/// adds its own: the kernel reads that tree as the one QEMU generated.
+#[test]
+fn a_tree_given_with_dtb_reads_as_generated() {
+    let generated = include_bytes!("fixtures/virt-gicv3-three-stopwatches.dtb");
+    let as_booted = include_bytes!("fixtures/virt-gicv3-three-stopwatches-as-booted-with-dtb.dtb");
+    assert!(as_booted.windows(4).any(|word| word == [0, 0, 0, 4]));
+    let generated = BoardInfo::from_dtb(generated).unwrap();
+    let as_booted = BoardInfo::from_dtb(as_booted).unwrap();
+    assert_eq!(as_booted, generated);
+    assert_eq!(as_booted.stopwatches.len(), 3);
+}

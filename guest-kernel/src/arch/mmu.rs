@@ -126,6 +126,42 @@ impl Translation<El1Attributes> for PoolTranslation {
 /// The kernel's address map, before it is turned on.
 pub struct KernelMap {
     root: RootTable<El1And0, PoolTranslation>,
+    split: SplitBlocks,
+}
+
+/// The 1 GiB and 2 MiB blocks (as `level << 60 | index`) in which a mapped
+/// region starts or ends: each may take one table, and no other block can
+/// (a block a region covers whole is one entry). So their number bounds
+/// the tables used, and [`KernelMap::can_map`] tells beforehand whether the
+/// pool holds what the device tree asks to map (running out is a panic).
+#[derive(Clone, Copy)]
+struct SplitBlocks {
+    blocks: [u64; POOL_TABLES],
+    count: usize,
+}
+
+impl SplitBlocks {
+    /// Counts the blocks `region` may split; `false` if the pool, less its
+    /// root table, could not hold their tables.
+    fn count(&mut self, region: Region) -> bool {
+        let last = region.end().saturating_sub(1).max(region.base);
+        let blocks = [
+            1 << 60 | region.base >> 30,
+            1 << 60 | last >> 30,
+            2 << 60 | region.base >> 21,
+            2 << 60 | last >> 21,
+        ];
+        for block in blocks {
+            if !self.blocks[..self.count].contains(&block) {
+                if self.count == POOL_TABLES - 1 {
+                    return false;
+                }
+                self.blocks[self.count] = block;
+                self.count += 1;
+            }
+        }
+        true
+    }
 }
 
 /// What the other CPUs need to turn their MMU on with the boot CPU's
@@ -214,6 +250,13 @@ pub fn is_mapped(address: u64) -> bool {
     par & 1 == 0
 }
 
+/// The regions [`KernelMap::map_kernel_image`] maps.
+pub fn kernel_image_regions() -> [Region; 4] {
+    let image = image_layout();
+    let [kernel_guard, exception_guard] = image.stack_guards;
+    [image.text, image.rodata, kernel_guard, exception_guard]
+}
+
 fn image_layout() -> ImageLayout {
     extern "C" {
         static __text_start: u8;
@@ -256,11 +299,22 @@ impl KernelMap {
         let translation = unsafe { PoolTranslation::take() };
         KernelMap {
             root: RootTable::with_va_range(translation, ROOT_LEVEL, El1And0, VaRange::Lower),
+            split: SplitBlocks {
+                blocks: [0; POOL_TABLES],
+                count: 0,
+            },
         }
+    }
+
+    /// Whether mapping `regions` too surely leaves the pool enough tables.
+    pub fn can_map(&self, regions: impl IntoIterator<Item = Region>) -> bool {
+        let mut split = self.split;
+        regions.into_iter().all(|region| split.count(region))
     }
 
     /// Maps `region` to itself with `attributes`.
     pub fn map(&mut self, region: Region, attributes: El1Attributes) {
+        self.split.count(region);
         let start = region.base as usize;
         let end = region.end() as usize;
         self.root

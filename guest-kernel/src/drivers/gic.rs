@@ -157,7 +157,11 @@ impl Gic {
                     GicV3::new(distributor, redistributors, cpu_count.max(1))
                 };
                 let Ok(mut driver) = driver else {
-                    panic!("GICv3 redistributor frames not recognised");
+                    // The device tree's `reg` does not point at them.
+                    crate::power::fatal_with_status(
+                        crate::power::exit_status::BAD_DEVICE_TREE,
+                        format_args!("GICv3 redistributor frames not recognised"),
+                    );
                 };
                 // Every redistributor and the distributor to their defaults
                 // (all interrupts Non-secure Group 1, disabled), this CPU's
@@ -169,6 +173,16 @@ impl Gic {
                 gic
             }
         }
+    }
+
+    /// Whether the GIC implements `intid` (GICD_TYPER): enabling one it
+    /// does not fails. (An INTID from the device tree is checked first.)
+    pub fn implements(&self, intid: u32) -> bool {
+        let count = match self {
+            Gic::V2 { driver, .. } => driver.typer().num_irqs(),
+            Gic::V3(driver) => 32 + driver.typer().num_spis(),
+        };
+        intid < count.min(1020)
     }
 
     /// Sets up this CPU's own part of the GIC: its CPU interface (GICv2) or

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The commands people run, one module each (their options are in
 //! `main.rs`, with the command line): booting a guest (`run`, `inspect`:
-//! `qemu`, `dtb`, `gdb`, `serial`), `bench`, `fuzz device`, `test` (the
+//! `qemu`, `dtb`, `gdb`, `serial`), `bench`, `fuzz device`, `fuzz dtb`, `test` (the
 //! stages and their table; `demo`, `kvm-check` and `lint` are its
 //! aliases), `clean`.
 
 pub mod bench;
 pub mod clean;
 pub mod fuzz;
+pub mod fuzz_dtb;
 pub mod inspect;
 pub mod run;
 pub mod test;
