@@ -4,9 +4,10 @@
 //! A seeded stream of [`Op`]s (guest accesses anywhere in and just beyond
 //! both regions, at every size and alignment, valid and invalid commands,
 //! `data_len` garbage, clock steps from 1 ns to 11 s and onto deadlines,
-//! system resets and migrations into a new QEMU) goes to the real device over qtest and to
-//! [`stopwatch_model::Stopwatch`] in a [`Simulation`] that mirrors the
-//! machine's address space. After every operation STATUS, `data_len`, the
+//! system resets and migrations into a new QEMU) goes to the real device
+//! over qtest and to [`stopwatch_model::Stopwatch`] in a
+//! [`Simulation`](stopwatch_model::Simulation) that mirrors the machine's
+//! address space. After every operation STATUS, `data_len`, the
 //! `data` text, the time page and the interrupt line must agree; the guest
 //! error log must hold one line per mistake the model reported; QEMU must
 //! never exit.
