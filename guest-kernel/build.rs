@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! Links the kernel with `linker/guest-kernel.ld` (absolute path, so the
 //! build works from any directory), folding identical functions
-//! (`--icf=all`: the image must stay within 64 KiB, and nothing compares
+//! (`--icf=all`: the image has a size budget, and nothing compares
 //! function addresses).
 
 use std::path::PathBuf;

@@ -11,11 +11,12 @@ use core::fmt::{self, Write as _};
 use core::ptr::NonNull;
 
 use embedded_io::{ErrorType, Read, ReadReady, Write};
+use tock_registers::interfaces::Readable;
 
 use stopwatch_shell::receive::ReceiveRing;
 
-use crate::arch::mmio;
-use crate::drivers::uart::Pl011;
+use crate::arch::mmio::{register, Registers};
+use crate::drivers::uart::{self, Pl011, Pl011Registers, FR};
 use crate::sync::{IrqMutex, SetOnce};
 
 /// The UART and its receive ring, shared with the UART interrupt.
@@ -43,7 +44,7 @@ static UART_BASE: SetOnce<usize> = SetOnce::new();
 ///
 /// `base` must be a PL011 register block, mapped as Device memory, that
 /// nothing else uses.
-pub unsafe fn init(base: NonNull<arm_pl011_uart::PL011Registers>) {
+pub unsafe fn init(base: NonNull<Pl011Registers>) {
     // SAFETY: Passed on from our caller.
     let mut uart = unsafe { Pl011::new(base) };
     uart.enable();
@@ -57,51 +58,33 @@ pub unsafe fn init(base: NonNull<arm_pl011_uart::PL011Registers>) {
     }
 }
 
-/// PL011 data register: a write queues one byte for sending.
-const UARTDR_OFFSET: usize = 0x000;
-/// PL011 flag register, and its transmit-FIFO-full and busy flags.
-const UARTFR_OFFSET: usize = 0x018;
-const UARTFR_TXFF: u32 = 1 << 5;
-const UARTFR_BUSY: u32 = 1 << 3;
-
 /// The console UART's transmit side, for the paths that must not take the
 /// console lock (it may be held by the code a panic or an exception
 /// interrupted): [`emergency_print`] and [`flush`]. Direct accesses to two
-/// registers through [`mmio`]; no second [`Pl011`] driver instance.
+/// registers, UARTFR and UARTDR; no second [`Pl011`] driver instance.
 #[derive(Clone, Copy)]
-struct EmergencyUart(usize);
+struct EmergencyUart(Registers<Pl011Registers>);
 
 impl EmergencyUart {
     /// `None` before [`init`].
     fn get() -> Option<Self> {
-        UART_BASE.get().map(|&base| EmergencyUart(base))
-    }
-
-    fn flags(self) -> u32 {
-        // SAFETY: `self.0` is the console PL011's base, mapped as Device
-        // memory before `init` stored it (and never unmapped); UARTFR is an
-        // aligned 32-bit register inside its block. Reading it has no side
-        // effect. The console's `Pl011` claims the block as its own, but
-        // this raw access forms no reference and changes nothing it keeps.
-        unsafe { mmio::read_u32((self.0 + UARTFR_OFFSET) as *const u32) }
+        let base = NonNull::new(*UART_BASE.get()? as *mut Pl011Registers)?;
+        // SAFETY: `base` is the console PL011's, mapped as Device memory
+        // before `init` stored it (and never unmapped). The console's
+        // `Pl011` claims the block as its own, but this only reads UARTFR
+        // (no side effect) and writes UARTDR, which only queues a byte to
+        // send: `Pl011` keeps no state about the transmit FIFO (it polls
+        // the flags too), so the worst this does to an interrupted print
+        // is interleave its output with ours.
+        Some(EmergencyUart(unsafe { Registers::new(base) }))
     }
 
     fn write_bytes(self, bytes: &[u8]) {
-        for &byte in bytes {
-            while self.flags() & UARTFR_TXFF != 0 {
-                core::hint::spin_loop();
-            }
-            // SAFETY: As in `flags`, for the aligned 32-bit UARTDR. A write
-            // only queues a byte to send: the console's `Pl011` keeps no
-            // state about the transmit FIFO (it polls the flags too), so
-            // the worst this does to an interrupted print is interleave
-            // its output with ours.
-            unsafe { mmio::write_u32((self.0 + UARTDR_OFFSET) as *mut u32, u32::from(byte)) }
-        }
+        uart::send(self.0, bytes);
     }
 
     fn flush(self) {
-        while self.flags() & UARTFR_BUSY != 0 {
+        while register!(self.0, fr).is_set(FR::BUSY) {
             core::hint::spin_loop();
         }
     }

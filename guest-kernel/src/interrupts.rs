@@ -5,15 +5,20 @@
 //! Adding an interrupt source means adding a [`Source`] variant: what it
 //! is called ([`fmt::Display`]) and what handles it ([`Source::handle`]).
 //! The table, the GIC setup, the counts and the `irqs` listing follow.
+//!
+//! The boot CPU sets up the GIC and the table ([`init`], [`route`]); every
+//! other CPU then enables the private interrupts (PPIs, SGIs) of the table
+//! on itself ([`init_this_cpu`]). Counts are kept per CPU.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use board_discovery::{Interrupt, MAX_STOPWATCHES};
+use arm_gic::IntId;
+use board_discovery::{Interrupt, Trigger, MAX_STOPWATCHES};
 
+use crate::arch::cpu::{self, PerCpu, MAX_CPUS};
 use crate::arch::timer;
 use crate::drivers::gic::Gic;
-use crate::fixed_vec::FixedVec;
 use crate::sync::{IrqMutex, SetOnce};
 
 /// The interrupt controller. (A `SetOnce` rather than an `Option`, which
@@ -30,7 +35,13 @@ pub enum Source {
     VirtualTimer,
     /// Stopwatch number N's timeout interrupt.
     Stopwatch(usize),
+    /// The SGI another CPU sends to wake this one from WFI (work in its
+    /// mailbox, see `smp`); routed only when there are several CPUs.
+    Wake,
 }
+
+/// The wake-up SGI's INTID.
+pub const WAKE_SGI: u32 = 0;
 
 impl Source {
     /// Runs the source's handler; `entry_counter` is the guest counter at
@@ -40,10 +51,12 @@ impl Source {
             Source::ConsoleUart => crate::console::handle_interrupt(),
             Source::VirtualTimer => timer::handle_timer_interrupt(entry_counter),
             Source::Stopwatch(index) => {
-                if let Some(stopwatch) = crate::stopwatches().get(index) {
+                if let Some(stopwatch) = crate::devices::stopwatch(index) {
                     stopwatch.handle_interrupt(entry_counter);
                 }
             }
+            // Taking it was the point: the CPU left WFI.
+            Source::Wake => {}
         }
     }
 }
@@ -54,6 +67,7 @@ impl fmt::Display for Source {
             Source::ConsoleUart => f.write_str("uart receive"),
             Source::VirtualTimer => f.write_str("virtual timer"),
             Source::Stopwatch(index) => write!(f, "stopwatch[{index}]"),
+            Source::Wake => f.write_str("cpu wake-up"),
         }
     }
 }
@@ -62,17 +76,32 @@ impl fmt::Display for Source {
 pub struct Route {
     /// The GIC's interrupt ID.
     pub intid: u32,
+    /// Its trigger, as the device tree says (for the other CPUs' PPIs).
+    pub trigger: Trigger,
     /// What raises it.
     pub source: Source,
-    /// Interrupts handled so far.
-    pub count: AtomicU64,
+    /// Interrupts handled so far, per CPU that handled them.
+    pub counts: PerCpu<AtomicU64>,
+    /// The CPU an SPI goes to (0 until [`route_to_cpu`]); private
+    /// interrupts go to every CPU that enabled them.
+    pub target: AtomicUsize,
 }
 
-/// At most the console, the timer and every stopwatch.
-const MAX_ROUTES: usize = 2 + MAX_STOPWATCHES;
+impl Route {
+    /// Interrupts handled so far, on all CPUs.
+    pub fn count(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// At most the console, the timer, the wake-up SGI and every stopwatch.
+const MAX_ROUTES: usize = 3 + MAX_STOPWATCHES;
 
 /// The routed interrupts, in the order they were set up.
-pub type RouteTable = FixedVec<Route, MAX_ROUTES>;
+pub type RouteTable = heapless::Vec<Route, MAX_ROUTES>;
 
 static ROUTES: SetOnce<RouteTable> = SetOnce::new();
 
@@ -95,8 +124,10 @@ pub fn route(sources: impl IntoIterator<Item = (Interrupt, Source)>) {
             gic.enable_interrupt(interrupt);
             let route = Route {
                 intid: interrupt.intid,
+                trigger: interrupt.trigger,
                 source,
-                count: AtomicU64::new(0),
+                counts: PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]),
+                target: AtomicUsize::new(0),
             };
             if table.push(route).is_err() {
                 panic!("more interrupt sources than {MAX_ROUTES} routes");
@@ -123,7 +154,66 @@ pub fn route_of(source: Source) -> Option<&'static Route> {
 #[cfg(feature = "selftest")]
 /// Interrupts handled so far from `source` (0 if it has no route).
 pub fn count(source: Source) -> u64 {
-    route_of(source).map_or(0, |route| route.count.load(Ordering::Relaxed))
+    route_of(source).map_or(0, Route::count)
+}
+
+/// The wake-up SGI, as a route: SGIs are edge-triggered.
+pub const WAKE: Interrupt = Interrupt {
+    intid: WAKE_SGI,
+    trigger: Trigger::EdgeRising,
+};
+
+/// On a CPU other than the boot CPU, once [`route`] is done: sets up its
+/// part of the GIC and enables the private interrupts of the table (the
+/// virtual timer, the wake-up SGI) on it. IRQs stay masked.
+pub fn init_this_cpu() {
+    GIC.get().expect("GIC not initialised").lock(|gic| {
+        gic.init_this_cpu();
+        for route in routes().iter().filter(|route| route.intid < 32) {
+            gic.enable_interrupt(Interrupt {
+                intid: route.intid,
+                trigger: route.trigger,
+            });
+        }
+    });
+}
+
+/// Sends the wake-up SGI to the CPU with index `cpu` (nothing if it has
+/// not set up its part of the GIC yet).
+pub fn send_wake(cpu: usize) {
+    if let (Some(gic), Ok(intid)) = (GIC.get(), IntId::try_from(WAKE_SGI)) {
+        gic.lock(|gic| gic.send_sgi(intid, cpu));
+    }
+}
+
+/// Why an interrupt could not be moved to another CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// The source has no route.
+    NoRoute,
+    /// Its interrupt is private to each CPU (not an SPI).
+    NotShared,
+    /// That CPU has not set up its part of the GIC (not online).
+    CpuNotReady,
+}
+
+/// Routes `source`'s interrupt (an SPI) to the CPU with index `cpu`: its
+/// handler runs there from now on.
+pub fn route_to_cpu(source: Source, cpu: usize) -> Result<(), RouteError> {
+    let route = routes()
+        .iter()
+        .find(|route| route.source == source)
+        .ok_or(RouteError::NoRoute)?;
+    let intid = IntId::try_from(route.intid).map_err(|_| RouteError::NotShared)?;
+    if !intid.is_spi() {
+        return Err(RouteError::NotShared);
+    }
+    let gic = GIC.get().ok_or(RouteError::CpuNotReady)?;
+    if !gic.lock(|gic| gic.route_spi(intid, cpu)) {
+        return Err(RouteError::CpuNotReady);
+    }
+    route.target.store(cpu, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Unmasks IRQs at this CPU.
@@ -135,6 +225,9 @@ pub fn enable_cpu_irqs() {
     }
 }
 
+/// The INTID field of an acknowledged interrupt.
+const GICC_IAR_INTID_MASK: u32 = 0x3ff;
+
 /// Called from the IRQ vector: handles every pending interrupt.
 pub fn handle_irq() {
     // Stamped first, for the latency measurements.
@@ -142,10 +235,20 @@ pub fn handle_irq() {
     let routes = routes();
     let Some(gic) = GIC.get() else { return };
     while let Some(intid) = gic.lock(Gic::acknowledge) {
-        match routes.iter().find(|route| route.intid == u32::from(intid)) {
+        // GICv2 puts an SGI's source CPU in bits 10..12 of what it
+        // acknowledges (and wants them back at the end): the INTID is
+        // bits 0..9.
+        let id = u32::from(intid) & GICC_IAR_INTID_MASK;
+        match routes.iter().find(|route| route.intid == id) {
             Some(route) => {
-                route.count.fetch_add(1, Ordering::Relaxed);
+                route.counts.this().fetch_add(1, Ordering::Relaxed);
                 route.source.handle(entry_counter);
+                // A device interrupt handled on another CPU: wake CPU 0,
+                // whose waits (the shell's, the tests') check what the
+                // handlers count only when something wakes them.
+                if route.intid >= 32 && cpu::index() != 0 {
+                    send_wake(0);
+                }
             }
             None => {
                 UNEXPECTED.fetch_add(1, Ordering::Relaxed);

@@ -21,82 +21,22 @@
 mod arch;
 mod bench;
 mod console;
+mod devices;
 mod drivers;
-mod fixed_vec;
 mod interrupts;
 mod power;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod shell;
+mod smp;
 mod sync;
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arch::mmu::{KernelMap, DEVICE, NORMAL};
 use board_discovery::{BoardInfo, MAX_MEMORY_REGIONS, MAX_STOPWATCHES};
 use drivers::gic::Gic;
-use drivers::stopwatch::Stopwatch;
-use fixed_vec::FixedVec;
 use interrupts::Source;
-use sync::SetOnce;
-
-/// Start of RAM on `virt`: where QEMU puts the device tree when it loads
-/// an ELF kernel (x0 is then 0), provided the DTB fits below the image.
-/// (With the flat Image, QEMU's boot stub is there and x0 has the DTB.)
-const VIRT_RAM_BASE: usize = 0x4000_0000;
-/// Big-endian magic at the start of every flattened device tree.
-const FDT_MAGIC: u32 = 0xd00d_feed;
-
-/// What the device tree said; lives as long as the (never overwritten)
-/// device tree in RAM.
-static BOARD: SetOnce<BoardInfo<'static>> = SetOnce::new();
-/// Every usable stopwatch in the device tree, in its order.
-static STOPWATCHES: SetOnce<Stopwatches> = SetOnce::new();
-/// The index of the stopwatch the shell's device commands act on.
-static SELECTED: AtomicUsize = AtomicUsize::new(0);
-
-/// The stopwatch drivers; stopwatch N is the Nth usable node.
-pub type Stopwatches = FixedVec<Stopwatch, MAX_STOPWATCHES>;
-/// The exception level QEMU started the kernel at.
-static ENTRY_EL: SetOnce<u64> = SetOnce::new();
-
-/// The decoded device tree.
-pub fn board() -> &'static BoardInfo<'static> {
-    BOARD.get().expect("board not discovered yet")
-}
-
-/// Every stopwatch (none before they are set up).
-pub fn stopwatches() -> &'static Stopwatches {
-    static NONE: Stopwatches = Stopwatches::new();
-    STOPWATCHES.get().unwrap_or(&NONE)
-}
-
-/// The selected stopwatch, if there is one: stopwatch 0 until
-/// [`select_stopwatch`].
-pub fn stopwatch() -> Option<&'static Stopwatch> {
-    stopwatches().get(selected_stopwatch())
-}
-
-/// The index of the selected stopwatch.
-pub fn selected_stopwatch() -> usize {
-    SELECTED.load(Ordering::Relaxed)
-}
-
-/// Selects stopwatch `index`; `Err` holds how many there are.
-pub fn select_stopwatch(index: usize) -> Result<(), usize> {
-    let count = stopwatches().len();
-    if index >= count {
-        return Err(count);
-    }
-    SELECTED.store(index, Ordering::Relaxed);
-    Ok(())
-}
-
-/// The exception level the kernel was entered at (1, 2 or 3).
-pub fn entry_el() -> u64 {
-    ENTRY_EL.get().copied().unwrap_or(0)
-}
 
 /// The Rust entry point, called by `arch::boot` at EL1 with the MMU off.
 #[unsafe(no_mangle)]
@@ -106,10 +46,13 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     // is generated) and build the page tables: no atomics, no console.
     // A failure here ends the run with its own exit status (see `power`),
     // its message going to semihosting as there is no console yet.
-    let Some(dtb) = find_device_tree(loader_dtb) else {
+    let Some(dtb) = arch::boot::find_device_tree(loader_dtb) else {
         power::fatal_with_status(
             power::exit_status::NO_DEVICE_TREE,
-            format_args!("no device tree at x0 ({loader_dtb:#x}) nor at {VIRT_RAM_BASE:#x}"),
+            format_args!(
+                "no device tree at x0 ({loader_dtb:#x}) nor at {:#x}",
+                arch::boot::VIRT_RAM_BASE
+            ),
         );
     };
     let board = BoardInfo::from_dtb(dtb).unwrap_or_else(|error| {
@@ -165,24 +108,19 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
     unsafe { map.activate() };
 
     // --- MMU on.
-    let _ = ENTRY_EL.set(entry_el);
-    let board = BOARD.set(board).unwrap_or_else(|_| unreachable!());
+    arch::boot::set_entry_el(entry_el);
     arch::timer::init();
     let uart_base = NonNull::new(uart.region.base as *mut _).expect("UART at address 0");
     // SAFETY: The UART region is mapped as Device memory above and only
     // the console uses it.
     unsafe { console::init(uart_base) };
-    print_banner(board);
+    print_banner(&board);
 
-    let mut drivers = Stopwatches::new();
-    for info in board.stopwatches.iter() {
-        // SAFETY: Its registers are mapped as Device memory and its shared
-        // region as Normal memory above; this is the only driver instance.
-        let driver = unsafe { Stopwatch::new(*info) };
-        // Both lists hold MAX_STOPWATCHES.
-        let _ = drivers.push(driver);
-    }
-    let stopwatches = STOPWATCHES.set(drivers).unwrap_or_else(|_| unreachable!());
+    // SAFETY: Every stopwatch's registers are mapped as Device memory and
+    // its shared region as Normal memory above; nothing else drives them.
+    let machine = unsafe { devices::init(board) };
+    let board = &machine.board;
+    let stopwatches = &machine.stopwatches;
     let Some(uart_interrupt) = uart.interrupt else {
         power::fatal_with_status(
             power::exit_status::NO_CONSOLE,
@@ -190,49 +128,66 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         );
     };
     let mode = BootMode::from_bootargs(board.bootargs);
-    // The prompt needs the stopwatches (it names the selection among
-    // several), not the interrupts: it goes out first, input typed
-    // meanwhile waits in the UART.
-    if mode == BootMode::Shell {
-        shell::greet();
+    let set_up_interrupts = || {
+        // SAFETY: The GIC's regions are mapped as Device memory above, and
+        // this is the only driver instance.
+        let gic = unsafe { Gic::new(&gic, board.cpu_count) };
+        interrupts::init(gic);
+        let stopwatch_routes = stopwatches
+            .iter()
+            .enumerate()
+            .map(|(index, driver)| (driver.interrupt(), Source::Stopwatch(index)));
+        let timer_route = board
+            .virtual_timer
+            .map(|interrupt| (interrupt, Source::VirtualTimer));
+        // The other CPUs' wake-up, if there are others.
+        let wake_route = (board.cpus.len() > 1).then_some((interrupts::WAKE, Source::Wake));
+        interrupts::route(
+            [(uart_interrupt, Source::ConsoleUart)]
+                .into_iter()
+                .chain(timer_route)
+                .chain(stopwatch_routes)
+                .chain(wake_route),
+        );
+        if board.virtual_timer.is_some() {
+            arch::timer::set_interrupt_routed();
+        }
+    };
+    // With one CPU the prompt goes out before the interrupts are set up: it
+    // needs the stopwatches (it names the selection among several), not the
+    // interrupts, and input typed meanwhile waits in the UART. The other
+    // CPUs need the interrupts set up to start, and the prompt follows the
+    // line saying how many are online.
+    let several_cpus = board.cpus.len() > 1;
+    if several_cpus {
+        set_up_interrupts();
     }
-
-    // SAFETY: The GIC's regions are mapped as Device memory above, and this
-    // is the only driver instance.
-    let gic = unsafe { Gic::new(&gic, board.cpu_count) };
-    interrupts::init(gic);
-    let stopwatch_routes = stopwatches
-        .iter()
-        .enumerate()
-        .map(|(index, driver)| (driver.interrupt(), Source::Stopwatch(index)));
-    let timer_route = board
-        .virtual_timer
-        .map(|interrupt| (interrupt, Source::VirtualTimer));
-    interrupts::route(
-        [(uart_interrupt, Source::ConsoleUart)]
-            .into_iter()
-            .chain(timer_route)
-            .chain(stopwatch_routes),
-    );
-    if board.virtual_timer.is_some() {
-        arch::timer::set_interrupt_routed();
+    smp::start_secondaries(board);
+    print_cpus_online(board);
+    let shell = shell::Shell::new(machine);
+    if mode == BootMode::Shell {
+        shell.greet();
+    }
+    if !several_cpus {
+        set_up_interrupts();
     }
     console::enable_receive_interrupt();
     interrupts::enable_cpu_irqs();
 
     match mode {
         #[cfg(feature = "selftest")]
-        BootMode::Test(filter) => power::exit(selftest::run(filter)),
+        BootMode::Test(filter) => power::exit(selftest::run(filter, machine)),
         #[cfg(feature = "selftest")]
         BootMode::Fault => selftest::provoke_data_abort(),
         #[cfg(feature = "selftest")]
         BootMode::Overflow => selftest::overflow_the_stack(),
         #[cfg(feature = "selftest")]
-        BootMode::HoldTimeout => selftest::hold_timeout(),
+        BootMode::HoldTimeout => selftest::hold_timeout(stopwatches.first()),
         #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
-            let flags = (uart.region.base + 0x18) as *const u32;
+            let fr = core::mem::offset_of!(drivers::uart::Pl011Registers, fr) as u64;
+            let flags = (uart.region.base + fr) as *const u32;
             // SAFETY: The UART is mapped as Device memory above; UARTFR is
             // an aligned 32-bit register, and reading it has no effect
             // (the console's driver polls it too).
@@ -252,10 +207,13 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             ),
         ),
         BootMode::Bench => {
-            bench::run_and_print();
+            match stopwatches.first() {
+                Some(stopwatch) => bench::run_and_print(stopwatch),
+                None => println!("BENCH {{\"error\":\"no stopwatch device\"}}"),
+            }
             power::exit(0)
         }
-        BootMode::Shell => shell::run(),
+        BootMode::Shell => shell.run(),
     }
 }
 
@@ -302,31 +260,6 @@ impl<'a> BootMode<'a> {
     }
 }
 
-/// The device tree: at the loader's x0 if that holds one, else at the
-/// start of RAM. (Also called at EL3, before .bss and the MMU: no statics.)
-pub(crate) fn find_device_tree(loader_dtb: usize) -> Option<&'static [u8]> {
-    [loader_dtb, VIRT_RAM_BASE]
-        .into_iter()
-        .filter(|&address| address != 0 && address.is_multiple_of(8))
-        .find_map(|address| {
-            let header = address as *const u32;
-            // SAFETY: Both candidates are RAM addresses on `virt` (the
-            // loader's x0, or RAM's base), readable with the MMU off; the
-            // header is 8-byte aligned. (RAM, not MMIO.)
-            let (magic, total_size) = unsafe {
-                (
-                    u32::from_be(header.read_volatile()),
-                    u32::from_be(header.add(1).read_volatile()),
-                )
-            };
-            // SAFETY: A valid magic means QEMU wrote a device tree of
-            // `total_size` bytes there, which nothing overwrites.
-            (magic == FDT_MAGIC).then(|| unsafe {
-                core::slice::from_raw_parts(address as *const u8, total_size as usize)
-            })
-        })
-}
-
 /// The banner, printed without `core::fmt` (see [`console::print_pieces`]):
 /// it is on the way to the prompt. The rare lines (nodes ignored) use
 /// `println!`.
@@ -339,7 +272,7 @@ fn print_banner(board: &BoardInfo<'_>) {
             env!("CARGO_PKG_VERSION"),
             ": stopwatch driver for QEMU virt\nentered at EL"
         )),
-        Decimal(entry_el()),
+        Decimal(arch::boot::entry_el()),
         Text(", running at EL"),
         Decimal(arch::current_el()),
         Text("; counter "),
@@ -383,4 +316,16 @@ fn print_banner(board: &BoardInfo<'_>) {
             println!("warning: {dropped} more {what} ignored (at most {kept} kept)");
         }
     }
+}
+
+/// `CPUs: N online of M`, without `core::fmt` (on the way to the prompt).
+fn print_cpus_online(board: &BoardInfo<'_>) {
+    use console::Piece::{Decimal, Text};
+    console::print_pieces(&[
+        Text("CPUs: "),
+        Decimal(smp::online() as u64),
+        Text(" online of "),
+        Decimal(board.cpu_count as u64),
+        Text("\n"),
+    ]);
 }

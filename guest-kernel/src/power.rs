@@ -60,8 +60,9 @@ pub fn exit(code: i32) -> ! {
         // A fatal error while exiting: do not try semihosting again.
         system_off();
     }
-    // Not atomic with the load, and need not be: there is one CPU, and an
-    // exception taken from here on sees the store (program order).
+    // Not atomic with the load, and need not be: an exception taken from
+    // here on, on this CPU, sees the store (program order); two CPUs
+    // exiting at once both try semihosting, and either ends the run.
     EXITING.store(true, Ordering::Release);
     EXIT_STATUS.store(code, Ordering::Relaxed);
     crate::console::flush();

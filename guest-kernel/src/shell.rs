@@ -3,8 +3,9 @@
 //! through the parser (both in the host-tested `stopwatch-shell` crate),
 //! commands run against the drivers here.
 //!
-//! Commands write their answers to any [`fmt::Write`] ([`execute`]): the
-//! console here, a buffer in the in-guest tests.
+//! Commands write their answers to any [`fmt::Write`]
+//! ([`Shell::execute`]): the console here, a buffer in the in-guest tests.
+//! The shell owns its state: which stopwatch the device commands act on.
 
 use core::fmt;
 use core::sync::atomic::Ordering;
@@ -22,9 +23,10 @@ use stopwatch_shell::{
 
 use crate::arch::timer;
 use crate::console::Console;
+use crate::devices::{Machine, Stopwatches};
 use crate::drivers::stopwatch::{Stopwatch, TimePageError};
-use crate::interrupts::{self, UNEXPECTED};
-use crate::{board, power, print, println, stopwatch, stopwatches};
+use crate::interrupts::{self, RouteError, Source, UNEXPECTED};
+use crate::{power, print, println};
 
 /// Writes one line of a command's answer to `$out` (a `&mut dyn
 /// fmt::Write`); a sink that fails only loses the text.
@@ -37,58 +39,105 @@ macro_rules! say {
 /// Moves to the start of the line and clears it.
 const CLEAR_LINE: &str = "\r\x1b[K";
 
-/// The help hint and the first prompt. `kernel_main` prints them as soon
-/// as the stopwatches are known (the prompt names the selection among
-/// several), before it sets up interrupts, then calls [`run`]; input typed
-/// meanwhile waits in the UART. Without `core::fmt`, as the banner.
-pub fn greet() {
-    crate::console::print_pieces(&[crate::console::Piece::Text(
-        "type 'help' for the commands\n",
-    )]);
-    print_prompt();
+/// The shell: the machine it works on and the selected stopwatch.
+pub struct Shell {
+    machine: &'static Machine,
+    /// The index of the stopwatch the device commands act on.
+    selected: usize,
 }
 
-/// Reads and runs commands forever (until `exit` or `poweroff`), after
-/// [`greet`].
-pub fn run() -> ! {
-    let mut editor = LineEditor::new(COMMAND_NAMES);
-    let mut notices = Notices::new();
-    // The editor's echo, cursor moves and redraws go straight out.
-    let mut show = |bytes: &[u8]| {
-        let Ok(()) = Console.write_all(bytes);
-    };
-    let mut input = [0u8; 32];
-    loop {
-        timer::wait_for_interrupt_unless(|| input_ready() || notices.pending());
-        if notices.pending() {
-            // The notice goes above the line being typed, which is then
-            // drawn again as it was, cursor included.
-            print!("{CLEAR_LINE}");
-            notices.print(&mut Console);
-            print_prompt();
-            editor.redraw(&mut show);
+impl Shell {
+    /// A shell on `machine`, with stopwatch 0 selected.
+    pub fn new(machine: &'static Machine) -> Self {
+        Shell {
+            machine,
+            selected: 0,
         }
-        if !input_ready() {
-            continue;
-        }
-        let Ok(count) = Console.read(&mut input);
-        for &byte in &input[..count] {
-            match editor.feed(byte, &mut show) {
-                None => {}
-                Some(Event::Line(line)) => {
-                    execute(line, &mut Console);
-                    print_prompt();
-                }
-                Some(Event::Overlong) => {
-                    println!("error: line too long (at most {MAX_LINE_LEN} characters); ignored");
-                    print_prompt();
-                }
-                Some(Event::Cancelled) => print_prompt(),
-                Some(Event::Redraw) => {
-                    print_prompt();
-                    editor.redraw(&mut show);
+    }
+
+    /// The help hint and the first prompt. `kernel_main` prints them as
+    /// soon as the stopwatches are known (the prompt names the selection
+    /// among several), before it sets up interrupts, then calls
+    /// [`run`](Self::run); input typed meanwhile waits in the UART. Without
+    /// `core::fmt`, as the banner.
+    pub fn greet(&self) {
+        crate::console::print_pieces(&[crate::console::Piece::Text(
+            "type 'help' for the commands\n",
+        )]);
+        self.print_prompt();
+    }
+
+    /// Reads and runs commands forever (until `exit` or `poweroff`), after
+    /// [`greet`](Self::greet).
+    pub fn run(mut self) -> ! {
+        let mut editor = LineEditor::new(COMMAND_NAMES);
+        let mut notices = Notices::new(self.stopwatches());
+        // The editor's echo, cursor moves and redraws go straight out.
+        let mut show = |bytes: &[u8]| {
+            let Ok(()) = Console.write_all(bytes);
+        };
+        let mut input = [0u8; 32];
+        loop {
+            timer::wait_for_interrupt_unless(|| input_ready() || notices.pending());
+            if notices.pending() {
+                // The notice goes above the line being typed, which is then
+                // drawn again as it was, cursor included.
+                print!("{CLEAR_LINE}");
+                notices.print(&mut Console);
+                self.print_prompt();
+                editor.redraw(&mut show);
+            }
+            if !input_ready() {
+                continue;
+            }
+            let Ok(count) = Console.read(&mut input);
+            for &byte in &input[..count] {
+                match editor.feed(byte, &mut show) {
+                    None => {}
+                    Some(Event::Line(line)) => {
+                        self.execute(line, &mut Console);
+                        self.print_prompt();
+                    }
+                    Some(Event::Overlong) => {
+                        println!(
+                            "error: line too long (at most {MAX_LINE_LEN} characters); ignored"
+                        );
+                        self.print_prompt();
+                    }
+                    Some(Event::Cancelled) => self.print_prompt(),
+                    Some(Event::Redraw) => {
+                        self.print_prompt();
+                        editor.redraw(&mut show);
+                    }
                 }
             }
+        }
+    }
+
+    /// The stopwatches.
+    fn stopwatches(&self) -> &'static Stopwatches {
+        &self.machine.stopwatches
+    }
+
+    /// The selected stopwatch, if there is one.
+    fn stopwatch(&self) -> Option<&'static Stopwatch> {
+        self.stopwatches().get(self.selected)
+    }
+
+    /// Prints the prompt, naming the selected stopwatch when there are
+    /// several: [`Prompt::parts`], printed without `core::fmt` (see
+    /// [`greet`](Self::greet)).
+    fn print_prompt(&self) {
+        use crate::console::Piece::{Decimal, Text};
+        let prompt = Prompt {
+            selected: self.selected,
+            count: self.stopwatches().len(),
+        };
+        match prompt.parts() {
+            (before, Some(number), after) => {
+                crate::console::print_pieces(&[Text(before), Decimal(number as u64), Text(after)]);
+            }
+            (text, None, _) => crate::console::write_bytes(text.as_bytes()),
         }
     }
 }
@@ -98,41 +147,28 @@ fn input_ready() -> bool {
     ready
 }
 
-/// Prints the prompt, naming the selected stopwatch when there are
-/// several: [`Prompt::parts`], printed without `core::fmt` (see
-/// [`greet`]).
-fn print_prompt() {
-    use crate::console::Piece::{Decimal, Text};
-    let prompt = Prompt {
-        selected: crate::selected_stopwatch(),
-        count: stopwatches().len(),
-    };
-    match prompt.parts() {
-        (before, Some(number), after) => {
-            crate::console::print_pieces(&[Text(before), Decimal(number as u64), Text(after)]);
-        }
-        (text, None, _) => crate::console::write_bytes(text.as_bytes()),
-    }
-}
-
 /// Timeout interrupts not announced yet. The interrupt handler only counts
 /// (in the driver); the shell prints, outside interrupt context.
 struct Notices {
+    stopwatches: &'static Stopwatches,
     /// Each stopwatch's timeout count when last announced.
     announced: [u64; MAX_STOPWATCHES],
 }
 
 impl Notices {
-    fn new() -> Self {
+    fn new(stopwatches: &'static Stopwatches) -> Self {
         let mut announced = [0; MAX_STOPWATCHES];
-        for (slot, stopwatch) in announced.iter_mut().zip(stopwatches().iter()) {
+        for (slot, stopwatch) in announced.iter_mut().zip(stopwatches.iter()) {
             *slot = stopwatch.timeouts();
         }
-        Notices { announced }
+        Notices {
+            stopwatches,
+            announced,
+        }
     }
 
     fn pending(&self) -> bool {
-        stopwatches()
+        self.stopwatches
             .iter()
             .zip(&self.announced)
             .any(|(stopwatch, &announced)| stopwatch.timeouts() != announced)
@@ -141,7 +177,7 @@ impl Notices {
     /// One line per stopwatch with new timeouts:
     /// `[timeout] stopwatch[0] fired at 12.000 s (3 so far)`.
     fn print(&mut self, out: &mut dyn fmt::Write) {
-        for (index, stopwatch) in stopwatches().iter().enumerate() {
+        for (index, stopwatch) in self.stopwatches.iter().enumerate() {
             let count = stopwatch.timeouts();
             if count == self.announced[index] {
                 continue;
@@ -165,47 +201,74 @@ fn elapsed_at_last_timeout(stopwatch: &Stopwatch) -> Option<u64> {
     Some(snapshot.elapsed_ns_at_counter(counter_ns))
 }
 
-/// Parses and runs one line, writing the answer to `out`.
-pub fn execute(line: &str, out: &mut dyn fmt::Write) {
-    match parse(line) {
-        Ok(None) => {}
-        Ok(Some(command)) => run_command(command, out),
-        Err(error) => say!(out, "error: {error}"),
-    }
-}
-
-fn run_command(command: Command, out: &mut dyn fmt::Write) {
-    match command {
-        Command::Device(command) => match stopwatch() {
-            Some(stopwatch) => run_device_command(stopwatch, command, out),
-            None => no_device(out),
-        },
-        Command::Help => say!(out, "{HELP}"),
-        Command::List => print_list(out),
-        Command::Use(index) => match crate::select_stopwatch(index) {
-            Ok(()) => say!(out, "using stopwatch[{index}]"),
-            Err(0) => no_device(out),
-            Err(count) => say!(
-                out,
-                "error: use: there is no stopwatch[{index}]: give 0..{} (see 'list')",
-                count - 1
-            ),
-        },
-        Command::Watch(path) => match stopwatch() {
-            Some(stopwatch) => watch(stopwatch, path, out),
-            None => no_device(out),
-        },
-        Command::Info => print_info(out),
-        Command::Irqs => print_irqs(out),
-        Command::Exit(code) => power::exit(i32::from(code)),
-        Command::Poweroff => power::system_off(),
-        Command::Bench => {
-            if stopwatch().is_some() {
-                crate::bench::run_and_print();
-            } else {
-                no_device(out);
-            }
+impl Shell {
+    /// Parses and runs one line, writing the answer to `out`.
+    pub fn execute(&mut self, line: &str, out: &mut dyn fmt::Write) {
+        match parse(line) {
+            Ok(None) => {}
+            Ok(Some(command)) => self.run_command(command, out),
+            Err(error) => say!(out, "error: {error}"),
         }
+    }
+
+    fn run_command(&mut self, command: Command, out: &mut dyn fmt::Write) {
+        match command {
+            Command::Device(command) => match self.stopwatch() {
+                Some(stopwatch) => run_device_command(stopwatch, command, out),
+                None => no_device(out),
+            },
+            Command::Help => say!(out, "{HELP}"),
+            Command::List => self.print_list(out),
+            Command::Use(index) => match self.select(index) {
+                Ok(()) => say!(out, "using stopwatch[{index}]"),
+                Err(0) => no_device(out),
+                Err(count) => say!(
+                    out,
+                    "error: use: there is no stopwatch[{index}]: give 0..{} (see 'list')",
+                    count - 1
+                ),
+            },
+            Command::Watch(path) => match self.stopwatch() {
+                Some(stopwatch) => self.watch(stopwatch, path, out),
+                None => no_device(out),
+            },
+            Command::Info => self.print_info(out),
+            Command::Irqs => print_irqs(out),
+            Command::IrqCpu(cpu) => match self.stopwatch() {
+                Some(_) => self.route_interrupt_to(cpu, out),
+                None => no_device(out),
+            },
+            Command::Exit(code) => power::exit(i32::from(code)),
+            Command::Poweroff => power::system_off(),
+            Command::Bench => match self.stopwatch() {
+                Some(stopwatch) => crate::bench::run_and_print(stopwatch),
+                None => no_device(out),
+            },
+        }
+    }
+
+    /// `irq-cpu N`: the selected stopwatch's interrupt to CPU `cpu`.
+    fn route_interrupt_to(&self, cpu: usize, out: &mut dyn fmt::Write) {
+        let index = self.selected;
+        match interrupts::route_to_cpu(Source::Stopwatch(index), cpu) {
+            Ok(()) => say!(out, "stopwatch[{index}]'s interrupt now goes to CPU {cpu}"),
+            Err(RouteError::CpuNotReady) => say!(
+                out,
+                "error: irq-cpu: CPU {cpu} is not online ({} online: see 'info')",
+                crate::smp::online()
+            ),
+            Err(error) => say!(out, "error: irq-cpu: {error:?}"),
+        }
+    }
+
+    /// Selects stopwatch `index`; `Err` holds how many there are.
+    fn select(&mut self, index: usize) -> Result<(), usize> {
+        let count = self.stopwatches().len();
+        if index >= count {
+            return Err(count);
+        }
+        self.selected = index;
+        Ok(())
     }
 }
 
@@ -406,92 +469,107 @@ fn elapsed_and_status(stopwatch: &Stopwatch, path: ReadPath) -> (Option<u64>, &'
     (elapsed, status, 2)
 }
 
-/// `list`: every stopwatch, the selected one marked.
-fn print_list(out: &mut dyn fmt::Write) {
-    if stopwatches().is_empty() {
-        return no_device(out);
-    }
-    let selected = crate::selected_stopwatch();
-    for (index, stopwatch) in stopwatches().iter().enumerate() {
-        let mark = if index == selected { "*" } else { " " };
-        let (elapsed, status, _) = elapsed_and_status(stopwatch, ReadPath::TimePage);
-        let elapsed = Seconds::nanos(elapsed.unwrap_or(0));
-        let _ = write!(
-            out,
-            "{mark} stopwatch[{index}]  {status:<7}  {elapsed} s  {} timeouts",
-            stopwatch.timeouts()
-        );
-        match running_period(stopwatch) {
-            Some(period_ns) => say!(out, ", every {} s", Seconds::nanos(period_ns)),
-            None => say!(out, ""),
-        }
-    }
-}
-
 /// Refreshes of `watch` per second.
 const WATCH_REFRESH_NS: u64 = 100_000_000;
 
-/// `watch`: the elapsed time redrawn in place about 10 times a second until
-/// a key is pressed (the key is taken, not run); timeout notices still
-/// appear. Ends with how many refreshes and exits to QEMU it made.
-fn watch(stopwatch: &Stopwatch, path: ReadPath, out: &mut dyn fmt::Write) {
-    let index = crate::selected_stopwatch();
-    let mut notices = Notices::new();
-    let mut refreshes = 0u64;
-    let clock = timer::clock();
-    let started = timer::counter();
-    let how = match path {
-        ReadPath::TimePage => "time page",
-        ReadPath::Trap => "UPDATE",
-    };
-    say!(
-        out,
-        "watching stopwatch[{index}] ({how}); press any key to stop"
-    );
-    // Exits per refresh: the same for every refresh of one device and path.
-    let exits_per_refresh = loop {
-        let (elapsed, status, exits) = elapsed_and_status(stopwatch, path);
-        refreshes += 1;
-        match elapsed {
-            Some(ns) => print!(
-                "{CLEAR_LINE}stopwatch[{index}]  {} s  {status}",
-                Seconds::millis(ns)
-            ),
-            None => print!("{CLEAR_LINE}stopwatch[{index}]  (unreadable)  {status}"),
+impl Shell {
+    /// `list`: every stopwatch, the selected one marked.
+    fn print_list(&self, out: &mut dyn fmt::Write) {
+        if self.stopwatches().is_empty() {
+            return no_device(out);
         }
-        let deadline = timer::counter() + clock.ns_to_ticks(WATCH_REFRESH_NS);
-        timer::wait_until_or(deadline, || input_ready() || notices.pending());
-        if notices.pending() {
-            print!("{CLEAR_LINE}");
-            notices.print(out);
+        let selected = self.selected;
+        for (index, stopwatch) in self.stopwatches().iter().enumerate() {
+            let mark = if index == selected { "*" } else { " " };
+            let (elapsed, status, _) = elapsed_and_status(stopwatch, ReadPath::TimePage);
+            let elapsed = Seconds::nanos(elapsed.unwrap_or(0));
+            let _ = write!(
+                out,
+                "{mark} stopwatch[{index}]  {status:<7}  {elapsed} s  {} timeouts",
+                stopwatch.timeouts()
+            );
+            match running_period(stopwatch) {
+                Some(period_ns) => say!(out, ", every {} s", Seconds::nanos(period_ns)),
+                None => say!(out, ""),
+            }
         }
-        if input_ready() {
-            let mut key = [0u8; 1];
-            let Ok(_) = Console.read(&mut key);
-            break exits;
-        }
-    };
-    print!("\r\n");
-    let summary = WatchSummary {
-        refreshes,
-        elapsed_ns: clock.ticks_to_ns(timer::counter() - started),
-        exits_per_refresh,
-    };
-    say!(out, "{summary}");
+    }
+
+    /// `watch`: the elapsed time redrawn in place about 10 times a second until
+    /// a key is pressed (the key is taken, not run); timeout notices still
+    /// appear. Ends with how many refreshes and exits to QEMU it made.
+    fn watch(&self, stopwatch: &Stopwatch, path: ReadPath, out: &mut dyn fmt::Write) {
+        let index = self.selected;
+        let mut notices = Notices::new(self.stopwatches());
+        let mut refreshes = 0u64;
+        let clock = timer::clock();
+        let started = timer::counter();
+        let how = match path {
+            ReadPath::TimePage => "time page",
+            ReadPath::Trap => "UPDATE",
+        };
+        say!(
+            out,
+            "watching stopwatch[{index}] ({how}); press any key to stop"
+        );
+        // Exits per refresh: the same for every refresh of one device and path.
+        let exits_per_refresh = loop {
+            let (elapsed, status, exits) = elapsed_and_status(stopwatch, path);
+            refreshes += 1;
+            match elapsed {
+                Some(ns) => print!(
+                    "{CLEAR_LINE}stopwatch[{index}]  {} s  {status}",
+                    Seconds::millis(ns)
+                ),
+                None => print!("{CLEAR_LINE}stopwatch[{index}]  (unreadable)  {status}"),
+            }
+            let deadline = timer::counter() + clock.ns_to_ticks(WATCH_REFRESH_NS);
+            timer::wait_until_or(deadline, || input_ready() || notices.pending());
+            if notices.pending() {
+                print!("{CLEAR_LINE}");
+                notices.print(out);
+            }
+            if input_ready() {
+                let mut key = [0u8; 1];
+                let Ok(_) = Console.read(&mut key);
+                break exits;
+            }
+        };
+        print!("\r\n");
+        let summary = WatchSummary {
+            refreshes,
+            elapsed_ns: clock.ticks_to_ns(timer::counter() - started),
+            exits_per_refresh,
+        };
+        say!(out, "{summary}");
+    }
 }
 
 fn print_irqs(out: &mut dyn fmt::Write) {
     say!(out, "interrupts handled:");
+    // With several CPUs, each one's count, and the CPU an SPI goes to.
+    let online = crate::smp::online();
     for route in interrupts::routes().iter() {
         let padding = 14usize.saturating_sub(DisplayLen::of(&route.source));
-        say!(
+        let _ = write!(
             out,
             "  {}{:padding$} INTID {:<4} {}",
             route.source,
             "",
             route.intid,
-            route.count.load(Ordering::Relaxed)
+            route.count()
         );
+        if online > 1 {
+            let _ = write!(out, "  per CPU:");
+            let cpus = route.counts.iter().enumerate();
+            for (_, count) in cpus.filter(|&(cpu, _)| crate::smp::cpu(cpu).is_some()) {
+                let _ = write!(out, " {}", count.load(Ordering::Relaxed));
+            }
+            if route.intid >= 32 {
+                let _ = write!(out, "  (to CPU {})", route.target.load(Ordering::Relaxed));
+            }
+        }
+        say!(out, "");
     }
     say!(
         out,
@@ -503,101 +581,113 @@ fn print_irqs(out: &mut dyn fmt::Write) {
     say!(out, "{}", UartInput { errors, hold_backs });
 }
 
-fn print_info(out: &mut dyn fmt::Write) {
-    let board = board();
-    for (index, ram) in board.memory.iter().enumerate() {
+impl Shell {
+    fn print_info(&self, out: &mut dyn fmt::Write) {
+        let board = &self.machine.board;
+        for (index, ram) in board.memory.iter().enumerate() {
+            say!(
+                out,
+                "memory[{index}]:     {:#010x}..{:#010x} ({} MiB)",
+                ram.base,
+                ram.end(),
+                ram.size >> 20
+            );
+        }
+        if let Some(uart) = board.uart {
+            say!(
+                out,
+                "console:       {} at {:#x} (size {:#x}), INTID {}",
+                uart.node_name,
+                uart.region.base,
+                uart.region.size,
+                uart.interrupt.map_or(0, |i| i.intid)
+            );
+        }
+        if let Some(gic) = board.gic {
+            let [first, second] = gic.regions();
+            let second_name = if gic.version() == 2 { "GICC" } else { "GICR" };
+            say!(
+                out,
+                "GIC:           v{} GICD {:#x} (size {:#x}), {second_name} {:#x} (size {:#x})",
+                u32::from(gic.version()),
+                first.base,
+                first.size,
+                second.base,
+                second.size
+            );
+        }
+        if let Some(timer) = board.virtual_timer {
+            say!(out, "virtual timer: INTID {}", timer.intid);
+        }
         say!(
             out,
-            "memory[{index}]:     {:#010x}..{:#010x} ({} MiB)",
-            ram.base,
-            ram.end(),
-            ram.size >> 20
+            "CPUs:          {} online of {}",
+            crate::smp::online(),
+            board.cpu_count
         );
-    }
-    if let Some(uart) = board.uart {
-        say!(
-            out,
-            "console:       {} at {:#x} (size {:#x}), INTID {}",
-            uart.node_name,
-            uart.region.base,
-            uart.region.size,
-            uart.interrupt.map_or(0, |i| i.intid)
-        );
-    }
-    if let Some(gic) = board.gic {
-        let [first, second] = gic.regions();
-        let second_name = if gic.version() == 2 { "GICC" } else { "GICR" };
-        say!(
-            out,
-            "GIC:           v{} GICD {:#x} (size {:#x}), {second_name} {:#x} (size {:#x})",
-            u32::from(gic.version()),
-            first.base,
-            first.size,
-            second.base,
-            second.size
-        );
-    }
-    if let Some(timer) = board.virtual_timer {
-        say!(out, "virtual timer: INTID {}", timer.intid);
-    }
-    say!(out, "CPUs:          {}", board.cpu_count);
-    let psci = match board.psci {
-        Some(PsciConduit::Hvc) => "HVC",
-        Some(PsciConduit::Smc) => "SMC",
-        None => "none",
-    };
-    say!(out, "PSCI:          {psci}");
-    say!(out, "boot args:     \"{}\"", board.bootargs);
-    say!(
-        out,
-        "exception level: entered at EL{}, running at EL{}",
-        crate::entry_el(),
-        crate::arch::current_el()
-    );
-    if board.stopwatches.is_empty() {
-        say!(out, "stopwatch:     none in the device tree");
-    }
-    for (index, stopwatch) in board.stopwatches.iter().enumerate() {
-        let in_use = if index == crate::selected_stopwatch() {
-            " (selected)"
-        } else {
-            ""
+        for (index, &mpidr) in board.cpus.iter().enumerate() {
+            if crate::smp::cpu(index).is_some_and(|(_, online)| !online) {
+                say!(out, "  cpu {index} (MPIDR {mpidr:#x}): not online");
+            }
+        }
+        let psci = match board.psci {
+            Some(PsciConduit::Hvc) => "HVC",
+            Some(PsciConduit::Smc) => "SMC",
+            None => "none",
         };
-        say!(out, "stopwatch[{index}]:  {}{in_use}", stopwatch.node_name);
+        say!(out, "PSCI:          {psci}");
+        say!(out, "boot args:     \"{}\"", board.bootargs);
         say!(
             out,
-            "  shared (reg 0):    {:#x} (size {:#x}), Normal cacheable",
-            stopwatch.shared.base,
-            stopwatch.shared.size
+            "exception level: entered at EL{}, running at EL{}",
+            crate::arch::boot::entry_el(),
+            crate::arch::current_el()
         );
-        say!(
-            out,
-            "  registers (reg 1): {:#x} (size {:#x}), Device-nGnRE",
-            stopwatch.registers.base,
-            stopwatch.registers.size
-        );
-        say!(
-            out,
-            "  interrupt:         INTID {} ({:?})",
-            stopwatch.timeout_interrupt.intid,
-            stopwatch.timeout_interrupt.trigger
-        );
-    }
-    for broken in board.broken_stopwatches.iter() {
-        say!(
-            out,
-            "stopwatch {}: unusable: {}",
-            broken.node_name,
-            broken.error
-        );
-    }
-    if let Some(stopwatch) = stopwatch() {
-        let time_page = if stopwatch.has_time_page() {
-            "present"
-        } else {
-            "absent (original device)"
-        };
-        say!(out, "time page:     {time_page}");
+        if board.stopwatches.is_empty() {
+            say!(out, "stopwatch:     none in the device tree");
+        }
+        for (index, stopwatch) in board.stopwatches.iter().enumerate() {
+            let in_use = if index == self.selected {
+                " (selected)"
+            } else {
+                ""
+            };
+            say!(out, "stopwatch[{index}]:  {}{in_use}", stopwatch.node_name);
+            say!(
+                out,
+                "  shared (reg 0):    {:#x} (size {:#x}), Normal cacheable",
+                stopwatch.shared.base,
+                stopwatch.shared.size
+            );
+            say!(
+                out,
+                "  registers (reg 1): {:#x} (size {:#x}), Device-nGnRE",
+                stopwatch.registers.base,
+                stopwatch.registers.size
+            );
+            say!(
+                out,
+                "  interrupt:         INTID {} ({:?})",
+                stopwatch.timeout_interrupt.intid,
+                stopwatch.timeout_interrupt.trigger
+            );
+        }
+        for broken in board.broken_stopwatches.iter() {
+            say!(
+                out,
+                "stopwatch {}: unusable: {}",
+                broken.node_name,
+                broken.error
+            );
+        }
+        if let Some(stopwatch) = self.stopwatch() {
+            let time_page = if stopwatch.has_time_page() {
+                "present"
+            } else {
+                "absent (original device)"
+            };
+            say!(out, "time page:     {time_page}");
+        }
     }
 }
 

@@ -1,30 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! Sharing state between the main program and interrupt handlers.
+//! Sharing state between CPUs and interrupt handlers.
 //!
-//! The kernel runs on one CPU (the others stay parked), so the only
-//! concurrency is an interrupt arriving in the middle of the main program.
-//! [`IrqMutex`] masks IRQs while its data is borrowed, which is enough for
-//! exclusive access; [`SetOnce`] holds a value that is set once at boot and
-//! only read afterwards.
+//! Two kinds of concurrency meet here: an interrupt arriving in the middle
+//! of the code it interrupts, on the same CPU, and the other CPUs (`smp`)
+//! running at the same time. [`IrqMutex`] masks IRQs on this CPU and spins
+//! until no other CPU holds it, which together give exclusive access;
+//! [`SetOnce`] holds a value that is set once at boot and only read
+//! afterwards. Data kept per CPU is in `arch::cpu::PerCpu`.
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, DAIF};
 
-/// Data shared with interrupt handlers, borrowed with IRQs masked.
+use crate::arch::cpu;
+
+/// Data shared between CPUs and with interrupt handlers, borrowed with
+/// IRQs masked and the lock held: a spinlock that also catches re-entry.
 pub struct IrqMutex<T> {
     value: UnsafeCell<T>,
-    /// Catches re-entry (a `lock` inside `lock`, or from an exception
-    /// taken while locked), which would alias the `&mut T`.
-    locked: AtomicBool,
+    /// 0 when free, else the holder's CPU index + 1 (zero so that a
+    /// `static` mutex lands in `.bss`). Another CPU waits; the holder
+    /// itself trying again (a `lock` inside `lock`, or from an exception
+    /// taken while locked) would alias the `&mut T`, and panics instead.
+    owner: AtomicUsize,
 }
 
-// SAFETY: Access to `value` only happens inside `lock`, with IRQs masked on
-// the only CPU that runs, and `locked` rejects re-entry; so no two `&mut T`
-// exist at once. `T: Send` because the value may be used from an interrupt
-// handler as well as the main program.
+// SAFETY: Access to `value` only happens inside `lock`, between an Acquire
+// that moved `owner` from 0 to this CPU and a Release that puts 0 back: so
+// no two CPUs hold a `&mut T` at once, the holder's writes are visible to
+// the next holder, and with IRQs masked nothing else runs on the holder's
+// CPU. `T: Send` because the value is used from whichever CPU or
+// interrupt handler holds the lock.
 unsafe impl<T: Send> Sync for IrqMutex<T> {}
 
 impl<T> IrqMutex<T> {
@@ -32,42 +40,50 @@ impl<T> IrqMutex<T> {
     pub const fn new(value: T) -> Self {
         IrqMutex {
             value: UnsafeCell::new(value),
-            locked: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
         }
     }
 
-    /// Runs `f` with exclusive access to the data and IRQs masked.
+    /// Runs `f` with exclusive access to the data and IRQs masked, after
+    /// waiting for another CPU that holds it.
     ///
     /// # Panics
     ///
     /// On re-entry (a bug: the lock is not recursive).
     pub fn lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let guard = Guard::acquire(&self.locked);
-        // SAFETY: IRQs are masked and `locked` was false, so this is the only
-        // live reference to the value until the guard is dropped.
+        let guard = Guard::acquire(&self.owner);
+        // SAFETY: IRQs are masked and `owner` moved from 0 to this CPU, so
+        // this is the only live reference to the value until the guard is
+        // dropped.
         let result = f(unsafe { &mut *self.value.get() });
         drop(guard);
         result
     }
 }
 
-/// Holds an [`IrqMutex`]: IRQs masked and the `locked` flag set. Kept
+/// Holds an [`IrqMutex`]: IRQs masked and `owner` set to this CPU. Kept
 /// apart from the generic `lock` so its code exists once.
 struct Guard<'a> {
-    locked: &'a AtomicBool,
+    owner: &'a AtomicUsize,
     _masked: IrqsMasked,
 }
 
 impl<'a> Guard<'a> {
     #[inline(never)]
-    fn acquire(locked: &'a AtomicBool) -> Self {
+    fn acquire(owner: &'a AtomicUsize) -> Self {
         let masked = IrqsMasked::new();
-        assert!(
-            !locked.swap(true, Ordering::Acquire),
-            "IrqMutex locked twice"
-        );
+        let me = cpu::index() + 1;
+        loop {
+            match owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(holder) => {
+                    assert!(holder != me, "IrqMutex locked twice");
+                    core::hint::spin_loop();
+                }
+            }
+        }
         Guard {
-            locked,
+            owner,
             _masked: masked,
         }
     }
@@ -75,7 +91,7 @@ impl<'a> Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.locked.store(false, Ordering::Release);
+        self.owner.store(0, Ordering::Release);
     }
 }
 

@@ -29,7 +29,7 @@ use migration::{
 };
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use stopwatch_abi::{regs, shared, Command, Status, TimeSnapshot};
-use stopwatch_model::{Environment, GuestError, SavedState, SharedMemory, Stopwatch};
+use stopwatch_model::{ordering, Environment, GuestError, SavedState, SharedMemory, Stopwatch};
 use system::{hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
 use util::{
     log::Log,
@@ -504,9 +504,10 @@ const _: () = {
 /// Those threads run translated guest code, outside Rust's memory model,
 /// with accesses of any width; what the device needs is that each of its
 /// own accesses is single-copy atomic and ordered as the time page's
-/// protocol says, which aligned atomics and the release fences give. The
-/// guest can only ever make the page's contents wrong, never the device
-/// unsound.
+/// protocol says, which aligned atomics and the release fences give (their
+/// orderings are [`stopwatch_model::ordering`], the ones the protocol's
+/// model check explores). The guest can only ever make the page's contents
+/// wrong, never the device unsound.
 struct SharedRam {
     base: NonNull<u8>,
 }
@@ -537,25 +538,25 @@ impl SharedMemory for SharedRam {
     fn write_u64(&mut self, offset: u64, value: u64) {
         // SAFETY: as in `read_u64`.
         let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
-        word.store(value.to_le(), Ordering::Relaxed);
+        word.store(value.to_le(), ordering::STORE);
     }
 
     fn write_u32(&mut self, offset: u64, value: u32) {
         // SAFETY: as in `read_u64`, for a u32.
         let word = unsafe { AtomicU32::from_ptr(self.at(offset)) };
-        word.store(value.to_le(), Ordering::Relaxed);
+        word.store(value.to_le(), ordering::STORE);
     }
 
     fn write_bytes(&mut self, offset: u64, bytes: &[u8]) {
         for (index, &byte) in bytes.iter().enumerate() {
             // SAFETY: as in `read_u64`, for one byte.
             let cell = unsafe { AtomicU8::from_ptr(self.at(offset + index as u64)) };
-            cell.store(byte, Ordering::Relaxed);
+            cell.store(byte, ordering::STORE);
         }
     }
 
     fn write_barrier(&mut self) {
-        fence(Ordering::Release);
+        fence(ordering::WRITE_BARRIER);
     }
 }
 

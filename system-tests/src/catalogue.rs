@@ -162,8 +162,9 @@ pub fn slug(text: &str) -> String {
 /// The machines the guest test suite runs on; every one must pass. The
 /// in-guest tests measure stopwatch and counter time, never the host's:
 /// they run in virtual time, in a fraction of a second instead of 9 s of
-/// waiting, except on the two-CPU machine, which needs multi-threaded
-/// TCG (and keeps one run of the suite in real time).
+/// waiting (`-icount` runs the CPUs one after the other), except on one
+/// four-CPU machine, which keeps multi-threaded TCG (the CPUs truly at
+/// once) and one run of the suite in real time.
 fn guest_test_configs() -> Vec<VmConfig> {
     let with = |cpu: &str, gic, el2, devices| VmConfig {
         cpu: cpu.to_string(),
@@ -175,33 +176,41 @@ fn guest_test_configs() -> Vec<VmConfig> {
         virtual_time: true,
         ..VmConfig::default()
     };
+    // Four CPUs where the CPUs are started differently: PSCI by HVC (EL1
+    // entry) and by SMC (EL2 entry), the release from the EL3 hold (the
+    // ELF at secure=on), PSCI for the Image; on both GICs. The EL2 GICv2
+    // machine and the one without a device keep one CPU.
+    let smp4 = |config: VmConfig| VmConfig {
+        extra: vec!["-smp".to_string(), "4".to_string()],
+        ..config
+    };
     vec![
-        with("cortex-a53", Gic::V2, false, 1),
-        with("max", Gic::V3, false, 1),
+        smp4(with("cortex-a53", Gic::V2, false, 1)),
+        smp4(with("max", Gic::V3, false, 1)),
         with("cortex-a53", Gic::V2, true, 1),
-        VmConfig {
-            extra: vec!["-smp".to_string(), "2".to_string()],
+        smp4(VmConfig {
             virtual_time: false,
             ..with("max", Gic::V3, true, 1)
-        },
+        }),
         // Without the device the guest runs what does not need it (the
         // shell must answer "no stopwatch device") and skips the rest.
         with("cortex-a53", Gic::V2, false, 0),
         // secure=on: the ELF starts at Secure EL3 and drops to Non-secure
-        // EL1 (no EL2), or to EL2 with virtualization=on.
-        VmConfig {
+        // EL1 (no EL2), or to EL2 with virtualization=on; every CPU starts
+        // at once, the others held until the boot CPU releases them.
+        smp4(VmConfig {
             secure: true,
             ..with("cortex-a53", Gic::V2, false, 1)
-        },
-        VmConfig {
+        }),
+        smp4(VmConfig {
             secure: true,
             ..with("max", Gic::V3, true, 1)
-        },
+        }),
         // The flat Image, booted as Linux: the device tree comes in x0.
-        VmConfig {
+        smp4(VmConfig {
             kernel: Kernel::Image,
             ..with("cortex-a53", Gic::V2, false, 1)
-        },
+        }),
     ]
 }
 

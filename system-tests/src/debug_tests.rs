@@ -21,7 +21,7 @@ use crate::vm::{Gic, VmConfig};
 pub const GDB_SCRIPT: &str = "xtask/gdb/stopwatch-interrupt.gdb";
 /// The driver source the handler lives in, as the kernel's line tables
 /// name it (paths are remapped to repository-relative).
-const DRIVER_SOURCE: &str = "guest-kernel/src/drivers/stopwatch.rs";
+const DRIVER_SOURCE: &str = "guest-kernel/src/drivers/stopwatch/mod.rs";
 const HANDLER: &str = "handle_interrupt";
 
 /// The bench's boot floor (`guest-kernel/boot-floor`) boots on the bench's
@@ -341,13 +341,13 @@ mod tests {
         )
         .unwrap();
         let good = "Breakpoint 1, ...\n#0  guest_kernel::drivers::stopwatch::Stopwatch::\
-                    handle_interrupt (...) at guest-kernel/src/drivers/stopwatch.rs:4\n#1  ...";
+                    handle_interrupt (...) at guest-kernel/src/drivers/stopwatch/mod.rs:4\n#1  ...";
         assert!(check_backtrace(good, &source).is_ok());
         let outside = good.replace(".rs:4", ".rs:6");
         assert!(check_backtrace(&outside, &source).is_err());
-        let other_file = good.replace("drivers/stopwatch.rs", "interrupts.rs");
+        let other_file = good.replace("drivers/stopwatch/mod.rs", "interrupts.rs");
         assert!(check_backtrace(&other_file, &source).is_err());
-        let no_line = good.replace(" at guest-kernel/src/drivers/stopwatch.rs:4", "");
+        let no_line = good.replace(" at guest-kernel/src/drivers/stopwatch/mod.rs:4", "");
         assert!(check_backtrace(&no_line, &source).is_err());
         std::fs::remove_file(source).unwrap();
     }

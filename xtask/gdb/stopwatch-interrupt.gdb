@@ -5,7 +5,7 @@
 # `cargo xtask test debug gdb` runs it and checks the backtrace.
 # (By file and function: the kernel's line tables carry no full Rust
 # paths for gdb to resolve `Stopwatch::handle_interrupt`.)
-break stopwatch.rs:handle_interrupt
+break stopwatch/mod.rs:handle_interrupt
 continue
 backtrace
 info locals

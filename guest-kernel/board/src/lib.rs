@@ -30,6 +30,9 @@ pub const MAX_MEMORY_REGIONS: usize = 4;
 /// `virt`'s platform bus can hold: each stopwatch takes one of its 64
 /// interrupts (`PLATFORM_BUS_NUM_IRQS` in QEMU's `hw/arm/virt.c`).
 pub const MAX_STOPWATCHES: usize = 64;
+/// How many CPUs [`BoardInfo::cpus`] keeps (more are only counted): the
+/// most a GICv2 can serve, and as many as the kernel has stacks for.
+pub const MAX_CPUS: usize = 8;
 /// Deepest bus nesting followed when translating addresses.
 const MAX_BUS_DEPTH: usize = 6;
 /// Bytes of one GIC interrupt specifier: three cells.
@@ -286,6 +289,10 @@ pub struct BoardInfo<'a> {
     pub psci: Option<PsciConduit>,
     /// Number of `cpu` nodes under `/cpus`.
     pub cpu_count: usize,
+    /// Each `cpu` node's `reg`, in tree order: its MPIDR affinity fields
+    /// (Aff3 in bits 32..40, Aff2..Aff0 in bits 0..24), which PSCI CPU_ON
+    /// takes and MPIDR_EL1 reads back on that CPU.
+    pub cpus: FixedList<u64, MAX_CPUS>,
     /// The EL1 virtual timer's interrupt (`arm,armv8-timer`, entry 2).
     pub virtual_timer: Option<Interrupt>,
 }
@@ -315,6 +322,7 @@ impl<'a> BoardInfo<'a> {
             bootargs: "",
             psci: None,
             cpu_count: 0,
+            cpus: FixedList::new(),
             virtual_timer: None,
         };
 
@@ -660,7 +668,18 @@ impl<'a> Walker<'_, '_, 'a> {
                     self.info.memory.push(region);
                 }
             }
-            Some(b"cpu") => self.info.cpu_count += 1,
+            Some(b"cpu") => {
+                self.info.cpu_count += 1;
+                // `reg` is one address of the parent's #address-cells, no
+                // size: not a bus address, so not translated.
+                let address_len = context.cells.address_cells * 4;
+                let reg = node
+                    .get(Property::Reg)
+                    .and_then(|reg| reg.get(..address_len));
+                if let Some(mpidr) = reg.and_then(read_cells) {
+                    self.info.cpus.push(mpidr);
+                }
+            }
             _ => {}
         }
         let kind = node.kind();

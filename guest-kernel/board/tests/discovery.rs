@@ -56,6 +56,7 @@ fn gicv2_board_without_stopwatch() {
     assert_eq!(uart.interrupt, Some(level_spi(1)));
     assert_eq!(info.psci, Some(PsciConduit::Hvc));
     assert_eq!(info.cpu_count, 1);
+    assert_eq!(info.cpus.iter().copied().collect::<Vec<_>>(), [0]);
     // PPI 11, level-high: INTID 27.
     assert_eq!(
         info.virtual_timer,
@@ -98,6 +99,7 @@ fn gicv3_board_with_two_cpus() {
     );
     assert_eq!(info.gic.unwrap().version(), 3);
     assert_eq!(info.cpu_count, 2);
+    assert_eq!(info.cpus.iter().copied().collect::<Vec<_>>(), [0, 1]);
     assert_eq!(
         info.memory.get(0),
         Some(&Region::new(0x4000_0000, 256 << 20))

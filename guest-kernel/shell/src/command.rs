@@ -23,6 +23,8 @@ pub enum Command {
     Watch(ReadPath),
     /// `irqs`: interrupt counts per source.
     Irqs,
+    /// `irq-cpu N`: the selected stopwatch's interrupt to CPU N.
+    IrqCpu(usize),
     /// `info`: what the device tree said.
     Info,
     /// `bench`: measure the access paths and the interrupt latency.
@@ -101,7 +103,7 @@ impl Timeout {
 /// of strings: the slice's table would cost the kernel image 272 bytes of
 /// read-only data. [`command_names`] iterates over them.
 pub const COMMAND_NAMES: &str = "help start pause stop reset read show status timeout every lap \
-                                 laps list use watch irqs info bench exit poweroff";
+                                 laps list use watch irqs irq-cpu info bench exit poweroff";
 
 /// The names of [`COMMAND_NAMES`].
 pub fn command_names() -> impl Iterator<Item = &'static str> + Clone {
@@ -129,7 +131,8 @@ other commands:
   use N            select stopwatch N for the commands above
   watch            live elapsed time from the time page (any key stops)
   watch trap       the same, with an UPDATE (an exit) per refresh
-  irqs             interrupt counts per source
+  irqs             interrupt counts per source (and per CPU)
+  irq-cpu N        the selected stopwatch's interrupt to CPU N (see 'info')
   info             what the device tree described
   bench            measure access costs and interrupt latency
   help             this list
@@ -171,6 +174,8 @@ pub enum ParseError<'a> {
     BadStopwatchNumber(&'a str),
     /// `exit` was given something that is not a number in 0..=255.
     BadExitCode(&'a str),
+    /// `irq-cpu` was given something that is not a number.
+    BadCpuNumber(&'a str),
 }
 
 impl fmt::Display for ParseError<'_> {
@@ -199,6 +204,9 @@ impl fmt::Display for ParseError<'_> {
             }
             ParseError::BadExitCode(word) => {
                 write!(f, "exit: '{word}' is not an exit code (0..255)")
+            }
+            ParseError::BadCpuNumber(word) => {
+                write!(f, "irq-cpu: '{word}' is not a CPU number (see 'info')")
             }
         }
     }
@@ -279,6 +287,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
             number
                 .parse()
                 .map_err(|_| ParseError::BadStopwatchNumber(number))?,
+        ),
+        ("irq-cpu", None) => {
+            return Err(ParseError::MissingArgument {
+                command: name,
+                wanted: "a CPU number (see 'info')",
+            })
+        }
+        ("irq-cpu", Some(number)) => Command::IrqCpu(
+            number
+                .parse()
+                .map_err(|_| ParseError::BadCpuNumber(number))?,
         ),
         ("exit", None) => Command::Exit(0),
         ("exit", Some(code)) => {
@@ -423,6 +442,7 @@ mod tests {
             ("watch", Command::Watch(ReadPath::TimePage)),
             ("watch trap", Command::Watch(ReadPath::Trap)),
             ("irqs", Command::Irqs),
+            ("irq-cpu 1", Command::IrqCpu(1)),
             ("info", Command::Info),
             ("bench", Command::Bench),
             ("exit", Command::Exit(0)),
@@ -436,11 +456,12 @@ mod tests {
     #[test]
     fn every_command_name_parses_and_is_in_help() {
         for name in command_names() {
-            // `use` and `every` alone miss their argument; anything else
-            // parses.
+            // `use`, `every` and `irq-cpu` alone miss their argument;
+            // anything else parses.
             let line = match name {
                 "use" => "use 0",
                 "every" => "every 1s",
+                "irq-cpu" => "irq-cpu 0",
                 _ => name,
             };
             assert!(parse(line).is_ok(), "{name} does not parse");
@@ -610,6 +631,11 @@ mod tests {
         );
         assert_eq!(parse("use x"), Err(ParseError::BadStopwatchNumber("x")));
         assert_eq!(parse("use -1"), Err(ParseError::BadStopwatchNumber("-1")));
+        assert_eq!(parse("irq-cpu x"), Err(ParseError::BadCpuNumber("x")));
+        assert!(matches!(
+            parse("irq-cpu"),
+            Err(ParseError::MissingArgument { .. })
+        ));
         assert_eq!(
             parse("use 1 2"),
             Err(ParseError::UnexpectedArgument {

@@ -208,7 +208,7 @@ impl LineEditor {
 
     /// The characters of the current line.
     pub fn line(&self) -> &str {
-        text(part(&self.buffer, 0, self.len))
+        text(&self.buffer[..self.len])
     }
 
     /// Where the cursor is in [`line`](Self::line), in characters.
@@ -284,7 +284,7 @@ impl LineEditor {
             }
             CTRL_C => {
                 // After the whole line, so that it stays readable.
-                out(part(&self.buffer, self.cursor, self.len));
+                out(&self.buffer[self.cursor..self.len]);
                 out(b"^C\r\n");
                 self.reset_line();
                 Some(Event::Cancelled)
@@ -307,10 +307,10 @@ impl LineEditor {
                 None
             }
             CTRL_W => {
-                let before = part(&self.buffer, 0, self.cursor);
+                let before = &self.buffer[..self.cursor];
                 // The spaces left of the cursor go with the word.
                 let word_end = before.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-                let start = word_start(part(before, 0, word_end));
+                let start = word_start(&before[..word_end]);
                 self.edit(start, self.cursor - start, &[], out);
                 None
             }
@@ -328,7 +328,7 @@ impl LineEditor {
     /// `"\r\x1b[K"` (erase the terminal line), the text and `"\r\n"`, then
     /// the prompt, then call `redraw`.
     pub fn redraw(&self, out: &mut dyn FnMut(&[u8])) {
-        out(part(&self.buffer, 0, self.len));
+        out(&self.buffer[..self.len]);
         move_left(self.len - self.cursor, out);
     }
 
@@ -343,7 +343,7 @@ impl LineEditor {
                 self.cursor -= 1;
             }
             Some(Key::Right) if cursor < len => {
-                out(part(&self.buffer, cursor, cursor + 1));
+                out(&self.buffer[cursor..cursor + 1]);
                 self.cursor += 1;
             }
             Some(Key::Home) => {
@@ -351,7 +351,7 @@ impl LineEditor {
                 self.cursor = 0;
             }
             Some(Key::End) => {
-                out(part(&self.buffer, cursor, len));
+                out(&self.buffer[cursor..len]);
                 self.cursor = len;
             }
             Some(Key::Delete) if cursor < len => self.edit(cursor, 1, &[], out),
@@ -377,7 +377,7 @@ impl LineEditor {
         let slot = self.slot(self.browsing);
         let entry = self.history[slot];
         let len = usize::from(self.history_lens[slot]);
-        self.edit(0, self.len, part(&entry, 0, len), out);
+        self.edit(0, self.len, &entry[..len], out);
     }
 
     /// The ring slot of the history entry `back` lines ago (0: the slot
@@ -389,7 +389,7 @@ impl LineEditor {
     /// Copies the line into the history slot `back`.
     fn store(&mut self, back: usize) {
         let slot = self.slot(back);
-        copy(&mut self.history[slot], 0, part(&self.buffer, 0, self.len));
+        self.history[slot][..self.len].copy_from_slice(&self.buffer[..self.len]);
         // MAX_LINE_LEN fits in a byte.
         self.history_lens[slot] = self.len as u8;
     }
@@ -400,12 +400,12 @@ impl LineEditor {
     /// candidates.
     fn complete(&mut self, after_tab: bool, out: &mut dyn FnMut(&[u8])) -> Option<Event<'_>> {
         let cursor = self.cursor;
-        let start = word_start(part(&self.buffer, 0, cursor));
-        if part(&self.buffer, 0, start).iter().any(|&b| b != b' ') {
+        let start = word_start(&self.buffer[..cursor]);
+        if self.buffer[..start].iter().any(|&b| b != b' ') {
             return None; // not the first word
         }
         let completions = self.completions;
-        let prefix = part(&self.buffer, start, cursor);
+        let prefix = &self.buffer[start..cursor];
         let candidates = || {
             completions
                 .split(' ')
@@ -421,7 +421,7 @@ impl LineEditor {
                 first = name;
                 shared = name.len();
             }
-            shared = part(first, 0, shared)
+            shared = first[..shared]
                 .iter()
                 .zip(name)
                 .take_while(|(a, b)| a == b)
@@ -432,7 +432,7 @@ impl LineEditor {
             return None;
         }
         let unique = matches == 1;
-        let addition = part(first, cursor - start, shared);
+        let addition = &first[cursor - start..shared];
         if !addition.is_empty() || unique {
             // A unique candidate gets a space after it.
             if self.len + addition.len() < MAX_LINE_LEN {
@@ -463,16 +463,13 @@ impl LineEditor {
     fn edit(&mut self, from: usize, removed: usize, inserted: &[u8], out: &mut dyn FnMut(&[u8])) {
         let old_len = self.len;
         let new_len = old_len - removed + inserted.len();
-        // Through a copy rather than with `copy_within`, whose `memmove`
-        // would add 1 KiB to the kernel image.
-        let old = self.buffer;
-        let tail = part(&old, from + removed, old_len);
-        copy(&mut self.buffer, from, inserted);
-        copy(&mut self.buffer, from + inserted.len(), tail);
+        self.buffer
+            .copy_within(from + removed..old_len, from + inserted.len());
+        self.buffer[from..from + inserted.len()].copy_from_slice(inserted);
         self.len = new_len;
         move_left(self.cursor - from, out);
         self.cursor = from + inserted.len();
-        out(part(&self.buffer, from, new_len));
+        out(&self.buffer[from..new_len]);
         if new_len < old_len {
             out(CLEAR_TO_END);
         }
@@ -482,14 +479,10 @@ impl LineEditor {
     fn finish_line(&mut self) -> Option<Event<'_>> {
         let (len, overflowed) = (self.len, self.overflowed);
         if !overflowed {
-            let line = part(&self.buffer, 0, len);
+            let line = &self.buffer[..len];
             let newest = self.slot(1);
             let repeat = self.history_len > 0
-                && part(
-                    &self.history[newest],
-                    0,
-                    usize::from(self.history_lens[newest]),
-                ) == line;
+                && self.history[newest][..usize::from(self.history_lens[newest])] == *line;
             if line.iter().any(|&b| b != b' ') && !repeat {
                 self.store(0);
                 self.history_next = self.slot(HISTORY_SLOTS - 1);
@@ -500,7 +493,7 @@ impl LineEditor {
         if overflowed {
             return Some(Event::Overlong);
         }
-        Some(Event::Line(text(part(&self.buffer, 0, len))))
+        Some(Event::Line(text(&self.buffer[..len])))
     }
 
     /// Empties the line (the history stays).
@@ -535,31 +528,6 @@ fn move_left(columns: usize, out: &mut dyn FnMut(&[u8])) {
 /// space).
 fn word_start(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
-}
-
-/// `bytes[from..to]`, empty if out of range (a bug: the tests, built with
-/// debug assertions, fail on it). The editor slices through this one
-/// function (and copies through [`copy`]) because in the kernel each
-/// slicing expression would get its own panic location: 600 bytes of image
-/// for checks that never fail.
-#[inline(never)]
-fn part(bytes: &[u8], from: usize, to: usize) -> &[u8] {
-    debug_assert!(
-        from <= to && to <= bytes.len(),
-        "{from}..{to} of {}",
-        bytes.len()
-    );
-    bytes.get(from..to).unwrap_or_default()
-}
-
-/// Copies `source` into `bytes` at `at` (nothing if it does not fit: a
-/// bug, as for [`part`]).
-#[inline(never)]
-fn copy(bytes: &mut [u8], at: usize, source: &[u8]) {
-    debug_assert!(at + source.len() <= bytes.len());
-    if let Some(target) = bytes.get_mut(at..at + source.len()) {
-        target.copy_from_slice(source);
-    }
 }
 
 fn text(bytes: &[u8]) -> &str {

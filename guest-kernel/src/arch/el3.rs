@@ -11,6 +11,11 @@
 //! `arch::boot` with the MMU off and before the kernel proper: it uses no
 //! statics and the GIC through `arm-gic` (single loads and stores).
 //!
+//! Every CPU runs this (at EL3 entry QEMU starts them all at `_start`):
+//! the boot CPU for the whole GIC, the others, once released, for their own
+//! banked part of it (GICv2: GICD_IGROUPR0 and GICC_PMR; GICv3: their
+//! redistributor).
+//!
 //! Anything missing here (no device tree, no GIC) is left alone: the kernel
 //! reports it at EL1, with its exit status.
 
@@ -21,11 +26,14 @@ use arm_gic::gicv3::{GicV3, Group};
 use arm_gic::{IntId, UniqueMmioPointer};
 use board_discovery::{BoardInfo, Gic};
 
-/// Called by `arch::boot` at EL3 with the loader's x0.
+use super::cpu;
+
+/// Called by `arch::boot` at EL3 with the loader's x0, and whether only
+/// this CPU's own (banked) part of the GIC is to be handed over.
 #[unsafe(no_mangle)]
-extern "C" fn el3_hand_over_interrupts(loader_dtb: usize) {
+extern "C" fn el3_hand_over_interrupts(loader_dtb: usize, this_cpu_only: bool) {
     let Some(board) =
-        crate::find_device_tree(loader_dtb).and_then(|dtb| BoardInfo::from_dtb(dtb).ok())
+        super::boot::find_device_tree(loader_dtb).and_then(|dtb| BoardInfo::from_dtb(dtb).ok())
     else {
         return;
     };
@@ -40,8 +48,14 @@ extern "C" fn el3_hand_over_interrupts(loader_dtb: usize) {
             let mut gic =
                 unsafe { GicV2::new(distributor.base as *mut _, cpu_interface.base as *mut _) };
             // GICD_IGROUPR<n> (read-modify-write per bit): every
-            // implemented interrupt to Group 1, the Non-secure group.
-            for intid in 0..gic.typer().num_irqs() {
+            // implemented interrupt to Group 1, the Non-secure group. The
+            // first 32 (SGIs, PPIs: GICD_IGROUPR0) are banked per CPU.
+            let implemented = if this_cpu_only {
+                32
+            } else {
+                gic.typer().num_irqs()
+            };
+            for intid in 0..implemented {
                 if let Ok(intid) = IntId::try_from(intid) {
                     gic.set_group(intid, arm_gic::InterruptGroup::Group1);
                 }
@@ -64,14 +78,28 @@ extern "C" fn el3_hand_over_interrupts(loader_dtb: usize) {
                 )
             };
             let Ok(mut gic) = gic else { return };
-            // CPU 0's redistributor must be awake for its SGI/PPI registers.
-            let _ = gic.redistributor_mark_core_awake(0);
-            // GICR_IGROUPR0 (SGIs and PPIs of CPU 0, the virtual timer's
-            // among them) and GICD_IGROUPR<n> (SPIs): Non-secure Group 1.
-            let spis = gic.typer().num_spis();
+            // This CPU's redistributor: the one whose GICR_TYPER names its
+            // MPIDR affinity.
+            let mpidr = cpu::mpidr();
+            let Some(redistributor) = (0..board.cpu_count).find(|&index| {
+                gic.gicr_typer(index)
+                    .is_ok_and(|typer| typer.core_mpidr() & cpu::MPIDR_AFFINITY_MASK == mpidr)
+            }) else {
+                return;
+            };
+            // It must be awake for its SGI/PPI registers.
+            let _ = gic.redistributor_mark_core_awake(redistributor);
+            // GICR_IGROUPR0 (this CPU's SGIs and PPIs, the virtual timer's
+            // among them) and, unless only this CPU's part is asked for,
+            // GICD_IGROUPR<n> (SPIs): Non-secure Group 1.
+            let spis = if this_cpu_only {
+                0
+            } else {
+                gic.typer().num_spis()
+            };
             for intid in 0..32 + spis {
                 if let Ok(intid) = IntId::try_from(intid) {
-                    let _ = gic.set_group(intid, Some(0), Group::Group1NS);
+                    let _ = gic.set_group(intid, Some(redistributor), Group::Group1NS);
                 }
             }
         }

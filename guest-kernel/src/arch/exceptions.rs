@@ -319,10 +319,10 @@ impl fmt::Display for FatalException {
             self.spsr,
             el = self.el,
         )?;
-        if let Some(stack) = crate::arch::mmu::stack_guard_hit(self.far) {
+        if let Some((stack, cpu)) = crate::arch::mmu::stack_guard_hit(self.far) {
             write!(
                 f,
-                "\n  stack overflow: the {stack} stack ran into its guard page (FAR)"
+                "\n  stack overflow: the {stack} stack ran into its guard page (FAR), CPU {cpu}"
             )?;
         }
         Ok(())

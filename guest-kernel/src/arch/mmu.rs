@@ -20,10 +20,11 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
+    Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1,
 };
 use aarch64_paging::descriptor::{El1Attributes, PhysicalAddress};
 use aarch64_paging::mair::{Mair, MairAttribute, NormalMemory};
@@ -127,29 +128,90 @@ pub struct KernelMap {
     root: RootTable<El1And0, PoolTranslation>,
 }
 
-/// The kernel image's sections, from the linker script.
+/// What the other CPUs need to turn their MMU on with the boot CPU's
+/// tables (`arch::boot`, `secondary_at_el1`): MAIR_EL1, TCR_EL1, TTBR0_EL1
+/// and SCTLR_EL1 as the boot CPU set them, in that order. The boot CPU
+/// stores them with its MMU still off, so they are in memory, where a CPU
+/// with its MMU off reads (no cache line of the boot CPU hides them); they
+/// are never written again.
+#[unsafe(no_mangle)]
+static SECONDARY_MMU: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// The kernel's image sections, from the linker script.
 struct ImageLayout {
     text: Region,
     rodata: Region,
-    /// The unmapped pages below the kernel's stack and the exception stack.
+    /// The unmapped pages below the boot CPU's kernel stack and exception
+    /// stack; every other CPU's are `cpu_stacks_size` apart.
     stack_guards: [Region; 2],
+    /// The distance between two CPUs' stacks.
+    cpu_stacks_size: u64,
+    /// How many CPUs have stacks.
+    cpu_stacks: usize,
 }
 
 /// The size of a stack guard page (`linker/guest-kernel.ld`).
 const GUARD_SIZE: u64 = 4096;
 
 /// Which stack's guard page `address` is in, if any: `"kernel"` or
-/// `"exception"`.
-pub fn stack_guard_hit(address: u64) -> Option<&'static str> {
-    let [kernel, exception] = image_layout().stack_guards;
-    let inside = |guard: Region| (guard.base..guard.end()).contains(&address);
-    if inside(kernel) {
-        Some("kernel")
-    } else if inside(exception) {
-        Some("exception")
-    } else {
-        None
+/// `"exception"`, and the CPU whose stack it is.
+pub fn stack_guard_hit(address: u64) -> Option<(&'static str, usize)> {
+    let image = image_layout();
+    (0..image.cpu_stacks).find_map(|cpu| {
+        let [kernel, exception] = image
+            .stack_guards
+            .map(|guard| Region::new(guard.base + cpu as u64 * image.cpu_stacks_size, guard.size));
+        let inside = |guard: Region| (guard.base..guard.end()).contains(&address);
+        if inside(kernel) {
+            Some(("kernel", cpu))
+        } else if inside(exception) {
+            Some(("exception", cpu))
+        } else {
+            None
+        }
+    })
+}
+
+/// How many CPUs the linker script made stacks for.
+pub fn cpu_stacks() -> usize {
+    image_layout().cpu_stacks
+}
+
+#[cfg(feature = "selftest")]
+/// CPU `cpu`'s kernel stack and the guard page below it, if it has one.
+pub fn cpu_kernel_stack(cpu: usize) -> Option<(Region, Region)> {
+    let image = image_layout();
+    if cpu >= image.cpu_stacks {
+        return None;
     }
+    let [guard, exception_guard] = image.stack_guards;
+    let offset = cpu as u64 * image.cpu_stacks_size;
+    let guard = Region::new(guard.base + offset, guard.size);
+    // The kernel stack fills the space up to the exception stack's guard.
+    let stack = Region::new(guard.end(), exception_guard.base - guard.end());
+    Some((guard, stack))
+}
+
+#[cfg(feature = "selftest")]
+/// Whether a read of `address` at EL1 would translate (AT S1E1R).
+pub fn is_mapped(address: u64) -> bool {
+    let _masked = crate::sync::IrqsMasked::new();
+    let par: u64;
+    // SAFETY: AT only computes a translation into PAR_EL1, which is read
+    // right after (IRQs masked: no handler can overwrite it in between);
+    // nothing is accessed.
+    unsafe {
+        core::arch::asm!(
+            "at s1e1r, {address}",
+            "isb",
+            "mrs {par}, par_el1",
+            address = in(reg) address,
+            par = out(reg) par,
+            options(nostack, preserves_flags),
+        );
+    }
+    // PAR_EL1.F: the translation faulted.
+    par & 1 == 0
 }
 
 fn image_layout() -> ImageLayout {
@@ -160,6 +222,8 @@ fn image_layout() -> ImageLayout {
         static __rodata_end: u8;
         static __stack_guard: u8;
         static __exception_stack_guard: u8;
+        static __exception_stack_top: u8;
+        static __stacks_end: u8;
     }
     // Only the symbols' addresses are used, never their contents.
     let region =
@@ -172,6 +236,10 @@ fn image_layout() -> ImageLayout {
             guard(&raw const __stack_guard),
             guard(&raw const __exception_stack_guard),
         ],
+        cpu_stacks_size: region(&raw const __stack_guard, &raw const __exception_stack_top).size,
+        cpu_stacks: (region(&raw const __stack_guard, &raw const __stacks_end).size
+            / region(&raw const __stack_guard, &raw const __exception_stack_top).size)
+            as usize,
     }
 }
 
@@ -207,14 +275,17 @@ impl KernelMap {
 
     /// Makes the kernel's text read-only and executable and its rodata
     /// read-only, inside RAM already mapped by [`map`](Self::map), and
-    /// unmaps the guard page below each stack.
+    /// unmaps the guard page below each stack of every CPU.
     pub fn map_kernel_image(&mut self) {
         let image = image_layout();
         self.map(image.text, TEXT);
         self.map(image.rodata, RODATA);
-        for guard in image.stack_guards {
-            // Attributes without VALID: the entries are made invalid.
-            self.map(guard, El1Attributes::empty());
+        for cpu in 0..image.cpu_stacks as u64 {
+            for guard in image.stack_guards {
+                let guard = Region::new(guard.base + cpu * image.cpu_stacks_size, guard.size);
+                // Attributes without VALID: the entries are made invalid.
+                self.map(guard, El1Attributes::empty());
+            }
         }
     }
 
@@ -270,6 +341,16 @@ impl KernelMap {
         TTBR0_EL1.set(self.root.to_physical().0 as u64);
         // The system register writes take effect before what follows.
         barrier::isb(barrier::SY);
+        // The same settings for the other CPUs, stored while the MMU is
+        // off (see SECONDARY_MMU): plain stores, no exclusives.
+        let enabled = SCTLR_EL1.get() | SCTLR_M_C_I;
+        for (slot, value) in
+            SECONDARY_MMU
+                .iter()
+                .zip([MAIR_EL1.get(), TCR_EL1.get(), TTBR0_EL1.get(), enabled])
+        {
+            slot.store(value, Ordering::Relaxed);
+        }
 
         // 3. Stale translations and instructions. TLB entries may survive
         //    from the firmware or a run before a reset (their contents
@@ -295,7 +376,7 @@ impl KernelMap {
 
         // 4. Translation and both caches on, and an ISB so that the next
         //    instruction is fetched and executed with them on.
-        SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
+        SCTLR_EL1.set(enabled);
         barrier::isb(barrier::SY);
         // The page tables must outlive the run (dropping the root would
         // hand its tables back), and they are never changed again.
@@ -303,7 +384,11 @@ impl KernelMap {
     }
 }
 
-/// The part of the image the kernel may write before the MMU is on:
+/// SCTLR_EL1's M (stage 1 translation), C (data cache) and I (instruction
+/// cache) bits.
+const SCTLR_M_C_I: u64 = (1 << 0) | (1 << 2) | (1 << 12);
+
+/// The part of the image the boot CPU may write before the MMU is on:
 /// everything after `.rodata` up to the end of the stack (`.data`, if
 /// any, `.bss` with the page-table pool, `.stack`; see
 /// `linker/guest-kernel.ld`, where `.data` has no symbol of its own).

@@ -3,6 +3,7 @@
 //! vectors, MMU, device-memory accessors and the generic timer.
 
 pub mod boot;
+pub mod cpu;
 mod el3;
 pub mod exceptions;
 pub mod mmio;

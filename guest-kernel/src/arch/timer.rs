@@ -7,6 +7,10 @@
 //!
 //! Waiting uses the EL1 virtual timer: program a deadline, then sleep in
 //! WFI until its interrupt (or any other) wakes the CPU.
+//!
+//! Every CPU has its own virtual timer (the same PPI, banked per CPU at
+//! the GIC), so what is known about its interrupt is kept per CPU: whether
+//! it is routed there, how many came, when the last one was taken.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
@@ -15,6 +19,7 @@ use aarch64_cpu::registers::{
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stopwatch_abi::NANOS_PER_SEC;
 
+use super::cpu::PerCpu;
 use crate::sync::{IrqsMasked, SetOnce};
 
 /// Converts counter ticks to nanoseconds as `(ticks * mult) >> SHIFT`:
@@ -62,18 +67,42 @@ impl CounterClock {
 }
 
 static CLOCK: SetOnce<CounterClock> = SetOnce::new();
-/// Whether the virtual timer's interrupt is routed, so WFI can wait for it.
-static INTERRUPT_ROUTED: AtomicBool = AtomicBool::new(false);
 
-/// Reads CNTFRQ_EL0 once and prepares the conversion.
+/// One CPU's virtual timer interrupt. Only atomics: written by the CPU
+/// itself (its handler, its boot), read by any.
+struct TimerInterrupts {
+    /// Whether the interrupt is routed to this CPU, so WFI can wait for it.
+    routed: AtomicBool,
+    /// Interrupts handled so far.
+    count: AtomicU64,
+    /// Guest counter at the IRQ entry of the last one.
+    last_entry_counter: AtomicU64,
+}
+
+static INTERRUPTS: PerCpu<TimerInterrupts> = PerCpu::new(
+    [const {
+        TimerInterrupts {
+            routed: AtomicBool::new(false),
+            count: AtomicU64::new(0),
+            last_entry_counter: AtomicU64::new(0),
+        }
+    }; super::cpu::MAX_CPUS],
+);
+
+/// Reads CNTFRQ_EL0 once and prepares the conversion (boot CPU).
 pub fn init() -> &'static CounterClock {
     let frequency = CNTFRQ_EL0.get();
     assert!(frequency != 0, "CNTFRQ_EL0 is 0: no counter frequency");
-    // The timer must not fire before anyone waits.
-    CNTV_CTL_EL0.write(CNTV_CTL_EL0::IMASK::SET);
+    init_this_cpu();
     CLOCK.set(CounterClock::new(frequency)).unwrap_or_else(|_| {
         panic!("timer initialised twice");
     })
+}
+
+/// Masks this CPU's virtual timer: it must not fire before anyone waits
+/// (its control register is UNKNOWN at reset).
+pub fn init_this_cpu() {
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::IMASK::SET);
 }
 
 /// The clock set up by [`init`].
@@ -93,12 +122,12 @@ pub fn counter() -> u64 {
 /// Records that the virtual timer's interrupt now reaches this CPU (the
 /// GIC routes it), so waiting can sleep until it.
 pub fn set_interrupt_routed() {
-    INTERRUPT_ROUTED.store(true, Ordering::Release);
+    INTERRUPTS.this().routed.store(true, Ordering::Release);
 }
 
 /// Whether the virtual timer's interrupt reaches this CPU.
 pub fn interrupt_routed() -> bool {
-    INTERRUPT_ROUTED.load(Ordering::Acquire)
+    INTERRUPTS.this().routed.load(Ordering::Acquire)
 }
 
 /// Starts the virtual timer: its interrupt fires once the counter reaches
@@ -108,29 +137,28 @@ pub fn arm_interrupt(deadline: u64) {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
 }
 
-/// Virtual timer interrupts handled so far.
-static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
-/// Guest counter at the IRQ entry of the last virtual timer interrupt.
-static LAST_INTERRUPT_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// The virtual timer's interrupt handler: the deadline passed; mask the
 /// (level) interrupt so it stops firing. The waiter sees the counter.
 /// `entry_counter` (the counter at the IRQ's entry) is kept for the
 /// bench's interrupt latency floor.
 pub fn handle_timer_interrupt(entry_counter: u64) {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::SET);
-    LAST_INTERRUPT_COUNTER.store(entry_counter, Ordering::Relaxed);
-    INTERRUPTS.fetch_add(1, Ordering::Release);
+    let this_cpu = INTERRUPTS.this();
+    this_cpu
+        .last_entry_counter
+        .store(entry_counter, Ordering::Relaxed);
+    this_cpu.count.fetch_add(1, Ordering::Release);
 }
 
-/// Virtual timer interrupts handled so far.
+/// Virtual timer interrupts handled so far on this CPU.
 pub fn interrupts() -> u64 {
-    INTERRUPTS.load(Ordering::Acquire)
+    INTERRUPTS.this().count.load(Ordering::Acquire)
 }
 
-/// Guest counter at the IRQ entry of the last virtual timer interrupt.
+/// Guest counter at the IRQ entry of this CPU's last virtual timer
+/// interrupt.
 pub fn last_interrupt_counter() -> u64 {
-    LAST_INTERRUPT_COUNTER.load(Ordering::Relaxed)
+    INTERRUPTS.this().last_entry_counter.load(Ordering::Relaxed)
 }
 
 #[cfg(feature = "selftest")]

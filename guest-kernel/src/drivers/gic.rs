@@ -13,6 +13,10 @@
 //! - its GICv2 driver cannot set GICD_ITARGETSR, and an SPI whose target
 //!   list is empty is never delivered (seen with `-smp 2`), so
 //!   [`Gic::enable_interrupt`] targets SPIs at this CPU itself;
+//! - its GICv3 driver takes redistributors by index, which need not be the
+//!   kernel's CPU index: each CPU finds its own by its MPIDR
+//!   (GICR_TYPER's affinity), once, at [`Gic::new`] or
+//!   [`Gic::init_this_cpu`];
 //! - its GICv2 `set_interrupt_priority` writes a whole GICD_IPRIORITYR word
 //!   and so resets three neighbouring interrupts' priorities; it is not
 //!   used: the reset priority (0, the highest) passes the priority mask
@@ -29,12 +33,49 @@
 
 use core::ptr::NonNull;
 
-use arm_gic::gicv2::GicV2;
-use arm_gic::gicv3::{GicCpuInterface, GicV3};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use arm_gic::gicv2::{GicV2, SgiTarget, SgiTargetListFilter};
+use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget as SgiTargetV3, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use board_discovery::{Gic as GicInfo, Interrupt, Trigger as DtTrigger};
 
+use crate::arch::cpu::{self, PerCpu, MAX_CPUS};
 use crate::arch::mmio;
+
+/// What the GIC knows of one CPU, set by the CPU itself when it sets up
+/// its interface ([`Gic::init_this_cpu`]), read by any CPU that sends it
+/// an SGI or routes an SPI to it.
+struct CpuInterface {
+    /// On GICv2, its CPU interface's bit in GICD_ITARGETSR (what an SGI
+    /// or an SPI targets); on GICv3, the index of its redistributor.
+    target: AtomicUsize,
+    /// Its MPIDR affinity (what GICv3 routes SPIs and SGIs by).
+    mpidr: AtomicU64,
+    /// Whether the CPU has set up its interface (Release, after the rest).
+    ready: AtomicBool,
+}
+
+static CPU_INTERFACE: PerCpu<CpuInterface> = PerCpu::new(
+    [const {
+        CpuInterface {
+            target: AtomicUsize::new(0),
+            mpidr: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        }
+    }; MAX_CPUS],
+);
+
+/// CPU `cpu`'s interface: its target and MPIDR, if it has set it up.
+fn cpu_interface(cpu: usize) -> Option<(usize, u64)> {
+    let interface = CPU_INTERFACE.of(cpu)?;
+    interface.ready.load(Ordering::Acquire).then(|| {
+        (
+            interface.target.load(Ordering::Relaxed),
+            interface.mpidr.load(Ordering::Relaxed),
+        )
+    })
+}
 
 /// `GICD_ITARGETSR<n>`: one byte per interrupt, CPU target bit mask.
 const GICD_ITARGETSR: usize = 0x800;
@@ -50,6 +91,8 @@ pub enum Gic {
         driver: GicV2<'static>,
         /// Distributor base, for GICD_ITARGETSR.
         distributor: NonNull<u8>,
+        /// CPU interface base (banked per CPU), for GICC_CTLR.
+        cpu_interface: *mut u32,
     },
     /// GICv3: memory-mapped distributor and redistributors, system-register
     /// CPU interface.
@@ -57,7 +100,9 @@ pub enum Gic {
 }
 
 // SAFETY: The drivers hold pointers to MMIO registers, which any CPU may
-// access; the kernel keeps the only instance behind an `IrqMutex`.
+// access (GICv2's CPU interface is banked: each CPU reaching it through the
+// same pointer gets its own); the kernel keeps the only instance behind an
+// `IrqMutex`.
 unsafe impl Send for Gic {}
 
 impl Gic {
@@ -88,15 +133,13 @@ impl Gic {
                 // enables that group in either case (see the module's
                 // comment; `enable_group0` sets bit 0).
                 driver.enable_group0(true);
-                driver.set_priority_mask(0xff);
-                // SAFETY: GICC_CTLR is the first register of the CPU
-                // interface, mapped per the caller's promise; `arm-gic` only
-                // writes it in `setup`, which is never called.
-                unsafe { mmio::write_u32(cpu_interface, GICC_CTLR_ENABLE) };
-                Gic::V2 {
+                let mut gic = Gic::V2 {
                     driver,
                     distributor,
-                }
+                    cpu_interface,
+                };
+                gic.init_this_cpu();
+                gic
             }
             GicInfo::V3 {
                 distributor,
@@ -116,15 +159,115 @@ impl Gic {
                 let Ok(mut driver) = driver else {
                     panic!("GICv3 redistributor frames not recognised");
                 };
-                // The kernel runs on CPU 0 (MPIDR affinity 0.0.0.0), whose
-                // redistributor is the first.
-                driver.setup(0);
-                // Unlike its GICv2 `setup`, `arm-gic`'s GICv3 `setup` leaves
-                // the priority mask at its reset value 0, which masks
-                // everything: let all priorities through.
-                GicCpuInterface::set_priority_mask(0xff);
-                Gic::V3(driver)
+                // Every redistributor and the distributor to their defaults
+                // (all interrupts Non-secure Group 1, disabled), this CPU's
+                // interface on. Then what `init_this_cpu` does on the others.
+                let redistributor = this_cpu_redistributor(&mut driver);
+                driver.setup(redistributor);
+                let mut gic = Gic::V3(driver);
+                gic.init_this_cpu();
+                gic
             }
+        }
+    }
+
+    /// Sets up this CPU's own part of the GIC: its CPU interface (GICv2) or
+    /// its redistributor and system-register interface (GICv3), taking all
+    /// priorities and signalling our group's interrupts. Every CPU calls
+    /// this once ([`new`](Self::new) for the boot CPU), before enabling
+    /// its private interrupts.
+    pub fn init_this_cpu(&mut self) {
+        match self {
+            Gic::V2 {
+                driver,
+                distributor,
+                cpu_interface,
+            } => {
+                driver.set_priority_mask(0xff);
+                // SAFETY: GICC_CTLR is the first register of the CPU
+                // interface, banked per CPU and mapped per `new`'s caller's
+                // promise; `arm-gic` only writes it in `setup`, which is
+                // never called. GICD_ITARGETSR0 is byte-accessible, inside
+                // the distributor, and `arm-gic` never touches it; its
+                // bytes (SGI targets) read as this CPU's own bit mask.
+                let this_cpu_mask = unsafe {
+                    mmio::write_u32(*cpu_interface, GICC_CTLR_ENABLE);
+                    mmio::read_u8(distributor.as_ptr().add(GICD_ITARGETSR))
+                };
+                let this = CPU_INTERFACE.this();
+                this.target
+                    .store(usize::from(this_cpu_mask), Ordering::Relaxed);
+            }
+            Gic::V3(driver) => {
+                let redistributor = this_cpu_redistributor(driver);
+                let this = CPU_INTERFACE.this();
+                this.target.store(redistributor, Ordering::Relaxed);
+                // System registers on, redistributor awake (ICC_SRE_EL1,
+                // GICR_WAKER), EOI also deactivates.
+                driver.init_cpu(redistributor);
+                // Its priority mask resets to 0, which masks everything:
+                // let all priorities through.
+                GicCpuInterface::set_priority_mask(0xff);
+                GicCpuInterface::enable_group1(true);
+            }
+        }
+        let this = CPU_INTERFACE.this();
+        this.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+        this.ready.store(true, Ordering::Release);
+    }
+
+    /// Sends SGI `intid` to the CPU with index `cpu`; nothing if it has not
+    /// set up its interface.
+    pub fn send_sgi(&mut self, intid: IntId, cpu: usize) {
+        let Some((target, mpidr)) = cpu_interface(cpu) else {
+            return;
+        };
+        match self {
+            Gic::V2 { driver, .. } => {
+                let mask = target;
+                driver.send_sgi(
+                    intid,
+                    SgiTarget::List {
+                        target_list_filter: SgiTargetListFilter::CPUTargetList,
+                        target_list: mask as u16,
+                    },
+                );
+            }
+            Gic::V3(_) => {
+                let [aff0, aff1, aff2, _, aff3, ..] = mpidr.to_le_bytes();
+                let _ = GicCpuInterface::send_sgi(
+                    intid,
+                    SgiTargetV3::List {
+                        affinity3: aff3,
+                        affinity2: aff2,
+                        affinity1: aff1,
+                        target_list: 1 << (aff0 & 0xf),
+                    },
+                    SgiTargetGroup::CurrentGroup1,
+                );
+            }
+        }
+    }
+
+    /// Routes SPI `intid` to the CPU with index `cpu` (GICD_ITARGETSR on
+    /// GICv2, GICD_IROUTER on GICv3); `false` if that CPU has not set up
+    /// its interface, or `intid` is not an SPI.
+    pub fn route_spi(&mut self, intid: IntId, cpu: usize) -> bool {
+        let Some((target, mpidr)) = cpu_interface(cpu).filter(|_| intid.is_spi()) else {
+            return false;
+        };
+        match self {
+            Gic::V2 { distributor, .. } => {
+                // SAFETY: As in `enable_interrupt`: GICD_ITARGETSR is
+                // byte-accessible, inside the distributor, and `arm-gic`
+                // never touches it. One target bit: this CPU's interface.
+                unsafe {
+                    let targets = distributor.as_ptr().add(GICD_ITARGETSR);
+                    mmio::write_u8(targets.add(u32::from(intid) as usize), target as u8);
+                }
+                true
+            }
+            Gic::V3(driver) => driver.distributor().set_routing(intid, Some(mpidr)).is_ok(),
         }
     }
 
@@ -142,6 +285,7 @@ impl Gic {
             Gic::V2 {
                 driver,
                 distributor,
+                ..
             } => {
                 if intid.is_spi() {
                     let index = interrupt.intid as usize;
@@ -156,7 +300,11 @@ impl Gic {
                         mmio::write_u8(targets.add(index), this_cpu);
                     }
                 }
-                driver.set_trigger(intid, trigger);
+                // An SGI's configuration is fixed (GICD_ICFGR0 is
+                // read-only): do not write it.
+                if !intid.is_sgi() {
+                    driver.set_trigger(intid, trigger);
+                }
                 let enabled = driver.enable_interrupt(intid, true);
                 assert!(
                     enabled.is_ok(),
@@ -166,11 +314,17 @@ impl Gic {
             }
             Gic::V3(driver) => {
                 // SPIs are routed by GICD_IROUTER, which resets to affinity
-                // 0.0.0.0: this CPU. SGIs and PPIs live in our redistributor.
-                let cpu = intid.is_private().then_some(0);
-                let configured = driver
-                    .set_trigger(intid, cpu, trigger)
-                    .and_then(|()| driver.enable_interrupt(intid, cpu, true));
+                // 0.0.0.0: the boot CPU. SGIs and PPIs live in this CPU's
+                // redistributor.
+                let redistributor = CPU_INTERFACE.this().target.load(Ordering::Relaxed);
+                let cpu = intid.is_private().then_some(redistributor);
+                let configured = if intid.is_sgi() {
+                    // GICR_ICFGR0 (SGIs) is read-only.
+                    Ok(())
+                } else {
+                    driver.set_trigger(intid, cpu, trigger)
+                }
+                .and_then(|()| driver.enable_interrupt(intid, cpu, true));
                 assert!(
                     configured.is_ok(),
                     "GICv3 refused INTID {}",
@@ -197,4 +351,16 @@ impl Gic {
             Gic::V3(_) => GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1),
         }
     }
+}
+
+/// The index of this CPU's redistributor: the one whose GICR_TYPER names
+/// this CPU's MPIDR affinity.
+fn this_cpu_redistributor(driver: &mut GicV3<'static>) -> usize {
+    let mpidr = cpu::mpidr();
+    // Every redistributor the driver knows (one per CPU in the tree).
+    (0..)
+        .map_while(|index| Some((index, driver.gicr_typer(index).ok()?)))
+        .find(|(_, typer)| typer.core_mpidr() & cpu::MPIDR_AFFINITY_MASK == mpidr)
+        .map(|(index, _)| index)
+        .unwrap_or_else(|| panic!("no GICv3 redistributor for MPIDR {mpidr:#x}"))
 }

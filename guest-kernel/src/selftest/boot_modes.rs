@@ -10,6 +10,7 @@ use core::arch::asm;
 use stopwatch_abi::NANOS_PER_SEC;
 
 use crate::arch::timer;
+use crate::drivers::stopwatch::Stopwatch;
 use crate::sync::IrqsMasked;
 use crate::{power, println};
 
@@ -47,8 +48,8 @@ const HOLD_NS: u64 = 3 * NANOS_PER_SEC;
 /// stays high, pending at the GIC) while the host takes its snapshot; then
 /// lets the interrupt in. Exits with 0 if exactly one timeout interrupt
 /// arrived, else 1.
-pub fn hold_timeout() -> ! {
-    let Some(stopwatch) = crate::stopwatch() else {
+pub fn hold_timeout(stopwatch: Option<&Stopwatch>) -> ! {
+    let Some(stopwatch) = stopwatch else {
         println!("hold-timeout: no stopwatch device");
         power::exit(1)
     };

@@ -10,7 +10,7 @@ use crate::interrupts::{self, Source};
 /// The stopwatch found in the device tree, its driver and its interrupt
 /// route agree; without a device, none of them exists.
 pub(super) fn stopwatch_discovery(t: &Checker, stopwatch: Option<&Stopwatch>) {
-    let board = crate::board();
+    let board = &t.machine.board;
     let route = interrupts::route_of(Source::Stopwatch(0)).map(|route| route.intid);
     match stopwatch {
         Some(stopwatch) => {

@@ -53,21 +53,21 @@ pub(super) fn fp_simd_survive_interrupts(t: &Checker, stopwatch: Option<&Stopwat
         fail!(t, "the virtual timer interrupt is not routed");
         return;
     };
-    let stopwatch_route = interrupts::route_of(Source::Stopwatch(crate::selected_stopwatch()));
+    let stopwatch_route = interrupts::route_of(Source::Stopwatch(0));
     // The interrupts are set up with IRQs masked, so they are taken only
     // inside the loop, with the registers filled. The first source is the
     // stopwatch if there is one; without it, both are the timer.
     let masked = IrqsMasked::new();
     let (second, second_before) = (
-        &timer_route.count,
-        timer_route.count.load(Ordering::Relaxed),
+        timer_route.counts.this(),
+        timer_route.counts.this().load(Ordering::Relaxed),
     );
     timer::arm_interrupt(timer::counter() + timer::clock().ns_to_ticks(1_000_000));
     let (first, first_before) = match (stopwatch, stopwatch_route) {
         (Some(stopwatch), Some(route)) => {
-            let before = route.count.load(Ordering::Relaxed);
+            let before = route.counts.this().load(Ordering::Relaxed);
             stopwatch.timeout_ns(2_000_000);
-            (&route.count, before)
+            (route.counts.this(), before)
         }
         _ => (second, second_before),
     };

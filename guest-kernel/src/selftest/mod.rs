@@ -22,7 +22,9 @@ use core::fmt;
 
 use stopwatch_abi::{Status, TimeSnapshot};
 
-use crate::drivers::stopwatch::{Stopwatch, TimePageError, ZeroExitReading};
+use crate::devices::Machine;
+use crate::drivers::stopwatch::zero_exit::ZeroExitReading;
+use crate::drivers::stopwatch::{Stopwatch, TimePageError};
 use crate::power::exit_status;
 use crate::println;
 use stopwatch_shell::protocol::TestSummary;
@@ -57,6 +59,7 @@ macro_rules! fail {
 
 mod boot_modes;
 mod commands;
+mod cpus;
 mod discovery;
 mod fp_simd;
 mod laps;
@@ -95,6 +98,14 @@ const TESTS: &[(&str, Test)] = &[
     (
         "virtual_timer_interrupt_entry_is_stamped",
         Test::Any(virtual_timer::entry_stamped),
+    ),
+    (
+        "every_cpu_online_and_working",
+        Test::Any(cpus::every_cpu_online),
+    ),
+    (
+        "stopwatch_interrupt_on_every_cpu",
+        Test::Device(cpus::stopwatch_interrupt_on_every_cpu),
     ),
     (
         "time_page_present",
@@ -147,14 +158,15 @@ const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-/// Runs the selected tests; returns the exit status (0: all that ran
-/// passed, and at least one ran).
-pub fn run(filter: Option<&str>) -> i32 {
-    let stopwatch = crate::stopwatch();
+/// Runs the selected tests on `machine` (the device tests on its first
+/// stopwatch); returns the exit status (0: all that ran passed, and at
+/// least one ran).
+pub fn run(filter: Option<&str>, machine: &'static Machine) -> i32 {
+    let stopwatch = machine.stopwatches.first();
     let selected = || {
         TESTS
             .iter()
-            .filter(move |(name, _)| filter.is_none_or(|f| contains(name, f)))
+            .filter(move |(name, _)| filter.is_none_or(|f| name.contains(f)))
     };
     println!("running {} in-guest tests", selected().count());
     if stopwatch.is_none() {
@@ -170,6 +182,7 @@ pub fn run(filter: Option<&str>) -> i32 {
         }
         let checker = Checker {
             failures: Cell::new(0),
+            machine,
         };
         match (test, stopwatch) {
             (Test::Any(test), stopwatch) => test(&checker, stopwatch),
@@ -214,6 +227,9 @@ pub fn run(filter: Option<&str>) -> i32 {
 /// Records the failed checks of one test.
 struct Checker {
     failures: Cell<u32>,
+    /// The machine under test, for the tests that look at more than the
+    /// stopwatch (the device tree, the shell).
+    machine: &'static Machine,
 }
 
 impl Checker {
@@ -227,16 +243,6 @@ impl Checker {
             println!("          check: {condition}");
         }
     }
-}
-
-/// Whether `text` contains `part`. (`str::contains` would bring in the
-/// two-way string search, kilobytes of code for these short texts.)
-fn contains(text: &str, part: &str) -> bool {
-    part.is_empty()
-        || text
-            .as_bytes()
-            .windows(part.len())
-            .any(|window| window == part.as_bytes())
 }
 
 /// The stopwatch's state seen both ways: STATUS register and time page.

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The shell's answers: each command line, run through the same
-//! [`crate::shell::execute`] the console uses, must answer with a given
+//! [`Shell::execute`] the console uses, must answer with a given
 //! text, on a machine with the stopwatch (in an order that walks its
 //! states) or without it (every stopwatch command says there is none).
 
 use core::fmt;
 
-use super::{contains, Checker};
+use super::Checker;
 use crate::drivers::stopwatch::Stopwatch;
+use crate::shell::Shell;
 
 /// A shell command's answer, kept for checking (cut off if longer).
 struct Answer {
@@ -113,13 +114,14 @@ pub(super) fn shell_answers(t: &Checker, stopwatch: Option<&Stopwatch>) {
     } else {
         SHELL_ANSWERS_WITHOUT_DEVICE
     };
+    let mut shell = Shell::new(t.machine);
     for &(line, expected) in SHELL_ANSWERS_ALWAYS.iter().chain(device_answers) {
         let mut answer = Answer {
             bytes: [0; 1024],
             len: 0,
         };
-        crate::shell::execute(line, &mut answer);
+        shell.execute(line, &mut answer);
         let text = core::str::from_utf8(&answer.bytes[..answer.len]).unwrap_or("");
-        check!(t, contains(text, expected), else "'{line}' answered '{text}', not '{expected}'");
+        check!(t, text.contains(expected), else "'{line}' answered '{text}', not '{expected}'");
     }
 }

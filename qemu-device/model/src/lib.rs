@@ -48,6 +48,21 @@ pub trait SharedMemory {
     fn write_barrier(&mut self);
 }
 
+/// The memory orderings of a [`SharedMemory`] that other threads read while
+/// the device writes it: QEMU's, whose region the guest's vCPUs read with
+/// no exit. One definition, used by the device (`qemu-device/src`) and by
+/// the model checker that explores the time page's protocol with them
+/// (`qemu-device/protocol-check`, with loom).
+pub mod ordering {
+    use core::sync::atomic::Ordering;
+
+    /// Each store: single-copy atomic, ordered only by the barriers.
+    pub const STORE: Ordering = Ordering::Relaxed;
+    /// [`SharedMemory::write_barrier`](super::SharedMemory::write_barrier):
+    /// a fence of this ordering.
+    pub const WRITE_BARRIER: Ordering = Ordering::Release;
+}
+
 /// Plain memory, for tests and reference runs of the model: a copy of the
 /// region with no other writer, so barriers have nothing to order.
 pub type PlainMemory = [u8; shared::SIZE as usize];

@@ -520,9 +520,9 @@ mod tests {
         assert_eq!(
             gicv3,
             [
-                "guest::in_guest_tests::max_gicv3",
-                "guest::in_guest_tests::max_gicv3_el2_smp_2",
-                "guest::in_guest_tests::max_gicv3_secure_el2"
+                "guest::in_guest_tests::max_gicv3_smp_4",
+                "guest::in_guest_tests::max_gicv3_el2_smp_4",
+                "guest::in_guest_tests::max_gicv3_secure_el2_smp_4"
             ]
         );
         // host and qtest pass FILTER on to cargo test instead.

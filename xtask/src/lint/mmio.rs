@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 //! Part of `cargo xtask lint` (and of the host tests): the guest kernel
-//! reaches device memory only through `arch::mmio` (and the `safe-mmio`
-//! based crates), whose instruction forms KVM can emulate.
+//! reaches device memory only through `arch::mmio` (and `arm-gic`,
+//! through its `safe-mmio`), whose instruction forms KVM can emulate.
 //!
 //! Rejected in `guest-kernel/src`:
 //! - `read_volatile`/`write_volatile` (and the volatile intrinsics): the
@@ -10,10 +10,11 @@
 //!   only on RAM, with a comment saying `RAM, not MMIO` on the line or in
 //!   the [`MARKER_WINDOW`] lines above it (the stopwatch's pass-through
 //!   region, the device tree, the bench's baseline word);
-//! - tock-registers' register types and their accessor traits
-//!   (`tock_registers::registers`, `tock_registers::interfaces`): their
+//! - tock-registers' register types (`tock_registers::registers`): their
 //!   `get`/`set` are volatile accesses. tock-registers stays for layouts
-//!   (`register_structs!` with plain integer fields) and bitfields.
+//!   (`register_structs!` of `arch::mmio`'s slots), bitfields, and the
+//!   `Readable`/`Writeable` traits, which `arch::mmio::Register` implements
+//!   with its own loads and stores.
 //!
 //! `cargo xtask kvm-check` checks the compiled result; this keeps the
 //! source honest before it runs.
@@ -38,8 +39,21 @@ const VOLATILE: &[&str] = &[
     "volatile_load",
     "volatile_store",
 ];
-/// tock-registers paths whose types or traits access registers.
-const TOCK_ACCESS: &[&str] = &["tock_registers::registers", "tock_registers::interfaces"];
+/// The tock-registers module whose types access registers with volatile
+/// loads and stores.
+const TOCK_ACCESS: &str = "tock_registers::registers";
+
+/// Whether `code` names the path segment `registers::` (not
+/// `mmio::Registers` nor `foo_registers::`): inside a grouped
+/// `use tock_registers::{...}`, tock-registers' [`TOCK_ACCESS`].
+fn names_registers_segment(code: &str) -> bool {
+    code.match_indices("registers::").any(|(at, _)| {
+        !code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
 
 /// Checks every `.rs` file under `guest-kernel/src`.
 pub fn check(root: &Path) -> Result<()> {
@@ -66,6 +80,9 @@ pub fn check(root: &Path) -> Result<()> {
 pub fn check_source(name: &str, text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut findings = Vec::new();
+    // Brace depth inside a grouped `use tock_registers::{...}`, which may
+    // span lines; 0 outside one.
+    let mut tock_group_depth = 0usize;
     for (index, line) in lines.iter().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         if let Some(word) = VOLATILE.iter().find(|w| code.contains(*w)) {
@@ -78,12 +95,18 @@ pub fn check_source(name: &str, text: &str) -> Vec<String> {
                 ));
             }
         }
-        if let Some(path) = TOCK_ACCESS.iter().find(|p| code.contains(*p)) {
+        let in_group = tock_group_depth > 0 || code.contains("tock_registers::{");
+        if code.contains(TOCK_ACCESS) || (in_group && names_registers_segment(code)) {
             findings.push(format!(
-                "{name}:{}: `{path}` accesses registers with volatile loads and stores; keep \
-                 tock-registers to layouts and bitfields, move values with arch::mmio",
+                "{name}:{}: `{TOCK_ACCESS}`: its register types access registers with \
+                 volatile loads and stores; lay registers out with arch::mmio's ReadOnly, \
+                 WriteOnly and ReadWrite slots and reach them with arch::mmio::register!",
                 index + 1
             ));
+        }
+        if in_group {
+            let opened = code.matches('{').count() + tock_group_depth;
+            tock_group_depth = opened.saturating_sub(code.matches('}').count());
         }
     }
     findings
@@ -123,14 +146,26 @@ mod tests {
     }
 
     #[test]
-    fn tock_register_accessors_are_rejected() {
-        let text = "use tock_registers::interfaces::{Readable, Writeable};\nuse tock_registers::register_structs;\n";
-        let findings = check_source("stopwatch.rs", text);
+    fn tock_register_types_are_rejected() {
+        // The traits and the macros are how the kernel uses tock-registers.
+        let kept = "use tock_registers::interfaces::{Readable, Writeable};\nuse tock_registers::{register_bitfields, register_structs};\nuse crate::arch::mmio::{register, ReadOnly, Registers};\n";
+        assert_eq!(check_source("uart.rs", kept), Vec::<String>::new());
+        for types in [
+            "use tock_registers::registers::ReadOnly;\n",
+            "use tock_registers::{interfaces::Readable, registers::ReadWrite};\n",
+            "use tock_registers::registers::{InMemoryRegister, WriteOnly};\n",
+            "    (0x0 => dr: tock_registers::registers::ReadWrite<u32>),\n",
+        ] {
+            let findings = check_source("s.rs", types);
+            assert_eq!(findings.len(), 1, "{types}: {findings:?}");
+            assert!(findings[0].starts_with("s.rs:1:"), "{findings:?}");
+        }
+        let grouped = "use tock_registers::{\n    interfaces::{Readable, Writeable},\n    registers::ReadOnly,\n};\nuse aarch64_cpu::registers::ELR_EL1;\n";
+        let findings = check_source("g.rs", grouped);
         assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].starts_with("stopwatch.rs:1:"));
-        assert_eq!(
-            check_source("s.rs", "use tock_registers::registers::ReadOnly;\n").len(),
-            1
-        );
+        assert!(findings[0].starts_with("g.rs:3:"), "{findings:?}");
+        // aarch64-cpu's system registers are not MMIO.
+        let system = "use aarch64_cpu::registers::{Readable, ESR_EL1};\n";
+        assert_eq!(check_source("e.rs", system), Vec::<String>::new());
     }
 }

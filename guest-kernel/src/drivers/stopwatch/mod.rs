@@ -8,37 +8,42 @@
 //!   page), then read the text: [`Stopwatch::update_text`];
 //! - with no exit at all: read the time page in the shared region under
 //!   its sequence counter and add the time since the run started, from the
-//!   guest's own counter: [`Stopwatch::read_zero_exit`].
+//!   guest's own counter: [`Stopwatch::read_zero_exit`] (in [`zero_exit`]).
 
-use core::fmt;
-use core::mem::offset_of;
+pub mod zero_exit;
+
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use board_discovery::{Interrupt, Stopwatch as StopwatchInfo};
 use stopwatch_abi::{
-    regs, shared, time_page, Command, Status, TimeSnapshot, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS,
-    MIN_PERIOD_NS,
+    regs, shared, time_page, Command, Status, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS, MIN_PERIOD_NS,
 };
+use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 
-use crate::arch::mmio;
+use crate::arch::mmio::{self, register, ReadOnly, WriteOnly};
 use crate::arch::timer::{self, CounterClock};
+use zero_exit::patience_exhausted;
+pub use zero_exit::{device_time_ns, TimePageError};
+
+/// How long [`Stopwatch::read_time_page`] keeps retrying a page it cannot
+/// read consistently, in milliseconds of guest counter time. The device
+/// holds the sequence odd only for the few stores of one update, but its
+/// thread may be descheduled on the host in between, so the limit is in
+/// time rather than in attempts; a page left odd or invalid for this long
+/// is not being written by this device's model.
+const TIME_PAGE_PATIENCE_MS: u64 = 100;
 
 register_structs! {
     /// Region 1: the trapping registers. Every access exits to QEMU.
-    ///
-    /// The layout only, checked at compile time: the fields are plain
-    /// integers, so the only way to reach a register is its address
-    /// through [`mmio`] (tock-registers' own register types would read and
-    /// write with `read_volatile`/`write_volatile`, whose instruction forms
-    /// a hypervisor may not be able to emulate).
     pub Registers {
-        /// COMMAND, write-only.
-        (regs::COMMAND as usize => command: u64),
-        /// STATUS, read-only.
-        (regs::STATUS as usize => status: u64),
+        /// COMMAND: a write is a command (`stopwatch_abi::Command`).
+        (regs::COMMAND as usize => command: WriteOnly<u64>),
+        /// STATUS: a `stopwatch_abi::Status` code; reading it changes
+        /// nothing.
+        (regs::STATUS as usize => status: ReadOnly<u64>),
         ((regs::STATUS + regs::WIDTH) as usize => @END),
     }
 }
@@ -100,224 +105,9 @@ impl Laps {
 }
 // tutorial:lap-driver-laps end
 
-/// A time read from the time page, without any exit.
-#[derive(Clone, Copy, Debug)]
-pub struct ZeroExitReading {
-    /// Elapsed stopwatch time.
-    pub elapsed_ns: u64,
-    /// The consistent snapshot it was computed from.
-    pub snapshot: TimeSnapshot,
-    /// The guest counter value used, in ticks; `None` when the stopwatch
-    /// was not running: its elapsed time is then the page's accumulated
-    /// time, exact, and no counter read is needed.
-    pub counter: Option<u64>,
-}
-
-/// The device-clock time (what the time page's fields count) at guest
-/// counter value `counter`: its nanoseconds plus the page's clock offset.
-pub fn device_time_ns(snapshot: &TimeSnapshot, counter: u64) -> u64 {
-    timer::clock()
-        .ticks_to_ns(counter)
-        .saturating_add_signed(snapshot.clock_offset_ns)
-}
-
-/// How long [`Stopwatch::read_time_page`] keeps retrying a page it cannot
-/// read consistently, in milliseconds of guest counter time. The device
-/// holds the sequence odd only for the few stores of one update, but its
-/// thread may be descheduled on the host in between, so the limit is in
-/// time rather than in attempts; a page left odd or invalid for this long
-/// is not being written by this device's model.
-const TIME_PAGE_PATIENCE_MS: u64 = 100;
-
-/// Why the time page gave no snapshot.
-///
-/// A whole word: in a `Result` with a snapshot it then overlays a whole
-/// field, which keeps the copies word-sized (the target has strict
-/// alignment; a byte-sized error made the compiler split a field in bytes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum TimePageError {
-    /// The device has none (an original device): read the time with UPDATE.
-    Absent,
-    /// SEQUENCE stayed odd (mid-update) for [`TIME_PAGE_PATIENCE_MS`].
-    SequenceStuckOdd,
-    /// SEQUENCE changed during every read for [`TIME_PAGE_PATIENCE_MS`].
-    SequenceUnstable,
-    /// The status field held an invalid code for [`TIME_PAGE_PATIENCE_MS`].
-    InvalidStatus,
-}
-
-impl fmt::Display for TimePageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TimePageError::Absent => "no time page (original device)",
-            TimePageError::SequenceStuckOdd => "time page unreadable (sequence stuck odd)",
-            TimePageError::SequenceUnstable => {
-                "time page unreadable (sequence changing on every read)"
-            }
-            TimePageError::InvalidStatus => "time page unreadable (invalid status code)",
-        })
-    }
-}
-
-/// After a failed read of the time page: whether [`TIME_PAGE_PATIENCE_MS`]
-/// have passed since the first failure (`first_failure`, a guest counter
-/// value, set by the first call).
-#[cold]
-#[inline(never)]
-fn patience_exhausted(first_failure: &mut Option<u64>) -> bool {
-    let now = timer::counter();
-    let since = *first_failure.get_or_insert(now);
-    now - since > timer::clock().frequency_hz * TIME_PAGE_PATIENCE_MS / 1000
-}
-
-/// What one pass over the time page's protected section loaded.
-struct PageSection {
-    sequence: u32,
-    status: u32,
-    accumulated_ns: u64,
-    run_start_ns: u64,
-    clock_offset_ns: u64,
-    timeout_deadline_ns: u64,
-    /// The guest counter, read inside the section; meaningful only if
-    /// asked for and `status` is RUNNING.
-    counter: u64,
-    sequence_after: u32,
-}
-
-// The section loads the page's fields in pairs, and tests RUNNING against 0.
-const _: () = {
-    assert!(time_page::RUN_START_NS == time_page::ACCUMULATED_NS + 8);
-    assert!(time_page::TIMEOUT_DEADLINE_NS == time_page::CLOCK_OFFSET_NS + 8);
-    assert!(time_page::ACCUMULATED_NS.is_multiple_of(8));
-    assert!(time_page::CLOCK_OFFSET_NS.is_multiple_of(8));
-    assert!(Status::Running.code() == 0);
-};
-
-/// The time page's protected section in one piece of assembly: SEQUENCE;
-/// `dmb ishld`; the fields; with `with_counter` and a RUNNING status the
-/// counter (`isb`, `mrs`, and Linux's arm64 `arch_counter_enforce_ordering`:
-/// a stack load whose address depends on the value, so the closing barrier
-/// orders the counter read before the re-check); `dmb ishld`; SEQUENCE
-/// again.
-///
-/// Assembly rather than Rust for two reasons: the order of the loads, the
-/// barriers and the counter read is the whole correctness argument of a
-/// seqlock reader, and here it is written down exactly; and LLVM's machine
-/// outliner cannot split it into calls (it moved the field loads of the
-/// compiled version into a shared function: a call and a return, each a
-/// translation-block lookup under TCG, on the hot path).
-///
-/// # Safety
-///
-/// `page` must point to a readable, 8-byte aligned time page (RAM).
-#[inline(always)]
-unsafe fn read_page_section(page: *const u8, with_counter: bool) -> PageSection {
-    let (sequence, status, sequence_after): (u32, u32, u32);
-    let (accumulated_ns, run_start_ns, clock_offset_ns, timeout_deadline_ns): (u64, u64, u64, u64);
-    let mut counter: u64 = 0;
-    // Both variants are one macro so that they cannot drift apart.
-    macro_rules! section {
-        ($($counter_read:literal),*; $($counter_operands:tt)*) => {
-            // SAFETY: The caller's promise: loads from the page, and (in
-            // the counter read) from the stack pointer, always readable.
-            unsafe {
-                core::arch::asm!(
-                    "ldr {sequence:w}, [{page}, #{SEQUENCE}]",
-                    "dmb ishld",
-                    "ldr {status:w}, [{page}, #{STATUS}]",
-                    "ldp {accumulated}, {run_start}, [{page}, #{ACCUMULATED}]",
-                    "ldp {offset}, {deadline}, [{page}, #{CLOCK_OFFSET}]",
-                    $($counter_read,)*
-                    "dmb ishld",
-                    "ldr {after:w}, [{page}, #{SEQUENCE}]",
-                    page = in(reg) page,
-                    sequence = out(reg) sequence,
-                    status = out(reg) status,
-                    accumulated = out(reg) accumulated_ns,
-                    run_start = out(reg) run_start_ns,
-                    offset = out(reg) clock_offset_ns,
-                    deadline = out(reg) timeout_deadline_ns,
-                    after = out(reg) sequence_after,
-                    $($counter_operands)*
-                    SEQUENCE = const time_page::SEQUENCE,
-                    STATUS = const time_page::STATUS,
-                    ACCUMULATED = const time_page::ACCUMULATED_NS,
-                    CLOCK_OFFSET = const time_page::CLOCK_OFFSET_NS,
-                    options(nostack, readonly, preserves_flags),
-                )
-            }
-        };
-    }
-    if with_counter {
-        section!(
-            // Not RUNNING (code 0): the page alone has the time.
-            "cbnz {status:w}, 2f",
-            "isb",
-            "mrs {counter}, cntvct_el0",
-            "eor {zero}, {counter}, {counter}",
-            "add {zero}, sp, {zero}",
-            "ldr xzr, [{zero}]",
-            "2:";
-            // Left at 0 when not running.
-            counter = inout(reg) counter,
-            zero = out(reg) _,
-        );
-    } else {
-        section!(;);
-    }
-    PageSection {
-        sequence,
-        status,
-        accumulated_ns,
-        run_start_ns,
-        clock_offset_ns,
-        timeout_deadline_ns,
-        counter,
-        sequence_after,
-    }
-}
-
-/// One attempt at reading the page, as the interface describes it;
-/// with `with_counter`, and if the page says RUNNING, also the guest
-/// counter, read inside the protected section (before the closing
-/// re-check of SEQUENCE, which validates the status it depends on).
-///
-/// # Safety
-///
-/// As [`read_page_section`].
-#[inline(always)]
-unsafe fn try_read_time_page(
-    page: *const u8,
-    with_counter: bool,
-) -> Result<(TimeSnapshot, Option<u64>), TimePageError> {
-    // SAFETY: The caller's promise.
-    let fields = unsafe { read_page_section(page, with_counter) };
-    if fields.sequence & 1 != 0 {
-        // The device was writing the page.
-        return Err(TimePageError::SequenceStuckOdd);
-    }
-    if fields.sequence_after != fields.sequence {
-        return Err(TimePageError::SequenceUnstable);
-    }
-    // The device only ever publishes valid status codes.
-    let status = Status::from_code(u64::from(fields.status)).ok_or(TimePageError::InvalidStatus)?;
-    let counter = (with_counter && status == Status::Running).then_some(fields.counter);
-    Ok((
-        TimeSnapshot {
-            status,
-            accumulated_ns: fields.accumulated_ns,
-            run_start_ns: fields.run_start_ns,
-            clock_offset_ns: fields.clock_offset_ns as i64,
-            timeout_deadline_ns: fields.timeout_deadline_ns,
-        },
-        counter,
-    ))
-}
-
 /// One stopwatch device.
 pub struct Stopwatch {
-    registers: NonNull<Registers>,
+    registers: mmio::Registers<Registers>,
     shared: NonNull<u8>,
     /// The timeout interrupt, from the device tree.
     interrupt: Interrupt,
@@ -339,7 +129,7 @@ pub struct Stopwatch {
 }
 
 // SAFETY: All accesses through the pointers are register accesses through
-// `mmio`, volatile accesses of the shared RAM region, or the loads of the
+// `mmio`'s registers, volatile accesses of the shared RAM region, or the loads of the
 // time page's assembly section, which the device tolerates from anywhere;
 // the counters are atomics. (Command sequences are not atomic: see each
 // method.)
@@ -359,8 +149,14 @@ impl Stopwatch {
         assert!(info.registers.size >= regs::STATUS + regs::WIDTH);
         assert!(info.shared.size >= shared::ORIGINAL_END);
         let mut stopwatch = Stopwatch {
-            registers: NonNull::new(info.registers.base as *mut Registers)
-                .expect("stopwatch registers at address 0"),
+            // SAFETY: The caller's promise: this device's registers, mapped
+            // as Device memory, driven by this instance alone.
+            registers: unsafe {
+                mmio::Registers::new(
+                    NonNull::new(info.registers.base as *mut Registers)
+                        .expect("stopwatch registers at address 0"),
+                )
+            },
             shared: NonNull::new(info.shared.base as *mut u8)
                 .expect("stopwatch shared region at address 0"),
             interrupt: info.timeout_interrupt,
@@ -378,14 +174,6 @@ impl Stopwatch {
             stopwatch.time_page = NonNull::new(stopwatch.shared_ptr::<u8>(page));
         }
         stopwatch
-    }
-
-    /// The address of the register at `offset` (from `offset_of!` on
-    /// [`Registers`]).
-    fn register(&self, offset: usize) -> *mut u64 {
-        // SAFETY: Every offset comes from `offset_of!` on `Registers`,
-        // whose size `new` checked against the region's.
-        unsafe { self.registers.byte_add(offset).cast::<u64>().as_ptr() }
     }
 
     /// The timeout interrupt.
@@ -407,9 +195,7 @@ impl Stopwatch {
     /// Writes any value to COMMAND, valid or not: the tests use it to check
     /// that the device survives guest mistakes.
     pub fn write_command_code(&self, code: u64) {
-        // SAFETY: COMMAND is an aligned 64-bit register of the region
-        // `new`'s caller promised is this device's, mapped as Device memory.
-        unsafe { mmio::write_u64(self.register(offset_of!(Registers, command)), code) }
+        register!(self.registers, command).set(code);
     }
 
     /// Writes DATA_LEN (the argument of TIMEOUT and TIMEOUT_NS) without any
@@ -451,9 +237,7 @@ impl Stopwatch {
 
     /// The STATUS register: a status, or the unknown raw code.
     pub fn status(&self) -> Result<Status, u64> {
-        // SAFETY: As in `write_command_code`, for the 64-bit STATUS, whose
-        // read has no side effect.
-        let code = unsafe { mmio::read_u64(self.register(offset_of!(Registers, status))) };
+        let code = register!(self.registers, status).get();
         Status::from_code(code).ok_or(code)
     }
 
@@ -503,68 +287,6 @@ impl Stopwatch {
     fn arm_timeout(&self, command: Command, argument: u64) {
         self.write_data_len(argument);
         self.command(command);
-    }
-
-    /// Reads the time page under its sequence counter and computes the
-    /// elapsed time from the guest counter: no exit to QEMU. The counter is
-    /// read inside the sequence's protected section (as Linux's arm64
-    /// vDSO does): a snapshot is only ever paired with a counter value read
-    /// while it was current. A stopwatch that is not running needs no
-    /// counter read at all.
-    ///
-    /// Always inlined, as are the helpers it uses: under TCG every call and
-    /// return is a translation-block lookup, and out of line this read cost
-    /// twice its floor (the page read plus one counter read).
-    #[inline(always)]
-    pub fn read_zero_exit(&self) -> Result<ZeroExitReading, TimePageError> {
-        let (snapshot, counter) = self.read_consistently(true)?;
-        let elapsed_ns = match counter {
-            Some(counter) => snapshot.elapsed_ns_at_counter(self.clock.ticks_to_ns(counter)),
-            None => snapshot.accumulated_ns,
-        };
-        Ok(ZeroExitReading {
-            elapsed_ns,
-            snapshot,
-            counter,
-        })
-    }
-
-    /// One consistent snapshot of the time page, retrying while the device
-    /// writes it, for at most [`TIME_PAGE_PATIENCE_MS`]; then the last
-    /// attempt's reason. The page is guest-writable RAM: the device model
-    /// always completes its updates, but whatever else wrote there (a stray
-    /// store, another device at that address) may not have.
-    ///
-    /// Always inlined: where it is used in a loop (the bench), a call and
-    /// the snapshot's return through memory cost as much as the page read.
-    #[inline(always)]
-    pub fn read_time_page(&self) -> Result<TimeSnapshot, TimePageError> {
-        self.read_consistently(false).map(|(snapshot, _)| snapshot)
-    }
-
-    /// Attempts [`try_read_time_page`] until one succeeds or
-    /// [`TIME_PAGE_PATIENCE_MS`] have passed since the first failure. Only
-    /// a failed attempt calls out, to [`patience_exhausted`]. (No closures
-    /// on this path: they are not inlined as reliably.)
-    #[inline(always)]
-    fn read_consistently(
-        &self,
-        with_counter: bool,
-    ) -> Result<(TimeSnapshot, Option<u64>), TimePageError> {
-        let Some(page) = self.time_page else {
-            return Err(TimePageError::Absent);
-        };
-        let mut first_failure = None;
-        loop {
-            // SAFETY: `page` is the time page `new` found, in the
-            // pass-through region (RAM, not MMIO): mapped, as long as the
-            // page, 8-byte aligned.
-            match unsafe { try_read_time_page(page.as_ptr(), with_counter) } {
-                Ok(value) => return Ok(value),
-                Err(error) if patience_exhausted(&mut first_failure) => return Err(error),
-                Err(_) => core::hint::spin_loop(),
-            }
-        }
     }
 
     // tutorial:lap-driver-read begin
