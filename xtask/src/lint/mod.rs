@@ -6,6 +6,7 @@
 //! and the project's own checks, one module each.
 
 pub mod doc_excerpts;
+pub mod links;
 pub mod mmio;
 #[cfg(test)]
 pub mod spdx;
@@ -105,6 +106,9 @@ pub fn run_all(session: &Session) -> Result<()> {
 
     eprintln!("    the documentation's code excerpts against their sources");
     crate::lint::doc_excerpts::check(root)?;
+
+    eprintln!("    the documentation's relative links and #anchors");
+    crate::lint::links::check(root)?;
 
     device_clippy(session)
 }
