@@ -118,7 +118,8 @@ fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<Verdict> {
     );
     for node in &nodes {
         for property in [
-            "compatible = \"stopwatch\";",
+            "compatible = \"qemu,stopwatch\", \"stopwatch\";",
+            "reg-names = \"shared\", \"regs\";",
             "interrupts = <0x00 ",
             " 0x04>;",
         ] {

@@ -2,7 +2,8 @@
 //! `cargo xtask lint`: formatting, clippy and rustdoc, with warnings as
 //! errors, for every crate of the project: the host crates, the guest
 //! kernel (for its target) and the device's crates (inside QEMU's Rust
-//! workspace, under QEMU's own, stricter, lint set).
+//! workspace, under QEMU's own, stricter, lint set); and QEMU's
+//! checkpatch.pl on the patch series.
 
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -81,6 +82,10 @@ pub fn run_all(session: &Session) -> Result<()> {
 
     eprintln!("    the documentation's code excerpts against their sources");
     crate::doc_excerpts::check(root)?;
+
+    eprintln!("    QEMU's scripts/checkpatch.pl on patches/*.patch (all but the sign-off)");
+    let patches = crate::qemu_source::patch_files(root)?;
+    crate::checkpatch::check(&session.current_qemu_dirs()?.src, &patches)?;
 
     device_clippy(session)
 }

@@ -6,11 +6,13 @@
 
 mod bench;
 mod cache;
+mod checkpatch;
 mod debian_mirror;
 mod debug_tests;
 mod demo;
 mod device_fuzz;
 mod doc_excerpts;
+mod dt_binding;
 mod guest;
 mod inspect;
 mod kernel;
@@ -26,6 +28,7 @@ mod pipeline;
 mod prereqs;
 mod qemu_build;
 mod qemu_source;
+mod qemu_tests;
 mod repo;
 mod run;
 mod serial;
@@ -197,6 +200,13 @@ enum Cmd {
     /// Check formatting and run clippy (warnings are errors) on every crate,
     /// the device glue under QEMU's own lint set.
     Lint {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Run QEMU's own tests on the patched tree (not part of `test`: their
+    /// binaries take minutes to build): `meson test --suite qtest-aarch64`,
+    /// then the reproducer of the plugin fix with QEMU's mem test plugin.
+    QemuTests {
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -497,6 +507,11 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         Cmd::Lint { options } => {
             lint::run_all(&Session::new(&options)?)?;
             eprintln!("lint: clean");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::QemuTests { options } => {
+            qemu_tests::run(&Session::new(&options)?)?;
+            eprintln!("QEMU's qtests and the plugin fix's reproducer: passed");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::UpdatePatches { options } => {

@@ -39,6 +39,11 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("bzip2", "firmware handling in QEMU's meson files"),
     ("git", "the patch queue in the QEMU source tree"),
     (
+        "swig",
+        "builds pylibfdt, which dt-schema (the binding's test) needs",
+    ),
+    ("python3-dev", "builds pylibfdt (as swig)"),
+    (
         "binutils-aarch64-linux-gnu",
         "assembles the test vectors of kvm-check's instruction classifier",
     ),

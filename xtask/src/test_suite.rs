@@ -314,6 +314,12 @@ pub fn tests() -> Vec<Test> {
         |cx| crate::kvm_check::run(&cx.session.repo, cx.guest_timeout * 2).map(Verdict::Pass),
     ));
     tests.extend(debug_tests::tests());
+    tests.push(Test::new(
+        "debug",
+        "device-tree binding: dt-validate on the generated trees, planted bad nodes fail",
+        Needs::QemuAndKernel,
+        |cx| crate::dt_binding::run(&cx.session.repo, &cx.session.cache).map(Verdict::Pass),
+    ));
     // The editing keys include Ctrl-A, which QEMU's multiplexed console
     // would take for itself.
     let editing = VmConfig {
