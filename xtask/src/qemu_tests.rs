@@ -72,11 +72,11 @@ pub fn run(session: &Session) -> Result<()> {
             .args([
                 "-M", "virt", "-cpu", "max", "-display", "none", "-serial", "stdio",
             ])
-            .args(["-nic", "none", "-d", "plugin", "-device"])
-            .arg(format!(
-                "loader,file={},addr=0x40000000,cpu-num=0",
-                program.display()
-            ))
+            // The patch's message loads it with -device loader, which this
+            // build's minimal device set lacks; -kernel runs a raw binary
+            // too (after QEMU's boot stub, which touches no I/O).
+            .args(["-nic", "none", "-d", "plugin", "-kernel"])
+            .arg(&program)
             .arg("-plugin")
             .arg(format!(
                 "{},callback=on,haddr=on",
