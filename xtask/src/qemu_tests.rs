@@ -14,8 +14,12 @@ use crate::util::{self, format_duration, run_captured};
 
 /// Six instructions: store 'A' to the virt board's PL011 (one I/O
 /// access), then PSCI SYSTEM_OFF through HVC, which ends QEMU. As in the
-/// patch's message: movz x1, #0x900, lsl #16; mov w2, #'A'; str w2, [x1];
-/// mov w0, #0x84000008 in two halves; hvc #0.
+/// patch's message:
+///
+/// ```text
+/// movz x1, #0x900, lsl #16; mov w2, #'A'; str w2, [x1];
+/// mov w0, #0x84000008 (in two halves); hvc #0
+/// ```
 const UART_WRITE_AND_POWER_OFF: [u32; 6] = [
     0xd2a1_2001,
     0x5280_0822,
