@@ -80,14 +80,14 @@ mod tests {
             Checking /p/0005-rust-hw-misc.patch...\n\
             WARNING: added, moved or deleted file(s):\n\n  rust/hw/misc/Kconfig\n\n\
             Does MAINTAINERS need updating?\n\n\
-            ERROR: New file 'rust/hw/misc/Kconfig' requires 'SPDX-License-Identifier'\n\
+            WARNING: Does new file 'rust/hw/misc/Kconfig' need 'SPDX-License-Identifier'?\n\
             ERROR: Missing Signed-off-by: line(s)\n";
         assert_eq!(
             findings(report),
             [
                 "0005-rust-hw-misc.patch: WARNING: added, moved or deleted file(s):",
-                "0005-rust-hw-misc.patch: ERROR: New file 'rust/hw/misc/Kconfig' requires \
-                 'SPDX-License-Identifier'",
+                "0005-rust-hw-misc.patch: WARNING: Does new file 'rust/hw/misc/Kconfig' need \
+                 'SPDX-License-Identifier'?",
             ]
         );
         let clean = "Checking /p/0001-a.patch...\nERROR: Missing Signed-off-by: line(s)\n";
