@@ -76,9 +76,8 @@ pub fn run(session: &Session) -> Result<()> {
             .args([
                 "-M", "virt", "-cpu", "max", "-display", "none", "-serial", "stdio",
             ])
-            // The patch's message loads it with -device loader, which this
-            // build's minimal device set lacks; -kernel runs a raw binary
-            // too (after QEMU's boot stub, which touches no I/O).
+            // -kernel runs a raw image after QEMU's boot stub, which makes
+            // no I/O access.
             .args(["-nic", "none", "-d", "plugin", "-kernel"])
             .arg(&program)
             .arg("-plugin")
