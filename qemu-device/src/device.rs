@@ -75,7 +75,10 @@ pub struct StopwatchState {
     /// The instance name that trace events and guest-error messages
     /// start with; set at realize (empty before).
     id: BqlRefCell<CString>,
-    /// As in the original: at power-on, RESET then START.
+    /// As in the original: at power-on, RESET then START. Spelled with
+    /// underscores, unlike QEMU's usual dashes, because that is the
+    /// original's name: its command lines (`-device
+    /// stopwatch,start_at_boot=false`) keep working.
     #[property(rename = "start_at_boot", default = true)]
     start_at_boot: bool,
 }
@@ -85,7 +88,7 @@ qom_isa!(StopwatchState: SysBusDevice, DeviceState, Object);
 // SAFETY: TYPE_NAME matches the Rust type, which embeds SysBusDevice first.
 unsafe impl ObjectType for StopwatchState {
     type Class = <SysBusDevice as ObjectType>::Class;
-    const TYPE_NAME: &'static CStr = crate::TYPE_STOPWATCH;
+    const TYPE_NAME: &'static CStr = stopwatch_abi::TYPE_NAME;
 }
 
 impl ObjectImpl for StopwatchState {
@@ -161,21 +164,9 @@ impl StopwatchState {
 
     fn realize(&self) -> util::Result<()> {
         let id = self.instance_name();
-        let name = CString::new(format!("{id}.shared")).expect("QOM names contain no NUL");
+        self.shared_memory
+            .init_ram(self, &format!("{id}.shared"), shared::SIZE)?;
         *self.id.borrow_mut() = CString::new(id).expect("QOM names contain no NUL");
-        // SAFETY: `shared_memory` is a zeroed MemoryRegion owned by this
-        // device; the name is copied by QEMU; the object pointer is live.
-        unsafe {
-            util::Error::with_errp(|errp| {
-                system::bindings::memory_region_init_ram(
-                    self.shared_memory.as_mut_ptr(),
-                    self.as_object_mut_ptr().cast(),
-                    name.as_ptr(),
-                    shared::SIZE,
-                    std::ptr::from_mut(errp).cast(),
-                )
-            })?;
-        }
         // The order of these calls is the order of the `reg` entries.
         self.init_mmio(&self.shared_memory);
         self.init_mmio(&self.registers);
@@ -185,17 +176,8 @@ impl StopwatchState {
     /// The last component of the QOM path: the `id=` given to `-device`,
     /// or a name like `device[0]`. Set before realize.
     fn instance_name(&self) -> String {
-        // SAFETY: the object is live; the returned string belongs to it.
-        let component = unsafe {
-            system::bindings::object_get_canonical_path_component(self.as_object_ptr().cast())
-        };
-        if component.is_null() {
-            return String::from(crate::TYPE_STOPWATCH.to_string_lossy());
-        }
-        // SAFETY: a non-NULL result is a NUL-terminated string.
-        unsafe { CStr::from_ptr(component) }
-            .to_string_lossy()
-            .into_owned()
+        self.canonical_path_component()
+            .unwrap_or_else(|| stopwatch_abi::TYPE_NAME.to_string_lossy().into_owned())
     }
 
     /// Runs `f` on the state machine with this device as its environment,
@@ -211,12 +193,11 @@ impl StopwatchState {
     }
 
     fn shared_ram(&self) -> SharedRam {
-        // SAFETY: the region is a RAM region once realized, which every
-        // caller (register access, timer, reset, migration) comes after.
-        let base =
-            unsafe { system::bindings::memory_region_get_ram_ptr(self.shared_memory.as_mut_ptr()) };
+        // A RAM region once realized, which every caller (register
+        // access, timer, reset, migration) comes after.
         SharedRam {
-            base: NonNull::new(base.cast()).expect("realized stopwatch has its RAM"),
+            base: NonNull::new(self.shared_memory.get_ram_ptr())
+                .expect("realized stopwatch has its RAM"),
         }
     }
 
@@ -296,10 +277,11 @@ impl StopwatchState {
                 // Refuse the stream rather than run with an impossible state.
                 // Not a guest error: say it always, next to QEMU's own
                 // "error while loading state" line.
-                eprintln!(
+                util::Error::msg(format!(
                     "stopwatch {}: migration stream rejected: {error}",
                     self.id.borrow().to_string_lossy()
-                );
+                ))
+                .report();
                 Err(migration::InvalidError)
             }
         }
@@ -407,8 +389,8 @@ impl Environment for QemuEnvironment<'_> {
     }
 
     fn command_executed(&mut self, command: Option<Command>, before: Status, after: Status) {
-        let name = command.map_or(c"unknown", command_name);
-        trace::trace_stopwatch_command(&self.id(), name, status_name(before), status_name(after));
+        let name = command.map_or(c"unknown", Command::c_name);
+        trace::trace_stopwatch_command(&self.id(), name, before.c_name(), after.c_name());
     }
 
     fn timeout_fired(&mut self, deadline_ns: u64) {
@@ -431,7 +413,7 @@ impl Environment for QemuEnvironment<'_> {
         trace::trace_stopwatch_time_page(
             &self.id(),
             sequence,
-            status_name(snapshot.status),
+            snapshot.status.c_name(),
             snapshot.accumulated_ns,
             snapshot.run_start_ns,
             snapshot.timeout_deadline_ns,
@@ -442,61 +424,6 @@ impl Environment for QemuEnvironment<'_> {
         &mut self.memory
     }
 }
-
-/// [`Command::name`] as a static C string, for the trace events.
-const fn command_name(command: Command) -> &'static CStr {
-    match command {
-        Command::Reset => c"RESET",
-        Command::Start => c"START",
-        Command::Pause => c"PAUSE",
-        Command::Update => c"UPDATE",
-        Command::Timeout => c"TIMEOUT",
-        Command::TimeoutAck => c"TIMEOUT_ACK",
-        Command::TimeoutNs => c"TIMEOUT_NS",
-        Command::Lap => c"LAP",
-        Command::Periodic => c"PERIODIC",
-    }
-}
-
-/// [`Status::name`] as a static C string, for the trace events.
-const fn status_name(status: Status) -> &'static CStr {
-    match status {
-        Status::Running => c"RUNNING",
-        Status::Reset => c"RESET",
-        Status::Paused => c"PAUSED",
-    }
-}
-
-const fn same_name(c_name: &CStr, name: &str) -> bool {
-    let (a, b) = (c_name.to_bytes(), name.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut index = 0;
-    while index < a.len() {
-        if a[index] != b[index] {
-            return false;
-        }
-        index += 1;
-    }
-    true
-}
-
-// The traced names are the interface's names, checked at compile time.
-const _: () = {
-    assert!(same_name(command_name(Command::Reset), Command::Reset.name()));
-    assert!(same_name(command_name(Command::Start), Command::Start.name()));
-    assert!(same_name(command_name(Command::Pause), Command::Pause.name()));
-    assert!(same_name(command_name(Command::Update), Command::Update.name()));
-    assert!(same_name(command_name(Command::Timeout), Command::Timeout.name()));
-    assert!(same_name(command_name(Command::TimeoutAck), Command::TimeoutAck.name()));
-    assert!(same_name(command_name(Command::TimeoutNs), Command::TimeoutNs.name()));
-    assert!(same_name(command_name(Command::Lap), Command::Lap.name()));
-    assert!(same_name(command_name(Command::Periodic), Command::Periodic.name()));
-    assert!(same_name(status_name(Status::Running), Status::Running.name()));
-    assert!(same_name(status_name(Status::Reset), Status::Reset.name()));
-    assert!(same_name(status_name(Status::Paused), Status::Paused.name()));
-};
 
 /// The pass-through RAM, written with atomic accesses: the guest's vCPU
 /// threads may read and write it at the same time as the device.

@@ -96,7 +96,9 @@ pub fn prepare(repo: &Path, cache: &Cache, tarball_path: &Path, dirs: &QemuDirs)
     }
     debian::repack::restore_stripped(repo, cache, src)?;
     commit_base(src)?;
-    apply_patches(repo, src)
+    let debian_source =
+        tarball_path.file_name() == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name));
+    apply_patches(repo, src, debian_source)
 }
 
 fn git(src: &Path) -> Command {
@@ -186,9 +188,15 @@ pub fn patch_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(patches)
 }
 
-fn apply_patches(repo: &Path, src: &Path) -> Result<()> {
+/// Applies the series; the patches marked Debian-only (the last ones) only
+/// to Debian's repacked source.
+fn apply_patches(repo: &Path, src: &Path, debian_source: bool) -> Result<()> {
     for patch in patch_files(repo)? {
         let name = patch.file_name().unwrap_or_default().to_string_lossy();
+        if !debian_source && crate::build::patches::is_debian_only(&fs::read_to_string(&patch)?) {
+            eprintln!("Skipping {name} (only for Debian's source)");
+            continue;
+        }
         eprintln!("Applying {name}");
         // --committer-date-is-author-date: the same patches give the same
         // commits on every machine.

@@ -65,7 +65,7 @@ fn restore_python_wheels(cache: &Cache, src: &Path) -> Result<()> {
 
 /// A venv of our own for pip: Debian's python3 has no pip module, and
 /// pip refuses to touch the system Python there anyway.
-fn python_venv(cache: &Cache) -> Result<PathBuf> {
+pub fn python_venv(cache: &Cache) -> Result<PathBuf> {
     let venv = cache.tools().join("python-venv");
     let python = venv.join("bin/python3");
     if !python.is_file() {
