@@ -7,3 +7,8 @@
 //! crates that the guest kernel and host tests share.
 
 mod device;
+mod environment;
+mod shared_memory;
+
+// `mod trace`: a function per event of this directory's `trace-events`.
+::trace::include_trace!("rust_hw_misc_stopwatch");
