@@ -408,7 +408,7 @@ impl LineEditor {
         let prefix = &self.buffer[start..cursor];
         let candidates = || {
             completions
-                .split(' ')
+                .split_ascii_whitespace()
                 .map(str::as_bytes)
                 .filter(|name| name.starts_with(prefix))
         };
