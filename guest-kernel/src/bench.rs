@@ -112,13 +112,13 @@ pub fn run_and_print(stopwatch: &Stopwatch) {
         interrupt_latencies(stopwatch, &mut device_latencies, &mut timer_latencies);
     print!("BENCH {{");
     for (name, costs) in [
-        ("read_zero_exit_ns", zero_exit),
-        ("read_zero_exit_paused_ns", zero_exit_paused),
-        ("read_trap_update_ns", trap),
-        ("read_status_reg_ns", status),
-        ("read_ram_ns", ram),
-        ("read_page_ns", page),
-        ("counter_read_ns", counter),
+        ("read_zero_exit_ns", &zero_exit),
+        ("read_zero_exit_paused_ns", &zero_exit_paused),
+        ("read_trap_update_ns", &trap),
+        ("read_status_reg_ns", &status),
+        ("read_ram_ns", &ram),
+        ("read_page_ns", &page),
+        ("counter_read_ns", &counter),
     ] {
         print!(
             "\"{name}\":{{\"median\":{},\"min\":{},\"max\":{}}},",

@@ -408,7 +408,7 @@ impl LineEditor {
         let prefix = &self.buffer[start..cursor];
         let candidates = || {
             completions
-                .split(' ')
+                .split_ascii_whitespace()
                 .map(str::as_bytes)
                 .filter(|name| name.starts_with(prefix))
         };
@@ -463,9 +463,14 @@ impl LineEditor {
     fn edit(&mut self, from: usize, removed: usize, inserted: &[u8], out: &mut dyn FnMut(&[u8])) {
         let old_len = self.len;
         let new_len = old_len - removed + inserted.len();
-        self.buffer
-            .copy_within(from + removed..old_len, from + inserted.len());
+        // The rest of the line moves through a copy, not `copy_within`:
+        // that is the kernel's only `memmove` (1 KB of code), where
+        // `memcpy` is there anyway.
+        let mut rest = [0; MAX_LINE_LEN];
+        let rest = &mut rest[..old_len - from - removed];
+        rest.copy_from_slice(&self.buffer[from + removed..old_len]);
         self.buffer[from..from + inserted.len()].copy_from_slice(inserted);
+        self.buffer[from + inserted.len()..new_len].copy_from_slice(rest);
         self.len = new_len;
         move_left(self.cursor - from, out);
         self.cursor = from + inserted.len();

@@ -359,7 +359,14 @@ at_el2:
     msr     elr_el2, x23
     eret
 
-// --- The other CPUs.
+// The literals of the code above, in this section.
+.ltorg
+
+// --- The other CPUs: in a section of their own, placed anywhere in .text
+// (linker/guest-kernel.ld): only the code above must come first, so that
+// it and the bench's loops fit before the exception vectors' 2 KiB
+// boundary.
+.section .text.boot_secondary, "ax"
 //
 // A CPU other than the boot CPU that started at _start (x1 = its MPIDR
 // affinity) waits here, MMU and caches off, until the boot CPU writes

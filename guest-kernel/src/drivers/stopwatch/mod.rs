@@ -63,7 +63,7 @@ impl TimeText {
     /// The number of seconds at the start of the text, in nanoseconds
     /// (the text is `%.2f seconds`), if it parses.
     pub fn to_ns(&self) -> Option<u64> {
-        let number = self.as_str().split(' ').next()?;
+        let number = self.as_str().split_ascii_whitespace().next()?;
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         let mut ns = whole
             .parse::<u64>()
