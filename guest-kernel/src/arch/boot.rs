@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The entry point: from whatever state a loader leaves the CPU in to Rust
-//! at Non-secure EL1.
+//! at Non-secure EL1. (One file of ~500 lines on purpose: the boot
+//! assembly for every entry EL and for the other CPUs reads top to bottom
+//! as the path a CPU takes, and splitting it would scatter that path.)
 //!
 //! The kernel is booted two ways, with the same code:
 //! - as an ELF (`target/vm/guest-kernel`): QEMU starts it at `_start` with
