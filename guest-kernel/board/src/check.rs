@@ -77,8 +77,7 @@ pub(crate) fn board<'a>(info: &mut BoardInfo<'a>, gic_node: &'a str) -> Result<(
     }
 
     let uart_intid = info.uart.and_then(|uart| uart.interrupt).map(|i| i.intid);
-    let found = info.stopwatches;
-    info.stopwatches = found.emptied();
+    let found = info.stopwatches.take_entries();
     for stopwatch in found.iter() {
         let own = [stopwatch.shared, stopwatch.registers];
         let intid = stopwatch.timeout_interrupt.intid;

@@ -251,7 +251,7 @@ pub enum PsciConduit {
 }
 
 /// Everything the kernel needs from the device tree.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BoardInfo<'a> {
     /// RAM regions (`device_type = "memory"`), in tree order.
     pub memory: FixedList<Region, MAX_MEMORY_REGIONS>,
@@ -312,8 +312,7 @@ impl<'a> BoardInfo<'a> {
         mut usable: impl FnMut(&Stopwatch<'a>) -> bool,
         error: PropertyError,
     ) {
-        let found = self.stopwatches;
-        self.stopwatches = found.emptied();
+        let found = self.stopwatches.take_entries();
         for stopwatch in found.iter() {
             if usable(stopwatch) {
                 self.stopwatches.push(*stopwatch);
