@@ -12,7 +12,12 @@
 //! Page reads need no exit and no lock, so they should scale with the
 //! host cores; every MMIO exit (UPDATE, STATUS, the PL031's RTCDR) takes
 //! QEMU's big lock (BQL) for the device's callback, so trap reads
-//! serialize.
+//! serialize. Under TCG the counter read (CNTVCT_EL0) takes the BQL too:
+//! QEMU marks the register `ARM_CP_IO`, and its helper locks around the
+//! read (target/arm/tcg/op_helper.c). So the zero-exit read (page +
+//! counter) serializes on the counter under TCG, not under KVM (where
+//! CNTVCT_EL0 is a native read); the page alone is the lock-free part,
+//! and what the scaling target is about.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Map, Value};
@@ -235,8 +240,8 @@ pub fn run(session: &Session) -> Result<()> {
         },
         Target {
             what: "page reads, 2 vCPUs vs 1 (x throughput)",
-            key: Some("ratio_zero_exit_2cpu_over_1cpu"),
-            value: scaling.ratio(READ_ZERO_EXIT, 2),
+            key: Some("ratio_page_2cpu_over_1cpu"),
+            value: scaling.ratio(READ_PAGE, 2),
             limit: 1.8,
             at_least: true,
         },
@@ -366,11 +371,13 @@ fn guest_bench(repo: &Repo) -> Result<Value> {
 /// The guest's kinds of read in the `SCALING` line (its keys), and what
 /// the table calls them.
 const READ_ZERO_EXIT: &str = "read_zero_exit";
+const READ_PAGE: &str = "read_page";
 const READ_TRAP_UPDATE: &str = "read_trap_update";
 const READ_STATUS_REG: &str = "read_status_reg";
 const READ_C_DEVICE_REG: &str = "read_c_device_reg";
-const SCALING_READS: [(&str, &str); 4] = [
+const SCALING_READS: [(&str, &str); 5] = [
     (READ_ZERO_EXIT, "zero-exit read (page + counter)"),
+    (READ_PAGE, "time page alone (PAUSED read)"),
     (READ_TRAP_UPDATE, "original read (UPDATE + text)"),
     (READ_STATUS_REG, "STATUS register read (trap)"),
     (READ_C_DEVICE_REG, "PL031 RTCDR read (C device)"),
@@ -543,6 +550,9 @@ impl Scaling {
                 self.ratio(read.kind, 4)
             );
         }
+        eprintln!(
+            "  (under TCG the counter read takes QEMU's BQL, as every MMIO exit does: only the page alone is lock-free)"
+        );
         eprintln!(
             "  {:<40} {:>9.1} ns",
             "PL031 RTCDR read, 1 CPU (C device floor)",
@@ -745,6 +755,7 @@ mod tests {
         let scaling = Scaling {
             reads: vec![
                 read(READ_ZERO_EXIT, 20.0, 38.0, 10.0, 25.0),
+                read(READ_PAGE, 100.0, 190.0, 100.0, 200.0),
                 read(READ_TRAP_UPDATE, 0.3, 0.3, 0.3, 0.3),
                 read(READ_STATUS_REG, 1.0, 1.0, 1.0, 1.0),
                 read(READ_C_DEVICE_REG, 1.25, 1.25, 1.25, 1.25),
