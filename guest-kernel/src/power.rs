@@ -9,7 +9,7 @@
 //! reason is printed first once there is a console), and parks the CPU in
 //! a WFI loop if there is no PSCI either.
 //!
-//! Exit statuses (also in the README): 0 and 1 are the in-guest tests'
+//! Exit statuses (also in docs/booting.md): 0 and 1 are the in-guest tests'
 //! verdict; the rest are below. The start-up failures each have their own
 //! status so that a test (or a user) can tell them apart without a
 //! console; `arch::boot` uses the first two before any Rust code runs.

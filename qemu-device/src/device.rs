@@ -2,6 +2,8 @@
 //! The QEMU side of the stopwatch: QOM type, memory regions, interrupt,
 //! timer, reset and migration, each forwarding to the state machine in
 //! [`stopwatch_model`]. Guest mistakes are logged, never fatal.
+//! The state machine's view of QEMU is `environment.rs`; the pass-through
+//! RAM's atomic accessors are `shared_memory.rs`.
 //!
 //! Trace events (`trace-events` next to `src/`, `-trace 'stopwatch_*'`)
 //! report each register access, command, timer and interrupt change, time
@@ -14,7 +16,6 @@ use std::{
     ffi::{CStr, CString},
     pin::Pin,
     ptr::NonNull,
-    sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering},
 };
 
 use bql::BqlRefCell;
@@ -28,17 +29,12 @@ use migration::{
     VMStateDescription, VMStateDescriptionBuilder,
 };
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
-use stopwatch_abi::{regs, shared, Command, Status, TimeSnapshot};
-use stopwatch_model::{ordering, Environment, GuestError, SavedState, SharedMemory, Stopwatch};
+use stopwatch_abi::{regs, shared};
+use stopwatch_model::{SavedState, Stopwatch};
 use system::{hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
-use util::{
-    log::Log,
-    log_mask_ln,
-    timer::{Timer, CLOCK_VIRTUAL},
-};
+use util::timer::{Timer, CLOCK_VIRTUAL};
 
-// `mod trace`: a function per event of this directory's `trace-events`.
-::trace::include_trace!("rust_hw_misc_stopwatch");
+use crate::{environment::QemuEnvironment, shared_memory::SharedRam, trace};
 
 /// The stopwatch device.
 ///
@@ -57,9 +53,9 @@ pub struct StopwatchState {
     /// Region 1, the trapping registers.
     registers: MemoryRegion,
     /// The timeout interrupt.
-    timeout_irq: InterruptSource,
+    pub timeout_irq: InterruptSource,
     /// Fires at the armed timeout's deadline, on the virtual clock.
-    timer: BqlRefCell<Timer>,
+    pub timer: BqlRefCell<Timer>,
     /// The device's behaviour and state.
     stopwatch: BqlRefCell<Stopwatch>,
     /// The state as the migration stream carries it, filled at pre-save and
@@ -74,8 +70,11 @@ pub struct StopwatchState {
     migrated_period: BqlRefCell<MigratedPeriod>,
     /// The instance name that trace events and guest-error messages
     /// start with; set at realize (empty before).
-    id: BqlRefCell<CString>,
-    /// As in the original: at power-on, RESET then START.
+    pub id: BqlRefCell<CString>,
+    /// As in the original: at power-on, RESET then START. Spelled with
+    /// underscores, unlike QEMU's usual dashes, because that is the
+    /// original's name: its command lines (`-device
+    /// stopwatch,start_at_boot=false`) keep working.
     #[property(rename = "start_at_boot", default = true)]
     start_at_boot: bool,
 }
@@ -85,7 +84,7 @@ qom_isa!(StopwatchState: SysBusDevice, DeviceState, Object);
 // SAFETY: TYPE_NAME matches the Rust type, which embeds SysBusDevice first.
 unsafe impl ObjectType for StopwatchState {
     type Class = <SysBusDevice as ObjectType>::Class;
-    const TYPE_NAME: &'static CStr = crate::TYPE_STOPWATCH;
+    const TYPE_NAME: &'static CStr = stopwatch_abi::TYPE_NAME;
 }
 
 impl ObjectImpl for StopwatchState {
@@ -161,21 +160,9 @@ impl StopwatchState {
 
     fn realize(&self) -> util::Result<()> {
         let id = self.instance_name();
-        let name = CString::new(format!("{id}.shared")).expect("QOM names contain no NUL");
+        self.shared_memory
+            .init_ram(self, &format!("{id}.shared"), shared::SIZE)?;
         *self.id.borrow_mut() = CString::new(id).expect("QOM names contain no NUL");
-        // SAFETY: `shared_memory` is a zeroed MemoryRegion owned by this
-        // device; the name is copied by QEMU; the object pointer is live.
-        unsafe {
-            util::Error::with_errp(|errp| {
-                system::bindings::memory_region_init_ram(
-                    self.shared_memory.as_mut_ptr(),
-                    self.as_object_mut_ptr().cast(),
-                    name.as_ptr(),
-                    shared::SIZE,
-                    std::ptr::from_mut(errp).cast(),
-                )
-            })?;
-        }
         // The order of these calls is the order of the `reg` entries.
         self.init_mmio(&self.shared_memory);
         self.init_mmio(&self.registers);
@@ -185,17 +172,8 @@ impl StopwatchState {
     /// The last component of the QOM path: the `id=` given to `-device`,
     /// or a name like `device[0]`. Set before realize.
     fn instance_name(&self) -> String {
-        // SAFETY: the object is live; the returned string belongs to it.
-        let component = unsafe {
-            system::bindings::object_get_canonical_path_component(self.as_object_ptr().cast())
-        };
-        if component.is_null() {
-            return String::from(crate::TYPE_STOPWATCH.to_string_lossy());
-        }
-        // SAFETY: a non-NULL result is a NUL-terminated string.
-        unsafe { CStr::from_ptr(component) }
-            .to_string_lossy()
-            .into_owned()
+        self.canonical_path_component()
+            .unwrap_or_else(|| stopwatch_abi::TYPE_NAME.to_string_lossy().into_owned())
     }
 
     /// Runs `f` on the state machine with this device as its environment,
@@ -210,13 +188,12 @@ impl StopwatchState {
         result
     }
 
-    fn shared_ram(&self) -> SharedRam {
-        // SAFETY: the region is a RAM region once realized, which every
-        // caller (register access, timer, reset, migration) comes after.
-        let base =
-            unsafe { system::bindings::memory_region_get_ram_ptr(self.shared_memory.as_mut_ptr()) };
+    pub fn shared_ram(&self) -> SharedRam {
+        // A RAM region once realized, which every caller (register
+        // access, timer, reset, migration) comes after.
         SharedRam {
-            base: NonNull::new(base.cast()).expect("realized stopwatch has its RAM"),
+            base: NonNull::new(self.shared_memory.get_ram_ptr())
+                .expect("realized stopwatch has its RAM"),
         }
     }
 
@@ -296,273 +273,14 @@ impl StopwatchState {
                 // Refuse the stream rather than run with an impossible state.
                 // Not a guest error: say it always, next to QEMU's own
                 // "error while loading state" line.
-                eprintln!(
+                util::Error::msg(format!(
                     "stopwatch {}: migration stream rejected: {error}",
                     self.id.borrow().to_string_lossy()
-                );
+                ))
+                .report();
                 Err(migration::InvalidError)
             }
         }
-    }
-}
-
-/// The state machine's view of QEMU.
-struct QemuEnvironment<'a> {
-    device: &'a StopwatchState,
-    memory: SharedRam,
-    /// Interrupt and timer changes, applied once the state is released.
-    effects: Effects,
-}
-
-impl<'a> QemuEnvironment<'a> {
-    fn new(device: &'a StopwatchState) -> Self {
-        QemuEnvironment {
-            device,
-            memory: device.shared_ram(),
-            effects: Effects::default(),
-        }
-    }
-
-    fn id(&self) -> impl std::ops::Deref<Target = CString> + '_ {
-        self.device.id.borrow()
-    }
-}
-
-/// A change the state machine asks of the machine around it.
-#[derive(Clone, Copy, Debug)]
-enum Effect {
-    Irq(bool),
-    ArmTimer(u64),
-    CancelTimer,
-}
-
-/// The changes of one call into the state machine, in order. One call
-/// makes at most three (RESET: cancel the timer, lower the line; restore:
-/// the line and the timer), so a small array does without allocating.
-#[derive(Default)]
-struct Effects {
-    list: [Option<Effect>; 8],
-    len: usize,
-}
-
-impl Effects {
-    fn push(&mut self, effect: Effect) {
-        let slot = self
-            .list
-            .get_mut(self.len)
-            .expect("the state machine made more than 8 changes in one call");
-        *slot = Some(effect);
-        self.len += 1;
-    }
-
-    /// Applies the changes in order, with no borrow of the state held.
-    fn apply(self, device: &StopwatchState) {
-        // Most accesses (every register read) change nothing: then no
-        // borrow of the id and no copy and scan of the 8 slots, which took
-        // more than half of a STATUS read's callback (a host profile).
-        if self.len == 0 {
-            return;
-        }
-        let id = device.id.borrow();
-        for effect in self.list.into_iter().flatten() {
-            match effect {
-                Effect::Irq(level) => {
-                    trace::trace_stopwatch_irq(&id, level);
-                    device.timeout_irq.set(level);
-                }
-                Effect::ArmTimer(deadline_ns) => {
-                    trace::trace_stopwatch_timeout_armed(&id, deadline_ns);
-                    device.timer.borrow().modify(deadline_ns);
-                }
-                Effect::CancelTimer => {
-                    trace::trace_stopwatch_timeout_cancelled(&id);
-                    device.timer.borrow().delete();
-                }
-            }
-        }
-    }
-}
-
-impl Environment for QemuEnvironment<'_> {
-    fn now_ns(&self) -> u64 {
-        CLOCK_VIRTUAL.get_ns()
-    }
-
-    fn set_irq(&mut self, level: bool) {
-        self.effects.push(Effect::Irq(level));
-    }
-
-    fn arm_timer(&mut self, deadline_ns: u64) {
-        self.effects.push(Effect::ArmTimer(deadline_ns));
-    }
-
-    fn cancel_timer(&mut self) {
-        self.effects.push(Effect::CancelTimer);
-    }
-
-    fn guest_error(&mut self, error: GuestError) {
-        // Formatted (allocating) only on this slow path, for both outputs.
-        let id = self.id();
-        let message = CString::new(error.to_string()).unwrap_or_default();
-        trace::trace_stopwatch_guest_error(&id, &message);
-        log_mask_ln!(
-            Log::GuestError,
-            "stopwatch {}: {error}",
-            id.to_string_lossy()
-        );
-    }
-
-    fn command_executed(&mut self, command: Option<Command>, before: Status, after: Status) {
-        let name = command.map_or(c"unknown", command_name);
-        trace::trace_stopwatch_command(&self.id(), name, status_name(before), status_name(after));
-    }
-
-    fn timeout_fired(&mut self, deadline_ns: u64) {
-        trace::trace_stopwatch_timeout_fired(&self.id(), deadline_ns);
-    }
-
-    // tutorial:periodic-trace-glue begin
-    fn periodic_armed(&mut self, period_ns: u64, first_deadline_ns: u64) {
-        trace::trace_stopwatch_periodic(&self.id(), period_ns, first_deadline_ns);
-    }
-    // tutorial:periodic-trace-glue end
-
-    // tutorial:lap-trace-glue begin
-    fn lap_recorded(&mut self, slot: usize, elapsed_ns: u64) {
-        trace::trace_stopwatch_lap(&self.id(), slot as u32, elapsed_ns);
-    }
-    // tutorial:lap-trace-glue end
-
-    fn time_page_published(&mut self, sequence: u32, snapshot: &TimeSnapshot) {
-        trace::trace_stopwatch_time_page(
-            &self.id(),
-            sequence,
-            status_name(snapshot.status),
-            snapshot.accumulated_ns,
-            snapshot.run_start_ns,
-            snapshot.timeout_deadline_ns,
-        );
-    }
-
-    fn shared_memory(&mut self) -> &mut dyn SharedMemory {
-        &mut self.memory
-    }
-}
-
-/// [`Command::name`] as a static C string, for the trace events.
-const fn command_name(command: Command) -> &'static CStr {
-    match command {
-        Command::Reset => c"RESET",
-        Command::Start => c"START",
-        Command::Pause => c"PAUSE",
-        Command::Update => c"UPDATE",
-        Command::Timeout => c"TIMEOUT",
-        Command::TimeoutAck => c"TIMEOUT_ACK",
-        Command::TimeoutNs => c"TIMEOUT_NS",
-        Command::Lap => c"LAP",
-        Command::Periodic => c"PERIODIC",
-    }
-}
-
-/// [`Status::name`] as a static C string, for the trace events.
-const fn status_name(status: Status) -> &'static CStr {
-    match status {
-        Status::Running => c"RUNNING",
-        Status::Reset => c"RESET",
-        Status::Paused => c"PAUSED",
-    }
-}
-
-const fn same_name(c_name: &CStr, name: &str) -> bool {
-    let (a, b) = (c_name.to_bytes(), name.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut index = 0;
-    while index < a.len() {
-        if a[index] != b[index] {
-            return false;
-        }
-        index += 1;
-    }
-    true
-}
-
-// The traced names are the interface's names, checked at compile time.
-const _: () = {
-    assert!(same_name(command_name(Command::Reset), Command::Reset.name()));
-    assert!(same_name(command_name(Command::Start), Command::Start.name()));
-    assert!(same_name(command_name(Command::Pause), Command::Pause.name()));
-    assert!(same_name(command_name(Command::Update), Command::Update.name()));
-    assert!(same_name(command_name(Command::Timeout), Command::Timeout.name()));
-    assert!(same_name(command_name(Command::TimeoutAck), Command::TimeoutAck.name()));
-    assert!(same_name(command_name(Command::TimeoutNs), Command::TimeoutNs.name()));
-    assert!(same_name(command_name(Command::Lap), Command::Lap.name()));
-    assert!(same_name(command_name(Command::Periodic), Command::Periodic.name()));
-    assert!(same_name(status_name(Status::Running), Status::Running.name()));
-    assert!(same_name(status_name(Status::Reset), Status::Reset.name()));
-    assert!(same_name(status_name(Status::Paused), Status::Paused.name()));
-};
-
-/// The pass-through RAM, written with atomic accesses: the guest's vCPU
-/// threads may read and write it at the same time as the device.
-///
-/// Those threads run translated guest code, outside Rust's memory model,
-/// with accesses of any width; what the device needs is that each of its
-/// own accesses is single-copy atomic and ordered as the time page's
-/// protocol says, which aligned atomics and the release fences give (their
-/// orderings are [`stopwatch_model::ordering`], the ones the protocol's
-/// model check explores). The guest can only ever make the page's contents
-/// wrong, never the device unsound.
-struct SharedRam {
-    base: NonNull<u8>,
-}
-
-impl SharedRam {
-    /// A pointer to the `T` at `offset`; panics on an offset outside the
-    /// region or misaligned for `T` (the model uses the ABI's constants, so
-    /// this is a bug in the device, never the guest's doing).
-    fn at<T>(&self, offset: u64) -> *mut T {
-        let size = std::mem::size_of::<T>() as u64;
-        assert!(offset
-            .checked_add(size)
-            .is_some_and(|end| end <= shared::SIZE));
-        assert!(offset % std::mem::align_of::<T>() as u64 == 0);
-        // SAFETY: in bounds of the region's RAM block, checked above.
-        unsafe { self.base.as_ptr().add(offset as usize).cast() }
-    }
-}
-
-impl SharedMemory for SharedRam {
-    fn read_u64(&self, offset: u64) -> u64 {
-        // SAFETY: `at` checked the u64 is aligned and inside the RAM block,
-        // which lives as long as the device; see `SharedRam` on sharing.
-        let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
-        u64::from_le(word.load(Ordering::Relaxed))
-    }
-
-    fn write_u64(&mut self, offset: u64, value: u64) {
-        // SAFETY: as in `read_u64`.
-        let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
-        word.store(value.to_le(), ordering::STORE);
-    }
-
-    fn write_u32(&mut self, offset: u64, value: u32) {
-        // SAFETY: as in `read_u64`, for a u32.
-        let word = unsafe { AtomicU32::from_ptr(self.at(offset)) };
-        word.store(value.to_le(), ordering::STORE);
-    }
-
-    fn write_bytes(&mut self, offset: u64, bytes: &[u8]) {
-        for (index, &byte) in bytes.iter().enumerate() {
-            // SAFETY: as in `read_u64`, for one byte.
-            let cell = unsafe { AtomicU8::from_ptr(self.at(offset + index as u64)) };
-            cell.store(byte, ordering::STORE);
-        }
-    }
-
-    fn write_barrier(&mut self) {
-        fence(ordering::WRITE_BARRIER);
     }
 }
 

@@ -68,7 +68,8 @@ pub fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<String> {
     let dtb_path = scratch.join("test-dtb.dtb");
     inspect::dtb(repo, &config, Some(&dts_path))?;
     inspect::dtb(repo, &config, Some(&dtb_path))?;
-    let dts = std::fs::read_to_string(&dts_path)?;
+    // A string list as "a", "b", whichever form this dtc writes ("a\0b").
+    let dts = std::fs::read_to_string(&dts_path)?.replace("\\0", "\", \"");
     let blob = std::fs::read(&dtb_path)?;
     ensure!(
         blob.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]),
@@ -82,7 +83,8 @@ pub fn dtb_has_the_stopwatch_nodes(repo: &Repo) -> Result<String> {
     );
     for node in &nodes {
         for property in [
-            "compatible = \"stopwatch\";",
+            "compatible = \"qemu,stopwatch\", \"stopwatch\";",
+            "reg-names = \"shared\", \"regs\";",
             "interrupts = <0x00 ",
             " 0x04>;",
         ] {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use build::pipeline::{BuildOptions, Session};
 use build::{cache, patches};
 use commands::run::{build_for, GuestOptions};
-use commands::{bench, clean, fuzz, fuzz_dtb, inspect, test};
+use commands::{bench, clean, fuzz, fuzz_dtb, inspect, qemu_tests, test};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -190,6 +190,13 @@ enum Cmd {
     /// the device glue under QEMU's own lint set (the same as `cargo xtask
     /// test lint`).
     Lint {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
+    /// Run QEMU's own tests on the patched tree (not part of `test`: their
+    /// binaries take minutes to build): `meson test --suite qtest-aarch64`,
+    /// then the reproducer of the plugin fix with QEMU's mem test plugin.
+    QemuTests {
         #[command(flatten)]
         options: BuildOptions,
     },
@@ -430,6 +437,11 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint { options } => run_tests(Some("lint"), None, 60, &options),
+        Cmd::QemuTests { options } => {
+            qemu_tests::run(&Session::new(&options)?)?;
+            eprintln!("QEMU's qtests and the plugin fix's reproducer: passed");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::UpdatePatches { options } => {
             let session = Session::new(&options)?;
             patches::update(&session.repo, &session.current_checkout_dirs()?)?;

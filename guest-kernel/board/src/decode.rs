@@ -43,9 +43,14 @@ pub(crate) enum NodeKind {
 /// The `compatible` names the kernel knows, what they make a node, and
 /// whether that needs the node to be an interrupt controller. (PSCI's
 /// `arm,psci*` names are matched by prefix.)
-const KNOWN_COMPATIBLES: [(&[u8], NodeKind, bool); 7] = [
+const KNOWN_COMPATIBLES: [(&[u8], NodeKind, bool); 8] = [
     (
         stopwatch_abi::COMPATIBLE.as_bytes(),
+        NodeKind::Stopwatch,
+        false,
+    ),
+    (
+        stopwatch_abi::COMPATIBLE_ORIGINAL.as_bytes(),
         NodeKind::Stopwatch,
         false,
     ),

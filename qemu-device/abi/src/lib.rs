@@ -22,8 +22,19 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-/// Device-tree `compatible` string of the device, and its QOM type name.
-pub const COMPATIBLE: &str = "stopwatch";
+use core::ffi::CStr;
+
+/// Device-tree `compatible` of the device's node, as its binding
+/// (`docs/bindings/qemu,stopwatch.yaml`) names it: the registered `qemu,`
+/// vendor prefix, as QEMU's own devices have.
+pub const COMPATIBLE: &str = "qemu,stopwatch";
+
+/// The second `compatible` of the node, the original device's, which the
+/// original Linux driver matches.
+pub const COMPATIBLE_ORIGINAL: &str = "stopwatch";
+
+/// QOM type name of the device (`-device stopwatch`), the original's.
+pub const TYPE_NAME: &CStr = c"stopwatch";
 
 /// Nanoseconds in one second.
 pub const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -259,16 +270,21 @@ impl Command {
 
     /// Upper-case name, as in the interface document.
     pub const fn name(self) -> &'static str {
+        text_of(self.c_name())
+    }
+
+    /// [`name`](Self::name) as a C string, as QEMU's trace events take it.
+    pub const fn c_name(self) -> &'static CStr {
         match self {
-            Command::Reset => "RESET",
-            Command::Start => "START",
-            Command::Pause => "PAUSE",
-            Command::Update => "UPDATE",
-            Command::Timeout => "TIMEOUT",
-            Command::TimeoutAck => "TIMEOUT_ACK",
-            Command::TimeoutNs => "TIMEOUT_NS",
-            Command::Lap => "LAP",
-            Command::Periodic => "PERIODIC",
+            Command::Reset => c"RESET",
+            Command::Start => c"START",
+            Command::Pause => c"PAUSE",
+            Command::Update => c"UPDATE",
+            Command::Timeout => c"TIMEOUT",
+            Command::TimeoutAck => c"TIMEOUT_ACK",
+            Command::TimeoutNs => c"TIMEOUT_NS",
+            Command::Lap => c"LAP",
+            Command::Periodic => c"PERIODIC",
         }
     }
 }
@@ -303,11 +319,24 @@ impl Status {
 
     /// Upper-case name, as in the interface document.
     pub const fn name(self) -> &'static str {
+        text_of(self.c_name())
+    }
+
+    /// [`name`](Self::name) as a C string, as QEMU's trace events take it.
+    pub const fn c_name(self) -> &'static CStr {
         match self {
-            Status::Running => "RUNNING",
-            Status::Reset => "RESET",
-            Status::Paused => "PAUSED",
+            Status::Running => c"RUNNING",
+            Status::Reset => c"RESET",
+            Status::Paused => c"PAUSED",
         }
+    }
+}
+
+/// The text of a name written once, as a C string (the names are ASCII).
+const fn text_of(name: &'static CStr) -> &'static str {
+    match core::str::from_utf8(name.to_bytes()) {
+        Ok(text) => text,
+        Err(_) => panic!("the interface's names are ASCII"),
     }
 }
 

@@ -43,6 +43,11 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "QEMU's C compilations shared by every checkout's QEMU build",
     ),
     (
+        "swig",
+        "builds pylibfdt, which dt-schema (the binding's test) needs",
+    ),
+    ("python3-dev", "builds pylibfdt (as swig)"),
+    (
         "binutils-aarch64-linux-gnu",
         "assembles the test vectors of kvm-check's instruction classifier",
     ),

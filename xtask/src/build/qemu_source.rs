@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! Gets QEMU's source into a keyed cache directory: download (Debian's
-//! source package through a private apt configuration, or an upstream
-//! tarball), extract, restore what Debian's `+ds` repack strips, commit it
-//! as a git base, apply `patches/*.patch`; clones that prepared tree for
-//! each checkout, and syncs the checkout's `qemu-device/` into its clone.
+//! Gets QEMU's source into a keyed cache directory, the generic steps:
+//! choose the tarball (an upstream one, or Debian's, fetched by
+//! [`debian::source`]), extract it, have [`debian::repack`] restore what
+//! Debian's `+ds` repack strips, commit it as a git base, apply
+//! `patches/*.patch`; clones that prepared tree for each checkout, and
+//! syncs the checkout's `qemu-device/` into its clone.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -11,13 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::cache::{Cache, QemuDirs};
-use crate::build::debian::meson_wrap::CrateWrap;
-use crate::build::debian::mirror as debian_mirror;
+use crate::build::debian;
 use crate::build::pins;
-use crate::build::prereqs::cargo;
-use crate::util::{
-    self, fetch_verified, run_captured, sha256_file, verify_sha256, MirrorReport, Pinned,
-};
+use crate::util::{self, run_captured, sha256_file, MirrorReport};
 
 /// Environment variable naming an upstream release tarball to build from.
 pub const TARBALL_ENV: &str = "STOPWATCH_QEMU_TARBALL";
@@ -61,95 +58,15 @@ impl QemuTarball {
 pub fn fetch_tarball(cache: &Cache, tarball: &QemuTarball) -> Result<PathBuf> {
     match tarball {
         QemuTarball::Upstream { path, .. } => Ok(path.clone()),
-        QemuTarball::Debian => {
-            let dir = cache.downloads().join("qemu");
-            let orig = dir.join(pins::DEBIAN_ORIG_TARBALL.name);
-            // The build needs the orig tarball; the other files of the
-            // source package are checked when they are there.
-            let files: Vec<Pinned> = pins::DEBIAN_SOURCE_FILES
-                .iter()
-                .map(|file| Pinned {
-                    path: dir.join(file.name),
-                    sha256: file.sha256,
-                })
-                .filter(|file| file.path == orig || file.path.is_file())
-                .collect();
-            fetch_verified(&files, || download_debian_source(cache, &dir))?;
-            Ok(orig)
-        }
+        QemuTarball::Debian => debian::source::fetch_orig_tarball(
+            cache,
+            &format!(
+                "download the upstream release tarball {} (QEMU's download page) and pass it \
+                 with --qemu-tarball PATH or {TARBALL_ENV}=PATH",
+                pins::UPSTREAM_TARBALL_NAME
+            ),
+        ),
     }
-}
-
-/// `apt-get source --download-only` with a private apt configuration that
-/// lists only the Debian source index; the system's apt setup is untouched.
-fn download_debian_source(cache: &Cache, into: &Path) -> Result<()> {
-    let keyring = Path::new(pins::DEBIAN_KEYRING);
-    if !keyring.is_file() {
-        bail!(
-            "{} is missing: install Debian's debian-archive-keyring package",
-            keyring.display()
-        );
-    }
-    let mirror = debian_mirror::find()?;
-    let apt = cache.apt();
-    for dir in [
-        apt.join("lists/partial"),
-        apt.join("cache/archives/partial"),
-        into.to_path_buf(),
-    ] {
-        fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    }
-    let sources_list = apt.join("sources.list");
-    util::write_if_changed(
-        &sources_list,
-        format!(
-            "deb-src [signed-by={}] {mirror} {} main\n",
-            keyring.display(),
-            pins::DEBIAN_SUITE
-        )
-        .as_bytes(),
-    )?;
-    let private_apt = || {
-        let mut cmd = Command::new("apt-get");
-        for option in [
-            format!("Dir::Etc::SourceList={}", sources_list.display()),
-            "Dir::Etc::SourceParts=/dev/null".to_string(),
-            format!("Dir::State::Lists={}", apt.join("lists").display()),
-            format!("Dir::Cache={}", apt.join("cache").display()),
-            // Our own state directories: no need for the system's locks,
-            // nor for apt's unprivileged download user (it cannot write here).
-            "Debug::NoLocking=1".to_string(),
-            "APT::Sandbox::User=root".to_string(),
-        ] {
-            cmd.arg("-o").arg(option);
-        }
-        cmd.arg("-q");
-        cmd
-    };
-    eprintln!(
-        "Downloading Debian's source package {}={} from {mirror} ({})...",
-        pins::DEBIAN_SOURCE_PACKAGE,
-        pins::DEBIAN_VERSION,
-        pins::DEBIAN_SUITE
-    );
-    run_captured(private_apt().arg("update"))
-        .with_context(|| format!("could not read the source index of {mirror}"))?;
-    let wanted = format!("{}={}", pins::DEBIAN_SOURCE_PACKAGE, pins::DEBIAN_VERSION);
-    run_captured(
-        private_apt()
-            .args(["--download-only", "source", &wanted])
-            .current_dir(into),
-    )
-    .with_context(|| {
-        format!(
-            "could not download {wanted} from Debian {} (the version may have left the \
-             archive).\nAlternative: download the upstream release tarball {} (QEMU's \
-             download page) and pass it with --qemu-tarball PATH or {TARBALL_ENV}=PATH",
-            pins::DEBIAN_SUITE,
-            pins::UPSTREAM_TARBALL_NAME
-        )
-    })?;
-    Ok(())
 }
 
 /// Builds a patched source tree in `dirs.src` from `tarball_path`.
@@ -177,172 +94,11 @@ pub fn prepare(repo: &Path, cache: &Cache, tarball_path: &Path, dirs: &QemuDirs)
             pins::QEMU_VERSION
         );
     }
-    restore_python_wheels(cache, src)?;
-    restore_rust_crates(repo, cache, src)?;
+    debian::repack::restore_stripped(repo, cache, src)?;
     commit_base(src)?;
-    apply_patches(repo, src)
-}
-
-/// Puts the meson and pycotap wheels into `python/wheels/` (configure runs
-/// with --disable-download and installs them from there).
-fn restore_python_wheels(cache: &Cache, src: &Path) -> Result<()> {
-    let in_tree = src.join("python/wheels");
-    let downloads = cache.downloads().join("wheels");
-    let missing: Vec<_> = pins::PYTHON_WHEELS
-        .iter()
-        .filter(|w| !in_tree.join(w.file.name).is_file()) // upstream ships them
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let files: Vec<Pinned> = missing
-        .iter()
-        .map(|w| Pinned {
-            path: downloads.join(w.file.name),
-            sha256: w.file.sha256,
-        })
-        .collect();
-    fetch_verified(&files, || {
-        eprintln!("Downloading Python wheels for QEMU's configure...");
-        let python = python_venv(cache)?;
-        run_captured(
-            Command::new(python)
-                .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-                .args(["--only-binary=:all:", "-d"])
-                .arg(&downloads)
-                .args(missing.iter().map(|w| w.requirement)),
-        )
-        .context("could not download the Python wheels QEMU's configure needs")
-        .map(drop)
-    })?;
-    fs::create_dir_all(&in_tree)?;
-    for wheel in missing {
-        let downloaded = downloads.join(wheel.file.name);
-        fs::copy(&downloaded, in_tree.join(wheel.file.name))
-            .with_context(|| format!("could not copy {}", downloaded.display()))?;
-    }
-    Ok(())
-}
-
-/// A venv of our own for pip: Debian's python3 has no pip module, and
-/// pip refuses to touch the system Python there anyway.
-fn python_venv(cache: &Cache) -> Result<PathBuf> {
-    let venv = cache.tools().join("python-venv");
-    let python = venv.join("bin/python3");
-    if !python.is_file() {
-        run_captured(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("could not create a Python venv: install Debian's python3-venv")?;
-    }
-    Ok(python)
-}
-
-/// Fills `subprojects/packagecache/` with the crates of every `*-rs.wrap`
-/// (fetched by cargo, checked against the wrap's hash) and
-/// `subprojects/packagefiles/` with this repository's meson files for them.
-fn restore_rust_crates(repo: &Path, cache: &Cache, src: &Path) -> Result<()> {
-    let subprojects = src.join("subprojects");
-    let mut wraps = Vec::new();
-    for entry in fs::read_dir(&subprojects)
-        .with_context(|| format!("could not list {}", subprojects.display()))?
-    {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with("-rs.wrap") {
-            let wrap = CrateWrap::read(&path)?;
-            // Upstream release tarballs ship the crates already unpacked.
-            if !subprojects.join(&wrap.directory).is_dir() {
-                wraps.push(wrap);
-            }
-        }
-    }
-    wraps.sort_by(|a, b| a.wrap_name.cmp(&b.wrap_name));
-    if wraps.is_empty() {
-        return Ok(());
-    }
-
-    let packagefiles = repo.join("patches/packagefiles");
-    for wrap in &wraps {
-        let from = packagefiles.join(&wrap.patch_directory);
-        if !from.join("meson.build").is_file() {
-            bail!(
-                "subprojects/{}.wrap needs a meson.build for crate {} {}, and {} has none: \
-                 write one (see the other folders there) and run again",
-                wrap.wrap_name,
-                wrap.crate_name,
-                wrap.crate_version,
-                from.display()
-            );
-        }
-        util::copy_tree(
-            &from,
-            &subprojects.join("packagefiles").join(&wrap.patch_directory),
-        )?;
-    }
-
-    fetch_crates(cache, &wraps)?;
-    let packagecache = subprojects.join("packagecache");
-    fs::create_dir_all(&packagecache)?;
-    for wrap in &wraps {
-        let crate_file = find_crate_file(&wrap.crate_name, &wrap.crate_version)?;
-        verify_sha256(&crate_file, &wrap.source_hash).with_context(|| {
-            format!(
-                "the crate does not match subprojects/{}.wrap's source_hash",
-                wrap.wrap_name
-            )
-        })?;
-        fs::copy(&crate_file, packagecache.join(&wrap.source_filename))
-            .with_context(|| format!("could not copy {}", crate_file.display()))?;
-    }
-    Ok(())
-}
-
-/// Lets cargo download the exact crate versions into its own cache,
-/// through a throwaway manifest that depends on all of them.
-fn fetch_crates(cache: &Cache, wraps: &[CrateWrap]) -> Result<()> {
-    let project = cache.downloads().join("crates-manifest");
-    let mut manifest = String::from(
-        "# Written by `cargo xtask`: lets cargo fetch the crates of QEMU's *-rs.wrap files.\n\
-         [package]\nname = \"qemu-wrap-crates\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-         publish = false\n\n[workspace]\n\n[dependencies]\n",
-    );
-    for wrap in wraps {
-        manifest.push_str(&format!(
-            "{} = \"={}\"\n",
-            wrap.crate_name, wrap.crate_version
-        ));
-    }
-    util::write_if_changed(&project.join("Cargo.toml"), manifest.as_bytes())?;
-    util::write_if_changed(&project.join("src/lib.rs"), b"")?;
-    eprintln!("Fetching {} crates for QEMU's Rust code...", wraps.len());
-    run_captured(
-        Command::new(cargo())
-            .args(["fetch", "--quiet", "--manifest-path"])
-            .arg(project.join("Cargo.toml")),
-    )
-    .context("cargo could not fetch the crates of QEMU's subprojects/*-rs.wrap")?;
-    Ok(())
-}
-
-/// The `.crate` file cargo keeps for `name`-`version`.
-fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
-        .context("neither CARGO_HOME nor HOME is set")?;
-    let registries = cargo_home.join("registry/cache");
-    let file_name = format!("{name}-{version}.crate");
-    fs::read_dir(&registries)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join(&file_name))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "cargo fetched, yet {file_name} is not under {}",
-                registries.display()
-            )
-        })
+    let debian_source =
+        tarball_path.file_name() == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name));
+    apply_patches(repo, src, debian_source)
 }
 
 fn git(src: &Path) -> Command {
@@ -432,9 +188,15 @@ pub fn patch_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(patches)
 }
 
-fn apply_patches(repo: &Path, src: &Path) -> Result<()> {
+/// Applies the series; the patches marked Debian-only (the last ones) only
+/// to Debian's repacked source.
+fn apply_patches(repo: &Path, src: &Path, debian_source: bool) -> Result<()> {
     for patch in patch_files(repo)? {
         let name = patch.file_name().unwrap_or_default().to_string_lossy();
+        if !debian_source && crate::build::patches::is_debian_only(&fs::read_to_string(&patch)?) {
+            eprintln!("Skipping {name} (only for Debian's source)");
+            continue;
+        }
         eprintln!("Applying {name}");
         // --committer-date-is-author-date: the same patches give the same
         // commits on every machine.

@@ -7,8 +7,10 @@
 
 pub mod bench;
 pub mod clean;
+pub mod dt_binding;
 pub mod fuzz;
 pub mod fuzz_dtb;
 pub mod inspect;
+pub mod qemu_tests;
 pub mod run;
 pub mod test;

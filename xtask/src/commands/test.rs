@@ -177,6 +177,15 @@ pub fn tests() -> Vec<Test> {
                 Ok(Verdict::Pass("clean".into()))
             },
         ),
+        Test::new(
+            "lint",
+            "device-tree binding: dt-validate on the generated trees, planted bad nodes fail",
+            Needs::Qemu,
+            |cx| {
+                crate::commands::dt_binding::run(&cx.session.repo, &cx.session.cache)
+                    .map(Verdict::Pass)
+            },
+        ),
     ];
     for test in catalogue::all().into_iter().filter(|test| !test.ignored) {
         tests.push(Test {

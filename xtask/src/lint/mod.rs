@@ -3,9 +3,12 @@
 //! with warnings as errors, for every crate of the project: the host
 //! crates, the guest kernel (for its target) and the device's crates
 //! (inside QEMU's Rust workspace, under QEMU's own, stricter, lint set);
-//! and the project's own checks, one module each.
+//! QEMU's checkpatch.pl on the patch series; and the project's own
+//! checks, one module each.
 
+pub mod checkpatch;
 pub mod doc_excerpts;
+pub mod links;
 pub mod mmio;
 #[cfg(test)]
 pub mod spdx;
@@ -105,6 +108,13 @@ pub fn run_all(session: &Session) -> Result<()> {
 
     eprintln!("    the documentation's code excerpts against their sources");
     crate::lint::doc_excerpts::check(root)?;
+
+    eprintln!("    the documentation's relative links and #anchors");
+    crate::lint::links::check(root)?;
+
+    eprintln!("    QEMU's scripts/checkpatch.pl on patches/*.patch (all but the sign-off)");
+    let patches = crate::build::qemu_source::patch_files(root)?;
+    crate::lint::checkpatch::check(&session.current_qemu_dirs()?.src, &patches)?;
 
     device_clippy(session)
 }

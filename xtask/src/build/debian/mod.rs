@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! What building from Debian's source package needs beyond the generic
-//! steps: the Debian mirror apt already uses ([`mirror`]), and the meson
-//! wrap files that say which crates Debian's `+ds` repack stripped
-//! ([`meson_wrap`]).
+//! The adapter for building from Debian's source package, beside the
+//! generic steps in `build::qemu_source`: the download ([`source`]) through
+//! the Debian mirror apt already uses ([`mirror`]), and putting back what
+//! the `+ds` repack strips ([`repack`]), the crates named by the meson
+//! wrap files ([`meson_wrap`]) among it.
 
 pub mod meson_wrap;
 pub mod mirror;
+pub mod repack;
+pub mod source;
