@@ -139,6 +139,13 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         },
         PropertyError::new("reg", "too many regions"),
     );
+    // The bench's C-device floor reads the PL031 RTC (test kernel only).
+    #[cfg(feature = "selftest")]
+    if BootMode::from_bootargs(board.bootargs) == BootMode::BenchScaling
+        && map.can_map([selftest::scaling::PL031])
+    {
+        map.map(selftest::scaling::PL031, DEVICE);
+    }
     // SAFETY: The map covers RAM (image, stack, device tree) and every
     // device used from here on.
     unsafe { map.activate() };
@@ -239,6 +246,11 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         #[cfg(feature = "selftest")]
         BootMode::HoldTimeout => selftest::hold_timeout(stopwatches.first()),
         #[cfg(feature = "selftest")]
+        BootMode::BenchScaling => {
+            selftest::scaling::run_and_print(stopwatches.first());
+            power::exit(0)
+        }
+        #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
             let fr = core::mem::offset_of!(drivers::uart::Pl011Registers, fr) as u64;
@@ -301,6 +313,10 @@ enum BootMode<'a> {
     HoldTimeout,
     /// `bench`.
     Bench,
+    /// `bench-scaling`: read throughput with several CPUs reading at once
+    /// (test kernel only; `selftest::scaling`).
+    #[cfg(feature = "selftest")]
+    BenchScaling,
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
     /// which `cargo xtask kvm-check` must catch (test kernel only).
     KvmNegativeControl,
@@ -323,6 +339,8 @@ impl<'a> BootMode<'a> {
                 None if word == "overflow" => return BootMode::Overflow,
                 None if word == "hold-timeout" => return BootMode::HoldTimeout,
                 None if word == "bench" => return BootMode::Bench,
+                #[cfg(feature = "selftest")]
+                None if word == "bench-scaling" => return BootMode::BenchScaling,
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}
             }

@@ -268,6 +268,19 @@ pub fn run(repo: &Repo, timeout: Duration) -> Result<String> {
     })?;
     judge_clean("bench", &report, 1)?;
     clean_runs.push(report);
+    // The test kernel's scaling bench: two CPUs reading the stopwatch's
+    // registers and the PL031 RTC's at once.
+    let scaling = VmConfig {
+        append: Some("bench-scaling".to_string()),
+        tests: true,
+        extra: vec!["-smp".to_string(), "2".to_string()],
+        ..VmConfig::default()
+    };
+    let (report, _) = audit_run("bench-scaling", scaling, &plugin, &reports, |config| {
+        run_to_exit(repo, config, "SCALING {\"cpus\"", timeout)
+    })?;
+    judge_clean("bench-scaling", &report, 1)?;
+    clean_runs.push(report);
 
     let negative = VmConfig {
         append: Some("kvm-negative-control".to_string()),

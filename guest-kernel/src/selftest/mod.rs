@@ -65,6 +65,7 @@ mod fp_simd;
 mod laps;
 mod original_demo;
 mod periodic;
+pub mod scaling;
 mod shell_answers;
 mod time_page;
 mod timeouts;
