@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The time page under concurrency (boot argument `concurrency` or
+//! `concurrency=SEED`, test kernel; the system test
+//! `concurrency::time_page_readings_match_publications` boots it with the
+//! device's `stopwatch_time_page` trace on).
+//!
+//! CPUs 1..N-1 run the driver's zero-exit read in a tight loop and keep
+//! every reading that differs from the one they kept last (so every change
+//! of sequence, and any torn reading under a sequence already seen), while
+//! CPU 0 drives stopwatch 0 with a seeded random mix of START, PAUSE,
+//! RESET, LAP, short TIMEOUT_NS and TIMEOUT_ACK (the timeouts fire from
+//! QEMU's timer, the handler acknowledges them). At the end it prints the
+//! kept readings, one a line:
+//!
+//! `CONCURRENCY-READING cpu sequence status accumulated_ns run_start_ns deadline_ns`
+//!
+//! (numbers in hex, the status as its code), then
+//!
+//! `CONCURRENCY {"seed":..,"readers":..,"commands":..,"readings":..,"kept":..,"dropped":..,"backwards":..,"errors":..}`
+//!
+//! The host compares each kept reading with what the device published for
+//! its sequence. Checked here: within one run of RUNNING (same accumulated
+//! time and run start) the elapsed time a reader computes never goes
+//! backwards (`backwards` counts the times it did).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::cpu::{self, MAX_CPUS};
+use crate::arch::timer;
+use crate::drivers::stopwatch::Stopwatch;
+use crate::smp::{self, Job};
+use crate::{devices, println};
+
+/// Commands CPU 0 sends.
+const COMMANDS: usize = 300;
+/// The longest pause between two commands.
+const MAX_GAP_NS: u64 = 3_000_000;
+/// The shortest and longest TIMEOUT_NS argument.
+const TIMEOUT_RANGE_NS: (u64, u64) = (10_000, 2_000_000);
+/// Readings each reader keeps at most (each command publishes about once).
+/// Small: the image must stay within the 1 MiB that PC-relative
+/// addressing reaches from its code.
+const KEPT_PER_CPU: usize = 512;
+/// Readers with a buffer (CPUs 1..=READERS_KEEPING); more read but keep nothing.
+const READERS_KEEPING: usize = 3;
+/// How long a reader may take to start and to stop.
+const JOB_TIMEOUT_NS: u64 = 5_000_000_000;
+/// The seed without `=SEED`.
+pub const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
+
+/// Readers started and reading.
+static READY: AtomicUsize = AtomicUsize::new(0);
+/// Set by CPU 0 when the readers must stop.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// One kept reading.
+struct Kept {
+    /// Sequence in the high 32 bits, status code in the low.
+    sequence_status: AtomicU64,
+    accumulated_ns: AtomicU64,
+    run_start_ns: AtomicU64,
+    deadline_ns: AtomicU64,
+}
+
+/// What one reader did. Atomics only so the static needs no `unsafe`:
+/// each reader writes its own, CPU 0 reads them after `wait_done`.
+struct Reader {
+    kept: [Kept; KEPT_PER_CPU],
+    /// Readings kept (at most [`KEPT_PER_CPU`]).
+    kept_count: AtomicUsize,
+    /// Readings that differed from the last kept one but found no room.
+    dropped: AtomicU64,
+    /// Successful reads.
+    readings: AtomicU64,
+    /// Reads that failed (the page stayed unreadable for its patience).
+    errors: AtomicU64,
+    /// Times the elapsed time went backwards within a run of RUNNING.
+    backwards: AtomicU64,
+}
+
+/// By CPU index minus one.
+static READERS: [Reader; READERS_KEEPING] = [const {
+    Reader {
+        kept: [const {
+            Kept {
+                sequence_status: AtomicU64::new(0),
+                accumulated_ns: AtomicU64::new(0),
+                run_start_ns: AtomicU64::new(0),
+                deadline_ns: AtomicU64::new(0),
+            }
+        }; KEPT_PER_CPU],
+        kept_count: AtomicUsize::new(0),
+        dropped: AtomicU64::new(0),
+        readings: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        backwards: AtomicU64::new(0),
+    }
+}; READERS_KEEPING];
+
+/// xorshift64*: a small seeded generator, reproducible from the seed.
+struct Random(u64);
+
+impl Random {
+    fn new(seed: u64) -> Self {
+        Random(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `low..=high`.
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+/// Runs the mode and prints its result.
+pub fn run_and_print(stopwatch: Option<&Stopwatch>, seed: u64) {
+    let Some(stopwatch) = stopwatch else {
+        println!("CONCURRENCY {{\"error\":\"no stopwatch device\"}}");
+        return;
+    };
+    if let Err(error) = stopwatch.read_time_page() {
+        println!("CONCURRENCY {{\"error\":\"{error}\"}}");
+        return;
+    }
+    let online = smp::online();
+    if online < 2 {
+        println!("CONCURRENCY {{\"error\":\"one CPU online: nobody to read\"}}");
+        return;
+    }
+    println!("concurrency: seed {seed:#x}, {} readers", online - 1);
+    stopwatch.reset();
+    STOP.store(false, Ordering::Relaxed);
+    READY.store(0, Ordering::Relaxed);
+    let mut tickets = [0u64; MAX_CPUS];
+    for (cpu, ticket) in tickets.iter_mut().enumerate().take(online).skip(1) {
+        match smp::post(
+            cpu,
+            Job {
+                run: read,
+                argument: 0,
+            },
+        ) {
+            Ok(posted) => *ticket = posted,
+            Err(_) => {
+                println!("CONCURRENCY {{\"error\":\"CPU {cpu} took no job\"}}");
+                return;
+            }
+        }
+    }
+    let patience = timer::counter() + timer::clock().ns_to_ticks(JOB_TIMEOUT_NS);
+    while READY.load(Ordering::Acquire) < online - 1 {
+        if timer::counter() > patience {
+            println!("CONCURRENCY {{\"error\":\"a reader did not start\"}}");
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    drive(stopwatch, seed);
+    STOP.store(true, Ordering::Release);
+    for (cpu, &ticket) in tickets.iter().enumerate().take(online).skip(1) {
+        if !smp::wait_done(cpu, ticket, JOB_TIMEOUT_NS) {
+            println!("CONCURRENCY {{\"error\":\"CPU {cpu} did not stop\"}}");
+            return;
+        }
+    }
+    stopwatch.reset();
+    let (mut readings, mut kept, mut dropped, mut backwards, mut errors) = (0, 0, 0, 0, 0);
+    for (cpu, reader) in (1..online).zip(&READERS) {
+        let count = reader.kept_count.load(Ordering::Acquire);
+        for entry in &reader.kept[..count] {
+            let sequence_status = entry.sequence_status.load(Ordering::Relaxed);
+            println!(
+                "CONCURRENCY-READING {cpu} {:x} {} {:x} {:x} {:x}",
+                sequence_status >> 32,
+                sequence_status & 0xffff_ffff,
+                entry.accumulated_ns.load(Ordering::Relaxed),
+                entry.run_start_ns.load(Ordering::Relaxed),
+                entry.deadline_ns.load(Ordering::Relaxed),
+            );
+        }
+        kept += count as u64;
+        readings += reader.readings.load(Ordering::Relaxed);
+        dropped += reader.dropped.load(Ordering::Relaxed);
+        backwards += reader.backwards.load(Ordering::Relaxed);
+        errors += reader.errors.load(Ordering::Relaxed);
+    }
+    println!(
+        "CONCURRENCY {{\"seed\":{seed},\"readers\":{},\"commands\":{COMMANDS},\"readings\":{readings},\"kept\":{kept},\"dropped\":{dropped},\"backwards\":{backwards},\"errors\":{errors}}}",
+        online - 1
+    );
+}
+
+/// CPU 0's part: the seeded random commands, with random gaps.
+fn drive(stopwatch: &Stopwatch, seed: u64) {
+    let mut random = Random::new(seed);
+    let clock = timer::clock();
+    for _ in 0..COMMANDS {
+        match random.next() % 6 {
+            0 => stopwatch.start(),
+            1 => stopwatch.pause(),
+            2 => stopwatch.reset(),
+            // With every slot taken the device refuses LAP: reset instead.
+            3 if stopwatch.laps().is_ok_and(|laps| laps.is_full()) => stopwatch.reset(),
+            3 => stopwatch.lap(),
+            4 => stopwatch.timeout_ns(random.between(TIMEOUT_RANGE_NS.0, TIMEOUT_RANGE_NS.1)),
+            _ => stopwatch.ack(),
+        }
+        let until = timer::counter() + clock.ns_to_ticks(random.between(0, MAX_GAP_NS));
+        while timer::counter() < until {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// A reader's job (CPUs 1..N-1): reads until told to stop, keeping every
+/// reading that differs from the last one kept.
+fn read(_: usize) {
+    let Some(stopwatch) = devices::stopwatch(0) else {
+        return;
+    };
+    let Some(mine) = cpu::index()
+        .checked_sub(1)
+        .and_then(|slot| READERS.get(slot))
+    else {
+        // A reader beyond those with a buffer: only its load counts.
+        READY.fetch_add(1, Ordering::AcqRel);
+        while !STOP.load(Ordering::Relaxed) {
+            let _ = core::hint::black_box(stopwatch.read_zero_exit());
+        }
+        return;
+    };
+    READY.fetch_add(1, Ordering::AcqRel);
+    let (mut readings, mut errors, mut backwards, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+    let mut kept = 0usize;
+    // The last kept (sequence_status, accumulated, run start, deadline).
+    let mut last = (u64::MAX, 0, 0, 0);
+    // The last RUNNING reading: (accumulated, run start, elapsed).
+    let mut last_running: Option<(u64, u64, u64)> = None;
+    while !STOP.load(Ordering::Relaxed) {
+        let Ok(reading) = stopwatch.read_zero_exit() else {
+            errors += 1;
+            continue;
+        };
+        readings += 1;
+        let snapshot = &reading.snapshot;
+        if reading.counter.is_some() {
+            let run = (snapshot.accumulated_ns, snapshot.run_start_ns);
+            if let Some((accumulated, run_start, elapsed)) = last_running {
+                if (accumulated, run_start) == run && reading.elapsed_ns < elapsed {
+                    backwards += 1;
+                }
+            }
+            last_running = Some((run.0, run.1, reading.elapsed_ns));
+        }
+        let this = (
+            (u64::from(reading.sequence) << 32) | snapshot.status.code(),
+            snapshot.accumulated_ns,
+            snapshot.run_start_ns,
+            snapshot.timeout_deadline_ns,
+        );
+        if this != last {
+            last = this;
+            match mine.kept.get(kept) {
+                Some(entry) => {
+                    entry.sequence_status.store(this.0, Ordering::Relaxed);
+                    entry.accumulated_ns.store(this.1, Ordering::Relaxed);
+                    entry.run_start_ns.store(this.2, Ordering::Relaxed);
+                    entry.deadline_ns.store(this.3, Ordering::Relaxed);
+                    kept += 1;
+                }
+                None => dropped += 1,
+            }
+        }
+    }
+    mine.readings.store(readings, Ordering::Relaxed);
+    mine.errors.store(errors, Ordering::Relaxed);
+    mine.backwards.store(backwards, Ordering::Relaxed);
+    mine.dropped.store(dropped, Ordering::Relaxed);
+    // Release: CPU 0 reads the kept readings after it sees the count.
+    mine.kept_count.store(kept, Ordering::Release);
+}
