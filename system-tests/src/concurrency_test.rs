@@ -169,7 +169,7 @@ pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> 
     );
     ensure!(
         backwards == 0,
-        "elapsed time went backwards within a run: {summary}"
+        "elapsed time went backwards (within a run, or across one publication other than RESET): {summary}"
     );
     ensure!(errors == 0, "unreadable time page: {summary}");
     ensure!(

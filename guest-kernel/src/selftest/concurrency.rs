@@ -40,9 +40,9 @@ use crate::{devices, println};
 use stopwatch_abi::Status;
 
 /// Commands CPU 0 sends.
-const COMMANDS: usize = 300;
+const COMMANDS: usize = 900;
 /// The longest pause between two commands.
-const MAX_GAP_NS: u64 = 3_000_000;
+const MAX_GAP_NS: u64 = 1_500_000;
 /// The shortest and longest TIMEOUT_NS argument.
 const TIMEOUT_RANGE_NS: (u64, u64) = (10_000, 2_000_000);
 /// Readings each reader keeps at most (each command publishes about once).
@@ -209,14 +209,16 @@ fn drive(stopwatch: &Stopwatch, seed: u64) {
     let mut random = Random::new(seed);
     let clock = timer::clock();
     for _ in 0..COMMANDS {
-        match random.next() % 6 {
-            0 => stopwatch.start(),
-            1 => stopwatch.pause(),
-            2 => stopwatch.reset(),
+        // START and PAUSE twice as often: a PAUSE that ends a run is
+        // where a counter read outside the section shows.
+        match random.next() % 8 {
+            0 | 1 => stopwatch.start(),
+            2 | 3 => stopwatch.pause(),
+            4 => stopwatch.reset(),
             // With every slot taken the device refuses LAP: reset instead.
-            3 if stopwatch.laps().is_ok_and(|laps| laps.is_full()) => stopwatch.reset(),
-            3 => stopwatch.lap(),
-            4 => stopwatch.timeout_ns(random.between(TIMEOUT_RANGE_NS.0, TIMEOUT_RANGE_NS.1)),
+            5 if stopwatch.laps().is_ok_and(|laps| laps.is_full()) => stopwatch.reset(),
+            5 => stopwatch.lap(),
+            6 => stopwatch.timeout_ns(random.between(TIMEOUT_RANGE_NS.0, TIMEOUT_RANGE_NS.1)),
             _ => stopwatch.ack(),
         }
         let until = timer::counter() + clock.ns_to_ticks(random.between(0, MAX_GAP_NS));
