@@ -233,11 +233,15 @@ pub fn all() -> Vec<SystemTest> {
     ));
     // The time page read by every other CPU while CPU 0 drives the device:
     // multi-threaded TCG (no -icount), so reader and writer truly overlap.
-    for (cpu, gic) in [("max", Gic::V3), ("cortex-a53", Gic::V2)] {
+    let machines = [("max", Gic::V3), ("cortex-a53", Gic::V2)];
+    for (cpus, (cpu, gic)) in ["2", "4"]
+        .into_iter()
+        .flat_map(|n| machines.map(|m| (n, m)))
+    {
         let config = VmConfig {
             cpu: cpu.to_string(),
             gic: Some(gic),
-            extra: vec!["-smp".to_string(), "2".to_string()],
+            extra: vec!["-smp".to_string(), cpus.to_string()],
             ..VmConfig::default()
         };
         let name = format!("{}::{}", concurrency_test::NAME, slug(&config.to_string()));
