@@ -30,7 +30,7 @@
 //! the device holds from its clock read to its publication, so a counter
 //! read inside the section never lands between them.)
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::cpu::{self, MAX_CPUS};
 use crate::arch::timer;
@@ -43,12 +43,14 @@ use stopwatch_abi::Status;
 const COMMANDS: usize = 900;
 /// The longest pause between two commands.
 const MAX_GAP_NS: u64 = 1_500_000;
+/// How long CPU 0 waits, after a command, for the readers to see it.
+const SEEN_PATIENCE_NS: u64 = 5_000_000;
 /// The shortest and longest TIMEOUT_NS argument.
 const TIMEOUT_RANGE_NS: (u64, u64) = (10_000, 2_000_000);
-/// Readings each reader keeps at most (each command publishes about once).
-/// Small: the image must stay within the 1 MiB that PC-relative
-/// addressing reaches from its code.
-const KEPT_PER_CPU: usize = 512;
+/// Readings the readers keep at most, together, shared out equally
+/// (each command publishes about once). Small: the image must stay within
+/// the 1 MiB that PC-relative addressing reaches from its code.
+const KEPT_IN_ALL: usize = 1536;
 /// Readers with a buffer (CPUs 1..=READERS_KEEPING); more read but keep nothing.
 const READERS_KEEPING: usize = 3;
 /// How long a reader may take to start and to stop.
@@ -73,8 +75,9 @@ struct Kept {
 /// What one reader did. Atomics only so the static needs no `unsafe`:
 /// each reader writes its own, CPU 0 reads them after `wait_done`.
 struct Reader {
-    kept: [Kept; KEPT_PER_CPU],
-    /// Readings kept (at most [`KEPT_PER_CPU`]).
+    /// The sequence of the last reading that differed from the one before.
+    seen: AtomicU32,
+    /// Readings kept (at most its share of [`KEPTS`]).
     kept_count: AtomicUsize,
     /// Readings that differed from the last kept one but found no room.
     dropped: AtomicU64,
@@ -86,18 +89,28 @@ struct Reader {
     backwards: AtomicU64,
 }
 
+/// The kept readings: reader R (CPU R+1) has the R-th of `readers` equal
+/// shares.
+static KEPTS: [Kept; KEPT_IN_ALL] = [const {
+    Kept {
+        sequence_status: AtomicU64::new(0),
+        accumulated_ns: AtomicU64::new(0),
+        run_start_ns: AtomicU64::new(0),
+        deadline_ns: AtomicU64::new(0),
+    }
+}; KEPT_IN_ALL];
+
+/// Reader R's share of [`KEPTS`] when `readers` keep.
+fn share_of(reader: usize, readers: usize) -> &'static [Kept] {
+    let size = KEPT_IN_ALL / readers;
+    &KEPTS[reader * size..(reader + 1) * size]
+}
+
 /// By CPU index minus one.
 static READERS: [Reader; READERS_KEEPING] = [const {
     Reader {
-        kept: [const {
-            Kept {
-                sequence_status: AtomicU64::new(0),
-                accumulated_ns: AtomicU64::new(0),
-                run_start_ns: AtomicU64::new(0),
-                deadline_ns: AtomicU64::new(0),
-            }
-        }; KEPT_PER_CPU],
         kept_count: AtomicUsize::new(0),
+        seen: AtomicU32::new(0),
         dropped: AtomicU64::new(0),
         readings: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -145,13 +158,14 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, seed: u64) {
     stopwatch.reset();
     STOP.store(false, Ordering::Relaxed);
     READY.store(0, Ordering::Relaxed);
+    let keeping = (online - 1).min(READERS_KEEPING);
     let mut tickets = [0u64; MAX_CPUS];
     for (cpu, ticket) in tickets.iter_mut().enumerate().take(online).skip(1) {
         match smp::post(
             cpu,
             Job {
                 run: read,
-                argument: 0,
+                argument: keeping,
             },
         ) {
             Ok(posted) => *ticket = posted,
@@ -169,7 +183,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, seed: u64) {
         }
         core::hint::spin_loop();
     }
-    drive(stopwatch, seed);
+    drive(stopwatch, seed, keeping);
     STOP.store(true, Ordering::Release);
     for (cpu, &ticket) in tickets.iter().enumerate().take(online).skip(1) {
         if !smp::wait_done(cpu, ticket, JOB_TIMEOUT_NS) {
@@ -181,7 +195,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, seed: u64) {
     let (mut readings, mut kept, mut dropped, mut backwards, mut errors) = (0, 0, 0, 0, 0);
     for (cpu, reader) in (1..online).zip(&READERS) {
         let count = reader.kept_count.load(Ordering::Acquire);
-        for entry in &reader.kept[..count] {
+        for entry in &share_of(cpu - 1, keeping)[..count] {
             let sequence_status = entry.sequence_status.load(Ordering::Relaxed);
             println!(
                 "CONCURRENCY-READING {cpu} {:x} {} {:x} {:x} {:x}",
@@ -205,7 +219,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, seed: u64) {
 }
 
 /// CPU 0's part: the seeded random commands, with random gaps.
-fn drive(stopwatch: &Stopwatch, seed: u64) {
+fn drive(stopwatch: &Stopwatch, seed: u64, keeping: usize) {
     let mut random = Random::new(seed);
     let clock = timer::clock();
     for _ in 0..COMMANDS {
@@ -221,6 +235,19 @@ fn drive(stopwatch: &Stopwatch, seed: u64) {
             6 => stopwatch.timeout_ns(random.between(TIMEOUT_RANGE_NS.0, TIMEOUT_RANGE_NS.1)),
             _ => stopwatch.ack(),
         }
+        // Give the readers the chance to see what the command published
+        // (on a loaded host a reader's thread may not run for a while),
+        // so that most publications are checked, not only some.
+        if let Ok(reading) = stopwatch.read_zero_exit() {
+            let patience = timer::counter() + clock.ns_to_ticks(SEEN_PATIENCE_NS);
+            while READERS[..keeping]
+                .iter()
+                .any(|reader| reader.seen.load(Ordering::Relaxed) < reading.sequence)
+                && timer::counter() < patience
+            {
+                core::hint::spin_loop();
+            }
+        }
         let until = timer::counter() + clock.ns_to_ticks(random.between(0, MAX_GAP_NS));
         while timer::counter() < until {
             core::hint::spin_loop();
@@ -230,14 +257,13 @@ fn drive(stopwatch: &Stopwatch, seed: u64) {
 
 /// A reader's job (CPUs 1..N-1): reads until told to stop, keeping every
 /// reading that differs from the last one kept.
-fn read(_: usize) {
+/// `keeping`: how many readers share [`KEPTS`].
+fn read(keeping: usize) {
     let Some(stopwatch) = devices::stopwatch(0) else {
         return;
     };
-    let Some(mine) = cpu::index()
-        .checked_sub(1)
-        .and_then(|slot| READERS.get(slot))
-    else {
+    let slot = cpu::index().wrapping_sub(1);
+    let Some(mine) = READERS.get(slot) else {
         // A reader beyond those with a buffer: only its load counts.
         READY.fetch_add(1, Ordering::AcqRel);
         while !STOP.load(Ordering::Relaxed) {
@@ -248,6 +274,7 @@ fn read(_: usize) {
     READY.fetch_add(1, Ordering::AcqRel);
     let (mut readings, mut errors, mut backwards, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     let mut kept = 0usize;
+    let my_kepts = share_of(slot, keeping);
     // The last kept (sequence_status, accumulated, run start, deadline).
     let mut last = (u64::MAX, 0, 0, 0);
     // The last RUNNING reading: (accumulated, run start, elapsed).
@@ -287,7 +314,8 @@ fn read(_: usize) {
         );
         if this != last {
             last = this;
-            match mine.kept.get(kept) {
+            mine.seen.store(reading.sequence, Ordering::Relaxed);
+            match my_kepts.get(kept) {
                 Some(entry) => {
                     entry.sequence_status.store(this.0, Ordering::Relaxed);
                     entry.accumulated_ns.store(this.1, Ordering::Relaxed);
