@@ -9,7 +9,10 @@
 //! of sequence, and any torn reading under a sequence already seen), while
 //! CPU 0 drives stopwatch 0 with a seeded random mix of START, PAUSE,
 //! RESET, LAP, short TIMEOUT_NS and TIMEOUT_ACK (the timeouts fire from
-//! QEMU's timer, the handler acknowledges them). At the end it prints the
+//! QEMU's timer, the handler acknowledges them); after each command it
+//! gives the readers up to `SEEN_PATIENCE_NS` to see the page it left,
+//! so that a loaded host, which may not run a reader's thread for a
+//! while, still has most publications read. At the end it prints the
 //! kept readings, one a line:
 //!
 //! `CONCURRENCY-READING cpu sequence status accumulated_ns run_start_ns deadline_ns`
