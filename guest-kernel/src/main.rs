@@ -251,6 +251,11 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             power::exit(0)
         }
         #[cfg(feature = "selftest")]
+        BootMode::Concurrency(seed) => {
+            selftest::concurrency::run_and_print(stopwatches.first(), seed);
+            power::exit(0)
+        }
+        #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
             let fr = core::mem::offset_of!(drivers::uart::Pl011Registers, fr) as u64;
@@ -317,6 +322,11 @@ enum BootMode<'a> {
     /// (test kernel only; `selftest::scaling`).
     #[cfg(feature = "selftest")]
     BenchScaling,
+    /// `concurrency` or `concurrency=SEED`: readers on every other CPU
+    /// while CPU 0 drives the device (test kernel only;
+    /// `selftest::concurrency`).
+    #[cfg(feature = "selftest")]
+    Concurrency(u64),
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
     /// which `cargo xtask kvm-check` must catch (test kernel only).
     KvmNegativeControl,
@@ -341,6 +351,16 @@ impl<'a> BootMode<'a> {
                 None if word == "bench" => return BootMode::Bench,
                 #[cfg(feature = "selftest")]
                 None if word == "bench-scaling" => return BootMode::BenchScaling,
+                #[cfg(feature = "selftest")]
+                None if word == "concurrency" => {
+                    return BootMode::Concurrency(selftest::concurrency::DEFAULT_SEED)
+                }
+                #[cfg(feature = "selftest")]
+                Some(("concurrency", seed)) => {
+                    if let Ok(seed) = seed.parse() {
+                        return BootMode::Concurrency(seed);
+                    }
+                }
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
                 _ => {}
             }

@@ -11,8 +11,8 @@ use crate::repo::Repo;
 use crate::report::{self, Entry};
 use crate::vm::{Gic, Kernel, VmConfig};
 use crate::{
-    debug_tests, dtb_boot_test, guest, kvm_check, line_editing_test, paste_test, periodic_test,
-    serial_fuzz, shell_test, snapshot_test,
+    concurrency_test, debug_tests, dtb_boot_test, guest, kvm_check, line_editing_test, paste_test,
+    periodic_test, serial_fuzz, shell_test, snapshot_test,
 };
 
 /// The stages of the system tests, in the order `cargo xtask test` takes
@@ -231,6 +231,24 @@ pub fn all() -> Vec<SystemTest> {
         "shipped_kernel_boots_elf_and_image_without_tests",
         |cx| guest::run_shipped_kernel_checks(&cx.repo, cx.guest_timeout),
     ));
+    // The time page read by every other CPU while CPU 0 drives the device:
+    // multi-threaded TCG (no -icount), so reader and writer truly overlap.
+    let machines = [("max", Gic::V3), ("cortex-a53", Gic::V2)];
+    for (cpus, (cpu, gic)) in ["2", "4"]
+        .into_iter()
+        .flat_map(|n| machines.map(|m| (n, m)))
+    {
+        let config = VmConfig {
+            cpu: cpu.to_string(),
+            gic: Some(gic),
+            extra: vec!["-smp".to_string(), cpus.to_string()],
+            ..VmConfig::default()
+        };
+        let name = format!("{}::{}", concurrency_test::NAME, slug(&config.to_string()));
+        tests.push(SystemTest::new("guest", name, move |cx| {
+            concurrency_test::run(&cx.repo, &config, cx.guest_timeout)
+        }));
+    }
     tests.push(SystemTest::new("guest", "fatal_exception_report", |cx| {
         guest::run_fault_report(&cx.repo, cx.guest_timeout)
     }));

@@ -21,6 +21,7 @@
 //! line, one serial console driver.
 
 pub mod catalogue;
+pub mod concurrency_test;
 pub mod debug_tests;
 pub mod demo;
 pub mod dtb_boot_test;

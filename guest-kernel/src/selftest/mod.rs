@@ -59,6 +59,7 @@ macro_rules! fail {
 
 mod boot_modes;
 mod commands;
+pub mod concurrency;
 mod cpus;
 mod discovery;
 mod fp_simd;
@@ -287,6 +288,7 @@ fn reading(t: &Checker, stopwatch: &Stopwatch) -> ZeroExitReading {
             timeout_deadline_ns: 0,
         },
         counter: None,
+        sequence: 0,
     })
 }
 

@@ -23,6 +23,10 @@ pub struct ZeroExitReading {
     /// time, exact, and no counter read is needed.
     #[cfg_attr(not(feature = "selftest"), allow(dead_code))]
     pub counter: Option<u64>,
+    /// The page's SEQUENCE the reading was validated under (for the
+    /// concurrency test, which matches readings with publications).
+    #[cfg(feature = "selftest")]
+    pub sequence: u32,
 }
 
 /// The device-clock time (what the time page's fields count) at guest
@@ -194,7 +198,7 @@ unsafe fn read_page_section(page: *const u8, with_counter: bool) -> PageSection 
 unsafe fn try_read_time_page(
     page: *const u8,
     with_counter: bool,
-) -> Result<(TimeSnapshot, Option<u64>), TimePageError> {
+) -> Result<(TimeSnapshot, Option<u64>, u32), TimePageError> {
     // SAFETY: The caller's promise.
     let fields = unsafe { read_page_section(page, with_counter) };
     if fields.sequence & 1 != 0 {
@@ -216,6 +220,7 @@ unsafe fn try_read_time_page(
             timeout_deadline_ns: fields.timeout_deadline_ns,
         },
         counter,
+        fields.sequence,
     ))
 }
 
@@ -232,7 +237,7 @@ impl Stopwatch {
     /// twice its floor (the page read plus one counter read).
     #[inline(always)]
     pub fn read_zero_exit(&self) -> Result<ZeroExitReading, TimePageError> {
-        let (snapshot, counter) = self.read_consistently(true)?;
+        let (snapshot, counter, _sequence) = self.read_consistently(true)?;
         let elapsed_ns = match counter {
             Some(counter) => snapshot.elapsed_ns_at_counter(self.clock.ticks_to_ns(counter)),
             None => snapshot.accumulated_ns,
@@ -241,6 +246,8 @@ impl Stopwatch {
             elapsed_ns,
             snapshot,
             counter,
+            #[cfg(feature = "selftest")]
+            sequence: _sequence,
         })
     }
 
@@ -254,7 +261,8 @@ impl Stopwatch {
     /// the snapshot's return through memory cost as much as the page read.
     #[inline(always)]
     pub fn read_time_page(&self) -> Result<TimeSnapshot, TimePageError> {
-        self.read_consistently(false).map(|(snapshot, _)| snapshot)
+        self.read_consistently(false)
+            .map(|(snapshot, _, _)| snapshot)
     }
 
     /// Attempts [`try_read_time_page`] until one succeeds or
@@ -265,7 +273,7 @@ impl Stopwatch {
     fn read_consistently(
         &self,
         with_counter: bool,
-    ) -> Result<(TimeSnapshot, Option<u64>), TimePageError> {
+    ) -> Result<(TimeSnapshot, Option<u64>, u32), TimePageError> {
         let Some(page) = self.time_page else {
             return Err(TimePageError::Absent);
         };

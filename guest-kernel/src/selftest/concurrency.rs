@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The time page under concurrency (boot argument `concurrency` or
+//! `concurrency=SEED`, test kernel; the system test
+//! `concurrency::time_page_readings_match_publications` boots it with the
+//! device's `stopwatch_time_page` trace on).
+//!
+//! CPUs 1..N-1 run the driver's zero-exit read in a tight loop and keep
+//! every reading that differs from the one they kept last (so every change
+//! of sequence, and any torn reading under a sequence already seen), while
+//! CPU 0 drives stopwatch 0 with a seeded random mix of START, PAUSE,
+//! RESET, LAP, short TIMEOUT_NS and TIMEOUT_ACK (the timeouts fire from
+//! QEMU's timer, the handler acknowledges them); after each command it
+//! gives the readers up to `SEEN_PATIENCE_NS` to see the page it left,
+//! so that a loaded host, which may not run a reader's thread for a
+//! while, still has most publications read. At the end it prints the
+//! kept readings, one a line:
+//!
+//! `CONCURRENCY-READING cpu sequence status accumulated_ns run_start_ns deadline_ns`
+//!
+//! (numbers in hex, the status as its code), then
+//!
+//! `CONCURRENCY {"seed":..,"readers":..,"commands":..,"readings":..,"kept":..,"dropped":..,"backwards":..,"errors":..}`
+//!
+//! The host compares each kept reading with what the device published for
+//! its sequence. Checked here, by each reader over its own readings
+//! (`backwards` counts the failures): the elapsed time never goes
+//! backwards within one run of RUNNING (same accumulated time and run
+//! start), nor across exactly one publication other than a RESET (the
+//! sequence 2 further on): START, PAUSE, LAP and timeouts keep time
+//! moving forward. The second catches a reader whose counter is read after
+//! the section: its elapsed time then runs past the PAUSE that ended the
+//! run it read. (Under TCG the counter read takes QEMU's big lock, which
+//! the device holds from its clock read to its publication, so a counter
+//! read inside the section never lands between them.)
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::cpu::{self, MAX_CPUS};
+use crate::arch::timer;
+use crate::drivers::stopwatch::Stopwatch;
+use crate::smp::{self, Job};
+use crate::{devices, println};
+use stopwatch_abi::Status;
+
+/// Commands CPU 0 sends.
+const COMMANDS: usize = 900;
+/// The longest pause between two commands.
+const MAX_GAP_NS: u64 = 1_500_000;
+/// How long CPU 0 waits, after a command, for the readers to see it.
+const SEEN_PATIENCE_NS: u64 = 5_000_000;
+/// The shortest and longest TIMEOUT_NS argument.
+const TIMEOUT_RANGE_NS: (u64, u64) = (10_000, 2_000_000);
+/// Readings the readers keep at most, together, shared out equally
+/// (each command publishes about once). Small: the image must stay within
+/// the 1 MiB that PC-relative addressing reaches from its code.
+const KEPT_IN_ALL: usize = 1536;
+/// Readers with a buffer (CPUs 1..=READERS_KEEPING); more read but keep nothing.
+const READERS_KEEPING: usize = 3;
+/// How long a reader may take to start and to stop.
+const JOB_TIMEOUT_NS: u64 = 5_000_000_000;
+/// The seed without `=SEED`.
+pub const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
+
+/// Readers started and reading.
+static READY: AtomicUsize = AtomicUsize::new(0);
+/// Set by CPU 0 when the readers must stop.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// One kept reading.
+struct Kept {
+    /// Sequence in the high 32 bits, status code in the low.
+    sequence_status: AtomicU64,
+    accumulated_ns: AtomicU64,
+    run_start_ns: AtomicU64,
+    deadline_ns: AtomicU64,
+}
+
+/// What one reader did. Atomics only so the static needs no `unsafe`:
+/// each reader writes its own, CPU 0 reads them after `wait_done`.
+struct Reader {
+    /// The sequence of the last reading that differed from the one before.
+    seen: AtomicU32,
+    /// Readings kept (at most its share of [`KEPTS`]).
+    kept_count: AtomicUsize,
+    /// Readings that differed from the last kept one but found no room.
+    dropped: AtomicU64,
+    /// Successful reads.
+    readings: AtomicU64,
+    /// Reads that failed (the page stayed unreadable for its patience).
+    errors: AtomicU64,
+    /// Times the elapsed time went backwards (see the module's comment).
+    backwards: AtomicU64,
+}
+
+/// The kept readings: reader R (CPU R+1) has the R-th of `readers` equal
+/// shares.
+static KEPTS: [Kept; KEPT_IN_ALL] = [const {
+    Kept {
+        sequence_status: AtomicU64::new(0),
+        accumulated_ns: AtomicU64::new(0),
+        run_start_ns: AtomicU64::new(0),
+        deadline_ns: AtomicU64::new(0),
+    }
+}; KEPT_IN_ALL];
+
+/// Reader R's share of [`KEPTS`] when `readers` keep.
+fn share_of(reader: usize, readers: usize) -> &'static [Kept] {
+    let size = KEPT_IN_ALL / readers;
+    &KEPTS[reader * size..(reader + 1) * size]
+}
+
+/// By CPU index minus one.
+static READERS: [Reader; READERS_KEEPING] = [const {
+    Reader {
+        kept_count: AtomicUsize::new(0),
+        seen: AtomicU32::new(0),
+        dropped: AtomicU64::new(0),
+        readings: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        backwards: AtomicU64::new(0),
+    }
+}; READERS_KEEPING];
+
+/// xorshift64*: a small seeded generator, reproducible from the seed.
+struct Random(u64);
+
+impl Random {
+    fn new(seed: u64) -> Self {
+        Random(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `low..=high`.
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+/// Runs the mode and prints its result.
+pub fn run_and_print(stopwatch: Option<&Stopwatch>, seed: u64) {
+    let Some(stopwatch) = stopwatch else {
+        println!("CONCURRENCY {{\"error\":\"no stopwatch device\"}}");
+        return;
+    };
+    if let Err(error) = stopwatch.read_time_page() {
+        println!("CONCURRENCY {{\"error\":\"{error}\"}}");
+        return;
+    }
+    let online = smp::online();
+    if online < 2 {
+        println!("CONCURRENCY {{\"error\":\"one CPU online: nobody to read\"}}");
+        return;
+    }
+    println!("concurrency: seed {seed:#x}, {} readers", online - 1);
+    stopwatch.reset();
+    STOP.store(false, Ordering::Relaxed);
+    READY.store(0, Ordering::Relaxed);
+    let keeping = (online - 1).min(READERS_KEEPING);
+    let mut tickets = [0u64; MAX_CPUS];
+    for (cpu, ticket) in tickets.iter_mut().enumerate().take(online).skip(1) {
+        match smp::post(
+            cpu,
+            Job {
+                run: read,
+                argument: keeping,
+            },
+        ) {
+            Ok(posted) => *ticket = posted,
+            Err(_) => {
+                println!("CONCURRENCY {{\"error\":\"CPU {cpu} took no job\"}}");
+                return;
+            }
+        }
+    }
+    let patience = timer::counter() + timer::clock().ns_to_ticks(JOB_TIMEOUT_NS);
+    while READY.load(Ordering::Acquire) < online - 1 {
+        if timer::counter() > patience {
+            println!("CONCURRENCY {{\"error\":\"a reader did not start\"}}");
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    drive(stopwatch, seed, keeping);
+    STOP.store(true, Ordering::Release);
+    for (cpu, &ticket) in tickets.iter().enumerate().take(online).skip(1) {
+        if !smp::wait_done(cpu, ticket, JOB_TIMEOUT_NS) {
+            println!("CONCURRENCY {{\"error\":\"CPU {cpu} did not stop\"}}");
+            return;
+        }
+    }
+    stopwatch.reset();
+    let (mut readings, mut kept, mut dropped, mut backwards, mut errors) = (0, 0, 0, 0, 0);
+    for (cpu, reader) in (1..online).zip(&READERS) {
+        let count = reader.kept_count.load(Ordering::Acquire);
+        for entry in &share_of(cpu - 1, keeping)[..count] {
+            let sequence_status = entry.sequence_status.load(Ordering::Relaxed);
+            println!(
+                "CONCURRENCY-READING {cpu} {:x} {} {:x} {:x} {:x}",
+                sequence_status >> 32,
+                sequence_status & 0xffff_ffff,
+                entry.accumulated_ns.load(Ordering::Relaxed),
+                entry.run_start_ns.load(Ordering::Relaxed),
+                entry.deadline_ns.load(Ordering::Relaxed),
+            );
+        }
+        kept += count as u64;
+        readings += reader.readings.load(Ordering::Relaxed);
+        dropped += reader.dropped.load(Ordering::Relaxed);
+        backwards += reader.backwards.load(Ordering::Relaxed);
+        errors += reader.errors.load(Ordering::Relaxed);
+    }
+    println!(
+        "CONCURRENCY {{\"seed\":{seed},\"readers\":{},\"commands\":{COMMANDS},\"readings\":{readings},\"kept\":{kept},\"dropped\":{dropped},\"backwards\":{backwards},\"errors\":{errors}}}",
+        online - 1
+    );
+}
+
+/// CPU 0's part: the seeded random commands, with random gaps.
+fn drive(stopwatch: &Stopwatch, seed: u64, keeping: usize) {
+    let mut random = Random::new(seed);
+    let clock = timer::clock();
+    for _ in 0..COMMANDS {
+        // START and PAUSE twice as often: a PAUSE that ends a run is
+        // where a counter read outside the section shows.
+        match random.next() % 8 {
+            0 | 1 => stopwatch.start(),
+            2 | 3 => stopwatch.pause(),
+            4 => stopwatch.reset(),
+            // With every slot taken the device refuses LAP: reset instead.
+            5 if stopwatch.laps().is_ok_and(|laps| laps.is_full()) => stopwatch.reset(),
+            5 => stopwatch.lap(),
+            6 => stopwatch.timeout_ns(random.between(TIMEOUT_RANGE_NS.0, TIMEOUT_RANGE_NS.1)),
+            _ => stopwatch.ack(),
+        }
+        // Give the readers the chance to see what the command published
+        // (on a loaded host a reader's thread may not run for a while),
+        // so that most publications are checked, not only some.
+        if let Ok(reading) = stopwatch.read_zero_exit() {
+            let patience = timer::counter() + clock.ns_to_ticks(SEEN_PATIENCE_NS);
+            while READERS[..keeping]
+                .iter()
+                .any(|reader| reader.seen.load(Ordering::Relaxed) < reading.sequence)
+                && timer::counter() < patience
+            {
+                core::hint::spin_loop();
+            }
+        }
+        let until = timer::counter() + clock.ns_to_ticks(random.between(0, MAX_GAP_NS));
+        while timer::counter() < until {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// A reader's job (CPUs 1..N-1): reads until told to stop, keeping every
+/// reading that differs from the last one kept.
+/// `keeping`: how many readers share [`KEPTS`].
+fn read(keeping: usize) {
+    let Some(stopwatch) = devices::stopwatch(0) else {
+        return;
+    };
+    let slot = cpu::index().wrapping_sub(1);
+    let Some(mine) = READERS.get(slot) else {
+        // A reader beyond those with a buffer: only its load counts.
+        READY.fetch_add(1, Ordering::AcqRel);
+        while !STOP.load(Ordering::Relaxed) {
+            let _ = core::hint::black_box(stopwatch.read_zero_exit());
+        }
+        return;
+    };
+    READY.fetch_add(1, Ordering::AcqRel);
+    let (mut readings, mut errors, mut backwards, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+    let mut kept = 0usize;
+    let my_kepts = share_of(slot, keeping);
+    // The last kept (sequence_status, accumulated, run start, deadline).
+    let mut last = (u64::MAX, 0, 0, 0);
+    // The last RUNNING reading: (accumulated, run start, elapsed).
+    let mut last_running: Option<(u64, u64, u64)> = None;
+    // The last reading: (sequence, elapsed).
+    let mut previous: Option<(u32, u64)> = None;
+    while !STOP.load(Ordering::Relaxed) {
+        let Ok(reading) = stopwatch.read_zero_exit() else {
+            errors += 1;
+            continue;
+        };
+        readings += 1;
+        let snapshot = &reading.snapshot;
+        if let Some((sequence, elapsed)) = previous {
+            if reading.sequence == sequence.wrapping_add(2)
+                && snapshot.status != Status::Reset
+                && reading.elapsed_ns < elapsed
+            {
+                backwards += 1;
+            }
+        }
+        previous = Some((reading.sequence, reading.elapsed_ns));
+        if reading.counter.is_some() {
+            let run = (snapshot.accumulated_ns, snapshot.run_start_ns);
+            if let Some((accumulated, run_start, elapsed)) = last_running {
+                if (accumulated, run_start) == run && reading.elapsed_ns < elapsed {
+                    backwards += 1;
+                }
+            }
+            last_running = Some((run.0, run.1, reading.elapsed_ns));
+        }
+        let this = (
+            (u64::from(reading.sequence) << 32) | snapshot.status.code(),
+            snapshot.accumulated_ns,
+            snapshot.run_start_ns,
+            snapshot.timeout_deadline_ns,
+        );
+        if this != last {
+            last = this;
+            mine.seen.store(reading.sequence, Ordering::Relaxed);
+            match my_kepts.get(kept) {
+                Some(entry) => {
+                    entry.sequence_status.store(this.0, Ordering::Relaxed);
+                    entry.accumulated_ns.store(this.1, Ordering::Relaxed);
+                    entry.run_start_ns.store(this.2, Ordering::Relaxed);
+                    entry.deadline_ns.store(this.3, Ordering::Relaxed);
+                    kept += 1;
+                }
+                None => dropped += 1,
+            }
+        }
+    }
+    mine.readings.store(readings, Ordering::Relaxed);
+    mine.errors.store(errors, Ordering::Relaxed);
+    mine.backwards.store(backwards, Ordering::Relaxed);
+    mine.dropped.store(dropped, Ordering::Relaxed);
+    // Release: CPU 0 reads the kept readings after it sees the count.
+    mine.kept_count.store(kept, Ordering::Release);
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The time page under concurrency, checked exactly: boots the test
+//! kernel's `concurrency` mode (`guest-kernel/src/selftest/concurrency.rs`:
+//! CPUs 1..N-1 read the time page with the driver's zero-exit read while
+//! CPU 0 drives the device at random) with the device's
+//! `stopwatch_time_page` trace written to a file, and checks that every
+//! reading the guest kept is a state the device published under that
+//! sequence number. One reading that matches none fails the test: a reader
+//! that accepted a torn page, or a writer that published out of order.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::repo::Repo;
+use crate::serial::SerialConsole;
+use crate::vm::VmConfig;
+
+/// The test's name in the suite, before the machine.
+pub const NAME: &str = "concurrency::time_page_readings_match_publications";
+
+/// Fewer successful reads than this and the run proved too little.
+const MIN_READINGS: u64 = 100_000;
+
+/// (status code, accumulated_ns, run_start_ns, deadline_ns).
+type PageState = (u64, u64, u64, u64);
+
+/// The states the device published, by sequence, from the trace file's
+/// `stopwatch_time_page` lines (sw0 only).
+fn publications(trace: &str) -> Result<HashMap<u64, HashSet<PageState>>> {
+    let mut published: HashMap<u64, HashSet<PageState>> = HashMap::new();
+    for line in trace.lines() {
+        let Some(at) = line.find("stopwatch_time_page sw0: time page ") else {
+            continue;
+        };
+        let words: Vec<&str> = line[at..].split_whitespace().collect();
+        // stopwatch_time_page sw0: time page sequence N status S
+        // accumulated_ns A run_start_ns R deadline_ns D
+        let field = |name: &str| -> Result<&str> {
+            let index = words
+                .iter()
+                .position(|word| *word == name)
+                .with_context(|| format!("no {name} in trace line {line:?}"))?;
+            words
+                .get(index + 1)
+                .copied()
+                .with_context(|| format!("no value after {name} in {line:?}"))
+        };
+        let number = |name: &str| -> Result<u64> {
+            field(name)?
+                .parse()
+                .with_context(|| format!("{name} in {line:?}"))
+        };
+        let status = match field("status")? {
+            "RUNNING" => 0,
+            "RESET" => 1,
+            "PAUSED" => 2,
+            other => bail!("unknown status {other:?} in {line:?}"),
+        };
+        published.entry(number("sequence")?).or_default().insert((
+            status,
+            number("accumulated_ns")?,
+            number("run_start_ns")?,
+            number("deadline_ns")?,
+        ));
+    }
+    Ok(published)
+}
+
+/// One kept reading: (cpu, sequence, state).
+fn reading(line: &str) -> Result<(u64, u64, PageState)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    ensure!(words.len() == 7, "malformed reading line {line:?}");
+    let hex = |index: usize| {
+        u64::from_str_radix(words[index], 16).with_context(|| format!("field {index} of {line:?}"))
+    };
+    Ok((hex(1)?, hex(2)?, (hex(3)?, hex(4)?, hex(5)?, hex(6)?)))
+}
+
+/// The number after `"name":` in the guest's summary line.
+fn summary_number(summary: &str, name: &str) -> Result<u64> {
+    let key = format!("\"{name}\":");
+    let start = summary
+        .find(&key)
+        .with_context(|| format!("no {name} in {summary:?}"))?
+        + key.len();
+    summary[start..]
+        .split([',', '}'])
+        .next()
+        .and_then(|value| value.parse().ok())
+        .with_context(|| format!("{name} in {summary:?}"))
+}
+
+/// Boots `config` (CPUs from its `-smp`) in the `concurrency` mode and
+/// checks every kept reading against the trace; `Ok` holds the numbers.
+pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> {
+    let trace_path = std::env::temp_dir().join(format!(
+        "stopwatch-concurrency-{}-{}.trace",
+        std::process::id(),
+        crate::catalogue::slug(&config.to_string())
+    ));
+    let mut config = config.clone();
+    config.tests = true;
+    config.append = Some("concurrency".to_string());
+    config.extra.extend([
+        "-trace".to_string(),
+        "stopwatch_time_page".to_string(),
+        "-D".to_string(),
+        trace_path.display().to_string(),
+    ]);
+    eprintln!("    {}", config.command_line(repo));
+    let began = Instant::now();
+    let mut console =
+        SerialConsole::spawn(repo, &config, None)?.named(&format!("concurrency {config}"));
+    let Some(status) = console.wait_exit(timeout)? else {
+        return Err(console.hung("no exit after the concurrency run", timeout));
+    };
+    let seconds = began.elapsed().as_secs_f64();
+    let transcript = console.transcript();
+    let trace = std::fs::read_to_string(&trace_path)
+        .with_context(|| format!("reading the trace {}", trace_path.display()));
+    std::fs::remove_file(&trace_path).ok();
+    let trace = trace?;
+    let summary = transcript
+        .lines()
+        .find(|line| line.starts_with("CONCURRENCY {"))
+        .with_context(|| format!("QEMU exited ({status}) without a CONCURRENCY line"))?
+        .trim();
+    ensure!(!summary.contains("\"error\""), "the guest said {summary}");
+    ensure!(status.success(), "QEMU exited with {status}: {summary}");
+
+    let published = publications(&trace)?;
+    let publication_count: usize = published.values().map(HashSet::len).sum();
+    let mut matched: HashSet<(u64, PageState)> = HashSet::new();
+    let mut kept = 0u64;
+    let mut unmatched = Vec::new();
+    for line in transcript
+        .lines()
+        .filter(|line| line.starts_with("CONCURRENCY-READING "))
+    {
+        let (cpu, sequence, state) = reading(line.trim())?;
+        kept += 1;
+        if published
+            .get(&sequence)
+            .is_some_and(|states| states.contains(&state))
+        {
+            matched.insert((sequence, state));
+        } else {
+            unmatched.push(format!(
+                "CPU {cpu} read sequence {sequence} as {state:?}, published: {:?}",
+                published.get(&sequence)
+            ));
+        }
+    }
+    if !unmatched.is_empty() {
+        bail!(
+            "{} of {kept} kept readings match no published state; first: {}",
+            unmatched.len(),
+            unmatched[..unmatched.len().min(5)].join("; ")
+        );
+    }
+    let readings = summary_number(summary, "readings")?;
+    let backwards = summary_number(summary, "backwards")?;
+    let errors = summary_number(summary, "errors")?;
+    let dropped = summary_number(summary, "dropped")?;
+    ensure!(
+        kept == summary_number(summary, "kept")?,
+        "the guest kept more readings than it printed: {summary}"
+    );
+    ensure!(
+        backwards == 0,
+        "elapsed time went backwards (within a run, or across one publication other than RESET): {summary}"
+    );
+    ensure!(errors == 0, "unreadable time page: {summary}");
+    ensure!(
+        readings >= MIN_READINGS,
+        "only {readings} readings (at least {MIN_READINGS} wanted): {summary}"
+    );
+    ensure!(kept > 0, "no reading kept: {summary}");
+    Ok(format!(
+        "{readings} readings, {kept} kept ({dropped} dropped) all match; {} of {publication_count} publications seen, {seconds:.1} s",
+        matched.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_trace_line_and_a_reading() {
+        let trace = "123@1.5:stopwatch_time_page sw0: time page sequence 8 status RUNNING \
+                     accumulated_ns 5 run_start_ns 7 deadline_ns 1000000000\n";
+        let published = publications(trace).unwrap();
+        assert!(published[&8].contains(&(0, 5, 7, 1_000_000_000)));
+        let (cpu, sequence, state) = reading("CONCURRENCY-READING 1 8 0 5 7 3b9aca00").unwrap();
+        assert_eq!((cpu, sequence, state), (1, 8, (0, 5, 7, 1_000_000_000)));
+        let summary = "CONCURRENCY {\"readings\":12,\"kept\":3}";
+        assert_eq!(summary_number(summary, "readings").unwrap(), 12);
+        assert_eq!(summary_number(summary, "kept").unwrap(), 3);
+    }
+}
