@@ -531,7 +531,9 @@ mod tests {
             [
                 "guest::in_guest_tests::max_gicv3_smp_4",
                 "guest::in_guest_tests::max_gicv3_el2_smp_4",
-                "guest::in_guest_tests::max_gicv3_secure_el2_smp_4"
+                "guest::in_guest_tests::max_gicv3_secure_el2_smp_4",
+                "guest::concurrency::time_page_readings_match_publications::max_gicv3_smp_2",
+                "guest::concurrency::time_page_readings_match_publications::max_gicv3_smp_4",
             ]
         );
         // host and qtest pass FILTER on to cargo test instead.
