@@ -85,12 +85,31 @@ pub(super) type SourceAt<'a> = dyn FnMut(&str, &str) -> Result<String> + 'a;
 
 /// `git show COMMIT:FILE` in the repository at `root`.
 pub(super) fn git_show(root: &Path, commit: &str, file: &str) -> Result<String> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["show", &format!("{commit}:{file}")])
-        .output()
-        .context("running git (a pinned chapter's excerpts come from its commit)")?;
+    let git = || {
+        let mut git = std::process::Command::new("git");
+        git.arg("-C").arg(root);
+        git
+    };
+    let show = || {
+        git()
+            .args(["show", &format!("{commit}:{file}")])
+            .output()
+            .context("running git (a pinned chapter's excerpts come from its commit)")
+    };
+    let mut output = show()?;
+    // A shallow clone (a CI checkout, say) lacks the pinned commit: fetch
+    // the history once, where the clone came from, and look again.
+    let shallow = || {
+        git()
+            .args(["rev-parse", "--is-shallow-repository"])
+            .output()
+            .is_ok_and(|out| out.stdout.starts_with(b"true"))
+    };
+    if !output.status.success() && shallow() {
+        eprintln!("    fetching the history of this shallow clone (chapter pinned to {commit})");
+        let _ = git().args(["fetch", "--quiet", "--unshallow"]).status();
+        output = show()?;
+    }
     if !output.status.success() {
         bail!(
             "git show {commit}:{file} failed (a clone without that commit? fetch the \
