@@ -38,6 +38,7 @@ mod walk;
 pub use decode::decode_gic_interrupt;
 pub use fdt::FdtError;
 pub use fixed_list::FixedList;
+pub use structure::FDT_MAGIC;
 pub use structure::MAX_NESTING;
 
 /// How many `memory` regions [`BoardInfo`] keeps; more are only counted

@@ -40,7 +40,8 @@ use crate::DtbError;
 /// Deepest node nesting accepted (QEMU's `virt` nests 4 deep).
 pub const MAX_NESTING: usize = 16;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
+/// Big-endian magic at the start of every flattened device tree.
+pub const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
 const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;

@@ -34,6 +34,7 @@
 //! WFI loop. A fault in this code or in Rust at EL2/EL3 goes through the
 //! kernel's exception vectors, which report it.
 
+use board_discovery::FDT_MAGIC;
 use core::arch::global_asm;
 
 use crate::power::exit_status;
@@ -43,8 +44,6 @@ use crate::sync::SetOnce;
 /// an ELF kernel (x0 is then 0), provided the DTB fits below the image.
 /// (With the flat Image, QEMU's boot stub is there and x0 has the DTB.)
 pub const VIRT_RAM_BASE: usize = 0x4000_0000;
-/// Big-endian magic at the start of every flattened device tree.
-const FDT_MAGIC: u32 = 0xd00d_feed;
 
 /// The exception level QEMU started the kernel at.
 static ENTRY_EL: SetOnce<u64> = SetOnce::new();
@@ -127,6 +126,17 @@ const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
 global_asm!(
     r#"
+// Every CPU's EL1 controls before its first Rust code (clobbers x1):
+// SCTLR_EL1 with the MMU and caches off, alignment checks off (RES1 bits
+// set); CPACR_EL1.FPEN = 0b11, as Rust code uses the FP/SIMD registers.
+.macro el1_controls
+    ldr     x1, =0x30d00800
+    msr     sctlr_el1, x1
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    isb
+.endm
+
 .section .text.boot, "ax"
 // 2 KiB aligned: `early_fail` uses _start as an exception vector table.
 .balign 2048
@@ -244,13 +254,7 @@ at_el3:
     eret
 
 at_el1:
-    // SCTLR_EL1: MMU and caches off, alignment checks off (RES1 bits set).
-    ldr     x1, =0x30d00800
-    msr     sctlr_el1, x1
-    // CPACR_EL1.FPEN = 0b11: Rust code uses the FP/SIMD registers.
-    mov     x1, #(3 << 20)
-    msr     cpacr_el1, x1
-    isb
+    el1_controls
     // Two stacks (.bss was cleared at the entry EL): the kernel runs on
     // SP_EL0 (EL1t), exceptions arrive on SP_EL1 (EL1h). An exception then
     // always has a good stack, even when the kernel's overflowed into the
@@ -447,13 +451,7 @@ secondary_forget_el3_stack:
     ret
 
 secondary_at_el1:
-    // SCTLR_EL1: MMU and caches off, alignment checks off (RES1 bits set).
-    ldr     x1, =0x30d00800
-    msr     sctlr_el1, x1
-    // CPACR_EL1.FPEN = 0b11: Rust code uses the FP/SIMD registers.
-    mov     x1, #(3 << 20)
-    msr     cpacr_el1, x1
-    isb
+    el1_controls
     // The MMU on with the boot CPU's tables and settings (MAIR, TCR,
     // TTBR0, SCTLR: `mmu::SECONDARY_MMU`, in memory since the boot CPU
     // stored them with its own MMU off, so these uncached loads see them).
