@@ -8,14 +8,10 @@
 //! The shell owns its state: which stopwatch the device commands act on.
 
 use core::fmt;
-use core::sync::atomic::Ordering;
 
-use board_discovery::{PsciConduit, MAX_STOPWATCHES};
-use embedded_io::{Read, ReadReady, Write};
+use embedded_io::{Read, Write};
 use stopwatch_abi::Status;
-use stopwatch_shell::protocol::{
-    LapLine, Seconds, TimePageReading, TimeoutNotice, UartInput, WatchSummary,
-};
+use stopwatch_shell::protocol::{LapLine, Seconds, TimePageReading};
 use stopwatch_shell::{
     parse, Command, DeviceCommand, Event, LineEditor, Prompt, ReadPath, Timeout, COMMAND_NAMES,
     HELP, MAX_LINE_LEN,
@@ -25,7 +21,7 @@ use crate::arch::timer;
 use crate::console::Console;
 use crate::devices::{Machine, Stopwatches};
 use crate::drivers::stopwatch::{Stopwatch, TimePageError};
-use crate::interrupts::{self, RouteError, Source, UNEXPECTED};
+use crate::interrupts::{self, RouteError, Source};
 use crate::{power, print, println};
 
 /// Writes one line of a command's answer to `$out` (a `&mut dyn

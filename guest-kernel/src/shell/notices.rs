@@ -2,7 +2,16 @@
 //! Timeout notices: what the interrupt handlers counted since the shell
 //! last looked, printed above the line being typed.
 
-use super::*;
+use core::fmt;
+
+use board_discovery::MAX_STOPWATCHES;
+use embedded_io::ReadReady;
+use stopwatch_shell::protocol::TimeoutNotice;
+
+use crate::arch::timer;
+use crate::console::Console;
+use crate::devices::Stopwatches;
+use crate::drivers::stopwatch::Stopwatch;
 pub(super) fn input_ready() -> bool {
     let Ok(ready) = Console.read_ready();
     ready

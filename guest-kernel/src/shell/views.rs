@@ -1,7 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The views over the whole machine: `list`, `watch`, `irqs` and `info`.
 
-use super::*;
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+use board_discovery::PsciConduit;
+use embedded_io::Read;
+use stopwatch_shell::protocol::{Seconds, UartInput, WatchSummary};
+use stopwatch_shell::ReadPath;
+
+use super::notices::{input_ready, Notices};
+use super::{elapsed_and_status, no_device, running_period, Shell, CLEAR_LINE};
+use crate::arch::timer;
+use crate::console::Console;
+use crate::drivers::stopwatch::Stopwatch;
+use crate::interrupts::{self, UNEXPECTED};
+use crate::print;
 
 /// Refreshes of `watch` per second.
 const WATCH_REFRESH_NS: u64 = 100_000_000;
