@@ -73,6 +73,28 @@ impl QemuTarball {
         }
     }
 
+    /// What its extracted tree needs.
+    fn handling(&self) -> Handling {
+        match self {
+            QemuTarball::Debian => Handling {
+                restore_stripped: true,
+                debian_source: true,
+            },
+            // QEMU's release holds everything: nothing to restore.
+            QemuTarball::Release(_) => Handling {
+                restore_stripped: false,
+                debian_source: false,
+            },
+            // Debian's orig tarball passed by hand, or an upstream layout
+            // (in which the restoring finds nothing missing).
+            QemuTarball::Given { path, .. } => Handling {
+                restore_stripped: true,
+                debian_source: path.file_name()
+                    == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name)),
+            },
+        }
+    }
+
     /// Where the source comes from, for the build's output.
     pub fn describe(&self) -> String {
         match self {
@@ -85,6 +107,15 @@ impl QemuTarball {
             QemuTarball::Given { path, .. } => format!("the tarball {}", path.display()),
         }
     }
+}
+
+/// How an extracted tarball is made ready for the patches.
+#[derive(Debug, PartialEq, Eq)]
+struct Handling {
+    /// Put back what Debian's `+ds` repack strips ([`debian::repack`]).
+    restore_stripped: bool,
+    /// Apply the patches marked Debian-only too.
+    debian_source: bool,
 }
 
 /// Downloads (if needed) and verifies the tarball; returns its path.
@@ -136,21 +167,12 @@ pub fn prepare(
             pins::QEMU_VERSION
         );
     }
-    let debian_source = match tarball {
-        QemuTarball::Debian => true,
-        // QEMU's release holds everything: nothing to restore.
-        QemuTarball::Release(_) => false,
-        // Debian's orig tarball passed by hand, or an upstream layout (on
-        // which the restoring finds nothing missing).
-        QemuTarball::Given { path, .. } => {
-            path.file_name() == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name))
-        }
-    };
-    if !matches!(tarball, QemuTarball::Release(_)) {
+    let handling = tarball.handling();
+    if handling.restore_stripped {
         debian::repack::restore_stripped(repo, cache, src)?;
     }
     commit_base(src)?;
-    apply_patches(repo, src, debian_source)
+    apply_patches(repo, src, handling.debian_source)
 }
 
 fn git(src: &Path) -> Command {
@@ -396,6 +418,29 @@ mod tests {
                 url: "http://127.0.0.1:1/qemu.tar.xz".into(),
                 sha256: sha,
             })
+        );
+    }
+
+    #[test]
+    fn only_debians_source_is_restored_and_gets_the_debian_only_patches() {
+        let release = QemuTarball::Release(upstream::Release::from_env(&|_| None).unwrap());
+        let given = |name: &str| QemuTarball::Given {
+            path: PathBuf::from("/somewhere").join(name),
+            sha256: String::new(),
+        };
+        let handling = |restore_stripped, debian_source| Handling {
+            restore_stripped,
+            debian_source,
+        };
+        assert_eq!(release.handling(), handling(false, false));
+        assert_eq!(QemuTarball::Debian.handling(), handling(true, true));
+        assert_eq!(
+            given(pins::UPSTREAM_TARBALL.name).handling(),
+            handling(true, false)
+        );
+        assert_eq!(
+            given(pins::DEBIAN_ORIG_TARBALL.name).handling(),
+            handling(true, true)
         );
     }
 
