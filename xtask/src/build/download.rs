@@ -131,12 +131,14 @@ struct Transfer {
     received: u64,
     /// Whether the server answered a Range request with the whole file.
     ignores_ranges: bool,
+    /// The last tenth reported where no progress bar is drawn.
+    reported_percent: u64,
 }
 
 /// Fills `part` completely, resuming when the connection breaks with
 /// progress; returns the bytes received.
 fn transfer(download: &Download, part: &Path) -> Result<u64> {
-    let agent = agent(download.timeout);
+    let agent = agent(download.url, download.timeout);
     let mut state = Transfer::default();
     let bar = progress_bar();
     let mut attempts = 0;
@@ -186,8 +188,14 @@ fn transfer(download: &Download, part: &Path) -> Result<u64> {
     })
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+fn agent(url: &str, timeout: Duration) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder();
+    if is_loopback(url) {
+        // A server on this machine (a local mirror, a test's) is reached
+        // directly, whatever proxy the environment names.
+        config = config.proxy(None);
+    }
+    config
         // Statuses are ours to judge (206, 416, and the message of a 404).
         .http_status_as_error(false)
         .timeout_resolve(Some(timeout))
@@ -197,6 +205,21 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .user_agent(concat!("stopwatch-xtask/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
+}
+
+/// Whether `url`'s host is this machine.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One GET: with a Range for the bytes `part` lacks when it holds some.
@@ -304,6 +327,18 @@ fn exchange(
         received += n as u64;
         state.received += n as u64;
         bar.inc(n as u64);
+        if let Some(total) = state.total.filter(|_| bar.is_hidden()) {
+            // Without a terminal (CI, a log), a line every tenth.
+            let percent = (start + received) * 100 / total.max(1);
+            if percent >= state.reported_percent + 10 {
+                state.reported_percent = percent - percent % 10;
+                eprintln!(
+                    "    {percent}% ({} of {})",
+                    human_size(start + received),
+                    human_size(total)
+                );
+            }
+        }
     };
     file.flush()
         .with_context(|| format!("could not write {}", part.display()))?;

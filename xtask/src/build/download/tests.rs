@@ -434,6 +434,25 @@ fn a_server_that_is_not_there_fails_at_once() {
 }
 
 #[test]
+fn loopback_urls_are_recognised() {
+    for url in [
+        "http://127.0.0.1:8000/q.tar.xz",
+        "http://localhost/q",
+        "http://[::1]:80/q",
+        "https://user@127.0.0.2/q",
+    ] {
+        assert!(is_loopback(url), "{url}");
+    }
+    for url in [
+        "https://download.example/q",
+        "http://10.0.0.1/q",
+        "http://127.example/",
+    ] {
+        assert!(!is_loopback(url), "{url}");
+    }
+}
+
+#[test]
 fn content_range_parses() {
     assert_eq!(
         parse_content_range("bytes 100-199/200"),
