@@ -94,13 +94,20 @@ impl Runner {
                 scratch,
             });
         }
-        let exists = Command::new("id").arg(USER).output().is_ok_and(|o| o.status.success());
+        let exists = Command::new("id")
+            .arg(USER)
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !exists {
             stdout_of(Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", USER]))
                 .map_err(|e| format!("could not create the user {USER}: {e}"))?;
         }
-        let uid: u32 = stdout_of(Command::new("id").args(["-u", USER]))?.parse().unwrap();
-        let gid: u32 = stdout_of(Command::new("id").args(["-g", USER]))?.parse().unwrap();
+        let uid: u32 = stdout_of(Command::new("id").args(["-u", USER]))?
+            .parse()
+            .unwrap();
+        let gid: u32 = stdout_of(Command::new("id").args(["-g", USER]))?
+            .parse()
+            .unwrap();
         let passwd = stdout_of(Command::new("getent").args(["passwd", USER]))?;
         let home = PathBuf::from(passwd.split(':').nth(5).unwrap_or_default());
         let cargo_bin = give_toolchain(&home, uid, gid)?;
@@ -155,7 +162,11 @@ impl Drop for Runner {
 /// and rustup (a copy); returns the user's cargo bin directory.
 fn give_toolchain(home: &Path, uid: u32, gid: u32) -> Result<PathBuf, String> {
     let repo = repo_root();
-    let sysroot = stdout_of(Command::new("rustc").args(["--print", "sysroot"]).current_dir(&repo))?;
+    let sysroot = stdout_of(
+        Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .current_dir(&repo),
+    )?;
     let sysroot = fs::canonicalize(&sysroot).map_err(|e| format!("{sysroot}: {e}"))?;
     let version = stdout_of(Command::new("rustc").arg("-vV").current_dir(&repo))?;
     let host = version

@@ -169,7 +169,12 @@ pub const NEEDS: &[Need] = &[
     named(
         "pkg-config",
         "finds the C libraries",
-        ["pkgconf", "pkgconf-pkg-config", "pkgconf", "pkgconf-pkg-config"],
+        [
+            "pkgconf",
+            "pkgconf-pkg-config",
+            "pkgconf",
+            "pkgconf-pkg-config",
+        ],
     ),
     named(
         "GLib",
@@ -202,7 +207,11 @@ pub const NEEDS: &[Need] = &[
         zypper: None,
         when: When::Always,
     },
-    debian_source("dpkg-dev", "apt-get source unpacks with dpkg-source", "dpkg-dev"),
+    debian_source(
+        "dpkg-dev",
+        "apt-get source unpacks with dpkg-source",
+        "dpkg-dev",
+    ),
     debian_source(
         "Debian keyring",
         "verifies the QEMU source download",

@@ -8,13 +8,20 @@
 use super::*;
 use std::os::unix::fs::PermissionsExt;
 
-/// Sourced by every fake: its state directory, a PATH for the shell's
-/// own tools, and the install step shared by the fake installers.
+/// Sourced by every fake (which first sets a PATH for the shell's own
+/// tools and its state directory `D`): the queries and the install step
+/// shared by the fake installers.
 const FAKE_LIB: &str = r#"
-PATH=/usr/bin:/bin
-known() { grep -qxF -- "$1" "$D/known"; }
-is_missing() { grep -qxF -- "$1" "$D/missing"; }
-installed() { known "$1" && ! is_missing "$1"; }
+# The lists as " a b c ", read with builtins only: a query asks about
+# every package, and a process per name would make the tests slow.
+words_of() { all=" "; while IFS= read -r word; do all="$all$word "; done < "$1"; }
+words_of "$D/known"; KNOWN=$all
+words_of "$D/missing"; MISSING=$all
+known() { case "$KNOWN" in *" $1 "*) return 0 ;; esac; return 1; }
+installed() {
+    known "$1" || return 1
+    case "$MISSING" in *" $1 "*) return 1 ;; esac
+}
 # Installs the words that are not options nor the verb `install`; an
 # unknown name fails the whole command, as the real managers do.
 install_words() {
@@ -109,7 +116,7 @@ impl FakeHost {
         fs::create_dir_all(dir.join("bin")).unwrap();
         for (name, body) in FAKES {
             let script = format!(
-                "#!/bin/sh\nD=$(dirname \"$0\")/..\n. \"$D/fake-lib.sh\"\n{body}\n"
+                "#!/bin/sh\nPATH=/usr/bin:/bin\nD=$(dirname \"$0\")/..\n. \"$D/fake-lib.sh\"\n{body}\n"
             );
             let path = dir.join("bin").join(name);
             fs::write(&path, script).unwrap();
@@ -215,7 +222,12 @@ fn doc_rows() -> Vec<DocRow> {
             DocRow {
                 what: cells[0].trim_end_matches(DEBIAN_SOURCE_MARK).to_string(),
                 debian_source_only: cells[0].ends_with(DEBIAN_SOURCE_MARK),
-                packages: [name(cells[1]), name(cells[2]), name(cells[3]), name(cells[4])],
+                packages: [
+                    name(cells[1]),
+                    name(cells[2]),
+                    name(cells[3]),
+                    name(cells[4]),
+                ],
             }
         })
         .collect()
@@ -258,30 +270,47 @@ fn expected_log(manager: Manager, packages: &str) -> String {
 #[test]
 fn as_root_each_row_s_package_is_installed_with_each_manager_s_command() {
     let rows = doc_rows();
+    // One thread per manager: some 90 fake installs in all.
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = Manager::ALL
+            .into_iter()
+            .map(|manager| {
+                let rows = &rows;
+                scope.spawn(move || each_row_as_root(rows, manager))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap())
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Installs each row's package of `manager` as root on a fake host that
+/// lacks only that package; returns what went wrong.
+fn each_row_as_root(rows: &[DocRow], manager: Manager) -> Vec<String> {
+    let known = doc_names(rows, manager);
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
     let mut failures = Vec::new();
-    for manager in Manager::ALL {
-        let known = doc_names(&rows, manager);
-        let known: Vec<&str> = known.iter().map(String::as_str).collect();
-        for row in &rows {
-            let Some(package) = &row.packages[column(manager)] else {
-                continue;
-            };
-            let label = format!("{}-{}", manager.name(), column(manager));
-            let fake = FakeHost::new(&label, &known, &[package]);
-            let result = ensure(&fake.host(true), manager, true, None);
-            let want = expected_log(manager, package);
-            let log = fake.log();
-            if result.is_err() || log != want || !fake.still_missing().is_empty() {
-                failures.push(format!(
-                    "{} / {}: recorded {log:?}, expected {want:?}; result {:?}",
-                    manager.name(),
-                    row.what,
-                    result.map_err(|e| format!("{e:#}"))
-                ));
-            }
+    for row in rows {
+        let Some(package) = &row.packages[column(manager)] else {
+            continue;
+        };
+        let fake = FakeHost::new(&format!("row-{}", manager.name()), &known, &[package]);
+        let result = ensure(&fake.host(true), manager, true, None);
+        let want = expected_log(manager, package);
+        let log = fake.log();
+        if result.is_err() || log != want || !fake.still_missing().is_empty() {
+            failures.push(format!(
+                "{} / {}: recorded {log:?}, expected {want:?}; result {:?}",
+                manager.name(),
+                row.what,
+                result.map_err(|e| format!("{e:#}"))
+            ));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 #[test]
@@ -296,7 +325,10 @@ fn debian_source_packages_are_needed_only_on_the_debian_source_path() {
     let without = needed(Manager::Apt, false, None);
     let with = needed(Manager::Apt, true, None);
     for package in &debian_only {
-        assert!(!without.iter().any(|(name, _)| name == package), "{package}");
+        assert!(
+            !without.iter().any(|(name, _)| name == package),
+            "{package}"
+        );
         assert!(with.iter().any(|(name, _)| name == package), "{package}");
     }
     // Nothing else installs from Debian's archive: no row elsewhere.
@@ -389,7 +421,13 @@ fn a_missing_extra_package_stops_even_when_everything_else_is_there() {
     let fake = FakeHost::new("extra", &known, &[]);
     ensure(&fake.host(false), Manager::Apt, true, None).unwrap();
     assert_eq!(fake.log(), "", "everything installed: no sudo, no install");
-    let error = ensure(&fake.host(false), Manager::Apt, true, Some("no-such-package")).unwrap_err();
+    let error = ensure(
+        &fake.host(false),
+        Manager::Apt,
+        true,
+        Some("no-such-package"),
+    )
+    .unwrap_err();
     assert!(
         format!("{error:#}").contains(
             "sudo apt-get update && sudo apt-get install -y --no-install-recommends \
@@ -430,7 +468,12 @@ fn detect_with(label: &str, os_release: Option<&str>, programs: &[&str]) -> Resu
 #[test]
 fn the_host_s_manager_comes_from_os_release_and_the_tools_present() {
     let cases: &[(&str, Option<&str>, &[&str], Manager)] = &[
-        ("debian", Some("ID=debian\n"), &["apt-get", "dpkg-query"], Manager::Apt),
+        (
+            "debian",
+            Some("ID=debian\n"),
+            &["apt-get", "dpkg-query"],
+            Manager::Apt,
+        ),
         (
             "ubuntu",
             Some("NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\n"),
@@ -457,7 +500,12 @@ fn the_host_s_manager_comes_from_os_release_and_the_tools_present() {
             &["zypper", "rpm"],
             Manager::Zypper,
         ),
-        ("leap", Some("ID=\"opensuse-leap\"\n"), &["zypper"], Manager::Zypper),
+        (
+            "leap",
+            Some("ID=\"opensuse-leap\"\n"),
+            &["zypper"],
+            Manager::Zypper,
+        ),
         // A Debian host with rpm and dnf installed is still Debian.
         (
             "debian-with-dnf",
@@ -467,8 +515,18 @@ fn the_host_s_manager_comes_from_os_release_and_the_tools_present() {
         ),
         // No os-release, or one naming a manager that is not there: the tools.
         ("no-release", None, &["pacman"], Manager::Pacman),
-        ("unknown-id", Some("ID=someos\n"), &["zypper"], Manager::Zypper),
-        ("fedora-without-dnf", Some("ID=fedora\n"), &["apt-get"], Manager::Apt),
+        (
+            "unknown-id",
+            Some("ID=someos\n"),
+            &["zypper"],
+            Manager::Zypper,
+        ),
+        (
+            "fedora-without-dnf",
+            Some("ID=fedora\n"),
+            &["apt-get"],
+            Manager::Apt,
+        ),
     ];
     for (label, release, programs, want) in cases {
         let found = detect_with(label, *release, programs);
@@ -476,7 +534,9 @@ fn the_host_s_manager_comes_from_os_release_and_the_tools_present() {
     }
     let error = detect_with("none", Some("ID=debian\n"), &["rpm"]).unwrap_err();
     assert!(
-        error.to_string().contains("found none of apt-get, dnf, pacman or zypper")
+        error
+            .to_string()
+            .contains("found none of apt-get, dnf, pacman or zypper")
             && error.to_string().contains("libglib2.0-dev"),
         "{error}"
     );
@@ -485,7 +545,9 @@ fn the_host_s_manager_comes_from_os_release_and_the_tools_present() {
 #[test]
 fn reads_ids_from_os_release() {
     assert_eq!(
-        os_ids("NAME=\"openSUSE Tumbleweed\"\nID=\"opensuse-tumbleweed\"\nID_LIKE=\"opensuse suse\"\n"),
+        os_ids(
+            "NAME=\"openSUSE Tumbleweed\"\nID=\"opensuse-tumbleweed\"\nID_LIKE=\"opensuse suse\"\n"
+        ),
         ["opensuse-tumbleweed", "opensuse", "suse"]
     );
     assert_eq!(os_ids("ID_LIKE=debian\nID=Ubuntu\n"), ["ubuntu", "debian"]);
