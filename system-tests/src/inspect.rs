@@ -21,7 +21,7 @@ use crate::vm::{Kernel, VmConfig};
 /// (Fedora's and openSUSE's debug other architectures too).
 const GDB_PROGRAMS: &[&str] = &["gdb-multiarch", "aarch64-linux-gnu-gdb", "gdb"];
 
-/// The debugger to run: the first of [`GDB_PROGRAMS`] on PATH
+/// The debugger to run: the first aarch64-capable gdb on PATH
 /// (gdb-multiarch when none is, for the message that names it).
 pub fn gdb_program() -> &'static str {
     let path = std::env::var_os("PATH").unwrap_or_default();
