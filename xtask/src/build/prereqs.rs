@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::env;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -125,31 +126,46 @@ impl HostTools {
 pub fn ensure_host_tools(cache: &Cache, debian_source: bool) -> Result<HostTools> {
     let manager = ensure_system_packages(debian_source)?;
     ensure_python(manager)?;
-    let tools_bin = cache.tools().join("bin");
-    match bindgen_version(&tools_bin) {
-        Some(version) if version_at_least(&version, MIN_BINDGEN) => {}
-        found => {
-            // Older than QEMU needs (e.g. Ubuntu 22.04's 0.59), or no
-            // package at all: bindgen-cli from crates.io, into the cache.
-            let why = found.map_or("not found".to_string(), |v| format!("{v} is too old"));
-            eprintln!(
-                "bindgen {why}; installing bindgen-cli into {} (a few minutes)...",
-                cache.tools().display()
-            );
-            run(Command::new(cargo())
-                .args(["install", "--locked", "bindgen-cli", "--root"])
-                .arg(cache.tools()))
-            .context("could not install bindgen-cli with cargo; install your distribution's bindgen (0.60 or newer) instead")?;
-        }
-    }
+    ensure_bindgen(
+        &cache.tools(),
+        &env::var_os("PATH").unwrap_or_default(),
+        &cargo(),
+    )?;
     detect_host_tools(cache)
+}
+
+/// Makes sure the bindgen configure will find (`tools/bin` first, then
+/// `path`) is new enough: where the distribution's is older than QEMU
+/// needs (Ubuntu 22.04's 0.59) or there is none, `cargo install`s
+/// bindgen-cli into `tools` (the cache's).
+fn ensure_bindgen(tools: &Path, path: &OsStr, cargo: &OsStr) -> Result<()> {
+    let found = bindgen_version(&tools.join("bin"), path);
+    if found
+        .as_deref()
+        .is_some_and(|version| version_at_least(version, MIN_BINDGEN))
+    {
+        return Ok(());
+    }
+    let why = found.map_or("not found".to_string(), |v| format!("{v} is too old"));
+    eprintln!(
+        "bindgen {why}; installing bindgen-cli into {} (a few minutes)...",
+        tools.display()
+    );
+    run(Command::new(cargo)
+        .args(["install", "--locked", "bindgen-cli", "--root"])
+        .arg(tools))
+    .context(
+        "could not install bindgen-cli with cargo; install your distribution's bindgen \
+         (0.60 or newer) instead",
+    )
 }
 
 /// The tools as they are, installing nothing (for commands that only
 /// need the cache key).
 pub fn detect_host_tools(cache: &Cache) -> Result<HostTools> {
     let tools_bin = cache.tools().join("bin");
-    let bindgen_version = bindgen_version(&tools_bin)
+    let path = env::var_os("PATH").unwrap_or_default();
+    let bindgen_version = bindgen_version(&tools_bin, &path)
         .filter(|version| version_at_least(version, MIN_BINDGEN))
         .context("no bindgen >= 0.60 found: run `cargo xtask build`, which installs it")?;
     Ok(HostTools {
@@ -229,10 +245,9 @@ fn ensure_python(manager: Manager) -> Result<()> {
 
 /// `bindgen --version` of the bindgen that configure will find, with
 /// `tools_bin` searched first, as in the PATH configure gets.
-fn bindgen_version(tools_bin: &Path) -> Option<String> {
-    let path = env::var_os("PATH").unwrap_or_default();
+fn bindgen_version(tools_bin: &Path, path: &OsStr) -> Option<String> {
     let program = std::iter::once(tools_bin.to_path_buf())
-        .chain(env::split_paths(&path))
+        .chain(env::split_paths(path))
         .map(|dir| dir.join("bindgen"))
         .find(|candidate| candidate.is_file())?;
     let text = stdout_of(Command::new(program).arg("--version")).ok()?;
@@ -267,6 +282,53 @@ mod tests {
         );
         assert!(parse_toolchain_file("[toolchain]\n").is_err());
         Ok(())
+    }
+
+    /// Puts an executable `name` running `body` into `dir`.
+    fn script(dir: &Path, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn an_old_or_missing_bindgen_is_replaced_by_bindgen_cli_in_the_cache() {
+        let scratch = env::temp_dir().join(format!("xtask-bindgen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let tools = scratch.join("cache-tools");
+        let log = scratch.join("cargo.log");
+        let cargo = scratch.join("fake-cargo/cargo");
+        script(
+            cargo.parent().unwrap(),
+            "cargo",
+            &format!("echo \"$*\" >> {}", log.display()),
+        );
+        let system = scratch.join("system-bin");
+        let installs = || std::fs::read_to_string(&log).unwrap_or_default();
+        let want = format!("install --locked bindgen-cli --root {}\n", tools.display());
+
+        // The distribution's is too old (Ubuntu 22.04's).
+        script(&system, "bindgen", "echo bindgen 0.59.1");
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        assert_eq!(installs(), want, "bindgen 0.59.1 on PATH");
+
+        // None at all.
+        std::fs::remove_file(&log).unwrap();
+        std::fs::remove_file(system.join("bindgen")).unwrap();
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        assert_eq!(installs(), want, "no bindgen");
+
+        // New enough: nothing installed; and the cache's, once there, wins.
+        std::fs::remove_file(&log).unwrap();
+        script(&system, "bindgen", "echo bindgen 0.60.1");
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        script(&system, "bindgen", "echo bindgen 0.59.1");
+        script(&tools.join("bin"), "bindgen", "echo bindgen 0.72.1");
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        assert_eq!(installs(), "", "bindgen new enough");
+        let _ = std::fs::remove_dir_all(&scratch);
     }
 
     #[test]
