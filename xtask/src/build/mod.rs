@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod debian;
+pub mod host_packages;
 pub mod image_size;
 pub mod kernel;
 pub mod patches;
