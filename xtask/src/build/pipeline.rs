@@ -6,6 +6,7 @@ use anyhow::Result;
 use std::path::PathBuf;
 
 use crate::build::cache::{Cache, CheckoutDirs, QemuDirs};
+use crate::build::debian;
 use crate::build::kernel;
 use crate::build::pins;
 use crate::build::prereqs::{self, HostTools};
@@ -44,15 +45,22 @@ impl Session {
     pub fn prerequisites(&self, summary: &mut Vec<SummaryRow>) -> Result<HostTools> {
         let step = Step::start("Prerequisites");
         let pins = prereqs::ensure_rust_toolchain(&self.repo.root)?;
-        let tools = prereqs::ensure_host_tools(&self.cache)?;
+        let tools = prereqs::ensure_host_tools(&self.cache, self.debian_source())?;
         eprintln!(
-            "    Rust {} with {}, Debian packages, python3 venv, {}",
+            "    Rust {} with {}, system packages, python3 venv, {}",
             pins.channel,
             pins.targets.join(", "),
             tools.bindgen_version
         );
         summary.push(step.finish("ok"));
         Ok(tools)
+    }
+
+    /// Whether QEMU's source will come from Debian's source package
+    /// (`apt-get source`, needing dpkg-dev and Debian's keyring): no
+    /// tarball given, and a Debian archive in apt's configuration.
+    pub fn debian_source(&self) -> bool {
+        matches!(self.tarball, QemuTarball::Debian) && debian::mirror::find().is_ok()
     }
 
     pub fn qemu(&self, tools: &HostTools, summary: &mut Vec<SummaryRow>) -> Result<PathBuf> {
