@@ -6,7 +6,6 @@ use anyhow::Result;
 use std::path::PathBuf;
 
 use crate::build::cache::{Cache, CheckoutDirs, QemuDirs};
-use crate::build::debian;
 use crate::build::kernel;
 use crate::build::pins;
 use crate::build::prereqs::{self, HostTools};
@@ -58,9 +57,10 @@ impl Session {
 
     /// Whether QEMU's source will come from Debian's source package
     /// (`apt-get source`, needing dpkg-dev and Debian's keyring): no
-    /// tarball given, and a Debian archive in apt's configuration.
+    /// tarball given, no release download asked for, and a Debian archive
+    /// in apt's configuration ([`QemuTarball::choose`] decides).
     pub fn debian_source(&self) -> bool {
-        matches!(self.tarball, QemuTarball::Debian) && debian::mirror::find().is_ok()
+        matches!(self.tarball, QemuTarball::Debian)
     }
 
     pub fn qemu(&self, tools: &HostTools, summary: &mut Vec<SummaryRow>) -> Result<PathBuf> {
