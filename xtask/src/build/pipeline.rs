@@ -6,7 +6,6 @@ use anyhow::Result;
 use std::path::PathBuf;
 
 use crate::build::cache::{Cache, CheckoutDirs, QemuDirs};
-use crate::build::debian;
 use crate::build::kernel;
 use crate::build::pins;
 use crate::build::prereqs::{self, HostTools};
@@ -18,8 +17,9 @@ use crate::util::{Step, SummaryRow};
 /// Options of every command that builds.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BuildOptions {
-    /// Build from this upstream qemu-10.2.2.tar.xz instead of Debian's
-    /// source package (also: env STOPWATCH_QEMU_TARBALL).
+    /// Build from this qemu-10.2.2.tar.xz instead of downloading QEMU's
+    /// source (Debian's package, or QEMU's release) (also: env
+    /// STOPWATCH_QEMU_TARBALL).
     #[arg(long, value_name = "PATH")]
     pub qemu_tarball: Option<PathBuf>,
 }
@@ -57,9 +57,10 @@ impl Session {
 
     /// Whether QEMU's source will come from Debian's source package
     /// (`apt-get source`, needing dpkg-dev and Debian's keyring): no
-    /// tarball given, and a Debian archive in apt's configuration.
+    /// tarball given, no release download asked for, and a Debian archive
+    /// in apt's configuration ([`QemuTarball::choose`] decides).
     pub fn debian_source(&self) -> bool {
-        matches!(self.tarball, QemuTarball::Debian) && debian::mirror::find().is_ok()
+        matches!(self.tarball, QemuTarball::Debian)
     }
 
     pub fn qemu(&self, tools: &HostTools, summary: &mut Vec<SummaryRow>) -> Result<PathBuf> {
