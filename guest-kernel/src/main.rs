@@ -251,8 +251,8 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             power::exit(0)
         }
         #[cfg(feature = "selftest")]
-        BootMode::Concurrency(seed) => {
-            selftest::concurrency::run_and_print(stopwatches.first(), seed);
+        BootMode::Concurrency(options) => {
+            selftest::concurrency::run_and_print(stopwatches.first(), options);
             power::exit(0)
         }
         #[cfg(feature = "selftest")]
@@ -322,11 +322,11 @@ enum BootMode<'a> {
     /// (test kernel only; `selftest::scaling`).
     #[cfg(feature = "selftest")]
     BenchScaling,
-    /// `concurrency` or `concurrency=SEED`: readers on every other CPU
-    /// while CPU 0 drives the device (test kernel only;
+    /// `concurrency` or `concurrency=SEED[,reader=NAME]`: readers on every
+    /// other CPU while CPU 0 drives the device (test kernel only;
     /// `selftest::concurrency`).
     #[cfg(feature = "selftest")]
-    Concurrency(u64),
+    Concurrency(selftest::concurrency::Options),
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
     /// which `cargo xtask kvm-check` must catch (test kernel only).
     KvmNegativeControl,
@@ -353,12 +353,12 @@ impl<'a> BootMode<'a> {
                 None if word == "bench-scaling" => return BootMode::BenchScaling,
                 #[cfg(feature = "selftest")]
                 None if word == "concurrency" => {
-                    return BootMode::Concurrency(selftest::concurrency::DEFAULT_SEED)
+                    return BootMode::Concurrency(selftest::concurrency::Options::DEFAULT)
                 }
                 #[cfg(feature = "selftest")]
-                Some(("concurrency", seed)) => {
-                    if let Ok(seed) = seed.parse() {
-                        return BootMode::Concurrency(seed);
+                Some(("concurrency", options)) => {
+                    if let Some(options) = selftest::concurrency::Options::parse(options) {
+                        return BootMode::Concurrency(options);
                     }
                 }
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,

@@ -249,6 +249,29 @@ pub fn all() -> Vec<SystemTest> {
             concurrency_test::run(&cx.repo, &config, cx.guest_timeout)
         }));
     }
+    // The same checks must fail on each planted reader bug (test kernel
+    // only: `reader=` of the boot argument).
+    for (reader, what) in [
+        (
+            concurrency_test::Reader::NoRecheck,
+            "planted_reader_without_recheck_is_caught",
+        ),
+        (
+            concurrency_test::Reader::CounterOutside,
+            "planted_counter_read_outside_section_is_caught",
+        ),
+    ] {
+        let config = VmConfig {
+            cpu: "max".to_string(),
+            gic: Some(Gic::V3),
+            extra: vec!["-smp".to_string(), "4".to_string()],
+            ..VmConfig::default()
+        };
+        let name = format!("concurrency::{what}::{}", slug(&config.to_string()));
+        tests.push(SystemTest::new("guest", name, move |cx| {
+            concurrency_test::run_planted(&cx.repo, &config, reader, cx.guest_timeout)
+        }));
+    }
     tests.push(SystemTest::new("guest", "fatal_exception_report", |cx| {
         guest::run_fault_report(&cx.repo, cx.guest_timeout)
     }));

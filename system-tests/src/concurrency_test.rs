@@ -91,17 +91,124 @@ fn summary_number(summary: &str, name: &str) -> Result<u64> {
         .with_context(|| format!("{name} in {summary:?}"))
 }
 
-/// Boots `config` (CPUs from its `-smp`) in the `concurrency` mode and
-/// checks every kept reading against the trace; `Ok` holds the numbers.
-pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> {
+/// Which zero-exit read the guest's readers use (`reader=` of the boot
+/// argument; `guest-kernel/src/drivers/stopwatch/zero_exit.rs`'s
+/// `ReaderVariant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The driver's own read: every check must pass.
+    Correct,
+    /// Planted: no re-check of SEQUENCE after the fields. Its torn
+    /// readings must match no published state.
+    NoRecheck,
+    /// Planted: the counter read after the section. Its elapsed time must
+    /// be caught going backwards.
+    CounterOutside,
+}
+
+impl Reader {
+    /// The name the guest knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reader::Correct => "correct",
+            Reader::NoRecheck => "no-recheck",
+            Reader::CounterOutside => "counter-outside",
+        }
+    }
+}
+
+/// What one run showed: the guest's counts and every reading that matched
+/// nothing.
+struct Outcome {
+    summary: String,
+    readings: u64,
+    kept: u64,
+    dropped: u64,
+    backwards: u64,
+    laps_checked: u64,
+    laps_over: u64,
+    errors: u64,
+    /// One line per kept reading that matches no published state.
+    unmatched: Vec<String>,
+    /// The guest's lines naming the first reading of a failed check.
+    first_backwards: Vec<String>,
+    first_lap_over: Vec<String>,
+    publications_seen: usize,
+    publication_count: usize,
+    seconds: f64,
+}
+
+impl Outcome {
+    /// Why the run fails the checks, each failed check in one message, or
+    /// `None`.
+    fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        let summary = &self.summary;
+        if !self.unmatched.is_empty() {
+            failures.push(format!(
+                "{} of {} kept readings match no published state; first: {}",
+                self.unmatched.len(),
+                self.kept,
+                self.unmatched[..self.unmatched.len().min(5)].join("; ")
+            ));
+        }
+        if self.backwards > 0 {
+            failures.push(format!(
+                "elapsed time went backwards {} times (within a run, or across one publication other than RESET); first, per reader (cpu, sequence and elapsed ns before, after, in hex): {}",
+                self.backwards,
+                self.first_backwards.join("; ")
+            ));
+        }
+        if self.laps_over > 0 {
+            failures.push(format!(
+                "a lap exceeded the elapsed time read under the same sequence {} times (of {} checked); first, per reader (cpu, sequence, status, elapsed, slot, lap; hex ns): {}",
+                self.laps_over,
+                self.laps_checked,
+                self.first_lap_over.join("; ")
+            ));
+        }
+        if self.errors > 0 {
+            failures.push(format!("unreadable time page: {summary}"));
+        }
+        failures
+    }
+
+    /// The numbers, for a passing run's line.
+    fn describe(&self) -> String {
+        format!(
+            "{} readings, {} kept ({} dropped), {} lap checks; {} of {} publications seen, {:.1} s",
+            self.readings,
+            self.kept,
+            self.dropped,
+            self.laps_checked,
+            self.publications_seen,
+            self.publication_count,
+            self.seconds
+        )
+    }
+}
+
+/// Boots `config` (CPUs from its `-smp`) in the `concurrency` mode with
+/// the readers' read `reader` and checks every kept reading against the
+/// trace.
+fn run_checks(
+    repo: &Repo,
+    config: &VmConfig,
+    reader: Reader,
+    timeout: Duration,
+) -> Result<Outcome> {
     let trace_path = std::env::temp_dir().join(format!(
-        "stopwatch-concurrency-{}-{}.trace",
+        "stopwatch-concurrency-{}-{}-{}.trace",
         std::process::id(),
+        reader.name(),
         crate::catalogue::slug(&config.to_string())
     ));
     let mut config = config.clone();
     config.tests = true;
-    config.append = Some("concurrency".to_string());
+    config.append = Some(match reader {
+        Reader::Correct => "concurrency".to_string(),
+        planted => format!("concurrency=reader={}", planted.name()),
+    });
     config.extra.extend([
         "-trace".to_string(),
         "stopwatch_time_page".to_string(),
@@ -125,9 +232,15 @@ pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> 
         .lines()
         .find(|line| line.starts_with("CONCURRENCY {"))
         .with_context(|| format!("QEMU exited ({status}) without a CONCURRENCY line"))?
-        .trim();
+        .trim()
+        .to_string();
     ensure!(!summary.contains("\"error\""), "the guest said {summary}");
     ensure!(status.success(), "QEMU exited with {status}: {summary}");
+    ensure!(
+        summary.contains(&format!("\"reader\":\"{}\"", reader.name())),
+        "the guest ran another reader than {}: {summary}",
+        reader.name()
+    );
 
     let published = publications(&trace)?;
     let publication_count: usize = published.values().map(HashSet::len).sum();
@@ -152,34 +265,96 @@ pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> 
             ));
         }
     }
-    if !unmatched.is_empty() {
-        bail!(
-            "{} of {kept} kept readings match no published state; first: {}",
-            unmatched.len(),
-            unmatched[..unmatched.len().min(5)].join("; ")
-        );
-    }
-    let readings = summary_number(summary, "readings")?;
-    let backwards = summary_number(summary, "backwards")?;
-    let errors = summary_number(summary, "errors")?;
-    let dropped = summary_number(summary, "dropped")?;
+    let lines_after = |prefix: &str| -> Vec<String> {
+        transcript
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    let number = |name| summary_number(&summary, name);
+    let outcome = Outcome {
+        readings: number("readings")?,
+        kept,
+        dropped: number("dropped")?,
+        backwards: number("backwards")?,
+        laps_checked: number("laps_checked")?,
+        laps_over: number("laps_over")?,
+        errors: number("errors")?,
+        unmatched,
+        first_backwards: lines_after("CONCURRENCY-BACKWARDS "),
+        first_lap_over: lines_after("CONCURRENCY-LAP-OVER "),
+        publications_seen: matched.len(),
+        publication_count,
+        seconds,
+        summary: summary.clone(),
+    };
     ensure!(
-        kept == summary_number(summary, "kept")?,
+        kept == number("kept")?,
         "the guest kept more readings than it printed: {summary}"
     );
     ensure!(
-        backwards == 0,
-        "elapsed time went backwards (within a run, or across one publication other than RESET): {summary}"
-    );
-    ensure!(errors == 0, "unreadable time page: {summary}");
-    ensure!(
-        readings >= MIN_READINGS,
-        "only {readings} readings (at least {MIN_READINGS} wanted): {summary}"
+        outcome.readings >= MIN_READINGS,
+        "only {} readings (at least {MIN_READINGS} wanted): {summary}",
+        outcome.readings
     );
     ensure!(kept > 0, "no reading kept: {summary}");
+    Ok(outcome)
+}
+
+/// Boots `config` (CPUs from its `-smp`) in the `concurrency` mode and
+/// checks every kept reading against the trace, and the guest's own
+/// checks; `Ok` holds the numbers.
+pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> {
+    let outcome = run_checks(repo, config, Reader::Correct, timeout)?;
+    let failures = outcome.failures();
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    ensure!(
+        outcome.laps_checked > 0,
+        "no lap check ran: {}",
+        outcome.summary
+    );
+    Ok(format!("all match; {}", outcome.describe()))
+}
+
+/// Boots `config` in the `concurrency` mode with a planted reader bug and
+/// checks that the checks fail, with the kind of failure that bug must
+/// cause (a reading that matches nothing for [`Reader::NoRecheck`], time
+/// going backwards for [`Reader::CounterOutside`]); `Ok` holds the
+/// failure message the checks gave.
+pub fn run_planted(
+    repo: &Repo,
+    config: &VmConfig,
+    reader: Reader,
+    timeout: Duration,
+) -> Result<String> {
+    let outcome = run_checks(repo, config, reader, timeout)?;
+    let (caught, expected) = match reader {
+        Reader::Correct => bail!("the correct reader is no plant"),
+        Reader::NoRecheck => (
+            !outcome.unmatched.is_empty(),
+            "a reading that matches nothing",
+        ),
+        Reader::CounterOutside => (outcome.backwards > 0, "elapsed time going backwards"),
+    };
+    let failures = outcome.failures();
+    ensure!(
+        caught,
+        "the planted reader {} was not caught by {expected}: {}; {}",
+        reader.name(),
+        if failures.is_empty() {
+            "every check passed".to_string()
+        } else {
+            failures.join("; ")
+        },
+        outcome.describe()
+    );
     Ok(format!(
-        "{readings} readings, {kept} kept ({dropped} dropped) all match; {} of {publication_count} publications seen, {seconds:.1} s",
-        matched.len()
+        "caught ({}): {}",
+        outcome.describe(),
+        failures.join("; ")
     ))
 }
 
