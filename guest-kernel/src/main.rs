@@ -256,6 +256,11 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             power::exit(0)
         }
         #[cfg(feature = "selftest")]
+        BootMode::ConcurrentDrivers(seed) => {
+            selftest::concurrent_drivers::run_and_print(stopwatches.len(), seed);
+            power::exit(0)
+        }
+        #[cfg(feature = "selftest")]
         BootMode::KvmNegativeControl => {
             // UARTFR: a read-only register whose read changes nothing.
             let fr = core::mem::offset_of!(drivers::uart::Pl011Registers, fr) as u64;
@@ -327,6 +332,11 @@ enum BootMode<'a> {
     /// `selftest::concurrency`).
     #[cfg(feature = "selftest")]
     Concurrency(selftest::concurrency::Options),
+    /// `concurrent-drivers` or `concurrent-drivers=SEED`: CPU k drives
+    /// stopwatch k, all at once (test kernel only;
+    /// `selftest::concurrent_drivers`).
+    #[cfg(feature = "selftest")]
+    ConcurrentDrivers(u64),
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
     /// which `cargo xtask kvm-check` must catch (test kernel only).
     KvmNegativeControl,
@@ -359,6 +369,16 @@ impl<'a> BootMode<'a> {
                 Some(("concurrency", options)) => {
                     if let Some(options) = selftest::concurrency::Options::parse(options) {
                         return BootMode::Concurrency(options);
+                    }
+                }
+                #[cfg(feature = "selftest")]
+                None if word == "concurrent-drivers" => {
+                    return BootMode::ConcurrentDrivers(selftest::concurrent_drivers::DEFAULT_SEED)
+                }
+                #[cfg(feature = "selftest")]
+                Some(("concurrent-drivers", seed)) => {
+                    if let Ok(seed) = seed.parse() {
+                        return BootMode::ConcurrentDrivers(seed);
                     }
                 }
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,
