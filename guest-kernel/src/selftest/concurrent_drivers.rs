@@ -45,8 +45,13 @@ use stopwatch_abi::{Command, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS, NANOS_PER_SEC};
 
 /// Commands each CPU sends.
 const COMMANDS_PER_CPU: usize = 150;
-/// The longest pause between two commands of one CPU.
-const MAX_GAP_NS: u64 = 100_000;
+/// The longest pause between two commands of one CPU (asleep, so the
+/// host runs the other vCPUs meanwhile).
+const MAX_GAP_NS: u64 = 200_000;
+/// How many commands a CPU may run ahead of the slowest: the CPUs keep
+/// close, so their commands interleave however the host schedules the
+/// vCPU threads (a starved one holds the others back).
+const MAX_LEAD: usize = 8;
 /// The shortest timeout or period armed: longer than any run (a fraction
 /// of a second), so that none fires while the CPUs drive.
 const MIN_TIMEOUT_NS: u64 = 8 * NANOS_PER_SEC;
@@ -61,6 +66,8 @@ const UNREADABLE: u64 = u64::MAX;
 static READY: AtomicUsize = AtomicUsize::new(0);
 /// Set by CPU 0 when every CPU is ready: all start at once.
 static GO: AtomicBool = AtomicBool::new(false);
+/// Commands each CPU has sent, by CPU.
+static PROGRESS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 /// CPUs that sent all their commands.
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
 /// Set by CPU 0 once it has read every device's final state.
@@ -184,7 +191,7 @@ pub fn run_and_print(stopwatch_count: usize, seed: u64) {
     for flag in [&GO, &FINALS_READ] {
         flag.store(false, Ordering::Relaxed);
     }
-    for count in [&READY, &FINISHED, &TURN] {
+    for count in PROGRESS.iter().chain([&READY, &FINISHED, &TURN]) {
         count.store(0, Ordering::Relaxed);
     }
     let mut tickets = [0u64; MAX_CPUS];
@@ -288,7 +295,20 @@ fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
     while !GO.load(Ordering::Acquire) {
         core::hint::spin_loop();
     }
-    for record in records.iter_mut() {
+    let drivers = READY.load(Ordering::Acquire);
+    for (index, record) in records.iter_mut().enumerate() {
+        // At most MAX_LEAD commands ahead of the slowest CPU.
+        let until = timer::counter() + clock.ns_to_ticks(JOB_TIMEOUT_NS);
+        while PROGRESS[..drivers]
+            .iter()
+            .any(|progress| progress.load(Ordering::Relaxed) + MAX_LEAD < index)
+        {
+            if timer::counter() > until {
+                println!("DRIVERS {{\"error\":\"CPU {cpu} waited too long for the others\"}}");
+                return false;
+            }
+            core::hint::spin_loop();
+        }
         // START twice as often: most time-dependent results need a run.
         let (command, argument) = match random.next() % 10 {
             0 | 1 => (Command::Start, 0),
@@ -322,10 +342,8 @@ fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
             after_ns,
             state: DeviceState::read(stopwatch),
         };
-        let until = timer::counter() + clock.ns_to_ticks(random.between(0, MAX_GAP_NS));
-        while timer::counter() < until {
-            core::hint::spin_loop();
-        }
+        PROGRESS[cpu].store(index + 1, Ordering::Relaxed);
+        timer::wait_ns(random.between(0, MAX_GAP_NS));
     }
     FINISHED.fetch_add(1, Ordering::AcqRel);
     if let Some(own) = own {
