@@ -91,6 +91,36 @@ fn summary_number(summary: &str, name: &str) -> Result<u64> {
         .with_context(|| format!("{name} in {summary:?}"))
 }
 
+/// The hexadecimal numbers of one of the guest's lines (after its prefix).
+fn hex_numbers(line: &str, count: usize) -> Result<Vec<u64>> {
+    let numbers = line
+        .split_whitespace()
+        .map(|word| u64::from_str_radix(word, 16).with_context(|| format!("{word:?} in {line:?}")))
+        .collect::<Result<Vec<u64>>>()?;
+    ensure!(numbers.len() == count, "malformed line {line:?}");
+    Ok(numbers)
+}
+
+/// A reader's first reading that went backwards (`cpu sequence_before
+/// elapsed_before sequence elapsed`), in words.
+fn describe_backwards(line: &str) -> Result<String> {
+    let n = hex_numbers(line, 5)?;
+    Ok(format!(
+        "CPU {} read {} ns under sequence {}, then {} ns under sequence {}",
+        n[0], n[2], n[1], n[4], n[3]
+    ))
+}
+
+/// A reader's first reading a lap exceeded (`cpu sequence status elapsed
+/// slot lap`), in words.
+fn describe_lap_over(line: &str) -> Result<String> {
+    let n = hex_numbers(line, 6)?;
+    Ok(format!(
+        "CPU {} read {} ns under sequence {} (status code {}), but lap {} there is {} ns",
+        n[0], n[3], n[1], n[2], n[4], n[5]
+    ))
+}
+
 /// Which zero-exit read the guest's readers use (`reader=` of the boot
 /// argument; `guest-kernel/src/drivers/stopwatch/zero_exit.rs`'s
 /// `ReaderVariant`).
@@ -154,14 +184,14 @@ impl Outcome {
         }
         if self.backwards > 0 {
             failures.push(format!(
-                "elapsed time went backwards {} times (within a run, or across one publication other than RESET); first, per reader (cpu, sequence and elapsed ns before, after, in hex): {}",
+                "elapsed time went backwards {} times (within a run, or across one publication other than RESET); first, per reader: {}",
                 self.backwards,
                 self.first_backwards.join("; ")
             ));
         }
         if self.laps_over > 0 {
             failures.push(format!(
-                "a lap exceeded the elapsed time read under the same sequence {} times (of {} checked); first, per reader (cpu, sequence, status, elapsed, slot, lap; hex ns): {}",
+                "a lap exceeded the elapsed time read under the same sequence {} times (of {} checked); first, per reader: {}",
                 self.laps_over,
                 self.laps_checked,
                 self.first_lap_over.join("; ")
@@ -282,8 +312,14 @@ fn run_checks(
         laps_over: number("laps_over")?,
         errors: number("errors")?,
         unmatched,
-        first_backwards: lines_after("CONCURRENCY-BACKWARDS "),
-        first_lap_over: lines_after("CONCURRENCY-LAP-OVER "),
+        first_backwards: lines_after("CONCURRENCY-BACKWARDS ")
+            .iter()
+            .map(|line| describe_backwards(line))
+            .collect::<Result<_>>()?,
+        first_lap_over: lines_after("CONCURRENCY-LAP-OVER ")
+            .iter()
+            .map(|line| describe_lap_over(line))
+            .collect::<Result<_>>()?,
         publications_seen: matched.len(),
         publication_count,
         seconds,
@@ -373,5 +409,13 @@ mod tests {
         let summary = "CONCURRENCY {\"readings\":12,\"kept\":3}";
         assert_eq!(summary_number(summary, "readings").unwrap(), 12);
         assert_eq!(summary_number(summary, "kept").unwrap(), 3);
+        assert_eq!(
+            describe_backwards("1 6a 10 6c f").unwrap(),
+            "CPU 1 read 16 ns under sequence 106, then 15 ns under sequence 108"
+        );
+        assert_eq!(
+            describe_lap_over("2 40 0 a 1 b").unwrap(),
+            "CPU 2 read 10 ns under sequence 64 (status code 0), but lap 1 there is 11 ns"
+        );
     }
 }

@@ -297,7 +297,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
         if reader.laps_over.load(Ordering::Relaxed) > 0 {
             let [sequence_status, elapsed, slot, lap] = load(&reader.first_lap_over);
             println!(
-                "CONCURRENCY-LAP-OVER {cpu} {:x} {} {elapsed:x} {slot} {lap:x}",
+                "CONCURRENCY-LAP-OVER {cpu} {:x} {:x} {elapsed:x} {slot:x} {lap:x}",
                 sequence_status >> 32,
                 sequence_status & 0xffff_ffff,
             );
