@@ -270,20 +270,22 @@ pub fn all() -> Vec<SystemTest> {
     }
     // The same checks must fail on each planted reader bug (test kernel
     // only: `reader=` of the boot argument).
-    for (reader, what) in [
+    for (reader, what, (cpu, gic)) in [
         (
             concurrency_test::Reader::NoRecheck,
             "planted_reader_without_recheck_is_caught",
+            ("max", Gic::V3),
         ),
         (
             concurrency_test::Reader::CounterOutside,
             "planted_counter_read_outside_section_is_caught",
+            ("cortex-a53", Gic::V2),
         ),
     ] {
         let config = VmConfig {
-            cpu: "max".to_string(),
-            gic: Some(Gic::V3),
-            extra: vec!["-smp".to_string(), "4".to_string()],
+            cpu: cpu.to_string(),
+            gic: Some(gic),
+            extra: vec!["-smp".to_string(), "2".to_string()],
             ..VmConfig::default()
         };
         let name = format!("concurrency::{what}::{}", slug(&config.to_string()));

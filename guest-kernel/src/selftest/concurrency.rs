@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! The time page under concurrency (boot argument `concurrency`,
-//! `concurrency=SEED` or `concurrency=SEED,reader=NAME`, test kernel; the
+//! The time page under concurrency (boot argument `concurrency` or
+//! `concurrency=OPTIONS`, [`Options`], test kernel; the
 //! system tests `concurrency::time_page_readings_match_publications` and
 //! `concurrency::planted_*` boot it with the device's
 //! `stopwatch_time_page` trace on). `reader=` picks the readers' read
 //! (`ReaderVariant`): the driver's own (`correct`, the default), or one of
 //! the two planted bugs the checks must catch, `no-recheck` and
-//! `counter-outside`.
+//! `counter-outside`; `commands=N` how many commands CPU 0 sends.
 //!
 //! CPUs 1..N-1 run the driver's zero-exit read in a tight loop and keep
 //! every reading that differs from the one they kept last (so every change
@@ -60,10 +60,12 @@ use crate::smp::{self, Job};
 use crate::{devices, println};
 use stopwatch_abi::Status;
 
-/// Commands CPU 0 sends.
+/// Commands CPU 0 sends, unless `commands=N` says otherwise.
 const COMMANDS: usize = 900;
 /// The longest pause between two commands.
 const MAX_GAP_NS: u64 = 1_500_000;
+/// The longest pause between two commands with `fast`.
+const FAST_MAX_GAP_NS: u64 = 1_000_000;
 /// How long CPU 0 waits, after a command, for the readers to see it.
 const SEEN_PATIENCE_NS: u64 = 5_000_000;
 /// The shortest and longest TIMEOUT_NS argument.
@@ -79,12 +81,20 @@ const JOB_TIMEOUT_NS: u64 = 5_000_000_000;
 /// The seed without `=SEED`.
 pub const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
 
-/// What the boot argument asks for: `SEED`, `reader=NAME` or both,
-/// comma-separated.
+/// What the boot argument asks for: `SEED`, `reader=NAME`, `commands=N`,
+/// comma-separated, each optional.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub seed: u64,
     pub reader: ReaderVariant,
+    /// How many commands CPU 0 sends (`commands=N`).
+    pub commands: usize,
+    /// `fast`: CPU 0 sends its commands at most [`FAST_MAX_GAP_NS`]
+    /// apart and does not wait for the readers to see each publication:
+    /// more publications while a reader's thread is descheduled in the
+    /// middle of its read, which is when a reader without its re-check
+    /// tears (the planted readers' runs).
+    pub fast: bool,
 }
 
 impl Options {
@@ -92,6 +102,8 @@ impl Options {
     pub const DEFAULT: Options = Options {
         seed: DEFAULT_SEED,
         reader: ReaderVariant::Correct,
+        commands: COMMANDS,
+        fast: false,
     };
 
     /// The options in `text` (after `concurrency=`); `None` if a part is
@@ -99,9 +111,14 @@ impl Options {
     pub fn parse(text: &str) -> Option<Options> {
         let mut options = Options::DEFAULT;
         for part in text.split(',') {
-            match part.strip_prefix("reader=") {
-                Some(name) => options.reader = ReaderVariant::from_name(name)?,
-                None => options.seed = part.parse().ok()?,
+            if let Some(name) = part.strip_prefix("reader=") {
+                options.reader = ReaderVariant::from_name(name)?;
+            } else if part == "fast" {
+                options.fast = true;
+            } else if let Some(count) = part.strip_prefix("commands=") {
+                options.commands = count.parse().ok()?;
+            } else {
+                options.seed = part.parse().ok()?;
             }
         }
         Some(options)
@@ -149,6 +166,11 @@ struct Reader {
     backwards: AtomicU64,
     /// The first time: (sequence, elapsed) before and after.
     first_backwards: [AtomicU64; 4],
+    /// Readings that differ from the reading before under the same
+    /// sequence (torn: the device publishes one state per sequence).
+    torn: AtomicU64,
+    /// The first: sequence << 32 | status, accumulated, run start, deadline.
+    first_torn: [AtomicU64; 4],
     /// Laps checked against a reading of the same sequence.
     laps_checked: AtomicU64,
     /// Readings a lap of the same sequence exceeded.
@@ -184,6 +206,8 @@ static READERS: [Reader; READERS_KEEPING] = [const {
         errors: AtomicU64::new(0),
         backwards: AtomicU64::new(0),
         first_backwards: [const { AtomicU64::new(0) }; 4],
+        torn: AtomicU64::new(0),
+        first_torn: [const { AtomicU64::new(0) }; 4],
         laps_checked: AtomicU64::new(0),
         laps_over: AtomicU64::new(0),
         first_lap_over: [const { AtomicU64::new(0) }; 4],
@@ -213,7 +237,12 @@ impl Random {
 
 /// Runs the mode and prints its result.
 pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
-    let Options { seed, reader } = options;
+    let Options {
+        seed,
+        reader,
+        commands,
+        fast,
+    } = options;
     let Some(stopwatch) = stopwatch else {
         println!("CONCURRENCY {{\"error\":\"no stopwatch device\"}}");
         return;
@@ -262,7 +291,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
         }
         core::hint::spin_loop();
     }
-    drive(stopwatch, seed, keeping);
+    drive(stopwatch, seed, commands, keeping, fast);
     STOP.store(true, Ordering::Release);
     for (cpu, &ticket) in tickets.iter().enumerate().take(online).skip(1) {
         if !smp::wait_done(cpu, ticket, JOB_TIMEOUT_NS) {
@@ -272,7 +301,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
     }
     stopwatch.reset();
     let (mut readings, mut kept, mut dropped, mut backwards, mut errors) = (0, 0, 0, 0, 0);
-    let (mut laps_checked, mut laps_over) = (0, 0);
+    let (mut laps_checked, mut laps_over, mut torn) = (0, 0, 0);
     for (cpu, reader) in (1..online).zip(&READERS) {
         let count = reader.kept_count.load(Ordering::Acquire);
         for entry in &share_of(cpu - 1, keeping)[..count] {
@@ -294,6 +323,14 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
                 "CONCURRENCY-BACKWARDS {cpu} {sequence_before:x} {elapsed_before:x} {sequence:x} {elapsed:x}"
             );
         }
+        if reader.torn.load(Ordering::Relaxed) > 0 {
+            let [sequence_status, accumulated, run_start, deadline] = load(&reader.first_torn);
+            println!(
+                "CONCURRENCY-TORN {cpu} {:x} {:x} {accumulated:x} {run_start:x} {deadline:x}",
+                sequence_status >> 32,
+                sequence_status & 0xffff_ffff,
+            );
+        }
         if reader.laps_over.load(Ordering::Relaxed) > 0 {
             let [sequence_status, elapsed, slot, lap] = load(&reader.first_lap_over);
             println!(
@@ -306,22 +343,26 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
         readings += reader.readings.load(Ordering::Relaxed);
         dropped += reader.dropped.load(Ordering::Relaxed);
         backwards += reader.backwards.load(Ordering::Relaxed);
+        torn += reader.torn.load(Ordering::Relaxed);
         laps_checked += reader.laps_checked.load(Ordering::Relaxed);
         laps_over += reader.laps_over.load(Ordering::Relaxed);
         errors += reader.errors.load(Ordering::Relaxed);
     }
     println!(
-        "CONCURRENCY {{\"seed\":{seed},\"reader\":\"{}\",\"readers\":{},\"commands\":{COMMANDS},\"readings\":{readings},\"kept\":{kept},\"dropped\":{dropped},\"backwards\":{backwards},\"laps_checked\":{laps_checked},\"laps_over\":{laps_over},\"errors\":{errors}}}",
+        "CONCURRENCY {{\"seed\":{seed},\"reader\":\"{}\",\"readers\":{},\"commands\":{commands},\"fast\":{fast},\"readings\":{readings},\"kept\":{kept},\"dropped\":{dropped},\"backwards\":{backwards},\"torn\":{torn},\"laps_checked\":{laps_checked},\"laps_over\":{laps_over},\"errors\":{errors}}}",
         reader.name(),
         online - 1
     );
 }
 
 /// CPU 0's part: the seeded random commands, with random gaps.
-fn drive(stopwatch: &Stopwatch, seed: u64, keeping: usize) {
+/// `keeping`: the readers that keep readings, to wait for after each
+/// command unless `fast`.
+fn drive(stopwatch: &Stopwatch, seed: u64, commands: usize, keeping: usize, fast: bool) {
+    let max_gap_ns = if fast { FAST_MAX_GAP_NS } else { MAX_GAP_NS };
     let mut random = Random::new(seed);
     let clock = timer::clock();
-    for _ in 0..COMMANDS {
+    for _ in 0..commands {
         // START and PAUSE twice as often: a PAUSE that ends a run is
         // where a counter read outside the section shows.
         match random.next() % 8 {
@@ -337,7 +378,7 @@ fn drive(stopwatch: &Stopwatch, seed: u64, keeping: usize) {
         // Give the readers the chance to see what the command published
         // (on a loaded host a reader's thread may not run for a while),
         // so that most publications are checked, not only some.
-        if let Ok(reading) = stopwatch.read_zero_exit() {
+        if let (false, Ok(reading)) = (fast, stopwatch.read_zero_exit()) {
             let patience = timer::counter() + clock.ns_to_ticks(SEEN_PATIENCE_NS);
             while READERS[..keeping]
                 .iter()
@@ -347,9 +388,15 @@ fn drive(stopwatch: &Stopwatch, seed: u64, keeping: usize) {
                 core::hint::spin_loop();
             }
         }
-        let until = timer::counter() + clock.ns_to_ticks(random.between(0, MAX_GAP_NS));
-        while timer::counter() < until {
-            core::hint::spin_loop();
+        let gap_ns = random.between(0, max_gap_ns);
+        if fast {
+            // Asleep: the readers have the host's cores and QEMU's lock.
+            timer::wait_ns(gap_ns);
+        } else {
+            let until = timer::counter() + clock.ns_to_ticks(gap_ns);
+            while timer::counter() < until {
+                core::hint::spin_loop();
+            }
         }
     }
 }
@@ -397,7 +444,7 @@ fn read(keeping: usize) {
     // rounds down): a lap recorded a moment before may exceed it by that.
     let tick_ns = timer::clock().tick_ns() + 1;
     let (mut readings, mut errors, mut backwards, mut dropped) = (0u64, 0u64, 0u64, 0u64);
-    let (mut laps_checked, mut laps_over) = (0u64, 0u64);
+    let (mut laps_checked, mut laps_over, mut torn) = (0u64, 0u64, 0u64);
     let mut kept = 0usize;
     let my_kepts = share_of(slot, keeping);
     // The last kept (sequence_status, accumulated, run start, deadline).
@@ -448,6 +495,12 @@ fn read(keeping: usize) {
             snapshot.timeout_deadline_ns,
         );
         if this != last {
+            if this.0 >> 32 == last.0 >> 32 {
+                if torn == 0 {
+                    remember(&mine.first_torn, [this.0, this.1, this.2, this.3]);
+                }
+                torn += 1;
+            }
             last = this;
             mine.seen.store(reading.sequence, Ordering::Relaxed);
             match my_kepts.get(kept) {
@@ -492,6 +545,7 @@ fn read(keeping: usize) {
     mine.readings.store(readings, Ordering::Relaxed);
     mine.errors.store(errors, Ordering::Relaxed);
     mine.backwards.store(backwards, Ordering::Relaxed);
+    mine.torn.store(torn, Ordering::Relaxed);
     mine.laps_checked.store(laps_checked, Ordering::Relaxed);
     mine.laps_over.store(laps_over, Ordering::Relaxed);
     mine.dropped.store(dropped, Ordering::Relaxed);
