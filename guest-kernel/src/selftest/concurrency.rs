@@ -1,54 +1,58 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The time page under concurrency (boot argument `concurrency` or
-//! `concurrency=OPTIONS`, [`Options`], test kernel; the
-//! system tests `concurrency::time_page_readings_match_publications` and
+//! `concurrency=OPTIONS`, see [`Options`]; test kernel). The system tests
+//! `concurrency::time_page_readings_match_publications` and
 //! `concurrency::planted_*` boot it with the device's
-//! `stopwatch_time_page` trace on). `reader=` picks the readers' read
+//! `stopwatch_time_page` trace on. `reader=` picks the readers' read
 //! (`ReaderVariant`): the driver's own (`correct`, the default), or one of
 //! the two planted bugs the checks must catch, `no-recheck` and
-//! `counter-outside`; `commands=N` how many commands CPU 0 sends.
+//! `counter-outside`; `commands=N` how many commands CPU 0 sends; `fast`
+//! its pace.
 //!
-//! CPUs 1..N-1 run the driver's zero-exit read in a tight loop and keep
-//! every reading that differs from the one they kept last (so every change
-//! of sequence, and any torn reading under a sequence already seen), while
+//! CPUs 1..N-1 run the zero-exit read in a tight loop and keep every
+//! reading that differs from the one they kept last (so every change of
+//! sequence, and any torn reading under a sequence already seen), while
 //! CPU 0 drives stopwatch 0 with a seeded random mix of START, PAUSE,
 //! RESET, LAP, short TIMEOUT_NS and TIMEOUT_ACK (the timeouts fire from
 //! QEMU's timer, the handler acknowledges them); after each command it
 //! gives the readers up to `SEEN_PATIENCE_NS` to see the page it left,
 //! so that a loaded host, which may not run a reader's thread for a
-//! while, still has most publications read. At the end it prints the
-//! kept readings, one a line:
+//! while, still has most publications read (not with `fast`). At the end
+//! it prints the kept readings, one a line:
 //!
 //! `CONCURRENCY-READING cpu sequence status accumulated_ns run_start_ns deadline_ns`
 //!
-//! (numbers in hex, the status as its code), then
-//!
-//! then each reader's first failure of the checks below, if any, naming
-//! the reading (elapsed times in hex nanoseconds):
+//! (numbers in hex, the status as its code), then each reader's first
+//! failure of each check below, if any, naming the reading (hex):
 //!
 //! `CONCURRENCY-BACKWARDS cpu sequence_before elapsed_before sequence elapsed`
+//! `CONCURRENCY-TORN cpu sequence status accumulated_ns run_start_ns deadline_ns`
 //! `CONCURRENCY-LAP-OVER cpu sequence status elapsed slot lap`
 //!
 //! then
 //!
-//! `CONCURRENCY {"seed":..,"reader":"..","readers":..,"commands":..,"readings":..,"kept":..,"dropped":..,"backwards":..,"laps_checked":..,"laps_over":..,"errors":..}`
+//! `CONCURRENCY {"seed":..,"reader":"..","readers":..,"commands":..,"fast":..,"readings":..,"kept":..,"dropped":..,"backwards":..,"torn":..,"laps_checked":..,"laps_over":..,"errors":..}`
 //!
 //! The host compares each kept reading with what the device published for
-//! its sequence. Checked here, by each reader over its own readings:
-//! every lap the page holds is at most the elapsed time read under the
-//! same sequence (give or take one counter tick while running: the
-//! counter counts whole ticks); checked at every change of reading, with
-//! the laps read between two readings of the same sequence
-//! (`laps_over` counts the failures). And (`backwards` counts the
-//! failures) the elapsed time never goes
-//! backwards within one run of RUNNING (same accumulated time and run
-//! start), nor across exactly one publication other than a RESET (the
-//! sequence 2 further on): START, PAUSE, LAP and timeouts keep time
-//! moving forward. The second catches a reader whose counter is read after
-//! the section: its elapsed time then runs past the PAUSE that ended the
-//! run it read. (Under TCG the counter read takes QEMU's big lock, which
-//! the device holds from its clock read to its publication, so a counter
-//! read inside the section never lands between them.)
+//! its sequence. Checked here, by each reader over its own readings (the
+//! summary's counts are the failures):
+//! - `torn`: a reading differs from the one before it under the same
+//!   sequence (the device publishes one state per sequence). Unlike the
+//!   host's comparison, not limited by the kept readings' room.
+//! - `laps_over`: every lap the page holds is at most the elapsed time
+//!   read under the same sequence (give or take one counter tick while
+//!   running: the counter counts whole ticks); checked at every change of
+//!   reading, with the laps read between two readings of the same
+//!   sequence.
+//! - `backwards`: the elapsed time never goes backwards within one run of
+//!   RUNNING (same accumulated time and run start), nor across exactly one
+//!   publication other than a RESET (the sequence 2 further on): START,
+//!   PAUSE, LAP and timeouts keep time moving forward. The second catches
+//!   a reader whose counter is read after the section: its elapsed time
+//!   then runs past the PAUSE that ended the run it read. (Under TCG the
+//!   counter read takes QEMU's big lock, which the device holds from its
+//!   clock read to its publication, so a counter read inside the section
+//!   never lands between them.)
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
