@@ -387,7 +387,7 @@ pub fn run(repo: &Repo, config: &VmConfig, timeout: Duration) -> Result<String> 
 }
 
 /// Boots `config` in the `concurrency` mode with a planted reader bug
-/// ([`PLANTED_PACE`]) and checks that the checks fail, with the kinds of
+/// (`PLANTED_PACE`) and checks that the checks fail, with the kinds of
 /// failure that bug must cause; `Ok` holds the failure messages the checks
 /// gave.
 ///
