@@ -26,7 +26,7 @@ const MIN_READINGS: u64 = 100_000;
 /// 2000 commands at most 1 ms apart, asleep in between, without waiting
 /// for the readers to see each (`fast`): more publications while a
 /// reader's thread is descheduled in the middle of its read, in less time
-/// (about 1.5 s on 2 vCPUs; in 20 runs of each, on this 2-core host, each
+/// (about 1.5 s on 2 vCPUs; in a dozen runs of each, on this 2-core host, each
 /// plant was caught 7 to 128 times a run).
 const PLANTED_PACE: &str = "commands=2000,fast";
 
