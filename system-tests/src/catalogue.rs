@@ -251,7 +251,10 @@ pub fn all() -> Vec<SystemTest> {
     }
     // Every CPU driving a stopwatch of its own, at once: each device as
     // the model says its own commands leave it.
-    for (cpus, (cpu, gic)) in [("2", ("cortex-a53", Gic::V2)), ("4", ("max", Gic::V3))] {
+    for (cpus, (cpu, gic)) in ["2", "4"]
+        .into_iter()
+        .flat_map(|n| machines.map(|m| (n, m)))
+    {
         let config = VmConfig {
             cpu: cpu.to_string(),
             gic: Some(gic),

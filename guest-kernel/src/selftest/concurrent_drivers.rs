@@ -273,6 +273,7 @@ fn drive(seed: usize) {
 /// CPU 0's part (see [`Own`]). Whether all went as planned.
 fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
     let Some(stopwatch) = devices::stopwatch(cpu) else {
+        println!("DRIVERS {{\"error\":\"no stopwatch {cpu}\"}}");
         return false;
     };
     let mut random = Random::new(cpu_seed(seed, cpu));
@@ -281,6 +282,7 @@ fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
     let start = DeviceState::read(stopwatch);
     // The page's clock offset turns counter values into device time.
     let Ok(snapshot) = stopwatch.read_time_page() else {
+        println!("DRIVERS {{\"error\":\"stopwatch {cpu}'s time page unreadable\"}}");
         return false;
     };
     let device_now = || device_time_ns(&snapshot, timer::counter());
