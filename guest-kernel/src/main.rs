@@ -327,9 +327,9 @@ enum BootMode<'a> {
     /// (test kernel only; `selftest::scaling`).
     #[cfg(feature = "selftest")]
     BenchScaling,
-    /// `concurrency` or `concurrency=SEED[,reader=NAME]`: readers on every
-    /// other CPU while CPU 0 drives the device (test kernel only;
-    /// `selftest::concurrency`).
+    /// `concurrency` or `concurrency=OPTIONS` (a seed, `reader=NAME`,
+    /// `commands=N`, `fast`): readers on every other CPU while CPU 0
+    /// drives the device (test kernel only; `selftest::concurrency`).
     #[cfg(feature = "selftest")]
     Concurrency(selftest::concurrency::Options),
     /// `concurrent-drivers` or `concurrent-drivers=SEED`: CPU k drives
