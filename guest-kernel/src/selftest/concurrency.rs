@@ -86,10 +86,12 @@ const JOB_TIMEOUT_NS: u64 = 5_000_000_000;
 pub const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
 
 /// What the boot argument asks for: `SEED`, `reader=NAME`, `commands=N`,
-/// comma-separated, each optional.
+/// `fast`, comma-separated, each optional.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
+    /// The commands' random generator's seed (`SEED`).
     pub seed: u64,
+    /// The readers' read (`reader=correct|no-recheck|counter-outside`).
     pub reader: ReaderVariant,
     /// How many commands CPU 0 sends (`commands=N`).
     pub commands: usize,
