@@ -251,8 +251,13 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
             power::exit(0)
         }
         #[cfg(feature = "selftest")]
-        BootMode::Concurrency(seed) => {
-            selftest::concurrency::run_and_print(stopwatches.first(), seed);
+        BootMode::Concurrency(options) => {
+            selftest::concurrency::run_and_print(stopwatches.first(), options);
+            power::exit(0)
+        }
+        #[cfg(feature = "selftest")]
+        BootMode::ConcurrentDrivers(seed) => {
+            selftest::concurrent_drivers::run_and_print(stopwatches.len(), seed);
             power::exit(0)
         }
         #[cfg(feature = "selftest")]
@@ -322,11 +327,16 @@ enum BootMode<'a> {
     /// (test kernel only; `selftest::scaling`).
     #[cfg(feature = "selftest")]
     BenchScaling,
-    /// `concurrency` or `concurrency=SEED`: readers on every other CPU
-    /// while CPU 0 drives the device (test kernel only;
-    /// `selftest::concurrency`).
+    /// `concurrency` or `concurrency=OPTIONS` (a seed, `reader=NAME`,
+    /// `commands=N`, `fast`): readers on every other CPU while CPU 0
+    /// drives the device (test kernel only; `selftest::concurrency`).
     #[cfg(feature = "selftest")]
-    Concurrency(u64),
+    Concurrency(selftest::concurrency::Options),
+    /// `concurrent-drivers` or `concurrent-drivers=SEED`: CPU k drives
+    /// stopwatch k, all at once (test kernel only;
+    /// `selftest::concurrent_drivers`).
+    #[cfg(feature = "selftest")]
+    ConcurrentDrivers(u64),
     /// `kvm-negative-control`: one MMIO load that KVM could not emulate,
     /// which `cargo xtask kvm-check` must catch (test kernel only).
     KvmNegativeControl,
@@ -353,12 +363,22 @@ impl<'a> BootMode<'a> {
                 None if word == "bench-scaling" => return BootMode::BenchScaling,
                 #[cfg(feature = "selftest")]
                 None if word == "concurrency" => {
-                    return BootMode::Concurrency(selftest::concurrency::DEFAULT_SEED)
+                    return BootMode::Concurrency(selftest::concurrency::Options::DEFAULT)
                 }
                 #[cfg(feature = "selftest")]
-                Some(("concurrency", seed)) => {
+                Some(("concurrency", options)) => {
+                    if let Some(options) = selftest::concurrency::Options::parse(options) {
+                        return BootMode::Concurrency(options);
+                    }
+                }
+                #[cfg(feature = "selftest")]
+                None if word == "concurrent-drivers" => {
+                    return BootMode::ConcurrentDrivers(selftest::concurrent_drivers::DEFAULT_SEED)
+                }
+                #[cfg(feature = "selftest")]
+                Some(("concurrent-drivers", seed)) => {
                     if let Ok(seed) = seed.parse() {
-                        return BootMode::Concurrency(seed);
+                        return BootMode::ConcurrentDrivers(seed);
                     }
                 }
                 None if word == "kvm-negative-control" => return BootMode::KvmNegativeControl,

@@ -11,8 +11,8 @@ use crate::repo::Repo;
 use crate::report::{self, Entry};
 use crate::vm::{Gic, Kernel, VmConfig};
 use crate::{
-    concurrency_test, debug_tests, dtb_boot_test, guest, kvm_check, line_editing_test, paste_test,
-    periodic_test, serial_fuzz, shell_test, snapshot_test,
+    concurrency_test, concurrent_drivers_test, debug_tests, dtb_boot_test, guest, kvm_check,
+    line_editing_test, paste_test, periodic_test, serial_fuzz, shell_test, snapshot_test,
 };
 
 /// The stages of the system tests, in the order `cargo xtask test` takes
@@ -247,6 +247,53 @@ pub fn all() -> Vec<SystemTest> {
         let name = format!("{}::{}", concurrency_test::NAME, slug(&config.to_string()));
         tests.push(SystemTest::new("guest", name, move |cx| {
             concurrency_test::run(&cx.repo, &config, cx.guest_timeout)
+        }));
+    }
+    // Every CPU driving a stopwatch of its own, at once: each device as
+    // the model says its own commands leave it.
+    for (cpus, (cpu, gic)) in ["2", "4"]
+        .into_iter()
+        .flat_map(|n| machines.map(|m| (n, m)))
+    {
+        let config = VmConfig {
+            cpu: cpu.to_string(),
+            gic: Some(gic),
+            devices: cpus.parse().expect("a number"),
+            extra: vec!["-smp".to_string(), cpus.to_string()],
+            ..VmConfig::default()
+        };
+        let name = format!(
+            "{}::{}",
+            concurrent_drivers_test::NAME,
+            slug(&config.to_string())
+        );
+        tests.push(SystemTest::new("guest", name, move |cx| {
+            concurrent_drivers_test::run(&cx.repo, &config, cx.guest_timeout)
+        }));
+    }
+    // The same checks must fail on each planted reader bug (test kernel
+    // only: `reader=` of the boot argument).
+    for (reader, what, (cpu, gic)) in [
+        (
+            concurrency_test::Reader::NoRecheck,
+            "planted_reader_without_recheck_is_caught",
+            ("max", Gic::V3),
+        ),
+        (
+            concurrency_test::Reader::CounterOutside,
+            "planted_counter_read_outside_section_is_caught",
+            ("cortex-a53", Gic::V2),
+        ),
+    ] {
+        let config = VmConfig {
+            cpu: cpu.to_string(),
+            gic: Some(gic),
+            extra: vec!["-smp".to_string(), "2".to_string()],
+            ..VmConfig::default()
+        };
+        let name = format!("concurrency::{what}::{}", slug(&config.to_string()));
+        tests.push(SystemTest::new("guest", name, move |cx| {
+            concurrency_test::run_planted(&cx.repo, &config, reader, cx.guest_timeout)
         }));
     }
     tests.push(SystemTest::new("guest", "fatal_exception_report", |cx| {

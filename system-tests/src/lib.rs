@@ -22,6 +22,7 @@
 
 pub mod catalogue;
 pub mod concurrency_test;
+pub mod concurrent_drivers_test;
 pub mod debug_tests;
 pub mod demo;
 pub mod dtb_boot_test;

@@ -60,6 +60,7 @@ macro_rules! fail {
 mod boot_modes;
 mod commands;
 pub mod concurrency;
+pub mod concurrent_drivers;
 mod cpus;
 mod discovery;
 mod fp_simd;

@@ -534,6 +534,9 @@ mod tests {
                 "guest::in_guest_tests::max_gicv3_secure_el2_smp_4",
                 "guest::concurrency::time_page_readings_match_publications::max_gicv3_smp_2",
                 "guest::concurrency::time_page_readings_match_publications::max_gicv3_smp_4",
+                "guest::concurrency::each_device_follows_its_own_commands::max_gicv3_smp_2_2_devices",
+                "guest::concurrency::each_device_follows_its_own_commands::max_gicv3_smp_4_4_devices",
+                "guest::concurrency::planted_reader_without_recheck_is_caught::max_gicv3_smp_2",
             ]
         );
         // host and qtest pass FILTER on to cargo test instead.

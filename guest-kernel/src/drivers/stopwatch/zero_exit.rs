@@ -290,3 +290,127 @@ impl Stopwatch {
         }
     }
 }
+
+/// Which zero-exit reader the concurrency test runs (test kernel only):
+/// the driver's own, or one of two planted bugs that the test must catch
+/// (`-append concurrency=SEED,reader=NAME`). The planted ones load the same
+/// page with the same single-register loads; only their order or their
+/// check is wrong.
+#[cfg(feature = "selftest")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderVariant {
+    /// [`Stopwatch::read_zero_exit`].
+    Correct,
+    /// Planted: reads SEQUENCE (retrying while odd) and the fields, but
+    /// never compares SEQUENCE again after them, so it accepts a page the
+    /// device rewrote meanwhile (a torn reading, under the old sequence).
+    NoRecheck,
+    /// Planted: reads the counter after the section's closing re-check, so
+    /// a snapshot that was current may be paired with a counter value read
+    /// after the device replaced it (a PAUSE: elapsed time beyond the time
+    /// the run ended at).
+    CounterOutside,
+}
+
+#[cfg(feature = "selftest")]
+impl ReaderVariant {
+    /// The name in the boot argument (`reader=NAME`) and the summary line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReaderVariant::Correct => "correct",
+            ReaderVariant::NoRecheck => "no-recheck",
+            ReaderVariant::CounterOutside => "counter-outside",
+        }
+    }
+
+    /// The variant with that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ReaderVariant::Correct,
+            ReaderVariant::NoRecheck,
+            ReaderVariant::CounterOutside,
+        ]
+        .into_iter()
+        .find(|variant| variant.name() == name)
+    }
+}
+
+/// One attempt of a planted reader (see [`ReaderVariant`]).
+///
+/// # Safety
+///
+/// As [`read_page_section`].
+#[cfg(feature = "selftest")]
+#[inline(always)]
+unsafe fn try_read_planted(
+    page: *const u8,
+    reader: ReaderVariant,
+) -> Result<(TimeSnapshot, Option<u64>, u32), TimePageError> {
+    match reader {
+        // SAFETY: The caller's promise.
+        ReaderVariant::Correct => unsafe { try_read_time_page(page, true) },
+        ReaderVariant::NoRecheck => {
+            // SAFETY: The caller's promise.
+            let fields = unsafe { read_page_section(page, true) };
+            if fields.sequence & 1 != 0 {
+                return Err(TimePageError::SequenceStuckOdd);
+            }
+            // The bug: `fields.sequence_after` loaded, never compared.
+            let status =
+                Status::from_code(u64::from(fields.status)).ok_or(TimePageError::InvalidStatus)?;
+            Ok((
+                TimeSnapshot {
+                    status,
+                    accumulated_ns: fields.accumulated_ns,
+                    run_start_ns: fields.run_start_ns,
+                    clock_offset_ns: fields.clock_offset_ns as i64,
+                    timeout_deadline_ns: fields.timeout_deadline_ns,
+                },
+                (status == Status::Running).then_some(fields.counter),
+                fields.sequence,
+            ))
+        }
+        ReaderVariant::CounterOutside => {
+            // SAFETY: The caller's promise.
+            let (snapshot, _, sequence) = unsafe { try_read_time_page(page, false) }?;
+            // The bug: the counter read after the section closed.
+            let counter = (snapshot.status == Status::Running).then(timer::counter);
+            Ok((snapshot, counter, sequence))
+        }
+    }
+}
+
+#[cfg(feature = "selftest")]
+impl Stopwatch {
+    /// [`Stopwatch::read_zero_exit`] with the reader `reader` (the
+    /// concurrency test's planted bugs): the same retries and arithmetic.
+    #[inline(always)]
+    pub fn read_zero_exit_with(
+        &self,
+        reader: ReaderVariant,
+    ) -> Result<ZeroExitReading, TimePageError> {
+        let Some(page) = self.time_page else {
+            return Err(TimePageError::Absent);
+        };
+        let mut first_failure = None;
+        let (snapshot, counter, sequence) = loop {
+            // SAFETY: As in `read_consistently`: the time page `new` found,
+            // RAM, mapped, 8-byte aligned.
+            match unsafe { try_read_planted(page.as_ptr(), reader) } {
+                Ok(value) => break value,
+                Err(error) if patience_exhausted(&mut first_failure) => return Err(error),
+                Err(_) => core::hint::spin_loop(),
+            }
+        };
+        let elapsed_ns = match counter {
+            Some(counter) => snapshot.elapsed_ns_at_counter(self.clock.ticks_to_ns(counter)),
+            None => snapshot.accumulated_ns,
+        };
+        Ok(ZeroExitReading {
+            elapsed_ns,
+            snapshot,
+            counter,
+            sequence,
+        })
+    }
+}
