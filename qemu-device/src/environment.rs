@@ -3,7 +3,7 @@
 //! interrupt line and timer (their changes applied once the state is
 //! released), the pass-through RAM, trace events and the guest-error log.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use stopwatch_abi::{Command, Status, TimeSnapshot};
 use stopwatch_model::{Environment, GuestError, SharedMemory};
@@ -28,8 +28,8 @@ impl<'a> QemuEnvironment<'a> {
         }
     }
 
-    fn id(&self) -> impl std::ops::Deref<Target = CString> + '_ {
-        self.device.id.borrow()
+    fn id(&self) -> &CStr {
+        self.device.id()
     }
 }
 
@@ -61,26 +61,30 @@ impl Effects {
     }
 
     /// Applies the changes in order, with no borrow of the state held.
-    pub fn apply(self, device: &StopwatchState) {
-        // Most accesses (every register read) change nothing: then no
-        // borrow of the id and no copy and scan of the 8 slots, which took
-        // more than half of a STATUS read's callback (a host profile).
-        if self.len == 0 {
-            return;
+    /// Inline, and by reference: most accesses (every register read)
+    /// change nothing, and then cost one compare here, no call and no copy
+    /// of the 8 slots (both measured on a STATUS read's callback).
+    #[inline]
+    pub fn apply(&self, device: &StopwatchState) {
+        if self.len != 0 {
+            self.apply_each(device);
         }
-        let id = device.id.borrow();
-        for effect in self.list.into_iter().flatten() {
+    }
+
+    fn apply_each(&self, device: &StopwatchState) {
+        let id = device.id();
+        for effect in self.list[..self.len].iter().flatten().copied() {
             match effect {
                 Effect::Irq(level) => {
-                    trace::trace_stopwatch_irq(&id, level);
+                    trace::trace_stopwatch_irq(id, level);
                     device.timeout_irq.set(level);
                 }
                 Effect::ArmTimer(deadline_ns) => {
-                    trace::trace_stopwatch_timeout_armed(&id, deadline_ns);
+                    trace::trace_stopwatch_timeout_armed(id, deadline_ns);
                     device.timer.borrow().modify(deadline_ns);
                 }
                 Effect::CancelTimer => {
-                    trace::trace_stopwatch_timeout_cancelled(&id);
+                    trace::trace_stopwatch_timeout_cancelled(id);
                     device.timer.borrow().delete();
                 }
             }
@@ -109,7 +113,7 @@ impl Environment for QemuEnvironment<'_> {
         // Formatted (allocating) only on this slow path, for both outputs.
         let id = self.id();
         let message = CString::new(error.to_string()).unwrap_or_default();
-        trace::trace_stopwatch_guest_error(&id, &message);
+        trace::trace_stopwatch_guest_error(id, &message);
         log_mask_ln!(
             Log::GuestError,
             "stopwatch {}: {error}",
