@@ -3,7 +3,10 @@
 //! interrupt line and timer (their changes applied once the state is
 //! released), the pass-through RAM, trace events and the guest-error log.
 
-use std::ffi::{CStr, CString};
+use std::{
+    ffi::{CStr, CString},
+    ops::Deref,
+};
 
 use stopwatch_abi::{Command, Status, TimeSnapshot};
 use stopwatch_model::{Environment, GuestError, SharedMemory};
@@ -28,7 +31,10 @@ impl<'a> QemuEnvironment<'a> {
         }
     }
 
-    fn id(&self) -> &CStr {
+    /// The device's instance name. Opaque, as when it was a borrow guard,
+    /// so that its callers' `&self.id()`, which the tutorial chapters
+    /// quote, stays what it was.
+    fn id(&self) -> impl Deref<Target = CStr> + '_ {
         self.device.id()
     }
 }
@@ -62,8 +68,8 @@ impl Effects {
 
     /// Applies the changes in order, with no borrow of the state held.
     /// Inline, and by reference: most accesses (every register read)
-    /// change nothing, and then cost one compare here, no call and no copy
-    /// of the 8 slots (both measured on a STATUS read's callback).
+    /// change nothing, and then cost one compare, no call and no copy of
+    /// the 8 slots (taken by value, they were copied on every read).
     #[inline]
     pub fn apply(&self, device: &StopwatchState) {
         if self.len != 0 {
@@ -113,7 +119,7 @@ impl Environment for QemuEnvironment<'_> {
         // Formatted (allocating) only on this slow path, for both outputs.
         let id = self.id();
         let message = CString::new(error.to_string()).unwrap_or_default();
-        trace::trace_stopwatch_guest_error(id, &message);
+        trace::trace_stopwatch_guest_error(&id, &message);
         log_mask_ln!(
             Log::GuestError,
             "stopwatch {}: {error}",
