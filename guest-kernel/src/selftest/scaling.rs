@@ -99,8 +99,7 @@ fn pl031_present(rtc: Region) -> bool {
         // SAFETY: The caller mapped the region as Device memory; the
         // device tree says a PL031 is there, whose identification
         // registers are aligned 32-bit read-only registers whose reads
-        // have no effect (on another device these offsets, inside the
-        // region's 4 KiB, are at worst read).
+        // have no effect.
         let value = unsafe { mmio::read_u32((rtc.base + offset) as *const u32) };
         value & 0xff == id
     })
