@@ -7,15 +7,27 @@
 //!
 //! Trace events (`trace-events` next to `src/`, `-trace 'stopwatch_*'`)
 //! report each register access, command, timer and interrupt change, time
-//! page write and guest mistake. Their arguments are built even when
+//! page write and guest mistake. Their arguments are evaluated even when
 //! tracing is off (the generated "enabled" check is private to the
-//! generated module), so they are all borrowed: the instance id cached at
-//! realize and static names.
+//! generated module), so, as PL011's and HPET's, they cost next to
+//! nothing: numbers, static names, and the instance id set once at realize
+//! and read without a `BqlRefCell` borrow (each borrow and release is a
+//! call into C).
+//!
+//! A register read is the device's hot path (an MMIO exit per access):
+//! it borrows the state once, reads the shared region's address cached at
+//! realize, and returns without touching the interrupt or timer when the
+//! access changed nothing (docs/performance.md measures it against a C
+//! device's read).
 
 use std::{
     ffi::{CStr, CString},
     pin::Pin,
-    ptr::NonNull,
+    ptr::{self, NonNull},
+    sync::{
+        atomic::{AtomicPtr, Ordering},
+        OnceLock,
+    },
 };
 
 use bql::BqlRefCell;
@@ -52,6 +64,11 @@ pub struct StopwatchState {
     shared_memory: MemoryRegion,
     /// Region 1, the trapping registers.
     registers: MemoryRegion,
+    /// Where region 0's RAM is in QEMU's address space, looked up once at
+    /// realize (null before): `memory_region_get_ram_ptr` is an RCU read
+    /// section, two full memory barriers in this build, on every access
+    /// otherwise. See [`Self::shared_ram`] for why it stays valid.
+    shared_ram_base: AtomicPtr<u8>,
     /// The timeout interrupt.
     pub timeout_irq: InterruptSource,
     /// Fires at the armed timeout's deadline, on the virtual clock.
@@ -69,8 +86,8 @@ pub struct StopwatchState {
     /// subsection carries it: like `migrated_laps`.
     migrated_period: BqlRefCell<MigratedPeriod>,
     /// The instance name that trace events and guest-error messages
-    /// start with; set at realize (empty before).
-    pub id: BqlRefCell<CString>,
+    /// start with; set once at realize ([`Self::id`]: empty before).
+    id: OnceLock<CString>,
     /// As in the original: at power-on, RESET then START. Spelled with
     /// underscores, unlike QEMU's usual dashes, because that is the
     /// original's name: its command lines (`-device
@@ -146,7 +163,8 @@ impl StopwatchState {
         uninit_field_mut!(*this, migrated_laps).write(BqlRefCell::new(MigratedLaps::default()));
         uninit_field_mut!(*this, migrated_period)
             .write(BqlRefCell::new(MigratedPeriod::default()));
-        uninit_field_mut!(*this, id).write(BqlRefCell::new(CString::default()));
+        uninit_field_mut!(*this, shared_ram_base).write(AtomicPtr::new(ptr::null_mut()));
+        uninit_field_mut!(*this, id).write(OnceLock::new());
     }
 
     fn post_init(&self) {
@@ -162,7 +180,13 @@ impl StopwatchState {
         let id = self.instance_name();
         self.shared_memory
             .init_ram(self, &format!("{id}.shared"), shared::SIZE)?;
-        *self.id.borrow_mut() = CString::new(id).expect("QOM names contain no NUL");
+        // Release: a vCPU thread that sees the pointer sees the block.
+        self.shared_ram_base
+            .store(self.shared_memory.get_ram_ptr(), Ordering::Release);
+        // Realize runs once per instance: the name is not set yet.
+        let _ = self
+            .id
+            .set(CString::new(id).expect("QOM names contain no NUL"));
         // The order of these calls is the order of the `reg` entries.
         self.init_mmio(&self.shared_memory);
         self.init_mmio(&self.registers);
@@ -188,25 +212,37 @@ impl StopwatchState {
         result
     }
 
+    /// The instance name (`sw0`), for trace events and messages; empty
+    /// before realize.
+    pub fn id(&self) -> &CStr {
+        self.id.get().map_or(c"", CString::as_c_str)
+    }
+
+    /// Region 0's RAM, for the state machine. Every caller (register
+    /// access, timer, reset, migration) comes after realize.
     pub fn shared_ram(&self) -> SharedRam {
-        // A RAM region once realized, which every caller (register
-        // access, timer, reset, migration) comes after.
-        SharedRam {
-            base: NonNull::new(self.shared_memory.get_ram_ptr())
-                .expect("realized stopwatch has its RAM"),
-        }
+        let base = NonNull::new(self.shared_ram_base.load(Ordering::Acquire))
+            .expect("realized stopwatch has its RAM");
+        // SAFETY: `base` is the host address of region 0's RAM block,
+        // `shared::SIZE` bytes (realize). It stays valid while the device
+        // lives: QEMU allocates a RAM block's memory once, never moves a
+        // fixed-size block's (the region is not resizeable, and migration
+        // loads into the same block), and frees it only when the region is
+        // finalized, which is with this device (the region is a field of
+        // it) and after every access, timer and reset of it.
+        unsafe { SharedRam::new(base) }
     }
 
     fn read(&self, offset: hwaddr, size: u32) -> u64 {
         let value = self.with_stopwatch(|stopwatch, env| stopwatch.read(env, offset, size));
-        trace::trace_stopwatch_read(&self.id.borrow(), offset, size, value);
+        trace::trace_stopwatch_read(self.id(), offset, size, value);
         value
     }
 
     fn write(&self, offset: hwaddr, value: u64, size: u32) {
         // Before the effects (command, timer, page), so the trace reads in
         // order.
-        trace::trace_stopwatch_write(&self.id.borrow(), offset, size, value);
+        trace::trace_stopwatch_write(self.id(), offset, size, value);
         self.with_stopwatch(|stopwatch, env| stopwatch.write(env, offset, value, size));
     }
 
@@ -275,7 +311,7 @@ impl StopwatchState {
                 // "error while loading state" line.
                 util::Error::msg(format!(
                     "stopwatch {}: migration stream rejected: {error}",
-                    self.id.borrow().to_string_lossy()
+                    self.id().to_string_lossy()
                 ))
                 .report();
                 Err(migration::InvalidError)

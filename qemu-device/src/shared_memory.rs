@@ -21,10 +21,20 @@ use stopwatch_model::{ordering, SharedMemory};
 /// model check explores). The guest can only ever make the page's contents
 /// wrong, never the device unsound.
 pub struct SharedRam {
-    pub base: NonNull<u8>,
+    base: NonNull<u8>,
 }
 
 impl SharedRam {
+    /// The region whose RAM starts at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be the start of `shared::SIZE` bytes of RAM that stay
+    /// allocated, at that address, as long as the returned value is used.
+    pub unsafe fn new(base: NonNull<u8>) -> Self {
+        SharedRam { base }
+    }
+
     /// A pointer to the `T` at `offset`; panics on an offset outside the
     /// region or misaligned for `T` (the model uses the ABI's constants, so
     /// this is a bug in the device, never the guest's doing).
@@ -42,7 +52,8 @@ impl SharedRam {
 impl SharedMemory for SharedRam {
     fn read_u64(&self, offset: u64) -> u64 {
         // SAFETY: `at` checked the u64 is aligned and inside the RAM block,
-        // which lives as long as the device; see `SharedRam` on sharing.
+        // which stays allocated while `self` is used (`new`'s contract);
+        // see `SharedRam` on sharing.
         let word = unsafe { AtomicU64::from_ptr(self.at(offset)) };
         u64::from_le(word.load(Ordering::Relaxed))
     }

@@ -67,6 +67,11 @@ pub(crate) fn board<'a>(info: &mut BoardInfo<'a>, gic_node: &'a str) -> Result<(
             });
         }
     }
+    // The RTC only the bench reads: left out rather than refused.
+    #[cfg(feature = "pl031")]
+    {
+        info.rtc = info.rtc.filter(|rtc| !clashes(rtc, &info.memory, &devices));
+    }
     if let Some(Gic::V3 { redistributors, .. }) = info.gic {
         if redistributors.size / GICV3_REDISTRIBUTOR_SIZE < info.cpu_count.max(1) as u64 {
             return Err(DtbError::Property {

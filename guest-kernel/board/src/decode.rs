@@ -37,13 +37,16 @@ pub(crate) enum NodeKind {
     Timer,
     Psci,
     Pl011,
+    /// The PL031 real-time clock (only the test kernel's bench reads it).
+    #[cfg(feature = "pl031")]
+    Pl031,
     Other,
 }
 
 /// The `compatible` names the kernel knows, what they make a node, and
 /// whether that needs the node to be an interrupt controller. (PSCI's
 /// `arm,psci*` names are matched by prefix.)
-const KNOWN_COMPATIBLES: [(&[u8], NodeKind, bool); 8] = [
+const KNOWN_COMPATIBLES: &[(&[u8], NodeKind, bool)] = &[
     (
         stopwatch_abi::COMPATIBLE.as_bytes(),
         NodeKind::Stopwatch,
@@ -60,6 +63,8 @@ const KNOWN_COMPATIBLES: [(&[u8], NodeKind, bool); 8] = [
     (b"arm,cortex-a7-gic", NodeKind::Gic(2), true),
     (b"arm,armv8-timer", NodeKind::Timer, false),
     (b"arm,pl011", NodeKind::Pl011, false),
+    #[cfg(feature = "pl031")]
+    (b"arm,pl031", NodeKind::Pl031, false),
 ];
 
 impl NodeKind {

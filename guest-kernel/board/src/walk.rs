@@ -33,8 +33,10 @@ const GICV2_DISTRIBUTOR_SIZE: u64 = 0x1000;
 const GICV2_CPU_INTERFACE_SIZE: u64 = 0x2000;
 const GICV3_DISTRIBUTOR_SIZE: u64 = 0x1_0000;
 pub(crate) const GICV3_REDISTRIBUTOR_SIZE: u64 = 0x2_0000;
-/// Bytes of a PL011's registers.
+/// Bytes of a PL011's registers, and of a PL031's.
 const UART_SIZE: u64 = 0x1000;
+#[cfg(feature = "pl031")]
+const RTC_SIZE: u64 = 0x1000;
 
 /// Fills `info` from `fdt`, whose structure `structure::check` accepted;
 /// returns the name of the GIC's node (empty if none).
@@ -247,6 +249,19 @@ impl<'a> Walker<'_, '_, 'a> {
                     _ => None,
                 };
             }
+            #[cfg(feature = "pl031")]
+            NodeKind::Pl031 if self.info.rtc.is_none() => {
+                // Its first `reg` entry, if usable; else no RTC.
+                let region = regions(node, context)
+                    .ok()
+                    .flatten()
+                    .and_then(|mut r| r.next());
+                self.info.rtc = region
+                    .and_then(Result::ok)
+                    .and_then(|region| device_region(region, RTC_SIZE).ok());
+            }
+            #[cfg(feature = "pl031")]
+            NodeKind::Pl031 => {}
             NodeKind::Pl011 | NodeKind::Other => {}
         }
         Ok(())

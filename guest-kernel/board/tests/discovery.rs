@@ -210,3 +210,57 @@ fn a_tree_given_with_dtb_reads_as_generated() {
     assert_eq!(as_booted, generated);
     assert_eq!(as_booted.stopwatches.len(), 3);
 }
+
+/// The PL031 RTC (the bench's C-device floor) is found by its
+/// `compatible`, at the address its node says, and left out, never an
+/// error, when its node is unusable.
+#[test]
+fn the_pl031_rtc_is_found_by_its_compatible() {
+    /// `virt`'s RTC `reg` as the tree has it: two address cells, two size
+    /// cells (0x0901_0000, 0x1000).
+    const RTC_REG: [u8; 16] = [0, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0];
+    let rtc = Some(Region::new(0x0901_0000, 0x1000));
+    assert_eq!(BoardInfo::from_dtb(GICV2).unwrap().rtc, rtc);
+    assert_eq!(BoardInfo::from_dtb(GICV3_SMP2).unwrap().rtc, rtc);
+    assert_eq!(BoardInfo::from_dtb(ONE_STOPWATCH).unwrap().rtc, rtc);
+
+    // One edit of the blob: `replace` by `with`, found exactly once.
+    let edited = |replace: &[u8], with: &[u8]| {
+        let mut dtb = GICV2.to_vec();
+        let found: Vec<_> = dtb
+            .windows(replace.len())
+            .enumerate()
+            .filter(|(_, window)| *window == replace)
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(found.len(), 1, "{replace:?} not found exactly once");
+        dtb[found[0]..found[0] + with.len()].copy_from_slice(with);
+        dtb
+    };
+    // Elsewhere: the node's address, not a fixed one.
+    let mut moved_reg = RTC_REG;
+    moved_reg[5] = 0x11;
+    let moved = edited(&RTC_REG, &moved_reg);
+    assert_eq!(
+        BoardInfo::from_dtb(&moved).unwrap().rtc,
+        Some(Region::new(0x0911_0000, 0x1000))
+    );
+    // Another compatible: no RTC.
+    let other = edited(b"arm,pl031\0", b"arm,pl032\0");
+    assert_eq!(BoardInfo::from_dtb(&other).unwrap().rtc, None);
+    // In RAM, or not page-aligned: left out, the tree still accepted.
+    let mut in_ram = RTC_REG;
+    in_ram[4..8].copy_from_slice(&0x4000_0000u32.to_be_bytes());
+    let in_ram = edited(&RTC_REG, &in_ram);
+    let info = BoardInfo::from_dtb(&in_ram).unwrap();
+    assert_eq!(info.rtc, None);
+    assert!(info.uart.is_some());
+    let mut unaligned = RTC_REG;
+    unaligned[7] = 0x10;
+    assert_eq!(
+        BoardInfo::from_dtb(&edited(&RTC_REG, &unaligned))
+            .unwrap()
+            .rtc,
+        None
+    );
+}

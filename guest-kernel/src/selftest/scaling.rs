@@ -19,9 +19,9 @@
 //! (UPDATE + the text), one read of the STATUS register (an MMIO exit to
 //! the Rust device), and one read of the data register (RTCDR) of the
 //! PL031 RTC that QEMU implements in C on the same board: the floor of an
-//! MMIO exit's cost. The RTC is at `virt`'s fixed address [`PL031`],
-//! mapped by the boot in this mode only and recognised by its PrimeCell
-//! identification registers before it is read.
+//! MMIO exit's cost. The RTC is the device tree's `arm,pl031` node
+//! (`BoardInfo::rtc`), mapped by the boot in this mode only and recognised
+//! by its PrimeCell identification registers before it is read.
 
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,11 +34,6 @@ use crate::drivers::stopwatch::Stopwatch;
 use crate::smp::{self, Job};
 use crate::{devices, print, println};
 
-/// The PL031 RTC of QEMU's `virt` board (`VIRT_RTC` in hw/arm/virt.c).
-pub const PL031: Region = Region {
-    base: 0x0901_0000,
-    size: 0x1000,
-};
 /// PrimeCell PeriphID0, PeriphID1 and CellID0 of a PL031, at 0xFE0,
 /// 0xFE4 and 0xFF0.
 const PL031_IDS: [(u64, u32); 3] = [(0xfe0, 0x31), (0xfe4, 0x10), (0xff0, 0x0d)];
@@ -76,6 +71,9 @@ static START: AtomicU64 = AtomicU64::new(0);
 static END: AtomicU64 = AtomicU64::new(0);
 /// CPUs that took their job and wait for the start.
 static READY: AtomicUsize = AtomicUsize::new(0);
+/// The PL031's base address, set before the first measurement (the
+/// jobs' argument is the kind of read).
+static RTC_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// What one CPU measured.
 struct Share {
@@ -94,28 +92,31 @@ static SHARES: PerCpu<Share> = PerCpu::new(
     }; MAX_CPUS],
 );
 
-/// Whether the PL031 is at [`PL031`] (its identification registers say
-/// so). Its region must be mapped as Device memory.
-fn pl031_present() -> bool {
+/// Whether a PL031 is at `rtc` (its identification registers say so).
+/// The region must be mapped as Device memory.
+fn pl031_present(rtc: Region) -> bool {
     PL031_IDS.iter().all(|&(offset, id)| {
-        // SAFETY: The region is mapped as Device memory in this boot mode;
-        // the identification registers are aligned 32-bit read-only
-        // registers whose reads have no effect.
-        let value = unsafe { mmio::read_u32((PL031.base + offset) as *const u32) };
+        // SAFETY: The caller mapped the region as Device memory; the
+        // device tree says a PL031 is there, whose identification
+        // registers are aligned 32-bit read-only registers whose reads
+        // have no effect.
+        let value = unsafe { mmio::read_u32((rtc.base + offset) as *const u32) };
         value & 0xff == id
     })
 }
 
-/// One read of the PL031's RTCDR (offset 0).
+/// One read of the PL031's RTCDR (offset 0) at `base`.
 #[inline(always)]
-fn read_rtc_data() -> u32 {
-    // SAFETY: As in `pl031_present`, which said the RTC is there: RTCDR is
-    // an aligned 32-bit read-only register whose read has no effect.
-    unsafe { mmio::read_u32(PL031.base as *const u32) }
+fn read_rtc_data(base: u64) -> u32 {
+    // SAFETY: `base` is `RTC_BASE`, where `pl031_present` found the RTC,
+    // mapped as Device memory: RTCDR is an aligned 32-bit read-only
+    // register whose read has no effect.
+    unsafe { mmio::read_u32(base as *const u32) }
 }
 
-/// Runs every measurement and prints the `SCALING` line.
-pub fn run_and_print(stopwatch: Option<&Stopwatch>) {
+/// Runs every measurement and prints the `SCALING` line. `rtc`: the
+/// device tree's PL031, mapped as Device memory (none: no measurement).
+pub fn run_and_print(stopwatch: Option<&Stopwatch>, rtc: Option<Region>) {
     let Some(stopwatch) = stopwatch else {
         println!("SCALING {{\"error\":\"no stopwatch device\"}}");
         return;
@@ -124,10 +125,15 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>) {
         println!("SCALING {{\"error\":\"{error}\"}}");
         return;
     }
-    if !pl031_present() {
-        println!("SCALING {{\"error\":\"no PL031 at {:#x}\"}}", PL031.base);
+    let Some(rtc) = rtc else {
+        println!("SCALING {{\"error\":\"no usable arm,pl031 in the device tree\"}}");
+        return;
+    };
+    if !pl031_present(rtc) {
+        println!("SCALING {{\"error\":\"no PL031 at {:#x}\"}}", rtc.base);
         return;
     }
+    RTC_BASE.store(rtc.base, Ordering::Relaxed);
     let online = smp::online();
     let counts = COUNTS.iter().copied().filter(|&count| count <= online);
     let count_slots = counts.clone().count();
@@ -238,6 +244,8 @@ fn share(kind: usize) {
     };
     let end = END.load(Ordering::Relaxed);
     let stopwatch = devices::stopwatch(0);
+    // Set before the first START, whose release this CPU acquired.
+    let rtc_base = RTC_BASE.load(Ordering::Relaxed);
     let batch = BATCHES[kind];
     let (reads, ticks) = match (kind, stopwatch) {
         (0, Some(stopwatch)) => timed_loop(start, end, batch, || {
@@ -258,7 +266,7 @@ fn share(kind: usize) {
             let _ = black_box(stopwatch.status());
         }),
         _ => timed_loop(start, end, batch, || {
-            black_box(read_rtc_data());
+            black_box(read_rtc_data(rtc_base));
         }),
     };
     let mine = SHARES.this();
