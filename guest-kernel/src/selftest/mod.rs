@@ -111,6 +111,10 @@ const TESTS: &[(&str, Test)] = &[
         Test::Device(cpus::stopwatch_interrupt_on_every_cpu),
     ),
     (
+        "time_page_patience_outlasts_a_descheduled_reader",
+        Test::Any(time_page::patience_outlasts_a_descheduled_reader),
+    ),
+    (
         "time_page_present",
         Test::Device(time_page::time_page_present),
     ),

@@ -110,3 +110,24 @@ pub(super) fn counter_only_while_running(t: &Checker, stopwatch: &Stopwatch) {
     check!(t, frozen, else "PAUSED: {paused:?}, then {later:?}");
     stopwatch.reset();
 }
+
+/// The zero-exit read's patience, on made-up counter values (a patience of
+/// 100 ticks): a reader descheduled through the deadline in the middle of
+/// one attempt gets one more attempt; a writer stuck mid-update fails every
+/// attempt, and the reader gives up at the first failure after the
+/// deadline has been seen once.
+pub(super) fn patience_outlasts_a_descheduled_reader(t: &Checker, _: Option<&Stopwatch>) {
+    use crate::drivers::stopwatch::patience_exhausted_at;
+    const LIMIT: u64 = 100;
+    // Failures at 0, then (one attempt descheduled) at 250, then at 251.
+    let mut first_failure = None;
+    let answers = [0, 250, 251].map(|now| patience_exhausted_at(&mut first_failure, now, LIMIT));
+    check!(t, answers == [false, false, true],
+        else "descheduled reader: gave up {:?} at failures 0, 250, 251 (expected only at 251)", answers);
+    // A stuck writer: failures every 30 ticks.
+    let mut first_failure = None;
+    let first_give_up =
+        (0..10u64).find(|&i| patience_exhausted_at(&mut first_failure, i * 30, LIMIT));
+    check!(t, first_give_up == Some(5),
+        else "stuck writer: gave up at failure {:?} (expected 5, at 150 ticks: 120 is the first past the deadline)", first_give_up);
+}

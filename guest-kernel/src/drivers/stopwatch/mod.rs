@@ -26,6 +26,8 @@ use tock_registers::register_structs;
 use crate::arch::mmio::{self, register, ReadOnly, WriteOnly};
 use crate::arch::timer::{self, CounterClock};
 use zero_exit::patience_exhausted;
+#[cfg(feature = "selftest")]
+pub(crate) use zero_exit::patience_exhausted_at;
 pub use zero_exit::{device_time_ns, TimePageError};
 
 /// How long [`Stopwatch::read_time_page`] keeps retrying a page it cannot

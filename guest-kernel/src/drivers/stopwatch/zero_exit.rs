@@ -68,15 +68,46 @@ impl fmt::Display for TimePageError {
     }
 }
 
-/// After a failed read of the time page: whether [`TIME_PAGE_PATIENCE_MS`]
-/// have passed since the first failure (`first_failure`, a guest counter
-/// value, set by the first call).
+/// A reader's first failed attempt at the time page: when it failed, and
+/// whether an attempt has failed since the patience ran out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FirstFailure {
+    /// The guest counter at the first failure.
+    at: u64,
+    /// An attempt has failed after the deadline already.
+    deadline_seen: bool,
+}
+
+/// After a failed read of the time page: whether to give up. Not before
+/// [`TIME_PAGE_PATIENCE_MS`] have passed since the first failure
+/// (`first_failure`, set by the first call), and not before an attempt
+/// begun after that has failed too: a reader that was not running through
+/// the deadline (its vCPU descheduled by the host) has learnt nothing about
+/// the writer from its one slow attempt, so it gets one more. A writer stuck
+/// mid-update fails every attempt: the reader gives up one attempt after
+/// the deadline.
 #[cold]
 #[inline(never)]
-pub(super) fn patience_exhausted(first_failure: &mut Option<u64>) -> bool {
-    let now = timer::counter();
-    let since = *first_failure.get_or_insert(now);
-    now - since > timer::clock().frequency_hz * TIME_PAGE_PATIENCE_MS / 1000
+pub(super) fn patience_exhausted(first_failure: &mut Option<FirstFailure>) -> bool {
+    let limit = timer::clock().frequency_hz * TIME_PAGE_PATIENCE_MS / 1000;
+    patience_exhausted_at(first_failure, timer::counter(), limit)
+}
+
+/// [`patience_exhausted`] at counter value `now`, with a patience of
+/// `limit` counter ticks.
+pub(crate) fn patience_exhausted_at(
+    first_failure: &mut Option<FirstFailure>,
+    now: u64,
+    limit: u64,
+) -> bool {
+    let first = first_failure.get_or_insert(FirstFailure {
+        at: now,
+        deadline_seen: false,
+    });
+    if now - first.at <= limit {
+        return false;
+    }
+    core::mem::replace(&mut first.deadline_seen, true)
 }
 
 /// What one pass over the time page's protected section loaded.
