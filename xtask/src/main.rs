@@ -262,12 +262,34 @@ fn parse_seed(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    forget_cargo_run_environment();
     match dispatch(Cli::parse().command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("\nerror: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Removes the variables `cargo run` (the `cargo xtask` alias) sets for
+/// this program alone: the package's name, version and manifest path. The
+/// cargo commands xtask runs would inherit them, and a build script that
+/// watches one (ring's watches `CARGO_MANIFEST_DIR`) would then be rebuilt
+/// at every switch between `cargo xtask ...` and a plain `cargo test`.
+fn forget_cargo_run_environment() {
+    let names: Vec<_> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"]
+                    .contains(&name.as_str())
+        })
+        .collect();
+    for name in names {
+        // Edition 2021: safe to call; nothing else runs yet (no threads).
+        std::env::remove_var(name);
     }
 }
 
