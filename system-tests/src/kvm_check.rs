@@ -281,6 +281,18 @@ pub fn run(repo: &Repo, timeout: Duration) -> Result<String> {
     })?;
     judge_clean("bench-scaling", &report, 1)?;
     clean_runs.push(report);
+    // Two CPUs driving a stopwatch each at once: every command path of
+    // the driver, from a CPU other than the boot CPU too.
+    let drivers = VmConfig {
+        devices: 2,
+        extra: vec!["-smp".to_string(), "2".to_string()],
+        ..VmConfig::default()
+    };
+    let (report, _) = audit_run("concurrent-drivers", drivers, &plugin, &reports, |config| {
+        crate::concurrent_drivers_test::run(repo, config, timeout).map(drop)
+    })?;
+    judge_clean("concurrent-drivers", &report, MIN_IO_ACCESSES_PER_TEST_RUN)?;
+    clean_runs.push(report);
 
     let negative = VmConfig {
         append: Some("kvm-negative-control".to_string()),
