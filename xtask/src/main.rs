@@ -206,6 +206,15 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
+    /// Assemble a qemu-10.2.2.tar.xz laid out as QEMU's scripts/make-release
+    /// lays out a release, from Debian's source package and what its repack
+    /// strips (for testing the upstream-tarball path; see
+    /// docs/building.md).
+    ReleaseTarball {
+        /// Where to write it [default: target/release-tarball/qemu-10.2.2.tar.xz].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
     /// Delete the cache (downloads, QEMU builds of every checkout) and
     /// target/vm/.
     Clean {
@@ -445,6 +454,32 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         Cmd::UpdatePatches { options } => {
             let session = Session::new(&options)?;
             patches::update(&session.repo, &session.current_checkout_dirs()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ReleaseTarball { out } => {
+            let started = Instant::now();
+            let repo = repo::Repo::locate();
+            let out = out.unwrap_or_else(|| build::release_tarball::default_path(&repo));
+            let assembled =
+                build::release_tarball::assemble(&repo, &cache::Cache::locate()?, &out)?;
+            eprintln!(
+                "Assembled in {}. Differences from QEMU's release tarball:",
+                util::format_duration(started.elapsed())
+            );
+            for difference in &assembled.differences {
+                eprintln!("  - {difference}");
+            }
+            eprintln!(
+                "Build from it with --qemu-tarball {0} (or {1}={0}).",
+                assembled.path.display(),
+                build::qemu_source::TARBALL_ENV
+            );
+            println!(
+                "{}  {} ({} bytes)",
+                assembled.sha256,
+                assembled.path.display(),
+                assembled.bytes
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: true } => {

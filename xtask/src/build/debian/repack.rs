@@ -2,8 +2,8 @@
 //! Restores what Debian's `+ds` repack strips from QEMU's release source:
 //! the Python wheels configure installs (`python/wheels/`) and the Rust
 //! crates of the `subprojects/*-rs.wrap` files, with this repository's
-//! meson files for them. An upstream tarball ships both, so on it every
-//! step finds nothing missing and does nothing.
+//! meson files for them. An upstream tarball ships the wheels and most
+//! crates, so on it these steps restore only what it lacks.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -88,8 +88,7 @@ fn restore_rust_crates(repo: &Path, cache: &Cache, src: &Path) -> Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.ends_with("-rs.wrap") {
             let wrap = CrateWrap::read(&path)?;
-            // Upstream release tarballs ship the crates already unpacked.
-            if !subprojects.join(&wrap.directory).is_dir() {
+            if !crate_is_shipped(&subprojects, &wrap) {
                 wraps.push(wrap);
             }
         }
@@ -133,6 +132,25 @@ fn restore_rust_crates(repo: &Path, cache: &Cache, src: &Path) -> Result<()> {
             .with_context(|| format!("could not copy {}", crate_file.display()))?;
     }
     Ok(())
+}
+
+/// Whether the tree already has the crate of `wrap`: unpacked, or (as an
+/// upstream release tarball ships it, `scripts/make-release`) its archive
+/// in `packagecache/` with the wrap's hash and its meson files in
+/// `packagefiles/`. A release ships only the crates `make-release` names,
+/// so the others are restored even there.
+fn crate_is_shipped(subprojects: &Path, wrap: &CrateWrap) -> bool {
+    if subprojects.join(&wrap.directory).is_dir() {
+        return true;
+    }
+    let archive = subprojects.join("packagecache").join(&wrap.source_filename);
+    archive.is_file()
+        && verify_sha256(&archive, &wrap.source_hash).is_ok()
+        && subprojects
+            .join("packagefiles")
+            .join(&wrap.patch_directory)
+            .join("meson.build")
+            .is_file()
 }
 
 /// Lets cargo download the exact crate versions into its own cache,
