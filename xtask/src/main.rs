@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use build::pipeline::{BuildOptions, Session};
 use build::{cache, patches};
 use commands::run::{build_for, GuestOptions};
-use commands::{bench, clean, fuzz, fuzz_dtb, inspect, qemu_tests, test};
+use commands::{bench, clean, fuzz, fuzz_dtb, inspect, qemu_tests, tarball_check, test};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -214,6 +214,26 @@ enum Cmd {
         /// Where to write it [default: target/release-tarball/qemu-10.2.2.tar.xz].
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+    },
+    /// The slow end-to-end check of a host without a Debian archive (not
+    /// part of `test`): assemble the release-shaped tarball, serve it on
+    /// 127.0.0.1, and run `cargo xtask test` in a fresh clone of HEAD with
+    /// apt's archive hidden, the download pointed at the server and a
+    /// cache of its own (docs/testing.md).
+    TarballCheck {
+        /// Serve this tarball instead of assembling one.
+        #[arg(long, value_name = "PATH")]
+        tarball: Option<PathBuf>,
+        /// Run `build` and `test guest` in the clone, not the whole `test`.
+        #[arg(long)]
+        quick: bool,
+        /// Pass the tarball as a file (STOPWATCH_QEMU_TARBALL) instead of
+        /// serving it.
+        #[arg(long)]
+        as_file: bool,
+        /// Keep the scratch directory (clone, cache, log) after success.
+        #[arg(long)]
+        keep: bool,
     },
     /// Delete the cache (downloads, QEMU builds of every checkout) and
     /// target/vm/.
@@ -480,6 +500,25 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                 assembled.path.display(),
                 assembled.bytes
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TarballCheck {
+            tarball,
+            quick,
+            as_file,
+            keep,
+        } => {
+            let options = tarball_check::Options {
+                tarball,
+                quick,
+                keep,
+                delivery: if as_file {
+                    tarball_check::Delivery::File
+                } else {
+                    tarball_check::Delivery::Download
+                },
+            };
+            tarball_check::run(&repo::Repo::locate(), &cache::Cache::locate()?, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: true } => {

@@ -199,7 +199,7 @@ fn drop_unlisted_archives(top: &Path, listed: &[String]) -> Result<Vec<String>> 
     let mut dropped = Vec::new();
     for wrap_path in wrap_files(&subprojects)? {
         let name = wrap_name(&wrap_path);
-        if listed.iter().any(|l| *l == name) {
+        if listed.contains(&name) {
             continue;
         }
         if WrapSource::parse(&name, &read(&wrap_path)?)?.kind != "file" {
