@@ -6,7 +6,8 @@
 //! Layout under the cache root:
 //!
 //! ```text
-//! downloads/qemu/        the Debian source package files
+//! downloads/qemu/        the Debian source package files, or QEMU's
+//!                        release tarball
 //! downloads/wheels/      meson and pycotap wheels
 //! downloads/crates-manifest/  throwaway Cargo project to fetch crates
 //! apt/                   private apt state (sources.list, lists, cache)

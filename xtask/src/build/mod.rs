@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod debian;
+pub mod download;
 pub mod image_size;
 pub mod kernel;
 pub mod patches;
@@ -15,3 +16,4 @@ pub mod prereqs;
 pub mod qemu_build;
 pub mod qemu_source;
 pub mod release_tarball;
+pub mod upstream;

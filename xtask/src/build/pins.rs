@@ -45,10 +45,16 @@ pub const DEBIAN_SOURCE_FILES: [PinnedFile; 3] = [
     },
 ];
 
-/// The upstream release tarball accepted instead (`--qemu-tarball`). Its
-/// hash is not pinned here; it is checked by its `VERSION` file and its
-/// actual hash goes into the cache key.
-pub const UPSTREAM_TARBALL_NAME: &str = "qemu-10.2.2.tar.xz";
+/// QEMU's own release tarball, downloaded from QEMU's download site where
+/// no Debian archive is configured (`build::upstream`). It ships what
+/// Debian's repack strips (the meson subprojects with the Rust crates, the
+/// Python wheels), so nothing is restored into it.
+pub const UPSTREAM_TARBALL: PinnedFile = PinnedFile {
+    name: "qemu-10.2.2.tar.xz",
+    sha256: "784b296ff29c1417aa72323abcb2d2ea9ab9771724f577dcd785c3b04f21e176",
+};
+/// Where [`UPSTREAM_TARBALL`] is downloaded from (QEMU's download site).
+pub const UPSTREAM_TARBALL_URL: &str = "https://download.qemu.org/qemu-10.2.2.tar.xz";
 
 /// A Python wheel that QEMU's configure installs into its build venv.
 #[derive(Debug, Clone, Copy)]

@@ -17,8 +17,9 @@ use crate::util::{Step, SummaryRow};
 /// Options of every command that builds.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BuildOptions {
-    /// Build from this upstream qemu-10.2.2.tar.xz instead of Debian's
-    /// source package (also: env STOPWATCH_QEMU_TARBALL).
+    /// Build from this qemu-10.2.2.tar.xz instead of downloading QEMU's
+    /// source (Debian's package, or QEMU's release) (also: env
+    /// STOPWATCH_QEMU_TARBALL).
     #[arg(long, value_name = "PATH")]
     pub qemu_tarball: Option<PathBuf>,
 }

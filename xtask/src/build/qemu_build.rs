@@ -232,7 +232,7 @@ impl Stages for RealStages<'_> {
     }
 
     fn prepare(&mut self, tarball: &Path, dirs: &QemuDirs) -> Result<()> {
-        qemu_source::prepare(&self.repo.root, self.cache, tarball, dirs)
+        qemu_source::prepare(&self.repo.root, self.cache, self.tarball, tarball, dirs)
     }
 
     fn clone_source(&mut self, dirs: &QemuDirs, checkout: &CheckoutDirs) -> Result<()> {

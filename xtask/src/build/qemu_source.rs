@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! Gets QEMU's source into a keyed cache directory, the generic steps:
-//! choose the tarball (an upstream one, or Debian's, fetched by
-//! [`debian::source`]), extract it, have [`debian::repack`] restore what
-//! Debian's `+ds` repack strips, commit it as a git base, apply
-//! `patches/*.patch`; clones that prepared tree for each checkout, and
+//! choose the tarball (one given by the user; Debian's, fetched by
+//! [`debian::source`] where a Debian archive is configured; else QEMU's
+//! release, downloaded by [`upstream`]), extract it, have
+//! [`debian::repack`] restore what Debian's `+ds` repack strips, commit it
+//! as a git base, apply `patches/*.patch`; clones that prepared tree for each checkout, and
 //! syncs the checkout's `qemu-device/` into its clone.
 
 use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,7 @@ use std::process::Command;
 use crate::build::cache::{Cache, QemuDirs};
 use crate::build::debian;
 use crate::build::pins;
+use crate::build::upstream;
 use crate::util::{self, run_captured, sha256_file, MirrorReport};
 
 /// Environment variable naming an upstream release tarball to build from.
@@ -24,53 +27,123 @@ pub const TARBALL_ENV: &str = "STOPWATCH_QEMU_TARBALL";
 pub const DEVICE_DIR_IN_QEMU: &str = "rust/hw/misc/stopwatch";
 
 /// The tarball QEMU is built from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QemuTarball {
-    /// Debian's pinned `+ds` orig tarball, downloaded when needed.
+    /// Debian's pinned `+ds` orig tarball, fetched with apt when needed.
     Debian,
-    /// An upstream `qemu-10.2.2.tar.xz` the user supplied.
-    Upstream { path: PathBuf, sha256: String },
+    /// QEMU's release tarball, downloaded when needed and checked.
+    Release(upstream::Release),
+    /// A tarball the user supplied (`--qemu-tarball`).
+    Given { path: PathBuf, sha256: String },
 }
 
 impl QemuTarball {
-    /// `--qemu-tarball`, else `$STOPWATCH_QEMU_TARBALL`, else Debian's.
+    /// `--qemu-tarball`, else `$STOPWATCH_QEMU_TARBALL`; else QEMU's
+    /// release if `$STOPWATCH_QEMU_URL` (or `_SHA256`) asks for it; else
+    /// Debian's source package where a Debian archive is configured; else
+    /// QEMU's release.
     pub fn choose(cli_path: Option<PathBuf>) -> Result<QemuTarball> {
-        let path = cli_path.or_else(|| std::env::var_os(TARBALL_ENV).map(PathBuf::from));
-        let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
-            return Ok(QemuTarball::Debian);
-        };
-        let path = fs::canonicalize(&path)
-            .with_context(|| format!("QEMU tarball {} not found", path.display()))?;
-        let sha256 = sha256_file(&path)?;
-        Ok(QemuTarball::Upstream { path, sha256 })
+        QemuTarball::choose_with(cli_path, &|name| std::env::var_os(name))
+    }
+
+    /// [`QemuTarball::choose`] in the environment `env`.
+    pub fn choose_with(
+        cli_path: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<QemuTarball> {
+        let path = cli_path.or_else(|| env(TARBALL_ENV).map(PathBuf::from));
+        if let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) {
+            let path = fs::canonicalize(&path)
+                .with_context(|| format!("QEMU tarball {} not found", path.display()))?;
+            let sha256 = sha256_file(&path)?;
+            return Ok(QemuTarball::Given { path, sha256 });
+        }
+        if upstream::Release::asked_for(env) || !debian::mirror::archive_configured(env) {
+            return Ok(QemuTarball::Release(upstream::Release::from_env(env)?));
+        }
+        Ok(QemuTarball::Debian)
     }
 
     /// The tarball's SHA-256, known without downloading it.
     pub fn sha256(&self) -> &str {
         match self {
             QemuTarball::Debian => pins::DEBIAN_ORIG_TARBALL.sha256,
-            QemuTarball::Upstream { sha256, .. } => sha256,
+            QemuTarball::Release(release) => &release.sha256,
+            QemuTarball::Given { sha256, .. } => sha256,
+        }
+    }
+
+    /// What its extracted tree needs.
+    fn handling(&self) -> Handling {
+        match self {
+            QemuTarball::Debian => Handling {
+                restore_stripped: true,
+                debian_source: true,
+            },
+            // QEMU's release holds everything: nothing to restore.
+            QemuTarball::Release(_) => Handling {
+                restore_stripped: false,
+                debian_source: false,
+            },
+            // Debian's orig tarball passed by hand, or an upstream layout
+            // (in which the restoring finds nothing missing).
+            QemuTarball::Given { path, .. } => Handling {
+                restore_stripped: true,
+                debian_source: path.file_name()
+                    == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name)),
+            },
+        }
+    }
+
+    /// Where the source comes from, for the build's output.
+    pub fn describe(&self) -> String {
+        match self {
+            QemuTarball::Debian => format!(
+                "Debian's source package {}={}",
+                pins::DEBIAN_SOURCE_PACKAGE,
+                pins::DEBIAN_VERSION
+            ),
+            QemuTarball::Release(release) => format!("QEMU's release tarball, {}", release.url),
+            QemuTarball::Given { path, .. } => format!("the tarball {}", path.display()),
         }
     }
 }
 
+/// How an extracted tarball is made ready for the patches.
+#[derive(Debug, PartialEq, Eq)]
+struct Handling {
+    /// Put back what Debian's `+ds` repack strips ([`debian::repack`]).
+    restore_stripped: bool,
+    /// Apply the patches marked Debian-only too.
+    debian_source: bool,
+}
+
 /// Downloads (if needed) and verifies the tarball; returns its path.
 pub fn fetch_tarball(cache: &Cache, tarball: &QemuTarball) -> Result<PathBuf> {
+    eprintln!("    source: {}", tarball.describe());
     match tarball {
-        QemuTarball::Upstream { path, .. } => Ok(path.clone()),
+        QemuTarball::Given { path, .. } => Ok(path.clone()),
+        QemuTarball::Release(release) => upstream::fetch(cache, release),
         QemuTarball::Debian => debian::source::fetch_orig_tarball(
             cache,
             &format!(
-                "download the upstream release tarball {} (QEMU's download page) and pass it \
-                 with --qemu-tarball PATH or {TARBALL_ENV}=PATH",
-                pins::UPSTREAM_TARBALL_NAME
+                "have cargo xtask download QEMU's release tarball instead                  ({}={} cargo xtask ...), or download it yourself and pass it with                  --qemu-tarball PATH or {TARBALL_ENV}=PATH",
+                upstream::URL_ENV,
+                pins::UPSTREAM_TARBALL_URL
             ),
         ),
     }
 }
 
-/// Builds a patched source tree in `dirs.src` from `tarball_path`.
-pub fn prepare(repo: &Path, cache: &Cache, tarball_path: &Path, dirs: &QemuDirs) -> Result<()> {
+/// Builds a patched source tree in `dirs.src` from `tarball_path`, the
+/// fetched `tarball`.
+pub fn prepare(
+    repo: &Path,
+    cache: &Cache,
+    tarball: &QemuTarball,
+    tarball_path: &Path,
+    dirs: &QemuDirs,
+) -> Result<()> {
     let src = &dirs.src;
     fs::create_dir_all(src).with_context(|| format!("could not create {}", src.display()))?;
     eprintln!("Extracting {}...", tarball_path.display());
@@ -94,11 +167,12 @@ pub fn prepare(repo: &Path, cache: &Cache, tarball_path: &Path, dirs: &QemuDirs)
             pins::QEMU_VERSION
         );
     }
-    debian::repack::restore_stripped(repo, cache, src)?;
+    let handling = tarball.handling();
+    if handling.restore_stripped {
+        debian::repack::restore_stripped(repo, cache, src)?;
+    }
     commit_base(src)?;
-    let debian_source =
-        tarball_path.file_name() == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name));
-    apply_patches(repo, src, debian_source)
+    apply_patches(repo, src, handling.debian_source)
 }
 
 fn git(src: &Path) -> Command {
@@ -239,4 +313,161 @@ pub fn sync_device(repo: &Path, src: &Path) -> Result<MirrorReport> {
         relative == Path::new("qtest") || relative.file_name().is_some_and(|n| n == "target")
     };
     util::mirror_tree(&from, &src.join(DEVICE_DIR_IN_QEMU), &skip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::debian::mirror::MIRROR_ENV;
+
+    /// A scratch directory with an apt configuration whose sources are
+    /// `sources` (a `sources.list`), or hidden as on a host without a
+    /// Debian archive; returns the `APT_CONFIG` file.
+    fn apt_config(test: &str, sources: Option<&str>) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-choose-{test}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("apt.conf");
+        let text = match sources {
+            Some(list) => {
+                fs::write(dir.join("sources.list"), list).unwrap();
+                format!(
+                    "Dir::Etc::sourcelist \"{}\";\nDir::Etc::sourceparts \"{}\";\n",
+                    dir.join("sources.list").display(),
+                    dir.join("none.d").display()
+                )
+            }
+            None => {
+                "Dir::Etc::sourcelist \"/dev/null\";\nDir::Etc::sourceparts \"/nonexistent\";\n"
+                    .to_string()
+            }
+        };
+        fs::write(&config, text).unwrap();
+        config
+    }
+
+    fn env_of(vars: Vec<(&'static str, OsString)>) -> impl Fn(&str) -> Option<OsString> {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    fn has_apt_config() -> bool {
+        let found = Command::new("apt-config").arg("dump").output().is_ok();
+        if !found {
+            eprintln!("no apt-config on this host: the choice's apt cases are not run");
+        }
+        found
+    }
+
+    /// A made-up Debian archive (the repository names no real host).
+    const DEBIAN_SOURCES: &str = "deb http://archive.example/debian bookworm main\n";
+
+    #[test]
+    fn without_a_debian_archive_the_release_is_downloaded() {
+        let hidden = apt_config("hidden", None);
+        let env = env_of(vec![("APT_CONFIG", hidden.into())]);
+        let chosen = QemuTarball::choose_with(None, &env).unwrap();
+        assert_eq!(
+            chosen,
+            QemuTarball::Release(upstream::Release {
+                url: pins::UPSTREAM_TARBALL_URL.into(),
+                sha256: pins::UPSTREAM_TARBALL.sha256.into(),
+            })
+        );
+        // Its hash keys the build, known before any download.
+        assert_eq!(chosen.sha256(), pins::UPSTREAM_TARBALL.sha256);
+    }
+
+    #[test]
+    fn with_a_debian_archive_debians_source_package() {
+        if !has_apt_config() {
+            return;
+        }
+        let debian = apt_config("debian", Some(DEBIAN_SOURCES));
+        let env = env_of(vec![("APT_CONFIG", debian.into())]);
+        assert_eq!(
+            QemuTarball::choose_with(None, &env).unwrap(),
+            QemuTarball::Debian
+        );
+        // And a mirror named in the environment counts as one.
+        let hidden = apt_config("hidden-mirror", None);
+        let env = env_of(vec![
+            ("APT_CONFIG", hidden.into()),
+            (MIRROR_ENV, "http://archive.example/debian".into()),
+        ]);
+        assert_eq!(
+            QemuTarball::choose_with(None, &env).unwrap(),
+            QemuTarball::Debian
+        );
+    }
+
+    #[test]
+    fn a_url_in_the_environment_downloads_even_beside_a_debian_archive() {
+        let debian = apt_config("url", Some(DEBIAN_SOURCES));
+        let sha = "0123456789abcdef".repeat(4);
+        let env = env_of(vec![
+            ("APT_CONFIG", debian.into()),
+            (upstream::URL_ENV, "http://127.0.0.1:1/qemu.tar.xz".into()),
+            (upstream::SHA256_ENV, sha.clone().into()),
+        ]);
+        assert_eq!(
+            QemuTarball::choose_with(None, &env).unwrap(),
+            QemuTarball::Release(upstream::Release {
+                url: "http://127.0.0.1:1/qemu.tar.xz".into(),
+                sha256: sha,
+            })
+        );
+    }
+
+    #[test]
+    fn only_debians_source_is_restored_and_gets_the_debian_only_patches() {
+        let release = QemuTarball::Release(upstream::Release::from_env(&|_| None).unwrap());
+        let given = |name: &str| QemuTarball::Given {
+            path: PathBuf::from("/somewhere").join(name),
+            sha256: String::new(),
+        };
+        let handling = |restore_stripped, debian_source| Handling {
+            restore_stripped,
+            debian_source,
+        };
+        assert_eq!(release.handling(), handling(false, false));
+        assert_eq!(QemuTarball::Debian.handling(), handling(true, true));
+        assert_eq!(
+            given(pins::UPSTREAM_TARBALL.name).handling(),
+            handling(true, false)
+        );
+        assert_eq!(
+            given(pins::DEBIAN_ORIG_TARBALL.name).handling(),
+            handling(true, true)
+        );
+    }
+
+    #[test]
+    fn a_given_tarball_comes_first() {
+        let dir = std::env::temp_dir().join(format!("xtask-choose-given-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let tarball = dir.join("qemu-10.2.2.tar.xz");
+        fs::write(&tarball, b"a tarball").unwrap();
+        let env = env_of(vec![
+            (upstream::URL_ENV, "http://127.0.0.1:1/qemu.tar.xz".into()),
+            (TARBALL_ENV, "/nonexistent/by-env.tar.xz".into()),
+        ]);
+        let expected = QemuTarball::Given {
+            path: fs::canonicalize(&tarball).unwrap(),
+            sha256: crate::util::sha256_hex(b"a tarball"),
+        };
+        // The option, before the variable and the URL.
+        assert_eq!(
+            QemuTarball::choose_with(Some(tarball.clone()), &env).unwrap(),
+            expected
+        );
+        let env = env_of(vec![
+            (upstream::URL_ENV, "http://127.0.0.1:1/qemu.tar.xz".into()),
+            (TARBALL_ENV, tarball.clone().into()),
+        ]);
+        assert_eq!(QemuTarball::choose_with(None, &env).unwrap(), expected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! Finds the Debian archive mirror this machine's apt already uses, so the
 //! QEMU source package is fetched through the same (possibly local or
-//! proxied) mirror, without naming any host in this repository.
+//! proxied) mirror, without naming any host in this repository; and so
+//! tells whether there is one at all (on Ubuntu, say, there is not, and
+//! QEMU's release tarball is downloaded instead).
 
 use anyhow::{bail, Result};
+use std::ffi::OsString;
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 /// Environment variable that overrides the mirror found in apt's config.
 pub const MIRROR_ENV: &str = "STOPWATCH_DEBIAN_MIRROR";
@@ -55,46 +59,105 @@ impl AptSource {
 }
 
 /// The Debian archive URI to fetch sources from: `$STOPWATCH_DEBIAN_MIRROR`,
-/// else the first Debian archive in `/etc/apt/sources.list{,.d}`.
+/// else the first Debian archive in apt's source lists.
 pub fn find() -> Result<String> {
-    if let Ok(uri) = std::env::var(MIRROR_ENV) {
+    find_with(&|name| std::env::var_os(name))
+}
+
+/// Whether Debian's source package can be fetched here: a Debian archive
+/// in apt's configuration, or `$STOPWATCH_DEBIAN_MIRROR`.
+pub fn archive_configured(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
+    find_with(env).is_ok()
+}
+
+/// [`find`] with the environment `env` (the variables, and `APT_CONFIG`
+/// for apt-config).
+pub fn find_with(env: &dyn Fn(&str) -> Option<OsString>) -> Result<String> {
+    if let Some(uri) = env(MIRROR_ENV) {
+        let uri = uri.to_string_lossy();
         if !uri.trim().is_empty() {
             return Ok(uri.trim().trim_end_matches('/').to_string());
         }
     }
-    let sources = read_system_sources(Path::new("/etc/apt"));
-    match pick_debian_archive(&sources) {
+    let lists = SourceLists::of_apt(env);
+    match pick_debian_archive(&lists.read()) {
         Some(uri) => Ok(uri),
         None => bail!(
-            "found no Debian archive in /etc/apt/sources.list or /etc/apt/sources.list.d/ \
-             (looked for a `deb` source of a Debian suite such as bookworm with component main).\n\
-             Set {MIRROR_ENV}=<URI of a Debian mirror> and run again, or pass \
-             --qemu-tarball <path of an upstream qemu-10.2.2.tar.xz>"
+            "found no Debian archive in {} or {} (looked for a `deb` source of a Debian suite              such as bookworm with component main).
+             Set {MIRROR_ENV}=<URI of a Debian mirror> and run again, or pass              --qemu-tarball <path of an upstream qemu-10.2.2.tar.xz>",
+            lists.list.display(),
+            lists.parts.display()
         ),
     }
 }
 
-/// Reads every source in apt's one-line and deb822 files, in apt's order.
-fn read_system_sources(etc_apt: &Path) -> Vec<AptSource> {
-    let mut sources = Vec::new();
-    if let Ok(text) = fs::read_to_string(etc_apt.join("sources.list")) {
-        sources.extend(parse_one_line_format(&text));
-    }
-    let mut parts: Vec<_> = fs::read_dir(etc_apt.join("sources.list.d"))
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    parts.sort();
-    for path in parts {
-        let Ok(text) = fs::read_to_string(&path) else {
-            continue;
-        };
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("list") => sources.extend(parse_one_line_format(&text)),
-            Some("sources") => sources.extend(parse_deb822_format(&text)),
-            _ => {} // e.g. "*.disabled": apt ignores these too
+/// Where apt reads its sources: the one file and the directory of parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLists {
+    pub list: PathBuf,
+    pub parts: PathBuf,
+}
+
+impl SourceLists {
+    /// As apt's own configuration says (`Dir::Etc::sourcelist` and
+    /// `Dir::Etc::sourceparts`, through `apt-config`, which honours
+    /// `APT_CONFIG`); `/etc/apt`'s where there is no apt-config (a host
+    /// without apt, where these files are absent too).
+    pub fn of_apt(env: &dyn Fn(&str) -> Option<OsString>) -> SourceLists {
+        let mut cmd = Command::new("apt-config");
+        cmd.args(["shell", "LIST", "Dir::Etc::sourcelist/f"])
+            .args(["PARTS", "Dir::Etc::sourceparts/d"])
+            .env_remove("APT_CONFIG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(config) = env("APT_CONFIG") {
+            cmd.env("APT_CONFIG", config);
+        }
+        let output = cmd.output().ok().filter(|o| o.status.success());
+        let text = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let value = |name: &str| text.as_deref().and_then(|t| shell_value(t, name));
+        SourceLists {
+            list: value("LIST").unwrap_or_else(|| PathBuf::from("/etc/apt/sources.list")),
+            parts: value("PARTS").unwrap_or_else(|| PathBuf::from("/etc/apt/sources.list.d")),
         }
     }
-    sources
+
+    /// Every source in the one-line and deb822 files, in apt's order.
+    pub fn read(&self) -> Vec<AptSource> {
+        let mut sources = Vec::new();
+        if let Ok(text) = fs::read_to_string(&self.list) {
+            sources.extend(parse_one_line_format(&text));
+        }
+        let mut parts: Vec<_> = fs::read_dir(&self.parts)
+            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        parts.sort();
+        for path in parts {
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("list") => sources.extend(parse_one_line_format(&text)),
+                Some("sources") => sources.extend(parse_deb822_format(&text)),
+                _ => {} // e.g. "*.disabled": apt ignores these too
+            }
+        }
+        sources
+    }
+}
+
+/// The value of `NAME='value'` in `apt-config shell` output (single
+/// quotes, a quote inside written `'\''`); `None` when empty.
+fn shell_value(text: &str, name: &str) -> Option<PathBuf> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))?;
+    let value = line
+        .trim()
+        .strip_prefix('\'')?
+        .strip_suffix('\'')?
+        .replace("'\\''", "'");
+    (!value.is_empty()).then(|| PathBuf::from(value))
 }
 
 /// The URI of the first Debian archive among `sources`.
@@ -263,5 +326,46 @@ Components: main
         let text = "Types: deb\nURIs: https://node.example/node_20.x\nSuites: nodistro\n\
                     Components: main\n";
         assert_eq!(pick_debian_archive(&parse_deb822_format(text)), None);
+    }
+
+    #[test]
+    fn apt_config_shell_values() {
+        let text = "LIST='/etc/apt/sources.list'\nPARTS='/tmp/it'\\''s/'\n";
+        assert_eq!(
+            shell_value(text, "LIST"),
+            Some(PathBuf::from("/etc/apt/sources.list"))
+        );
+        assert_eq!(
+            shell_value(text, "PARTS"),
+            Some(PathBuf::from("/tmp/it's/"))
+        );
+        assert_eq!(shell_value("LIST=''\n", "LIST"), None);
+    }
+
+    #[test]
+    fn apts_configuration_says_where_the_sources_are() {
+        if Command::new("apt-config").arg("dump").output().is_err() {
+            eprintln!("no apt-config on this host: not run");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-apt-config-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("apt.conf");
+        fs::write(
+            &config,
+            "Dir::Etc::sourcelist \"/dev/null\";\nDir::Etc::sourceparts \"/nonexistent\";\n",
+        )
+        .unwrap();
+        let env = |name: &str| (name == "APT_CONFIG").then(|| config.clone().into_os_string());
+        let lists = SourceLists::of_apt(&env);
+        assert_eq!(lists.list, PathBuf::from("/dev/null"));
+        assert_eq!(lists.parts, PathBuf::from("/nonexistent/"));
+        assert!(!archive_configured(&env));
+        let message = find_with(&env).unwrap_err().to_string();
+        assert!(
+            message.contains("found no Debian archive in /dev/null"),
+            "{message}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
