@@ -53,7 +53,7 @@ pub struct Assembled {
 pub fn default_path(repo: &Repo) -> PathBuf {
     repo.cargo_target_dir()
         .join("release-tarball")
-        .join(pins::UPSTREAM_TARBALL_NAME)
+        .join(pins::UPSTREAM_TARBALL.name)
 }
 
 /// The name of the tarball's top directory, `qemu-<version>`.

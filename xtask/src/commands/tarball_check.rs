@@ -27,14 +27,10 @@ use crate::build::pins;
 use crate::build::prereqs::cargo;
 use crate::build::qemu_source::{self, TARBALL_ENV};
 use crate::build::release_tarball;
+use crate::build::upstream::{self, SHA256_ENV, URL_ENV};
 use crate::repo::Repo;
 use crate::util::{self, sha256_file, Step, SummaryRow};
 use server::FileServer;
-
-/// The variables that point the clone's build at the local server
-/// (`build::upstream` reads them).
-const URL_ENV: &str = "STOPWATCH_QEMU_URL";
-const SHA256_ENV: &str = "STOPWATCH_QEMU_SHA256";
 
 /// apt configuration that lists no source at all: what apt sees on a host
 /// without a Debian archive (Ubuntu, say), without touching /etc/apt.
@@ -329,7 +325,9 @@ fn check_outcome(
             bail!("the build's output never names {url}");
         }
         found.push(format!("the build's output names {url}"));
-        let downloaded = downloads.join(tarball_name());
+        let downloaded = upstream::cached_path(&Cache {
+            root: scratch_cache.to_path_buf(),
+        });
         let actual = sha256_file(&downloaded)
             .with_context(|| format!("the download is not at {}", downloaded.display()))?;
         if actual != sha256 {
