@@ -440,4 +440,108 @@ mod tests {
         assert!(text.contains("PARTS='/nonexistent/'"), "{text}");
         Ok(())
     }
+
+    /// A scratch cache as a passing run leaves it: the tarball downloaded,
+    /// one prepared source with the note file and the upstream path's
+    /// patch commits.
+    fn passing_scratch(root: &Path, upstream_patches: usize) -> Result<PathBuf> {
+        let cache = root.join("cache");
+        let downloaded = upstream::cached_path(&Cache {
+            root: cache.clone(),
+        });
+        fs::create_dir_all(downloaded.parent().unwrap())?;
+        fs::write(&downloaded, b"the tarball")?;
+        let src = cache.join("qemu/10.2.2-0123456789abcdef/src");
+        fs::create_dir_all(&src)?;
+        fs::write(src.join(release_tarball::NOTE_FILE), b"assembled")?;
+        let git = |args: &[&str]| {
+            util::run_captured(
+                Command::new("git")
+                    .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+                    .args(args)
+                    .current_dir(&src),
+            )
+        };
+        git(&["init", "--quiet"])?;
+        git(&["commit", "--quiet", "--allow-empty", "-m", "base"])?;
+        git(&["tag", pins::BASE_TAG])?;
+        for n in 0..upstream_patches {
+            git(&[
+                "commit",
+                "--quiet",
+                "--allow-empty",
+                "-m",
+                &format!("patch {n}"),
+            ])?;
+        }
+        Ok(cache)
+    }
+
+    #[test]
+    fn the_checks_find_a_passing_run_and_each_sign_of_the_wrong_path() -> Result<()> {
+        let root = std::env::temp_dir().join(format!("xtask-outcome-{}", std::process::id()));
+        let repo = Repo::locate().root;
+        let patches = qemu_source::patch_files(&repo)?;
+        let upstream_patches = patches
+            .iter()
+            .filter(|p| !crate::build::patches::is_debian_only(&fs::read_to_string(p).unwrap()))
+            .count();
+        assert!(
+            upstream_patches < patches.len(),
+            "the series has Debian-only patches"
+        );
+        let served = root.join("served.tar.xz");
+        fs::create_dir_all(&root)?;
+        fs::write(&served, b"the tarball")?;
+        let sha = crate::util::sha256_hex(b"the tarball");
+        let server = FileServer::start(&served, &tarball_name())?;
+        let url = server.url(&tarball_name());
+        let log = format!("    source: QEMU's release tarball, {url}\n");
+        let check = |cache: &Path, log: &str| {
+            check_outcome(cache, &repo, &sha, Some(&server), log).map_err(|e| e.to_string())
+        };
+
+        // Nothing was requested from the server yet.
+        let cache = passing_scratch(&root.join("a"), upstream_patches)?;
+        let error = check(&cache, &log).unwrap_err();
+        assert!(error.contains("the server sent no tarball"), "{error}");
+        let mut stream = std::net::TcpStream::connect(server.addr)?;
+        write!(stream, "GET /{} HTTP/1.1\r\n\r\n", tarball_name())?;
+        std::io::Read::read_to_end(&mut stream, &mut Vec::new())?;
+        let found = check(&cache, &log).unwrap();
+        assert_eq!(found.len(), 5, "{found:?}");
+
+        let error = check(&cache, "no url here").unwrap_err();
+        assert!(error.contains("never names"), "{error}");
+        let debian_file = cache
+            .join("downloads/qemu")
+            .join(pins::DEBIAN_ORIG_TARBALL.name);
+        fs::write(&debian_file, b"")?;
+        let error = check(&cache, &log).unwrap_err();
+        assert!(
+            error.contains("Debian's source package was downloaded"),
+            "{error}"
+        );
+        fs::remove_file(&debian_file)?;
+        fs::create_dir_all(cache.join("apt"))?;
+        let error = check(&cache, &log).unwrap_err();
+        assert!(error.contains("the build used apt"), "{error}");
+        fs::remove_dir(cache.join("apt"))?;
+
+        // The Debian-only patches applied too.
+        let all_patches = passing_scratch(&root.join("b"), patches.len())?;
+        let error = check(&all_patches, &log).unwrap_err();
+        assert!(error.contains("not the Debian-only ones"), "{error}");
+        // Another tarball downloaded.
+        fs::write(
+            upstream::cached_path(&Cache {
+                root: cache.clone(),
+            }),
+            b"other",
+        )?;
+        let error = check(&cache, &log).unwrap_err();
+        assert!(error.contains("has sha256"), "{error}");
+        fs::remove_dir_all(&root)?;
+        Ok(())
+    }
 }
