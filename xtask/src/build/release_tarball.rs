@@ -5,7 +5,7 @@
 //! the wrap-file subprojects it names in `subprojects/packagecache/` but
 //! not unpacked, their meson files in `subprojects/packagefiles/`, the
 //! Python wheels), assembled from Debian's source package and what
-//! [`debian::repack`] restores. No patch is applied: the Debian-only edits
+//! [`repack`] restores. No patch is applied: the Debian-only edits
 //! stay out. It stands in for the real release where that cannot be
 //! downloaded (`cargo xtask tarball-check` serves it to a fresh clone).
 //!
