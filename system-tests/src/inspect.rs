@@ -16,8 +16,21 @@ use std::time::{Duration, Instant};
 use crate::repo::{Flavor, Repo};
 use crate::vm::{Kernel, VmConfig};
 
-/// The debugger, from Debian's gdb-multiarch (a prerequisite).
-pub const GDB: &str = "gdb-multiarch";
+/// The aarch64-capable debuggers by program name, in order of preference:
+/// Debian's and Ubuntu's gdb-multiarch, Arch's cross gdb, and plain gdb
+/// (Fedora's and openSUSE's debug other architectures too).
+const GDB_PROGRAMS: &[&str] = &["gdb-multiarch", "aarch64-linux-gnu-gdb", "gdb"];
+
+/// The debugger to run: the first aarch64-capable gdb on PATH
+/// (gdb-multiarch when none is, for the message that names it).
+pub fn gdb_program() -> &'static str {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    GDB_PROGRAMS
+        .iter()
+        .copied()
+        .find(|program| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(GDB_PROGRAMS[0])
+}
 /// The device-tree compiler, from Debian's device-tree-compiler.
 const DTC: &str = "dtc";
 
@@ -119,8 +132,8 @@ pub fn dtb(repo: &Repo, config: &VmConfig, output: Option<&Path>) -> Result<()> 
 pub fn missing_tool(tool: &str, package: &str, error: std::io::Error) -> anyhow::Error {
     if error.kind() == ErrorKind::NotFound {
         anyhow!(
-            "{tool} not found: install Debian's {package} (`cargo xtask build` installs it \
-             with the other prerequisites)"
+            "{tool} not found: install Debian's {package} (other distributions: docs/hosts.md; \
+             `cargo xtask build` installs it with the other prerequisites)"
         )
     } else {
         anyhow!("could not run {tool}: {error}")
@@ -129,11 +142,11 @@ pub fn missing_tool(tool: &str, package: &str, error: std::io::Error) -> anyhow:
 
 /// Fails with the fix when gdb-multiarch is not installed.
 pub fn check_gdb() -> Result<()> {
-    Command::new(GDB)
+    Command::new(gdb_program())
         .arg("--version")
         .stdout(Stdio::null())
         .status()
-        .map_err(|error| missing_tool(GDB, "gdb-multiarch", error))?;
+        .map_err(|error| missing_tool(gdb_program(), "gdb-multiarch", error))?;
     Ok(())
 }
 
@@ -214,7 +227,7 @@ impl PausedQemu {
     /// gdb-multiarch on `elf`, attached to this QEMU; with `batch`, runs
     /// that command file and exits.
     pub fn gdb_command(&self, repo: &Repo, elf: &Path, batch: Option<&Path>) -> Command {
-        let mut cmd = Command::new(GDB);
+        let mut cmd = Command::new(gdb_program());
         cmd.current_dir(&repo.root).arg("-q");
         if batch.is_some() {
             // Reproducible: no ~/.gdbinit.

@@ -84,6 +84,14 @@ enum Cmd {
         #[command(flatten)]
         options: BuildOptions,
     },
+    /// Check the prerequisites (Rust toolchain, system packages, Python,
+    /// bindgen) and install what is missing where allowed (as root or with
+    /// password-less sudo), else print the command to run; then stop. The
+    /// first step of `build`.
+    Prereqs {
+        #[command(flatten)]
+        options: BuildOptions,
+    },
     /// Start QEMU paused with its gdbstub and debug the kernel in
     /// gdb-multiarch; the serial console is on a TCP port
     /// (`cargo xtask serial`).
@@ -317,6 +325,14 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
                     )
                 }
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Prereqs { options } => {
+            let session = Session::new(&options)?;
+            let mut summary = Vec::new();
+            let result = session.prerequisites(&mut summary);
+            util::print_summary("Prerequisites", &summary);
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Qemu {

@@ -13,6 +13,23 @@ use a64_access_class::classify;
 /// RCpc, RCpc2, pointer authentication, memory tagging, memory copy/set).
 const MARCH: &str = "-march=armv8.8-a+memtag";
 
+/// The aarch64 binutils' program prefixes: Debian's, Ubuntu's, Fedora's
+/// and Arch's; openSUSE's; Homebrew's bare-metal ones.
+const PREFIXES: &[&str] = &["aarch64-linux-gnu-", "aarch64-suse-linux-", "aarch64-elf-"];
+
+/// `tool` (`as`, `objcopy`) with the first prefix whose assembler is on
+/// PATH (the first prefix when none is, for the message).
+fn binutil(tool: &str) -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let prefix = PREFIXES
+        .iter()
+        .find(|prefix| {
+            std::env::split_paths(&path).any(|dir| dir.join(format!("{prefix}as")).is_file())
+        })
+        .unwrap_or(&PREFIXES[0]);
+    format!("{prefix}{tool}")
+}
+
 /// Runs a binutils tool, with a clear message when it is missing.
 fn run(tool: &str, args: &[&std::ffi::OsStr]) {
     let output = Command::new(tool)
@@ -21,7 +38,7 @@ fn run(tool: &str, args: &[&std::ffi::OsStr]) {
         .unwrap_or_else(|error| {
             panic!(
                 "could not run {tool} ({error}): install Debian's binutils-aarch64-linux-gnu \
-             (`cargo xtask test` installs it)"
+             (other distributions: docs/hosts.md; `cargo xtask test` installs it)"
             )
         });
     assert!(
@@ -36,7 +53,7 @@ fn assemble(source: &Path, scratch: &Path) -> Vec<u32> {
     let object = scratch.join("vectors.o");
     let binary = scratch.join("vectors.bin");
     run(
-        "aarch64-linux-gnu-as",
+        &binutil("as"),
         &[
             MARCH.as_ref(),
             source.as_os_str(),
@@ -45,7 +62,7 @@ fn assemble(source: &Path, scratch: &Path) -> Vec<u32> {
         ],
     );
     run(
-        "aarch64-linux-gnu-objcopy",
+        &binutil("objcopy"),
         &[
             "-O".as_ref(),
             "binary".as_ref(),

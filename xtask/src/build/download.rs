@@ -181,10 +181,10 @@ fn transfer(download: &Download, part: &Path) -> Result<u64> {
         } else {
             String::new()
         };
-        error.context(format!(
-            "could not download {} ({} attempt(s)){kept}",
-            download.url, attempts
-        ))
+        anyhow!(
+            "could not download {} ({attempts} attempt(s)): {error:#}{kept}",
+            download.url
+        )
     })
 }
 

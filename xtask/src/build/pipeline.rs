@@ -44,15 +44,23 @@ impl Session {
     pub fn prerequisites(&self, summary: &mut Vec<SummaryRow>) -> Result<HostTools> {
         let step = Step::start("Prerequisites");
         let pins = prereqs::ensure_rust_toolchain(&self.repo.root)?;
-        let tools = prereqs::ensure_host_tools(&self.cache)?;
+        let tools = prereqs::ensure_host_tools(&self.cache, self.debian_source())?;
         eprintln!(
-            "    Rust {} with {}, Debian packages, python3 venv, {}",
+            "    Rust {} with {}, system packages, python3 venv, {}",
             pins.channel,
             pins.targets.join(", "),
             tools.bindgen_version
         );
         summary.push(step.finish("ok"));
         Ok(tools)
+    }
+
+    /// Whether QEMU's source will come from Debian's source package
+    /// (`apt-get source`, needing dpkg-dev and Debian's keyring): no
+    /// tarball given, no release download asked for, and a Debian archive
+    /// in apt's configuration ([`QemuTarball::choose`] decides).
+    pub fn debian_source(&self) -> bool {
+        matches!(self.tarball, QemuTarball::Debian)
     }
 
     pub fn qemu(&self, tools: &HostTools, summary: &mut Vec<SummaryRow>) -> Result<PathBuf> {

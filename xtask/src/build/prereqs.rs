@@ -1,57 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! Checks (and where it can, installs) what the builds need: the pinned
-//! Rust toolchain with the guest target, the Debian packages QEMU's build
-//! uses, bindgen and Python. Every failure says how to fix it.
+//! Rust toolchain with the guest target, the system packages QEMU's build
+//! uses (through the host's package manager, [`host_packages`]), bindgen
+//! and Python. Every failure says how to fix it.
 
 use anyhow::{bail, Context, Result};
 use std::env;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::cache::Cache;
+use crate::build::host_packages::{self, HostEnv, Manager};
 use crate::util::{run, stdout_of};
-
-/// Debian packages QEMU's configure and build (and the host tests) need,
-/// and why.
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[
-    ("gcc", "C compiler"),
-    ("ninja-build", "QEMU's build tool"),
-    ("pkgconf", "finds the C libraries"),
-    ("libglib2.0-dev", "GLib, QEMU's base library"),
-    ("zlib1g-dev", "zlib"),
-    ("libfdt-dev", "device trees (--enable-fdt=system)"),
-    ("flex", "QEMU's parsers"),
-    ("bison", "QEMU's parsers"),
-    ("libclang-dev", "bindgen reads C headers through libclang"),
-    ("bindgen", "generates QEMU's Rust bindings"),
-    ("dpkg-dev", "apt-get source"),
-    (
-        "debian-archive-keyring",
-        "verifies the QEMU source download",
-    ),
-    ("xz-utils", "unpacks the QEMU tarball"),
-    (
-        "device-tree-compiler",
-        "dtc: cargo xtask dtb decompiles the board's device tree",
-    ),
-    ("gdb-multiarch", "cargo xtask gdb debugs the aarch64 guest"),
-    ("python3-venv", "configure's Python venv"),
-    ("bzip2", "firmware handling in QEMU's meson files"),
-    ("git", "the patch queue in the QEMU source tree"),
-    (
-        "ccache",
-        "QEMU's C compilations shared by every checkout's QEMU build",
-    ),
-    (
-        "swig",
-        "builds pylibfdt, which dt-schema (the binding's test) needs",
-    ),
-    ("python3-dev", "builds pylibfdt (as swig)"),
-    (
-        "binutils-aarch64-linux-gnu",
-        "assembles the test vectors of kvm-check's instruction classifier",
-    ),
-];
 
 /// Oldest bindgen QEMU's meson files accept.
 const MIN_BINDGEN: (u32, u32) = (0, 60);
@@ -159,34 +120,52 @@ impl HostTools {
     }
 }
 
-/// Checks the Debian packages, Python and bindgen, installing what is
-/// missing when allowed to.
-pub fn ensure_host_tools(cache: &Cache) -> Result<HostTools> {
-    ensure_debian_packages()?;
-    ensure_python()?;
-    let tools_bin = cache.tools().join("bin");
-    match bindgen_version(&tools_bin) {
-        Some(version) if version_at_least(&version, MIN_BINDGEN) => {}
-        found => {
-            let why = found.map_or("not found".to_string(), |v| format!("{v} is too old"));
-            eprintln!(
-                "bindgen {why}; installing bindgen-cli into {} (a few minutes)...",
-                cache.tools().display()
-            );
-            run(Command::new(cargo())
-                .args(["install", "--locked", "bindgen-cli", "--root"])
-                .arg(cache.tools()))
-            .context("could not install bindgen-cli; install Debian's `bindgen` package instead")?;
-        }
-    }
+/// Checks the system packages, Python and bindgen, installing what is
+/// missing when allowed to. `debian_source`: QEMU's source comes from
+/// Debian's source package (`apt-get source`), which needs a few more.
+pub fn ensure_host_tools(cache: &Cache, debian_source: bool) -> Result<HostTools> {
+    let manager = ensure_system_packages(debian_source)?;
+    ensure_python(manager)?;
+    ensure_bindgen(
+        &cache.tools(),
+        &env::var_os("PATH").unwrap_or_default(),
+        &cargo(),
+    )?;
     detect_host_tools(cache)
+}
+
+/// Makes sure the bindgen configure will find (`tools/bin` first, then
+/// `path`) is new enough: where the distribution's is older than QEMU
+/// needs (Ubuntu 22.04's 0.59) or there is none, `cargo install`s
+/// bindgen-cli into `tools` (the cache's).
+fn ensure_bindgen(tools: &Path, path: &OsStr, cargo: &OsStr) -> Result<()> {
+    let found = bindgen_version(&tools.join("bin"), path);
+    if found
+        .as_deref()
+        .is_some_and(|version| version_at_least(version, MIN_BINDGEN))
+    {
+        return Ok(());
+    }
+    let why = found.map_or("not found".to_string(), |v| format!("{v} is too old"));
+    eprintln!(
+        "bindgen {why}; installing bindgen-cli into {} (a few minutes)...",
+        tools.display()
+    );
+    run(Command::new(cargo)
+        .args(["install", "--locked", "bindgen-cli", "--root"])
+        .arg(tools))
+    .context(
+        "could not install bindgen-cli with cargo; install your distribution's bindgen \
+         (0.60 or newer) instead",
+    )
 }
 
 /// The tools as they are, installing nothing (for commands that only
 /// need the cache key).
 pub fn detect_host_tools(cache: &Cache) -> Result<HostTools> {
     let tools_bin = cache.tools().join("bin");
-    let bindgen_version = bindgen_version(&tools_bin)
+    let path = env::var_os("PATH").unwrap_or_default();
+    let bindgen_version = bindgen_version(&tools_bin, &path)
         .filter(|version| version_at_least(version, MIN_BINDGEN))
         .context("no bindgen >= 0.60 found: run `cargo xtask build`, which installs it")?;
     Ok(HostTools {
@@ -226,118 +205,49 @@ fn add_missing(
 
 pub use system_tests::repo::cargo;
 
-/// Finds the missing Debian packages and installs them (as root, or with
-/// password-less sudo); otherwise stops with the command to run.
-pub fn ensure_debian_packages() -> Result<()> {
-    let names: Vec<&str> = DEBIAN_PACKAGES.iter().map(|(name, _)| *name).collect();
-    let missing = missing_debian_packages(&names)?;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let list = missing.join(" ");
-    eprintln!("Missing Debian packages:");
-    for (name, why) in DEBIAN_PACKAGES.iter().filter(|(n, _)| missing.contains(n)) {
-        eprintln!("  {name:<24} {why}");
-    }
-    let sudo_works = || {
-        Command::new("sudo")
-            .args(["-n", "true"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let apt_get = apt_get_prefix(is_root(), sudo_works, &missing)?;
-    let apt = |args: &[&str]| {
-        let mut cmd = Command::new(apt_get[0]);
-        cmd.args(&apt_get[1..]).args(args);
-        cmd
-    };
-    // Stale package lists make installs fail with "held broken packages".
-    run(&mut apt(&["update"])).context("apt-get update failed")?;
-    let mut install = apt(&["install", "-y", "--no-install-recommends"]);
-    install.args(&missing);
-    run(&mut install).with_context(|| format!("could not install Debian packages: {list}"))?;
-    let still = missing_debian_packages(&names)?;
-    if !still.is_empty() {
-        bail!("still missing after apt-get install: {}", still.join(" "));
-    }
-    Ok(())
+/// Finds this host's package manager and the packages it lacks, and
+/// installs them (as root, or with password-less sudo); otherwise stops
+/// with the command to run. Returns the manager.
+pub fn ensure_system_packages(debian_source: bool) -> Result<Manager> {
+    let host = HostEnv::current();
+    let manager = host_packages::detect(&host)?;
+    let extra = env::var(host_packages::EXTRA_PACKAGE_ENV).ok();
+    host_packages::ensure(&host, manager, debian_source, extra.as_deref())?;
+    Ok(manager)
 }
 
-/// How to run apt-get: directly as root, through password-less sudo, or
-/// not at all, with the command the user must run instead.
-fn apt_get_prefix(
-    root: bool,
-    sudo_works: impl FnOnce() -> bool,
-    missing: &[&str],
-) -> Result<Vec<&'static str>> {
-    let mut prefix = if root {
-        Vec::new()
-    } else if sudo_works() {
-        vec!["sudo", "-n"]
-    } else {
-        bail!(
-            "missing Debian packages, and neither root nor password-less sudo is available; run:\n  \
-             sudo apt-get update && sudo apt-get install -y --no-install-recommends {}",
-            missing.join(" ")
-        );
-    };
-    // Through `env`, as sudo would drop the variable: no debconf questions.
-    prefix.extend(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
-    Ok(prefix)
-}
-
-fn missing_debian_packages<'a>(names: &[&'a str]) -> Result<Vec<&'a str>> {
-    // One dpkg-query for all packages; unknown ones go to stderr.
-    let output = Command::new("dpkg-query")
-        .args(["-W", "-f=${Package} ${Status}\\n"])
-        .args(names)
-        .output()
-        .with_context(|| {
-            format!(
-                "dpkg-query not found: this build expects Debian or a derivative; \
-                 install the equivalents of: {}",
-                names.join(" ")
-            )
-        })?;
-    let listing = String::from_utf8_lossy(&output.stdout);
-    Ok(names
-        .iter()
-        .copied()
-        .filter(|name| {
-            !listing.lines().any(|line| {
-                line.split_once(' ').is_some_and(|(package, status)| {
-                    package.split(':').next() == Some(name) && status.ends_with(" installed")
-                })
-            })
-        })
-        .collect())
-}
-
-fn is_root() -> bool {
-    stdout_of(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
-}
-
-fn ensure_python() -> Result<()> {
+fn ensure_python(manager: Manager) -> Result<()> {
     let status = Command::new("python3")
         .args(["-c", "import venv, ensurepip"])
         .status();
+    let package = |what: &str| {
+        host_packages::NEEDS
+            .iter()
+            .find(|need| need.what == what)
+            .and_then(|need| manager.package_of(need))
+            .unwrap_or("python3")
+    };
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(_) => bail!(
             "python3 cannot create virtual environments (no `venv`/`ensurepip`), which QEMU's \
-             configure needs: install Debian's python3-venv (or the venv module of the python3 \
-             first on PATH)"
+             configure needs: install {}'s {} (or the venv module of the python3 first on PATH)",
+            manager.name(),
+            package("Python venv")
         ),
-        Err(_) => bail!("python3 not found: install Debian's python3 and python3-venv"),
+        Err(_) => bail!(
+            "python3 not found: install {}'s {}",
+            manager.name(),
+            package("Python venv")
+        ),
     }
 }
 
 /// `bindgen --version` of the bindgen that configure will find, with
 /// `tools_bin` searched first, as in the PATH configure gets.
-fn bindgen_version(tools_bin: &Path) -> Option<String> {
-    let path = env::var_os("PATH").unwrap_or_default();
+fn bindgen_version(tools_bin: &Path, path: &OsStr) -> Option<String> {
     let program = std::iter::once(tools_bin.to_path_buf())
-        .chain(env::split_paths(&path))
+        .chain(env::split_paths(path))
         .map(|dir| dir.join("bindgen"))
         .find(|candidate| candidate.is_file())?;
     let text = stdout_of(Command::new(program).arg("--version")).ok()?;
@@ -374,21 +284,51 @@ mod tests {
         Ok(())
     }
 
+    /// Puts an executable `name` running `body` into `dir`.
+    fn script(dir: &Path, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     #[test]
-    fn without_root_or_sudo_the_command_to_run_is_named() {
-        let missing = ["ninja-build", "libfdt-dev"];
-        let error = apt_get_prefix(false, || false, &missing).unwrap_err();
-        assert!(
-            error.to_string().ends_with(
-                "sudo apt-get update && sudo apt-get install -y --no-install-recommends \
-                 ninja-build libfdt-dev"
-            ),
-            "{error}"
+    fn an_old_or_missing_bindgen_is_replaced_by_bindgen_cli_in_the_cache() {
+        let scratch = env::temp_dir().join(format!("xtask-bindgen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let tools = scratch.join("cache-tools");
+        let log = scratch.join("cargo.log");
+        let cargo = scratch.join("fake-cargo/cargo");
+        script(
+            cargo.parent().unwrap(),
+            "cargo",
+            &format!("echo \"$*\" >> {}", log.display()),
         );
-        let with_sudo = apt_get_prefix(false, || true, &missing).unwrap();
-        assert_eq!(with_sudo[..2], ["sudo", "-n"]);
-        let as_root = apt_get_prefix(true, || unreachable!("root needs no sudo"), &missing);
-        assert_eq!(as_root.unwrap()[0], "env");
+        let system = scratch.join("system-bin");
+        let installs = || std::fs::read_to_string(&log).unwrap_or_default();
+        let want = format!("install --locked bindgen-cli --root {}\n", tools.display());
+
+        // The distribution's is too old (Ubuntu 22.04's).
+        script(&system, "bindgen", "echo bindgen 0.59.1");
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        assert_eq!(installs(), want, "bindgen 0.59.1 on PATH");
+
+        // None at all.
+        std::fs::remove_file(&log).unwrap();
+        std::fs::remove_file(system.join("bindgen")).unwrap();
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        assert_eq!(installs(), want, "no bindgen");
+
+        // New enough: nothing installed; and the cache's, once there, wins.
+        std::fs::remove_file(&log).unwrap();
+        script(&system, "bindgen", "echo bindgen 0.60.1");
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        script(&system, "bindgen", "echo bindgen 0.59.1");
+        script(&tools.join("bin"), "bindgen", "echo bindgen 0.72.1");
+        ensure_bindgen(&tools, system.as_os_str(), cargo.as_os_str()).unwrap();
+        assert_eq!(installs(), "", "bindgen new enough");
+        let _ = std::fs::remove_dir_all(&scratch);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::util::stdout_of;
-use system_tests::inspect::{check_gdb, missing_tool, symbol_file, PausedQemu, GDB};
+use system_tests::inspect::{check_gdb, gdb_program, missing_tool, symbol_file, PausedQemu};
 use system_tests::repo::Repo;
 use system_tests::vm::VmConfig;
 
@@ -40,7 +40,7 @@ pub fn gdb(
     let mut gdb = qemu
         .gdb_command(repo, &symbol_file(repo, config), batch)
         .spawn()
-        .map_err(|error| missing_tool(GDB, "gdb-multiarch", error))?;
+        .map_err(|error| missing_tool(gdb_program(), "gdb-multiarch", error))?;
     ignore_interrupts();
     let status = gdb.wait()?;
     drop(qemu);

@@ -130,7 +130,7 @@ pub fn tests() -> Vec<Test> {
     let mut tests = vec![
         Test::new("host", "cargo test", Needs::Nothing, |cx| {
             // The classifier's tests assemble their vectors with binutils.
-            crate::build::prereqs::ensure_debian_packages()?;
+            crate::build::prereqs::ensure_system_packages(cx.session.debian_source())?;
             // The default members, then the system tests' own unit tests
             // (their crate is not a default member: its trials need QEMU).
             for package in [None, Some(SYSTEM_TESTS_PACKAGE)] {

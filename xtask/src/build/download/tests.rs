@@ -11,8 +11,11 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// The timeout of these tests: a stalled server fails them within it.
+/// The timeout of the stall tests: a stalled server fails them within it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// The timeout of the others: ample, so that a loaded machine cannot make
+/// them fail.
+const AMPLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the server does with one request.
 #[derive(Clone)]
@@ -190,11 +193,15 @@ fn scratch(test: &str) -> PathBuf {
 }
 
 fn fetch_into(dir: &Path, url: &str, sha256: &str) -> Result<Fetched> {
+    fetch_with_timeout(dir, url, sha256, AMPLE_TIMEOUT)
+}
+
+fn fetch_with_timeout(dir: &Path, url: &str, sha256: &str, timeout: Duration) -> Result<Fetched> {
     fetch(&Download {
         url,
         sha256,
         dest: &dir.join("file.tar.xz"),
-        timeout: TEST_TIMEOUT,
+        timeout,
     })
 }
 
@@ -270,6 +277,40 @@ fn resumes_a_part_left_by_an_earlier_run_and_starts_over_where_the_server_cannot
         assert_eq!(left_in(&dir), ["file.tar.xz"]);
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[test]
+fn what_a_failed_run_received_is_resumed_by_the_next() {
+    let data = file_data();
+    let half = data.len() / 2;
+    let served = data.clone();
+    // Cut half-way, then unavailable for the retry; back for the next run.
+    let server = Server::start(move |index, request| match index {
+        0 => Reply::ok(&served).cut_after(half),
+        1 => Reply::new("503 Service Unavailable", b"busy"),
+        _ => Reply::as_asked(&served, request),
+    });
+    let dir = scratch("next-run");
+    let url = server.url("f");
+    let message = format!(
+        "{:#}",
+        fetch_into(&dir, &url, &sha256_hex(&data)).unwrap_err()
+    );
+    assert!(
+        message.contains(&format!("{url} answered HTTP 503 Service Unavailable"))
+            && message.contains(&format!("{half} bytes are kept in")),
+        "{message}"
+    );
+    // Only bytes the server sent, to be checked with the rest.
+    assert_eq!(
+        fs::read(dir.join("file.tar.xz.part")).unwrap(),
+        data[..half]
+    );
+    fetch_into(&dir, &url, &sha256_hex(&data)).unwrap();
+    assert_eq!(server.requests()[2].range_start, Some(half));
+    assert_eq!(fs::read(dir.join("file.tar.xz")).unwrap(), data);
+    assert_eq!(left_in(&dir), ["file.tar.xz"]);
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -381,13 +422,14 @@ fn a_404_names_the_url_and_the_status() {
 fn assert_times_out(server: Server, name: &str) {
     let dir = scratch(&format!("stall-{name}"));
     let started = Instant::now();
-    let error = fetch_into(&dir, &server.url("f"), &sha256_hex(b"")).unwrap_err();
+    let error =
+        fetch_with_timeout(&dir, &server.url("f"), &sha256_hex(b""), TEST_TIMEOUT).unwrap_err();
     let message = format!("{error:#}");
     assert!(
         message.contains("timed out: the server sent nothing for 1.0s"),
         "{message}"
     );
-    assert!(started.elapsed() < TEST_TIMEOUT * 2, "{message}");
+    assert!(started.elapsed() < TEST_TIMEOUT * 3, "{message}");
     assert_eq!(server.requests().len(), 1, "{message}");
     assert_eq!(left_in(&dir), Vec::<String>::new(), "{message}");
     fs::remove_dir_all(&dir).unwrap();
