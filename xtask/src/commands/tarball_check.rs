@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::build::cache::{Cache, CACHE_DIR_ENV};
 use crate::build::pins;
 use crate::build::prereqs::cargo;
-use crate::build::qemu_source::{self, TARBALL_ENV};
+use crate::build::qemu_source::{self, QemuTarball, TARBALL_ENV};
 use crate::build::release_tarball;
 use crate::build::upstream::{self, SHA256_ENV, URL_ENV};
 use crate::repo::Repo;
@@ -320,11 +320,16 @@ fn check_outcome(
             "the server sent the tarball: {body} bytes in {} request(s)",
             served.len()
         ));
-        let url = server.url(&tarball_name());
-        if !log.contains(&url) {
-            bail!("the build's output never names {url}");
+        // The line the build prints for the source it chose.
+        let source = QemuTarball::Release(upstream::Release {
+            url: server.url(&tarball_name()),
+            sha256: sha256.to_string(),
+        })
+        .describe();
+        if !log.contains(&source) {
+            bail!("the build's output never says its source is {source:?}");
         }
-        found.push(format!("the build's output names {url}"));
+        found.push(format!("the build's output says its source is {source}"));
         let downloaded = upstream::cached_path(&Cache {
             root: scratch_cache.to_path_buf(),
         });
@@ -511,8 +516,8 @@ mod tests {
         let found = check(&cache, &log).unwrap();
         assert_eq!(found.len(), 5, "{found:?}");
 
-        let error = check(&cache, "no url here").unwrap_err();
-        assert!(error.contains("never names"), "{error}");
+        let error = check(&cache, &format!("    source: the tarball {url}\n")).unwrap_err();
+        assert!(error.contains("never says its source is"), "{error}");
         let debian_file = cache
             .join("downloads/qemu")
             .join(pins::DEBIAN_ORIG_TARBALL.name);
