@@ -201,3 +201,45 @@ fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crate_counts_as_shipped_unpacked_or_as_its_checked_archive_with_meson_files() -> Result<()>
+    {
+        let subprojects =
+            std::env::temp_dir().join(format!("xtask-shipped-{}", std::process::id()));
+        let archive = b"a crate archive";
+        let wrap = CrateWrap::parse(
+            "foo-1-rs",
+            &format!(
+                "[wrap-file]\ndirectory = foo-1.2.3\nsource_filename = foo-1.2.3.tar.gz\n\
+                 source_hash = {}\npatch_directory = foo-1-rs\n",
+                util::sha256_hex(archive)
+            ),
+        )?;
+        fs::create_dir_all(subprojects.join("packagecache"))?;
+        let packagefiles = subprojects.join("packagefiles/foo-1-rs");
+        fs::create_dir_all(&packagefiles)?;
+        let cached = subprojects.join("packagecache/foo-1.2.3.tar.gz");
+        // Debian's tree: neither.
+        assert!(!crate_is_shipped(&subprojects, &wrap));
+        // A release's: the archive and the meson files.
+        fs::write(&cached, archive)?;
+        fs::write(packagefiles.join("meson.build"), b"project('foo')")?;
+        assert!(crate_is_shipped(&subprojects, &wrap));
+        // An archive that is not the wrap's, or no meson files: restored.
+        fs::write(&cached, b"another crate")?;
+        assert!(!crate_is_shipped(&subprojects, &wrap));
+        fs::write(&cached, archive)?;
+        fs::remove_file(packagefiles.join("meson.build"))?;
+        assert!(!crate_is_shipped(&subprojects, &wrap));
+        // Unpacked, as meson leaves it.
+        fs::create_dir_all(subprojects.join("foo-1.2.3"))?;
+        assert!(crate_is_shipped(&subprojects, &wrap));
+        fs::remove_dir_all(&subprojects)?;
+        Ok(())
+    }
+}
