@@ -141,7 +141,7 @@ fn run_steps(
     )?;
     let head = util::stdout_of(
         Command::new("git")
-            .args(["log", "-1", "--format=%h %s"])
+            .args(["log", "-1", "--format=commit %h"])
             .current_dir(&clone),
     )?;
     rows.push(step.finish(head.trim()));
