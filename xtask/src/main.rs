@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use build::pipeline::{BuildOptions, Session};
 use build::{cache, patches};
 use commands::run::{build_for, GuestOptions};
-use commands::{bench, clean, fuzz, fuzz_dtb, inspect, qemu_tests, test};
+use commands::{bench, clean, fuzz, fuzz_dtb, inspect, qemu_tests, tarball_check, test};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -213,6 +213,35 @@ enum Cmd {
     UpdatePatches {
         #[command(flatten)]
         options: BuildOptions,
+    },
+    /// Assemble a qemu-10.2.2.tar.xz laid out as QEMU's scripts/make-release
+    /// lays out a release, from Debian's source package and what its repack
+    /// strips (for testing the upstream-tarball path; see
+    /// docs/building.md).
+    ReleaseTarball {
+        /// Where to write it [default: target/release-tarball/qemu-10.2.2.tar.xz].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// The slow end-to-end check of a host without a Debian archive (not
+    /// part of `test`): assemble the release-shaped tarball, serve it on
+    /// 127.0.0.1, and run `cargo xtask test` in a fresh clone of HEAD with
+    /// apt's archive hidden, the download pointed at the server and a
+    /// cache of its own (docs/testing.md).
+    TarballCheck {
+        /// Serve this tarball instead of assembling one.
+        #[arg(long, value_name = "PATH")]
+        tarball: Option<PathBuf>,
+        /// Run `build` and `test guest` in the clone, not the whole `test`.
+        #[arg(long)]
+        quick: bool,
+        /// Pass the tarball as a file (STOPWATCH_QEMU_TARBALL) instead of
+        /// serving it.
+        #[arg(long)]
+        as_file: bool,
+        /// Keep the scratch directory (clone, cache, log) after success.
+        #[arg(long)]
+        keep: bool,
     },
     /// Delete the cache (downloads, QEMU builds of every checkout) and
     /// target/vm/.
@@ -487,6 +516,51 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         Cmd::UpdatePatches { options } => {
             let session = Session::new(&options)?;
             patches::update(&session.repo, &session.current_checkout_dirs()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ReleaseTarball { out } => {
+            let started = Instant::now();
+            let repo = repo::Repo::locate();
+            let out = out.unwrap_or_else(|| build::release_tarball::default_path(&repo));
+            let assembled =
+                build::release_tarball::assemble(&repo, &cache::Cache::locate()?, &out)?;
+            eprintln!(
+                "Assembled in {}. Differences from QEMU's release tarball:",
+                util::format_duration(started.elapsed())
+            );
+            for difference in &assembled.differences {
+                eprintln!("  - {difference}");
+            }
+            eprintln!(
+                "Build from it with --qemu-tarball {0} (or {1}={0}).",
+                assembled.path.display(),
+                build::qemu_source::TARBALL_ENV
+            );
+            println!(
+                "{}  {} ({} bytes)",
+                assembled.sha256,
+                assembled.path.display(),
+                assembled.bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TarballCheck {
+            tarball,
+            quick,
+            as_file,
+            keep,
+        } => {
+            let options = tarball_check::Options {
+                tarball,
+                quick,
+                keep,
+                delivery: if as_file {
+                    tarball_check::Delivery::File
+                } else {
+                    tarball_check::Delivery::Download
+                },
+            };
+            tarball_check::run(&repo::Repo::locate(), &cache::Cache::locate()?, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { old: true } => {

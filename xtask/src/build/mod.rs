@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod prereqs;
 pub mod qemu_build;
 pub mod qemu_source;
+pub mod release_tarball;
 pub mod upstream;

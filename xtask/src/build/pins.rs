@@ -46,9 +46,9 @@ pub const DEBIAN_SOURCE_FILES: [PinnedFile; 3] = [
 ];
 
 /// QEMU's own release tarball, downloaded from QEMU's download site where
-/// no Debian archive is configured (`build::upstream`). It ships what
-/// Debian's repack strips (the meson subprojects with the Rust crates, the
-/// Python wheels), so nothing is restored into it.
+/// no Debian archive is configured (`build::upstream`). It ships most of
+/// what Debian's repack strips (the meson subprojects `scripts/make-release`
+/// names, the Python wheels); the rest is restored into it.
 pub const UPSTREAM_TARBALL: PinnedFile = PinnedFile {
     name: "qemu-10.2.2.tar.xz",
     sha256: "784b296ff29c1417aa72323abcb2d2ea9ab9771724f577dcd785c3b04f21e176",

@@ -3,8 +3,9 @@
 //! [`debian`](crate::build::debian): downloaded from QEMU's download site
 //! (or the mirror `$STOPWATCH_QEMU_URL` names) into the cache's downloads,
 //! and checked against the pinned SHA-256 (or `$STOPWATCH_QEMU_SHA256`)
-//! before it is used. The release ships what Debian's repack strips, so
-//! nothing is restored into it.
+//! before it is used. The release ships most of what Debian's repack
+//! strips; `debian::repack` restores the rest (the crates
+//! `scripts/make-release` does not name: glib-sys for 10.2.2).
 
 use anyhow::{bail, Result};
 use std::ffi::OsString;

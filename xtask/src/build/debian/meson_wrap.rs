@@ -76,6 +76,47 @@ impl CrateWrap {
     }
 }
 
+/// How meson gets a subproject: the kind of a wrap's `[wrap-*]` section
+/// and the directory under `subprojects/` it ends up in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrapSource {
+    /// `file` (an archive meson downloads into `subprojects/packagecache/`),
+    /// `git`, ...: the section name after `wrap-`.
+    pub kind: String,
+    /// `directory =`, else the wrap's own name (as meson and
+    /// `scripts/make-release` default it).
+    pub directory: String,
+}
+
+impl WrapSource {
+    /// Reads the first `[wrap-*]` section of the wrap `wrap_name`.
+    pub fn parse(wrap_name: &str, text: &str) -> Result<WrapSource> {
+        let mut kind = None;
+        let mut directory = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                if kind.is_some() {
+                    break;
+                }
+                kind = name.strip_prefix("wrap-").map(str::to_string);
+            } else if kind.is_some() {
+                if let Some(("directory", value)) =
+                    line.split_once('=').map(|(k, v)| (k.trim(), v.trim()))
+                {
+                    directory = Some(value.to_string());
+                }
+            }
+        }
+        let Some(kind) = kind else {
+            bail!("subprojects/{wrap_name}.wrap has no [wrap-*] section");
+        };
+        Ok(WrapSource {
+            kind,
+            directory: directory.unwrap_or_else(|| wrap_name.to_string()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +167,25 @@ patch_directory = syn-2-rs
         assert!(error.to_string().contains("source_filename"), "{error}");
         let error = CrateWrap::parse("x-rs", "[wrap-file]\ndirectory = x\n").unwrap_err();
         assert!(error.to_string().contains("<crate>-<version>"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_kind_and_directory_of_any_wrap() -> Result<()> {
+        let git = "[wrap-git]\nurl = https://git.example/keycodemapdb.git\n\
+                   revision = f5772a62ec52591ff6870b7e8ef32482371f22c6\ndepth = 1\n";
+        let source = WrapSource::parse("keycodemapdb", git)?;
+        assert_eq!(source.kind, "git");
+        // No `directory =`: the wrap's name, as meson defaults it.
+        assert_eq!(source.directory, "keycodemapdb");
+        let file = WrapSource::parse("syn-2-rs", SYN_WRAP)?;
+        assert_eq!(
+            (file.kind.as_str(), file.directory.as_str()),
+            ("file", "syn-2.0.104")
+        );
+        // A `directory =` of a later section is not the wrap's.
+        let two = "[wrap-git]\nurl = x\n[provide]\ndirectory = other\n";
+        assert_eq!(WrapSource::parse("a", two)?.directory, "a");
+        assert!(WrapSource::parse("b", "[provide]\nb = b_dep\n").is_err());
+        Ok(())
     }
 }

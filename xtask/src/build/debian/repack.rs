@@ -2,8 +2,8 @@
 //! Restores what Debian's `+ds` repack strips from QEMU's release source:
 //! the Python wheels configure installs (`python/wheels/`) and the Rust
 //! crates of the `subprojects/*-rs.wrap` files, with this repository's
-//! meson files for them. An upstream tarball ships both, so on it every
-//! step finds nothing missing and does nothing.
+//! meson files for them. An upstream tarball ships the wheels and most
+//! crates, so on it these steps restore only what it lacks.
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -88,8 +88,7 @@ fn restore_rust_crates(repo: &Path, cache: &Cache, src: &Path) -> Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.ends_with("-rs.wrap") {
             let wrap = CrateWrap::read(&path)?;
-            // Upstream release tarballs ship the crates already unpacked.
-            if !subprojects.join(&wrap.directory).is_dir() {
+            if !crate_is_shipped(&subprojects, &wrap) {
                 wraps.push(wrap);
             }
         }
@@ -133,6 +132,25 @@ fn restore_rust_crates(repo: &Path, cache: &Cache, src: &Path) -> Result<()> {
             .with_context(|| format!("could not copy {}", crate_file.display()))?;
     }
     Ok(())
+}
+
+/// Whether the tree already has the crate of `wrap`: unpacked, or (as an
+/// upstream release tarball ships it, `scripts/make-release`) its archive
+/// in `packagecache/` with the wrap's hash and its meson files in
+/// `packagefiles/`. A release ships only the crates `make-release` names,
+/// so the others are restored even there.
+fn crate_is_shipped(subprojects: &Path, wrap: &CrateWrap) -> bool {
+    if subprojects.join(&wrap.directory).is_dir() {
+        return true;
+    }
+    let archive = subprojects.join("packagecache").join(&wrap.source_filename);
+    archive.is_file()
+        && verify_sha256(&archive, &wrap.source_hash).is_ok()
+        && subprojects
+            .join("packagefiles")
+            .join(&wrap.patch_directory)
+            .join("meson.build")
+            .is_file()
 }
 
 /// Lets cargo download the exact crate versions into its own cache,
@@ -182,4 +200,46 @@ fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
                 registries.display()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crate_counts_as_shipped_unpacked_or_as_its_checked_archive_with_meson_files() -> Result<()>
+    {
+        let subprojects =
+            std::env::temp_dir().join(format!("xtask-shipped-{}", std::process::id()));
+        let archive = b"a crate archive";
+        let wrap = CrateWrap::parse(
+            "foo-1-rs",
+            &format!(
+                "[wrap-file]\ndirectory = foo-1.2.3\nsource_filename = foo-1.2.3.tar.gz\n\
+                 source_hash = {}\npatch_directory = foo-1-rs\n",
+                util::sha256_hex(archive)
+            ),
+        )?;
+        fs::create_dir_all(subprojects.join("packagecache"))?;
+        let packagefiles = subprojects.join("packagefiles/foo-1-rs");
+        fs::create_dir_all(&packagefiles)?;
+        let cached = subprojects.join("packagecache/foo-1.2.3.tar.gz");
+        // Debian's tree: neither.
+        assert!(!crate_is_shipped(&subprojects, &wrap));
+        // A release's: the archive and the meson files.
+        fs::write(&cached, archive)?;
+        fs::write(packagefiles.join("meson.build"), b"project('foo')")?;
+        assert!(crate_is_shipped(&subprojects, &wrap));
+        // An archive that is not the wrap's, or no meson files: restored.
+        fs::write(&cached, b"another crate")?;
+        assert!(!crate_is_shipped(&subprojects, &wrap));
+        fs::write(&cached, archive)?;
+        fs::remove_file(packagefiles.join("meson.build"))?;
+        assert!(!crate_is_shipped(&subprojects, &wrap));
+        // Unpacked, as meson leaves it.
+        fs::create_dir_all(subprojects.join("foo-1.2.3"))?;
+        assert!(crate_is_shipped(&subprojects, &wrap));
+        fs::remove_dir_all(&subprojects)?;
+        Ok(())
+    }
 }
