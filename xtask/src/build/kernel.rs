@@ -166,7 +166,7 @@ fn write_image(elf: &Path, image: &Path, flavor: Flavor) -> Result<()> {
         .check()
         .map_err(|error| {
             anyhow!(
-                "{error}      its largest functions: {} --size-sort -S {}",
+                "{error}\n    its largest functions: {} --size-sort -S {}",
                 objcopy.with_file_name("llvm-nm").display(),
                 elf.display()
             )
@@ -212,7 +212,9 @@ fn llvm_objcopy() -> Result<PathBuf> {
         .join("bin/llvm-objcopy");
     ensure!(
         objcopy.is_file(),
-        "{} is missing: the `llvm-tools` rustup component makes the flat Image;          `cargo xtask build` installs it (it is in rust-toolchain.toml), or run          `rustup component add llvm-tools`",
+        "{} is missing: the `llvm-tools` rustup component makes the flat Image; \
+         `cargo xtask build` installs it (it is in rust-toolchain.toml), or run \
+         `rustup component add llvm-tools`",
         objcopy.display()
     );
     Ok(objcopy)

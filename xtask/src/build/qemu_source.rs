@@ -130,7 +130,9 @@ pub fn fetch_tarball(cache: &Cache, tarball: &QemuTarball) -> Result<PathBuf> {
         QemuTarball::Debian => debian::source::fetch_orig_tarball(
             cache,
             &format!(
-                "have cargo xtask download QEMU's release tarball instead                  ({}={} cargo xtask ...), or download it yourself and pass it with                  --qemu-tarball PATH or {TARBALL_ENV}=PATH",
+                "have cargo xtask download QEMU's release tarball instead \
+                 ({}={} cargo xtask ...), or download it yourself and pass it with \
+                 --qemu-tarball PATH or {TARBALL_ENV}=PATH",
                 upstream::URL_ENV,
                 pins::UPSTREAM_TARBALL_URL
             ),

@@ -83,8 +83,10 @@ pub fn find_with(env: &dyn Fn(&str) -> Option<OsString>) -> Result<String> {
     match pick_debian_archive(&lists.read()) {
         Some(uri) => Ok(uri),
         None => bail!(
-            "found no Debian archive in {} or {} (looked for a `deb` source of a Debian suite              such as bookworm with component main).
-             Set {MIRROR_ENV}=<URI of a Debian mirror> and run again, or pass              --qemu-tarball <path of an upstream qemu-10.2.2.tar.xz>",
+            "found no Debian archive in {} or {} (looked for a `deb` source of a Debian suite \
+             such as bookworm with component main).\n\
+             Set {MIRROR_ENV}=<URI of a Debian mirror> and run again, or pass \
+             --qemu-tarball <path of an upstream qemu-10.2.2.tar.xz>",
             lists.list.display(),
             lists.parts.display()
         ),
