@@ -7,7 +7,8 @@
 //! (`ReaderVariant`): the driver's own (`correct`, the default), or one of
 //! the two planted bugs the checks must catch, `no-recheck` and
 //! `counter-outside`; `commands=N` how many commands CPU 0 sends; `fast`
-//! its pace.
+//! its pace; `until-caught` whether it goes on while no reader has failed
+//! a check (the planted readers' runs).
 //!
 //! CPUs 1..N-1 run the zero-exit read in a tight loop and keep every
 //! reading that differs from the one they kept last (so every change of
@@ -80,13 +81,16 @@ const TIMEOUT_RANGE_NS: (u64, u64) = (10_000, 2_000_000);
 const KEPT_IN_ALL: usize = 1536;
 /// Readers with a buffer (CPUs 1..=READERS_KEEPING); more read but keep nothing.
 const READERS_KEEPING: usize = 3;
+/// With `until-caught`: the most rounds of `commands` commands CPU 0 sends
+/// while no reader has failed a check.
+const UNTIL_CAUGHT_ROUNDS: usize = 8;
 /// How long a reader may take to start and to stop.
 const JOB_TIMEOUT_NS: u64 = 5_000_000_000;
 /// The seed without `=SEED`.
 pub const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
 
 /// What the boot argument asks for: `SEED`, `reader=NAME`, `commands=N`,
-/// `fast`, comma-separated, each optional.
+/// `fast`, `until-caught`, comma-separated, each optional.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// The commands' random generator's seed (`SEED`).
@@ -101,6 +105,12 @@ pub struct Options {
     /// middle of its read, which is when a reader without its re-check
     /// tears (the planted readers' runs).
     pub fast: bool,
+    /// `until-caught`: after `commands` commands, CPU 0 sends `commands`
+    /// more while no reader has counted a torn or backwards reading, up to
+    /// [`UNTIL_CAUGHT_ROUNDS`] rounds in all. A planted reader's run then
+    /// catches it on a loaded host too, where the readers and the writer
+    /// overlap less, and ends as soon as it has on an idle one.
+    pub until_caught: bool,
 }
 
 impl Options {
@@ -110,6 +120,7 @@ impl Options {
         reader: ReaderVariant::Correct,
         commands: COMMANDS,
         fast: false,
+        until_caught: false,
     };
 
     /// The options in `text` (after `concurrency=`); `None` if a part is
@@ -121,6 +132,8 @@ impl Options {
                 options.reader = ReaderVariant::from_name(name)?;
             } else if part == "fast" {
                 options.fast = true;
+            } else if part == "until-caught" {
+                options.until_caught = true;
             } else if let Some(count) = part.strip_prefix("commands=") {
                 options.commands = count.parse().ok()?;
             } else {
@@ -145,6 +158,9 @@ const VARIANTS: [ReaderVariant; 3] = [
 static READY: AtomicUsize = AtomicUsize::new(0);
 /// Set by CPU 0 when the readers must stop.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Torn and backwards readings counted so far by all readers, for
+/// `until-caught` (Relaxed: CPU 0 only needs to see it grow eventually).
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
 
 /// One kept reading.
 struct Kept {
@@ -248,6 +264,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
         reader,
         commands,
         fast,
+        until_caught,
     } = options;
     let Some(stopwatch) = stopwatch else {
         println!("CONCURRENCY {{\"error\":\"no stopwatch device\"}}");
@@ -297,7 +314,17 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
         }
         core::hint::spin_loop();
     }
-    drive(stopwatch, seed, commands, keeping, fast);
+    CAUGHT.store(0, Ordering::Relaxed);
+    let rounds = if until_caught { UNTIL_CAUGHT_ROUNDS } else { 1 };
+    let mut sent = 0;
+    let mut random = Random::new(seed);
+    for _ in 0..rounds {
+        drive(stopwatch, &mut random, commands, keeping, fast);
+        sent += commands;
+        if CAUGHT.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
     STOP.store(true, Ordering::Release);
     for (cpu, &ticket) in tickets.iter().enumerate().take(online).skip(1) {
         if !smp::wait_done(cpu, ticket, JOB_TIMEOUT_NS) {
@@ -355,18 +382,17 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
         errors += reader.errors.load(Ordering::Relaxed);
     }
     println!(
-        "CONCURRENCY {{\"seed\":{seed},\"reader\":\"{}\",\"readers\":{},\"commands\":{commands},\"fast\":{fast},\"readings\":{readings},\"kept\":{kept},\"dropped\":{dropped},\"backwards\":{backwards},\"torn\":{torn},\"laps_checked\":{laps_checked},\"laps_over\":{laps_over},\"errors\":{errors}}}",
+        "CONCURRENCY {{\"seed\":{seed},\"reader\":\"{}\",\"readers\":{},\"commands\":{sent},\"fast\":{fast},\"readings\":{readings},\"kept\":{kept},\"dropped\":{dropped},\"backwards\":{backwards},\"torn\":{torn},\"laps_checked\":{laps_checked},\"laps_over\":{laps_over},\"errors\":{errors}}}",
         reader.name(),
         online - 1
     );
 }
 
-/// CPU 0's part: the seeded random commands, with random gaps.
+/// CPU 0's part: `commands` seeded random commands, with random gaps.
 /// `keeping`: the readers that keep readings, to wait for after each
 /// command unless `fast`.
-fn drive(stopwatch: &Stopwatch, seed: u64, commands: usize, keeping: usize, fast: bool) {
+fn drive(stopwatch: &Stopwatch, random: &mut Random, commands: usize, keeping: usize, fast: bool) {
     let max_gap_ns = if fast { FAST_MAX_GAP_NS } else { MAX_GAP_NS };
-    let mut random = Random::new(seed);
     let clock = timer::clock();
     for _ in 0..commands {
         // START and PAUSE twice as often: a PAUSE that ends a run is
@@ -467,6 +493,7 @@ fn read(keeping: usize) {
             );
         }
         backwards += 1;
+        CAUGHT.fetch_add(1, Ordering::Relaxed);
     };
     while !STOP.load(Ordering::Relaxed) {
         let Ok(reading) = read_as(stopwatch, variant) else {
@@ -506,6 +533,7 @@ fn read(keeping: usize) {
                     remember(&mine.first_torn, [this.0, this.1, this.2, this.3]);
                 }
                 torn += 1;
+                CAUGHT.fetch_add(1, Ordering::Relaxed);
             }
             last = this;
             mine.seen.store(reading.sequence, Ordering::Relaxed);
