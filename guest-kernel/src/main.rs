@@ -251,7 +251,9 @@ extern "C" fn kernel_main(loader_dtb: usize, entry_el: u64) -> ! {
         BootMode::HoldTimeout => selftest::hold_timeout(stopwatches.first()),
         #[cfg(feature = "selftest")]
         BootMode::BenchScaling => {
-            selftest::scaling::run_and_print(stopwatches.first(), board.rtc);
+            // SAFETY: `board.rtc` is kept above only where it was mapped
+            // as Device memory.
+            unsafe { selftest::scaling::run_and_print(stopwatches.first(), board.rtc) };
             power::exit(0)
         }
         #[cfg(feature = "selftest")]

@@ -45,11 +45,31 @@ pub enum Fetched {
     Downloaded,
 }
 
-/// `dest` with `.part` appended to its name.
-pub fn part_path(dest: &Path) -> PathBuf {
+/// Where the bytes of `dest` gather until they are checked: its name, the
+/// expected hash's first 16 digits (so that a run expecting another file,
+/// e.g. after `STOPWATCH_QEMU_SHA256` changed, never resumes these bytes),
+/// then `.part`.
+pub fn part_path(dest: &Path, sha256: &str) -> PathBuf {
     let mut name = dest.file_name().map(OsString::from).unwrap_or_default();
-    name.push(".part");
+    name.push(format!(".{}.part", &sha256[..sha256.len().min(16)]));
     dest.with_file_name(name)
+}
+
+/// Deletes the `.part` files of `dest` other than `part`: bytes gathered
+/// for another expected file, which no run will resume.
+fn remove_other_parts(dest: &Path, part: &Path) -> Result<()> {
+    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    for entry in fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))? {
+        let path = entry?.path();
+        let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+        if file_name.starts_with(&prefix) && file_name.ends_with(".part") && path != part {
+            remove(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure `download.dest` holds the file with the expected hash:
@@ -57,6 +77,13 @@ pub fn part_path(dest: &Path) -> PathBuf {
 /// interrupted run) and checks it.
 pub fn fetch(download: &Download) -> Result<Fetched> {
     let dest = download.dest;
+    // One download of a file at a time (two checkouts building under
+    // different keys may want the same tarball).
+    let mut lock = dest.as_os_str().to_owned();
+    lock.push(".lock");
+    let _lock = crate::util::lock_file(Path::new(&lock), "downloading it", |message| {
+        eprintln!("{message}")
+    })?;
     if dest.is_file() {
         let got = sha256_file(dest)?;
         if got == download.sha256 {
@@ -73,7 +100,8 @@ pub fn fetch(download: &Download) -> Result<Fetched> {
     if let Some(dir) = dest.parent() {
         fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     }
-    let part = part_path(dest);
+    let part = part_path(dest, download.sha256);
+    remove_other_parts(dest, &part)?;
     let started = Instant::now();
     eprintln!("Downloading {}\n    to {}", download.url, dest.display());
     let received = transfer(download, &part)?;

@@ -104,12 +104,34 @@ fn run_steps(
             work.display()
         );
     }
+    // Resolved before the scratch directory is emptied: a tarball inside
+    // it (one a `--keep` run left) would be deleted with it.
+    let given = match &options.tarball {
+        Some(path) => {
+            let path = fs::canonicalize(path)
+                .with_context(|| format!("tarball {} not found", path.display()))?;
+            if path.starts_with(fs::canonicalize(&work).unwrap_or_else(|_| work.clone())) {
+                bail!(
+                    "the tarball {} is inside the scratch directory, which the check empties \
+                     first: copy it elsewhere and pass that",
+                    path.display()
+                );
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    // One check at a time: they share the scratch directory.
+    let _lock = util::lock_file(
+        &work.with_extension("lock"),
+        "running the tarball check",
+        |message| eprintln!("    {message}"),
+    )?;
     util::remove_dir_all_if_exists(&work)?;
     fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
 
-    let tarball = match &options.tarball {
-        Some(path) => fs::canonicalize(path)
-            .with_context(|| format!("tarball {} not found", path.display()))?,
+    let tarball = match given {
+        Some(path) => path,
         None => {
             let step = Step::start("Assemble the release-shaped tarball");
             let assembled = release_tarball::assemble(repo, cache, &work.join(tarball_name()))?;

@@ -206,10 +206,12 @@ fn fetch_with_timeout(dir: &Path, url: &str, sha256: &str, timeout: Duration) ->
 }
 
 /// The names in `dir`, sorted.
+/// The files in `dir`, but the download's (empty) lock file.
 fn left_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "file.tar.xz.lock")
         .collect();
     names.sort();
     names
@@ -270,7 +272,7 @@ fn resumes_a_part_left_by_an_earlier_run_and_starts_over_where_the_server_cannot
             false => Reply::ok(&served),
         });
         let dir = scratch(&format!("earlier-{resumes}"));
-        fs::write(dir.join("file.tar.xz.part"), &data[..third]).unwrap();
+        fs::write(part_path(&dir.join("file.tar.xz"), &sha), &data[..third]).unwrap();
         fetch_into(&dir, &server.url("f"), &sha).unwrap();
         assert_eq!(server.requests()[0].range_start, Some(third));
         assert_eq!(fs::read(dir.join("file.tar.xz")).unwrap(), data);
@@ -280,8 +282,26 @@ fn resumes_a_part_left_by_an_earlier_run_and_starts_over_where_the_server_cannot
 }
 
 #[test]
+fn bytes_gathered_for_another_file_are_never_resumed() {
+    let data = file_data();
+    let sha = sha256_hex(&data);
+    let served = data.clone();
+    let server = Server::start(move |_, request| Reply::as_asked(&served, request));
+    let dir = scratch("another-file");
+    // Left by a run that expected another file (another hash, another URL).
+    let other = part_path(&dir.join("file.tar.xz"), &"ab".repeat(32));
+    fs::write(&other, b"bytes of some other file").unwrap();
+    fetch_into(&dir, &server.url("f"), &sha).unwrap();
+    assert_eq!(server.requests()[0].range_start, None);
+    assert_eq!(fs::read(dir.join("file.tar.xz")).unwrap(), data);
+    assert_eq!(left_in(&dir), ["file.tar.xz"]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn what_a_failed_run_received_is_resumed_by_the_next() {
     let data = file_data();
+    let sha = sha256_hex(&data);
     let half = data.len() / 2;
     let served = data.clone();
     // Cut half-way, then unavailable for the retry; back for the next run.
@@ -303,7 +323,7 @@ fn what_a_failed_run_received_is_resumed_by_the_next() {
     );
     // Only bytes the server sent, to be checked with the rest.
     assert_eq!(
-        fs::read(dir.join("file.tar.xz.part")).unwrap(),
+        fs::read(part_path(&dir.join("file.tar.xz"), &sha)).unwrap(),
         data[..half]
     );
     fetch_into(&dir, &url, &sha256_hex(&data)).unwrap();
@@ -504,7 +524,7 @@ fn content_range_parses() {
     assert_eq!(parse_content_range("bytes */200"), None);
     assert_eq!(parse_content_range("bytes 9-0/200"), None);
     assert_eq!(
-        part_path(Path::new("/c/qemu.tar.xz")),
-        Path::new("/c/qemu.tar.xz.part")
+        part_path(Path::new("/c/qemu.tar.xz"), &"0123456789abcdef".repeat(4)),
+        Path::new("/c/qemu.tar.xz.0123456789abcdef.part")
     );
 }
