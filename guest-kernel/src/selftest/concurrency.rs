@@ -64,6 +64,7 @@ use crate::drivers::stopwatch::Stopwatch;
 use crate::smp::{self, Job};
 use crate::{devices, println};
 use stopwatch_abi::Status;
+use stopwatch_test_rng::TestRng;
 
 /// Commands CPU 0 sends, unless `commands=N` says otherwise.
 const COMMANDS: usize = 900;
@@ -236,27 +237,6 @@ static READERS: [Reader; READERS_KEEPING] = [const {
     }
 }; READERS_KEEPING];
 
-/// xorshift64*: a small seeded generator, reproducible from the seed.
-struct Random(u64);
-
-impl Random {
-    fn new(seed: u64) -> Self {
-        Random(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `low..=high`.
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
 /// Runs the mode and prints its result.
 pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
     let Options {
@@ -317,7 +297,7 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
     CAUGHT.store(0, Ordering::Relaxed);
     let rounds = if until_caught { UNTIL_CAUGHT_ROUNDS } else { 1 };
     let mut sent = 0;
-    let mut random = Random::new(seed);
+    let mut random = TestRng::new(seed);
     for _ in 0..rounds {
         drive(stopwatch, &mut random, commands, keeping, fast);
         sent += commands;
@@ -391,26 +371,31 @@ pub fn run_and_print(stopwatch: Option<&Stopwatch>, options: Options) {
 /// CPU 0's part: `commands` seeded random commands, with random gaps.
 /// `keeping`: the readers that keep readings, to wait for after each
 /// command unless `fast`.
-fn drive(stopwatch: &Stopwatch, random: &mut Random, commands: usize, keeping: usize, fast: bool) {
+fn drive(stopwatch: &Stopwatch, random: &mut TestRng, commands: usize, keeping: usize, fast: bool) {
     let max_gap_ns = if fast { FAST_MAX_GAP_NS } else { MAX_GAP_NS };
     let clock = timer::clock();
     for _ in 0..commands {
         // START and PAUSE twice as often: a PAUSE that ends a run is
         // where a counter read outside the section shows.
-        match random.next() % 8 {
+        match random.next_u64() % 8 {
             0 | 1 => stopwatch.start(),
             2 | 3 => stopwatch.pause(),
             4 => stopwatch.reset(),
             // With every slot taken the device refuses LAP: reset instead.
             5 if stopwatch.laps().is_ok_and(|laps| laps.is_full()) => stopwatch.reset(),
             5 => stopwatch.lap(),
-            6 => stopwatch.timeout_ns(random.between(TIMEOUT_RANGE_NS.0, TIMEOUT_RANGE_NS.1)),
+            6 => stopwatch.timeout_ns(random.in_range(TIMEOUT_RANGE_NS.0..=TIMEOUT_RANGE_NS.1)),
             _ => stopwatch.ack(),
         }
         // Give the readers the chance to see what the command published
         // (on a loaded host a reader's thread may not run for a while),
         // so that most publications are checked, not only some.
-        if let (false, Ok(reading)) = (fast, stopwatch.read_zero_exit()) {
+        let left = if fast {
+            None
+        } else {
+            stopwatch.read_zero_exit().ok()
+        };
+        if let Some(reading) = left {
             let patience = timer::counter() + clock.ns_to_ticks(SEEN_PATIENCE_NS);
             while READERS[..keeping]
                 .iter()
@@ -420,7 +405,7 @@ fn drive(stopwatch: &Stopwatch, random: &mut Random, commands: usize, keeping: u
                 core::hint::spin_loop();
             }
         }
-        let gap_ns = random.between(0, max_gap_ns);
+        let gap_ns = random.in_range(0..=max_gap_ns);
         if fast {
             // Asleep: the readers have the host's cores and QEMU's lock.
             timer::wait_ns(gap_ns);

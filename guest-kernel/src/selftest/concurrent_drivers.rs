@@ -42,6 +42,7 @@ use crate::drivers::stopwatch::{device_time_ns, Stopwatch};
 use crate::smp::{self, Job};
 use crate::{devices, print, println};
 use stopwatch_abi::{Command, MAX_TIMEOUT_NS, MAX_TIMEOUT_SECS, NANOS_PER_SEC};
+use stopwatch_test_rng::TestRng;
 
 /// Commands each CPU sends.
 const COMMANDS_PER_CPU: usize = 150;
@@ -154,27 +155,6 @@ impl DeviceState {
 static FINALS: [[AtomicU64; 8]; MAX_CPUS] =
     [const { [const { AtomicU64::new(UNREADABLE) }; 8] }; MAX_CPUS];
 
-/// xorshift64*, as the concurrency mode's: reproducible from the seed.
-struct Random(u64);
-
-impl Random {
-    fn new(seed: u64) -> Self {
-        Random(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `low..=high`.
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
 /// The seed of CPU `cpu`'s commands, from the run's.
 fn cpu_seed(seed: u64, cpu: usize) -> u64 {
     seed ^ (cpu as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -279,7 +259,7 @@ fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
         println!("DRIVERS {{\"error\":\"no stopwatch {cpu}\"}}");
         return false;
     };
-    let mut random = Random::new(cpu_seed(seed, cpu));
+    let mut random = TestRng::new(cpu_seed(seed, cpu));
     let clock = timer::clock();
     stopwatch.reset();
     let start = DeviceState::read(stopwatch);
@@ -315,22 +295,22 @@ fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
             timer::wait_ns(NAP_NS);
         }
         // START twice as often: most time-dependent results need a run.
-        let (command, argument) = match random.next() % 10 {
+        let (command, argument) = match random.next_u64() % 10 {
             0 | 1 => (Command::Start, 0),
             2 => (Command::Pause, 0),
             3 => (Command::Reset, 0),
             4 | 5 => (Command::Lap, 0),
             6 => (
                 Command::Timeout,
-                random.between(MIN_TIMEOUT_NS / NANOS_PER_SEC, MAX_TIMEOUT_SECS),
+                random.in_range(MIN_TIMEOUT_NS / NANOS_PER_SEC..=MAX_TIMEOUT_SECS),
             ),
             7 => (
                 Command::TimeoutNs,
-                random.between(MIN_TIMEOUT_NS, MAX_TIMEOUT_NS),
+                random.in_range(MIN_TIMEOUT_NS..=MAX_TIMEOUT_NS),
             ),
             8 => (
                 Command::Periodic,
-                random.between(MIN_TIMEOUT_NS, MAX_TIMEOUT_NS),
+                random.in_range(MIN_TIMEOUT_NS..=MAX_TIMEOUT_NS),
             ),
             _ => (Command::TimeoutAck, 0),
         };
@@ -348,7 +328,7 @@ fn drive_as(cpu: usize, seed: u64, own: Option<&Own<'_>>) -> bool {
             state: DeviceState::read(stopwatch),
         };
         PROGRESS[cpu].store(index + 1, Ordering::Relaxed);
-        timer::wait_ns(random.between(0, MAX_GAP_NS));
+        timer::wait_ns(random.in_range(0..=MAX_GAP_NS));
     }
     FINISHED.fetch_add(1, Ordering::AcqRel);
     if let Some(own) = own {

@@ -73,28 +73,20 @@ impl QemuTarball {
         }
     }
 
-    /// What its extracted tree needs.
-    fn handling(&self) -> Handling {
+    /// Whether its tree is Debian's source, which gets the patches marked
+    /// Debian-only too. Every tree gets what Debian's `+ds` repack strips
+    /// put back where it is missing: Debian's lacks all of it, and QEMU's
+    /// release lacks the crates its scripts/make-release does not name
+    /// (glib-sys for 10.2.2, without which configure stops: "Automatic
+    /// wrap-based subproject downloading is disabled").
+    fn is_debian_source(&self) -> bool {
         match self {
-            QemuTarball::Debian => Handling {
-                restore_stripped: true,
-                debian_source: true,
-            },
-            // QEMU's release lacks the crates its scripts/make-release
-            // does not name (glib-sys for 10.2.2, without which configure
-            // stops: "Automatic wrap-based subproject downloading is
-            // disabled"); the restoring adds only what is missing.
-            QemuTarball::Release(_) => Handling {
-                restore_stripped: true,
-                debian_source: false,
-            },
-            // Debian's orig tarball passed by hand, or an upstream layout
-            // (in which the restoring finds nothing missing).
-            QemuTarball::Given { path, .. } => Handling {
-                restore_stripped: true,
-                debian_source: path.file_name()
-                    == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name)),
-            },
+            QemuTarball::Debian => true,
+            QemuTarball::Release(_) => false,
+            // Debian's orig tarball passed by hand, or an upstream one.
+            QemuTarball::Given { path, .. } => {
+                path.file_name() == Some(std::ffi::OsStr::new(pins::DEBIAN_ORIG_TARBALL.name))
+            }
         }
     }
 
@@ -110,15 +102,6 @@ impl QemuTarball {
             QemuTarball::Given { path, .. } => format!("the tarball {}", path.display()),
         }
     }
-}
-
-/// How an extracted tarball is made ready for the patches.
-#[derive(Debug, PartialEq, Eq)]
-struct Handling {
-    /// Put back what Debian's `+ds` repack strips ([`debian::repack`]).
-    restore_stripped: bool,
-    /// Apply the patches marked Debian-only too.
-    debian_source: bool,
 }
 
 /// Downloads (if needed) and verifies the tarball; returns its path.
@@ -172,12 +155,9 @@ pub fn prepare(
             pins::QEMU_VERSION
         );
     }
-    let handling = tarball.handling();
-    if handling.restore_stripped {
-        debian::repack::restore_stripped(repo, cache, src)?;
-    }
+    debian::repack::restore_stripped(repo, cache, src)?;
     commit_base(src)?;
-    apply_patches(repo, src, handling.debian_source)
+    apply_patches(repo, src, tarball.is_debian_source())
 }
 
 fn git(src: &Path) -> Command {
@@ -433,20 +413,10 @@ mod tests {
             path: PathBuf::from("/somewhere").join(name),
             sha256: String::new(),
         };
-        let handling = |restore_stripped, debian_source| Handling {
-            restore_stripped,
-            debian_source,
-        };
-        assert_eq!(release.handling(), handling(true, false));
-        assert_eq!(QemuTarball::Debian.handling(), handling(true, true));
-        assert_eq!(
-            given(pins::UPSTREAM_TARBALL.name).handling(),
-            handling(true, false)
-        );
-        assert_eq!(
-            given(pins::DEBIAN_ORIG_TARBALL.name).handling(),
-            handling(true, true)
-        );
+        assert!(!release.is_debian_source());
+        assert!(QemuTarball::Debian.is_debian_source());
+        assert!(!given(pins::UPSTREAM_TARBALL.name).is_debian_source());
+        assert!(given(pins::DEBIAN_ORIG_TARBALL.name).is_debian_source());
     }
 
     #[test]
