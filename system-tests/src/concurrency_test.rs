@@ -90,7 +90,7 @@ fn reading(line: &str) -> Result<(u64, u64, PageState)> {
 }
 
 /// The number after `"name":` in the guest's summary line.
-fn summary_number(summary: &str, name: &str) -> Result<u64> {
+pub(crate) fn summary_number(summary: &str, name: &str) -> Result<u64> {
     let key = format!("\"{name}\":");
     let start = summary
         .find(&key)

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use stopwatch_abi::{shared, Command, Status, NANOS_PER_SEC};
 use stopwatch_model::{SharedMemory, Simulation, Stopwatch as Model};
 
+use crate::concurrency_test::summary_number;
 use crate::repo::Repo;
 use crate::serial::SerialConsole;
 use crate::vm::VmConfig;
@@ -308,20 +309,6 @@ fn replay(cpu: u64, run: &CpuRun, tick_ns: u64) -> Result<Replayed> {
         refused,
         last: DeviceState::of_model(&model, sequence),
     })
-}
-
-/// The number after `"name":` in the guest's summary line.
-fn summary_number(summary: &str, name: &str) -> Result<u64> {
-    let key = format!("\"{name}\":");
-    let start = summary
-        .find(&key)
-        .with_context(|| format!("no {name} in {summary:?}"))?
-        + key.len();
-    summary[start..]
-        .split([',', '}'])
-        .next()
-        .and_then(|value| value.parse().ok())
-        .with_context(|| format!("{name} in {summary:?}"))
 }
 
 /// Boots `config` (CPUs from its `-smp`, a stopwatch per CPU in its

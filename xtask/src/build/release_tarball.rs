@@ -379,7 +379,7 @@ fn pack(top: &Path, source_time: u64, to: &Path) -> Result<()> {
         .stdin(tar_out)
         .stdout(out)
         .status()
-        .context("could not run xz (install xz-utils)")?;
+        .context("could not run xz: `cargo xtask prereqs` installs it (docs/hosts.md)")?;
     let tar_status = tar.wait().context("tar did not finish")?;
     if !tar_status.success() || !xz.success() {
         bail!("packing failed: tar {tar_status}, xz {xz}");

@@ -70,7 +70,7 @@ pub fn python_venv(cache: &Cache) -> Result<PathBuf> {
     let python = venv.join("bin/python3");
     if !python.is_file() {
         run_captured(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("could not create a Python venv: install Debian's python3-venv")?;
+            .context("could not create a Python venv: `cargo xtask prereqs` installs what it needs (docs/hosts.md)")?;
     }
     Ok(python)
 }

@@ -121,7 +121,7 @@ pub(super) fn run_ninja(dirs: &CheckoutDirs, tools: &HostTools) -> Result<String
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("could not run ninja (Debian package ninja-build)")?;
+        .context("could not run ninja: `cargo xtask prereqs` installs it (docs/hosts.md)")?;
 
     // Both streams into one channel, one line at a time.
     let (sender, lines) = mpsc::channel::<String>();
