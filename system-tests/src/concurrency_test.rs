@@ -29,7 +29,7 @@ const MIN_READINGS: u64 = 100_000;
 /// (about 1.5 s on 2 vCPUs); and 2000 more, up to 16000, while no reader
 /// has counted a torn or backwards reading (`until-caught`). Alone on this
 /// 2-core host each plant was caught about 190 times in the first 2000;
-/// beside the other trials, 6 to 11 times: the readers and the writer
+/// beside the other trials, 3 to 69 times: the readers and the writer
 /// overlap less on a loaded host, and the rounds keep that from becoming
 /// 0.
 const PLANTED_PACE: &str = "commands=2000,fast,until-caught";
