@@ -134,30 +134,37 @@ pub fn prepare(
 ) -> Result<()> {
     let src = &dirs.src;
     fs::create_dir_all(src).with_context(|| format!("could not create {}", src.display()))?;
-    eprintln!("Extracting {}...", tarball_path.display());
+    extract(tarball_path, src)?;
+    debian::repack::restore_stripped(repo, cache, src)?;
+    commit_base(src)?;
+    apply_patches(repo, src, tarball.is_debian_source())
+}
+
+/// Extracts QEMU's source tarball into `into` (its top directory
+/// stripped), and checks it is the QEMU the patches are for.
+pub fn extract(tarball: &Path, into: &Path) -> Result<()> {
+    eprintln!("Extracting {}...", tarball.display());
     // --no-same-owner: files owned by the archive's uid make git refuse the
     // tree ("dubious ownership") when we run as root.
     run_captured(
         Command::new("tar")
             .arg("-xf")
-            .arg(tarball_path)
+            .arg(tarball)
             .arg("-C")
-            .arg(src)
+            .arg(into)
             .args(["--strip-components=1", "--no-same-owner"]),
     )?;
-    let version = fs::read_to_string(src.join("VERSION")).unwrap_or_default();
+    let version = fs::read_to_string(into.join("VERSION")).unwrap_or_default();
     if version.trim() != pins::QEMU_VERSION {
         bail!(
             "{} holds QEMU {:?}, but the patches are for {}: use a qemu-{}.tar.xz",
-            tarball_path.display(),
+            tarball.display(),
             version.trim(),
             pins::QEMU_VERSION,
             pins::QEMU_VERSION
         );
     }
-    debian::repack::restore_stripped(repo, cache, src)?;
-    commit_base(src)?;
-    apply_patches(repo, src, tarball.is_debian_source())
+    Ok(())
 }
 
 fn git(src: &Path) -> Command {

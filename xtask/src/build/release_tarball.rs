@@ -23,9 +23,9 @@ use std::process::{Command, Stdio};
 use crate::build::cache::Cache;
 use crate::build::debian::meson_wrap::{CrateWrap, WrapSource};
 use crate::build::debian::{repack, source};
-use crate::build::pins;
+use crate::build::{pins, qemu_source};
 use crate::repo::Repo;
-use crate::util::{self, run_captured, sha256_file};
+use crate::util::{self, sha256_file};
 
 /// The file QEMU's build unpacks edk2 firmware from, and whose presence
 /// tells a tree with firmware from one without (patch 0009).
@@ -98,24 +98,7 @@ fn fill_and_pack(
     top: &Path,
     out: &Path,
 ) -> Result<Vec<String>> {
-    eprintln!("Extracting {}...", orig.display());
-    run_captured(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(orig)
-            .arg("-C")
-            .arg(top)
-            .args(["--strip-components=1", "--no-same-owner"]),
-    )?;
-    let version = fs::read_to_string(top.join("VERSION")).unwrap_or_default();
-    if version.trim() != pins::QEMU_VERSION {
-        bail!(
-            "{} holds QEMU {:?}, not {}",
-            orig.display(),
-            version.trim(),
-            pins::QEMU_VERSION
-        );
-    }
+    qemu_source::extract(orig, top)?;
     // The source's own files keep their times; what is added gets this one.
     let source_time = fs::metadata(top.join("VERSION"))?
         .modified()?
