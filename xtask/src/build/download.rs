@@ -14,7 +14,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::{format_duration, sha256_file};
+use crate::util::{fetch_verified, format_duration, sha256_file, Pinned};
 
 /// How long a server may keep us waiting (to connect, or for the next
 /// bytes) before the download fails instead of hanging.
@@ -84,34 +84,32 @@ pub fn fetch(download: &Download) -> Result<Fetched> {
     let _lock = crate::util::lock_file(Path::new(&lock), "downloading it", |message| {
         eprintln!("{message}")
     })?;
-    if dest.is_file() {
-        let got = sha256_file(dest)?;
-        if got == download.sha256 {
-            return Ok(Fetched::Cached);
+    let mut fetched = Fetched::Cached;
+    let pinned = Pinned {
+        path: dest.to_path_buf(),
+        sha256: download.sha256,
+    };
+    // A file there with another hash is deleted (and said so) first.
+    fetch_verified(&[pinned], || {
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
         }
+        let part = part_path(dest, download.sha256);
+        remove_other_parts(dest, &part)?;
+        let started = Instant::now();
+        eprintln!("Downloading {}\n    to {}", download.url, dest.display());
+        let received = transfer(download, &part)?;
+        check_and_install(download, &part)?;
         eprintln!(
-            "{} is not the expected file (expected sha256 {}, got {got}): deleting it and \
-             downloading it again",
-            dest.display(),
-            download.sha256
+            "    {} downloaded in {}, sha256 checked",
+            human_size(received),
+            format_duration(started.elapsed())
         );
-        remove(dest)?;
-    }
-    if let Some(dir) = dest.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
-    }
-    let part = part_path(dest, download.sha256);
-    remove_other_parts(dest, &part)?;
-    let started = Instant::now();
-    eprintln!("Downloading {}\n    to {}", download.url, dest.display());
-    let received = transfer(download, &part)?;
-    check_and_install(download, &part)?;
-    eprintln!(
-        "    {} downloaded in {}, sha256 checked",
-        human_size(received),
-        format_duration(started.elapsed())
-    );
-    Ok(Fetched::Downloaded)
+        fetched = Fetched::Downloaded;
+        Ok(())
+    })?;
+    Ok(fetched)
 }
 
 /// The final check: the hash of the complete `.part`, then the rename. A
