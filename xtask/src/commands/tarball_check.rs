@@ -11,7 +11,7 @@
 //! the tarball was really downloaded and built from, and that Debian's
 //! source package was not touched.
 
-mod server;
+pub(crate) mod server;
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;

@@ -5,6 +5,7 @@
 //! must give its message and leave no bad file in the download directory.
 
 use super::*;
+use crate::commands::tarball_check::server::{parse_request, Request};
 use crate::util::sha256_hex;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -61,7 +62,7 @@ impl Reply {
     /// A range request answered as asked, any other with the whole file.
     fn as_asked(data: &[u8], request: &Request) -> Reply {
         match request.range_start {
-            Some(from) => Reply::partial(data, from),
+            Some(from) => Reply::partial(data, from as usize),
             None => Reply::ok(data),
         }
     }
@@ -72,14 +73,6 @@ impl Reply {
             ..self
         }
     }
-}
-
-/// What the server saw of a request.
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    /// `N` of a `Range: bytes=N-` header.
-    range_start: Option<usize>,
 }
 
 /// A server on 127.0.0.1 answering each request as `script` says (given
@@ -125,26 +118,19 @@ impl Server {
     }
 }
 
+/// The request's head (up to the blank line), as the tarball check's
+/// server reads it.
 fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let mut range_start = None;
+    let mut head = String::new();
     loop {
-        line.clear();
+        let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("range") {
-                let value = value.trim();
-                let start = value.strip_prefix("bytes=")?.strip_suffix('-')?;
-                range_start = Some(start.parse().ok()?);
-            }
-        }
+        head.push_str(&line);
     }
-    Some(Request { path, range_start })
+    parse_request(&head)
 }
 
 fn send(mut stream: TcpStream, reply: &Reply) {
@@ -173,15 +159,8 @@ fn send(mut stream: TcpStream, reply: &Reply) {
 
 /// Bytes that look like a file: no two 64 KiB blocks alike.
 fn file_data() -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    (0..300_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut random = stopwatch_test_rng::TestRng::new(0x2545_f491_4f6c_dd1d);
+    (0..300_000).map(|_| random.next_u64() as u8).collect()
 }
 
 /// A fresh download directory for one test.
@@ -251,7 +230,7 @@ fn resumes_after_a_cut_connection() {
     assert_eq!(requests[0].range_start, None);
     assert_eq!(
         requests[1].range_start,
-        Some(half),
+        Some(half as u64),
         "the second request must ask for the rest only"
     );
     assert_eq!(fetched.unwrap(), Fetched::Downloaded);
@@ -274,7 +253,7 @@ fn resumes_a_part_left_by_an_earlier_run_and_starts_over_where_the_server_cannot
         let dir = scratch(&format!("earlier-{resumes}"));
         fs::write(part_path(&dir.join("file.tar.xz"), &sha), &data[..third]).unwrap();
         fetch_into(&dir, &server.url("f"), &sha).unwrap();
-        assert_eq!(server.requests()[0].range_start, Some(third));
+        assert_eq!(server.requests()[0].range_start, Some(third as u64));
         assert_eq!(fs::read(dir.join("file.tar.xz")).unwrap(), data);
         assert_eq!(left_in(&dir), ["file.tar.xz"]);
         fs::remove_dir_all(&dir).unwrap();
@@ -327,7 +306,7 @@ fn what_a_failed_run_received_is_resumed_by_the_next() {
         data[..half]
     );
     fetch_into(&dir, &url, &sha256_hex(&data)).unwrap();
-    assert_eq!(server.requests()[2].range_start, Some(half));
+    assert_eq!(server.requests()[2].range_start, Some(half as u64));
     assert_eq!(fs::read(dir.join("file.tar.xz")).unwrap(), data);
     assert_eq!(left_in(&dir), ["file.tar.xz"]);
     fs::remove_dir_all(&dir).unwrap();

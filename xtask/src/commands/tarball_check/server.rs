@@ -68,7 +68,7 @@ struct Shared {
 }
 
 /// What the request asked for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     pub path: String,
