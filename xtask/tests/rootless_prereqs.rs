@@ -198,7 +198,7 @@ fn give_toolchain(home: &Path, uid: u32, gid: u32) -> Result<PathBuf, String> {
         fs::copy(&ours, &rustup).map_err(|e| e.to_string())?;
         std::os::unix::fs::chown(&rustup, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     }
-    for proxy in ["cargo", "rustc"] {
+    for proxy in ["cargo", "rustc", "rustdoc"] {
         let link = cargo_bin.join(proxy);
         if fs::symlink_metadata(&link).is_err() {
             std::os::unix::fs::symlink("rustup", &link).map_err(|e| e.to_string())?;

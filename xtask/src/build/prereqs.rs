@@ -95,6 +95,14 @@ pub fn ensure_rust_toolchain(repo: &Path) -> Result<ToolchainPins> {
     add_missing(channel, "target", &pins.targets, |installed, wanted| {
         installed.trim() == wanted
     })?;
+    // QEMU's configure looks for rustdoc on PATH beside rustc: every
+    // rustup installation has its proxy, a hand-assembled toolchain may
+    // not (configure would stop much later, "Program 'rustdoc' not found").
+    stdout_of(Command::new("rustdoc").arg("--version").current_dir(repo)).context(
+        "rustdoc is not on PATH, and QEMU's configure needs it beside rustc: a rustup \
+         installation puts its proxy next to cargo's (`rustup self update` restores missing \
+         proxies)",
+    )?;
     Ok(pins)
 }
 
