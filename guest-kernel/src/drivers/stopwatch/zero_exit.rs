@@ -268,18 +268,30 @@ impl Stopwatch {
     /// twice its floor (the page read plus one counter read).
     #[inline(always)]
     pub fn read_zero_exit(&self) -> Result<ZeroExitReading, TimePageError> {
-        let (snapshot, counter, _sequence) = self.read_consistently(true)?;
+        let (snapshot, counter, sequence) = self.read_consistently(true)?;
+        Ok(self.reading(snapshot, counter, sequence))
+    }
+
+    /// The reading a consistent section gave: the elapsed time at its
+    /// counter value while running, the accumulated time otherwise.
+    #[inline(always)]
+    fn reading(
+        &self,
+        snapshot: TimeSnapshot,
+        counter: Option<u64>,
+        _sequence: u32,
+    ) -> ZeroExitReading {
         let elapsed_ns = match counter {
             Some(counter) => snapshot.elapsed_ns_at_counter(self.clock.ticks_to_ns(counter)),
             None => snapshot.accumulated_ns,
         };
-        Ok(ZeroExitReading {
+        ZeroExitReading {
             elapsed_ns,
             snapshot,
             counter,
             #[cfg(feature = "selftest")]
             sequence: _sequence,
-        })
+        }
     }
 
     /// One consistent snapshot of the time page, retrying while the device
@@ -433,15 +445,6 @@ impl Stopwatch {
                 Err(_) => core::hint::spin_loop(),
             }
         };
-        let elapsed_ns = match counter {
-            Some(counter) => snapshot.elapsed_ns_at_counter(self.clock.ticks_to_ns(counter)),
-            None => snapshot.accumulated_ns,
-        };
-        Ok(ZeroExitReading {
-            elapsed_ns,
-            snapshot,
-            counter,
-            sequence,
-        })
+        Ok(self.reading(snapshot, counter, sequence))
     }
 }
